@@ -1,0 +1,1 @@
+//! IKEv1 (RFC 2409) responder, sans-IO.

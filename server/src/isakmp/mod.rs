@@ -1,0 +1,1 @@
+//! ISAKMP wire format (RFC 2408, 2407, 3947).
