@@ -1,0 +1,470 @@
+//! Main Mode (identity protection, RFC 2409 §5) as responder, with pre-shared keys.
+//!
+//! ```text
+//!  HDR, SA, VID*              -->
+//!                             <--  HDR, SA, VID*                     (message 2)
+//!  HDR, KE, Ni, NAT-D*        -->
+//!                             <--  HDR, KE, Nr, NAT-D*               (message 4)
+//!  HDR*, IDii, HASH_I [, N]   -->                                    (on 4500 after NAT-D)
+//!                             <--  HDR*, IDir, HASH_R                (message 6)
+//! ```
+//! RSA-signature authentication (§5.1) is negotiated only when a signature backend is
+//! configured; until the CA issue adds one, RSA transforms are refused with a plain reason.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use subtle::ConstantTimeEq;
+use tracing::{debug, info, warn};
+
+use super::crypto::{self, DhPrivate};
+use super::nat_t::PeerVendors;
+use super::proposals::{self, AuthMethod};
+use super::responder::{Responder, TimerKey};
+use super::sa::{Cookies, Dpd, LastReply, P1State, Phase1, cookies};
+use super::{DownReason, Event, NatState};
+use crate::isakmp::{
+    self, Header, Item, Message, Payload, PayloadChain, exchange, id_type, notify, payload_type,
+    vendor_id,
+};
+
+/// Nonces are 8 to 256 bytes (RFC 2409 §5).
+const NONCE_MIN: usize = 8;
+const NONCE_MAX: usize = 256;
+const OUR_NONCE_LEN: usize = 32;
+
+fn payload_of<'m, 'a>(msg: &'m Message<'a>, kind: u8) -> Option<&'m Item<'a>> {
+    msg.first(kind)
+}
+
+impl Responder {
+    pub(crate) fn main_mode_1(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
+        if let Some(rcky) = self.mm1_index.get(&(header.initiator_cookie, remote)).copied() {
+            // A repeated message 1 (our message 2 was lost): resend it if the bytes match.
+            let mut c = [0u8; 16];
+            c[..8].copy_from_slice(&header.initiator_cookie);
+            c[8..].copy_from_slice(&rcky);
+            if let Some(last) = self.p1.get(&c).and_then(|p| p.last.as_ref()) {
+                if last.request == data {
+                    let reply = last.reply.clone();
+                    self.stats.duplicates_resent += 1;
+                    self.send(local, remote, reply);
+                }
+            }
+            return;
+        }
+        if header.message_id != 0 || header.is_encrypted() {
+            self.stats.malformed += 1;
+            debug!(%remote, "Main Mode message 1 with a message ID or encryption flag; dropped");
+            return;
+        }
+        // Bound the work a stranger can make us do.
+        let from_src = self.half_open_by_src.get(&remote.ip()).copied().unwrap_or(0);
+        if self.half_open >= self.cfg.max_half_open || from_src >= self.cfg.max_half_open_per_source {
+            self.stats.half_open_limited += 1;
+            debug!(%remote, half_open = self.half_open, from_src, "half-open limit reached; message 1 dropped");
+            return;
+        }
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                info!(%remote, error = %e, "malformed Main Mode message 1");
+                self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
+                return;
+            }
+        };
+        let Some(Item { raw: sa_raw, payload: Payload::Sa(sa) }) = payload_of(&msg, payload_type::SA) else {
+            self.stats.malformed += 1;
+            info!(%remote, "Main Mode message 1 without an SA payload");
+            self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
+            return;
+        };
+        let vendors = PeerVendors::from_vids(msg.items.iter().filter_map(|i| match &i.payload {
+            Payload::VendorId(v) => Some(*v),
+            _ => None,
+        }));
+        // Only the authentication methods we can serve for this peer take part.
+        let mut policy = self.cfg.phase1.clone();
+        let have_psk = self.cfg.psk.lookup(remote.ip()).is_some();
+        policy.auth.retain(|a| match a {
+            AuthMethod::PreSharedKey => have_psk,
+            AuthMethod::RsaSignature => false,
+        });
+        let choice = match proposals::choose_phase1(sa, &policy) {
+            Ok(c) => c,
+            Err(refusal) => {
+                self.stats.no_proposal_chosen += 1;
+                let why = if have_psk { String::new() } else { " (no pre-shared key is configured for this peer)".into() };
+                warn!(%remote, vendor_ids = ?vendors.names, "no acceptable phase-1 proposal{why}: {refusal}");
+                self.notify_unprotected(local, remote, header, notify::NO_PROPOSAL_CHOSEN);
+                return;
+            }
+        };
+        let nat_t = if self.cfg.nat_t { vendors.nat_t } else { None };
+        if nat_t.is_none() && vendors.other_nat_t {
+            info!(%remote, "peer announced only NAT-T drafts 04-08; continuing without NAT-T");
+        }
+        let mut rcky = [0u8; 8];
+        while rcky == [0; 8] {
+            let r = self.random_bytes(8);
+            rcky.copy_from_slice(&r);
+        }
+        let icky = header.initiator_cookie;
+        let mut ck = [0u8; 16];
+        ck[..8].copy_from_slice(&icky);
+        ck[8..].copy_from_slice(&rcky);
+
+        let mut chain = PayloadChain::new();
+        chain.push(payload_type::SA, &isakmp::encode_sa(&choice.reply_sa(sa.doi, sa.situation)));
+        if let Some(v) = nat_t {
+            chain.push(payload_type::VENDOR_ID, v.vendor_id());
+        }
+        chain.push(payload_type::VENDOR_ID, &vendor_id::DPD);
+        let reply_header = Header {
+            initiator_cookie: icky,
+            responder_cookie: rcky,
+            next_payload: 0,
+            version: 0x10,
+            exchange: exchange::MAIN,
+            flags: 0,
+            message_id: 0,
+            length: 0,
+        };
+        let reply = isakmp::encode_message(&reply_header, chain.first(), chain.bytes());
+        let framed = super::sa::frame(local, remote, self.cfg.natt_port, reply);
+        debug!(
+            %remote,
+            proposal = %choice.describe(),
+            nat_t = ?nat_t.map(|v| v.name()),
+            vendor_ids = ?vendors.names,
+            "Main Mode message 1 accepted"
+        );
+        let id = self.next_id();
+        let expires = now + self.cfg.half_open_timeout;
+        let timer = Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries));
+        let p1 = Phase1 {
+            id,
+            header_cookies: ck,
+            icky,
+            rcky,
+            local,
+            remote,
+            state: P1State::SentMm2,
+            created: now,
+            expires,
+            sa_body: sa_raw.body.to_vec(),
+            choice,
+            vendors,
+            nat: NatState { nat_t, ..NatState::default() },
+            dh: None,
+            gxi: Vec::new(),
+            gxr: Vec::new(),
+            ni: Vec::new(),
+            nr: Vec::new(),
+            keys: None,
+            iv: Vec::new(),
+            peer_id: String::new(),
+            peer_id_raw: Vec::new(),
+            last: Some(LastReply::new(data, framed.clone(), now, timer)),
+            quick: Default::default(),
+            done_mids: Default::default(),
+            dpd: Dpd { last_activity: now, next_seq: 0, pending: None, next_probe: None },
+        };
+        self.p1.insert(ck, p1);
+        self.mm1_index.insert((icky, remote), rcky);
+        self.half_open += 1;
+        *self.half_open_by_src.entry(remote.ip()).or_insert(0) += 1;
+        self.arm(now + self.cfg.retransmit_initial, TimerKey::Phase1(ck));
+        self.arm(expires, TimerKey::Phase1(ck));
+        self.send(local, remote, framed);
+    }
+
+    pub(crate) fn main_mode_3(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+        let natt_port = self.cfg.natt_port;
+        let Some(p1) = self.p1.get(&c) else { return };
+        if remote.ip() != p1.remote.ip() || header.is_encrypted() || header.message_id != 0 {
+            self.stats.malformed += 1;
+            debug!(%remote, "unexpected Main Mode message 3; dropped");
+            return;
+        }
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                info!(%remote, error = %e, "malformed Main Mode message 3");
+                return;
+            }
+        };
+        let (Some(Payload::Ke(gxi)), Some(Payload::Nonce(ni))) = (
+            msg.first(payload_type::KE).map(|i| &i.payload),
+            msg.first(payload_type::NONCE).map(|i| &i.payload),
+        ) else {
+            self.stats.malformed += 1;
+            info!(%remote, "Main Mode message 3 without KE or nonce");
+            self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
+            return;
+        };
+        if !(NONCE_MIN..=NONCE_MAX).contains(&ni.len()) {
+            self.stats.malformed += 1;
+            info!(%remote, len = ni.len(), "nonce length outside 8..256");
+            self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
+            return;
+        }
+        let group = p1.choice.group;
+        let dh = DhPrivate::generate(group, &mut self.rng);
+        let gxy = match dh.shared_secret(gxi) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.invalid_ke += 1;
+                warn!(%remote, group = group.name(), error = %e, "invalid Diffie-Hellman public value");
+                self.notify_unprotected(local, remote, header, notify::INVALID_KEY_INFORMATION);
+                self.remove_phase1(c);
+                return;
+            }
+        };
+        let Some(psk) = self.cfg.psk.lookup(remote.ip()).map(<[u8]>::to_vec) else {
+            // The key was there at message 1; a reload removed it since.
+            warn!(%remote, "no pre-shared key for this peer any more");
+            self.remove_phase1(c);
+            return;
+        };
+        let nr = self.random_bytes(OUR_NONCE_LEN);
+        let Some(p1) = self.p1.get_mut(&c) else { return };
+        let prf = p1.choice.prf;
+        let hash = p1.choice.hash;
+
+        // NAT-D (RFC 3947 §3.2): the first payload hashes the address the peer sent to (ours),
+        // the others the addresses it sends from.
+        let mut nat = p1.nat;
+        let mut natd_out = Vec::new();
+        if let Some(variant) = nat.nat_t {
+            let natds: Vec<&[u8]> = msg
+                .items
+                .iter()
+                .filter_map(|i| match (&i.payload, i.raw.kind) {
+                    (Payload::NatD(h), k) if k == variant.nat_d_payload() || k == isakmp::payload_type::NAT_D || k == isakmp::payload_type::NAT_D_DRAFT => Some(*h),
+                    _ => None,
+                })
+                .collect();
+            if let Some((first, rest)) = natds.split_first() {
+                let ours = crypto::nat_d(hash, &p1.icky, &p1.rcky, local.ip(), local.port());
+                let theirs = crypto::nat_d(hash, &p1.icky, &p1.rcky, remote.ip(), remote.port());
+                nat.local_behind_nat = !bool::from(first.ct_eq(&ours));
+                nat.peer_behind_nat = !rest.iter().any(|h| bool::from(h.ct_eq(&theirs)));
+                natd_out.push((variant.nat_d_payload(), theirs));
+                natd_out.push((variant.nat_d_payload(), ours));
+            } else {
+                info!(%remote, "peer agreed to NAT-T but sent no NAT-D payloads");
+            }
+        }
+        let skeyid = crypto::skeyid_psk(prf, &psk, ni, &nr);
+        let keys = crypto::derive_phase1(
+            prf,
+            hash,
+            p1.choice.cipher,
+            skeyid,
+            &gxy,
+            &p1.icky,
+            &p1.rcky,
+            gxi,
+            dh.public(),
+        );
+        let mut chain = PayloadChain::new();
+        chain.push(payload_type::KE, dh.public());
+        chain.push(payload_type::NONCE, &nr);
+        for (kind, h) in &natd_out {
+            chain.push(*kind, h);
+        }
+        let reply = isakmp::encode_message(&p1.header(exchange::MAIN, 0, false), chain.first(), chain.bytes());
+        let framed = super::sa::frame(local, remote, natt_port, reply);
+        if nat.local_behind_nat {
+            info!(%remote, local = %local, "NAT-D: this server is behind a NAT (its address is translated)");
+        }
+        if nat.peer_behind_nat {
+            debug!(%remote, "NAT-D: the client is behind a NAT");
+        }
+        p1.nat = nat;
+        p1.iv = keys.iv.clone();
+        p1.keys = Some(keys);
+        p1.gxi = gxi.to_vec();
+        p1.gxr = dh.public().to_vec();
+        p1.dh = None;
+        p1.ni = ni.to_vec();
+        p1.nr = nr;
+        p1.state = P1State::SentMm4;
+        p1.last = Some(LastReply::new(
+            data,
+            framed.clone(),
+            now,
+            Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries)),
+        ));
+        self.arm(now + self.cfg.retransmit_initial, TimerKey::Phase1(c));
+        self.send(local, remote, framed);
+    }
+
+    pub(crate) fn main_mode_5(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+        let natt_port = self.cfg.natt_port;
+        let Some(p1) = self.p1.get(&c) else { return };
+        if remote.ip() != p1.remote.ip() || !header.is_encrypted() || header.message_id != 0 {
+            self.stats.malformed += 1;
+            debug!(%remote, "unexpected Main Mode message 5; dropped");
+            return;
+        }
+        let Some((plain, last_block)) = p1.open(data, &p1.iv) else {
+            self.stats.malformed += 1;
+            info!(%remote, "Main Mode message 5 length is not a multiple of the cipher block");
+            return;
+        };
+        let parsed = Message::parse(*header, &plain);
+        let verdict = match &parsed {
+            Err(_) => Err("it did not decrypt to valid payloads"),
+            Ok(msg) => {
+                match (msg.first(payload_type::ID), msg.first(payload_type::HASH).map(|i| &i.payload)) {
+                    (Some(id), Some(Payload::Hash(h))) => {
+                        let keys = p1.keys().map(|k| &k.skeyid);
+                        match keys {
+                            Some(skeyid) => {
+                                let expect = crypto::hash_i(
+                                    p1.choice.prf,
+                                    skeyid,
+                                    &p1.gxi,
+                                    &p1.gxr,
+                                    &p1.icky,
+                                    &p1.rcky,
+                                    &p1.sa_body,
+                                    id.raw.body,
+                                );
+                                if bool::from(expect.as_slice().ct_eq(h)) { Ok(()) } else { Err("HASH_I does not match") }
+                            }
+                            None => Err("no keys"),
+                        }
+                    }
+                    _ if msg.first(payload_type::SIG).is_some() => Err("it carries a signature, but pre-shared-key authentication was agreed"),
+                    _ => Err("it lacks the ID or HASH payload"),
+                }
+            }
+        };
+        if let Err(why) = verdict {
+            self.stats.auth_failed += 1;
+            warn!(
+                %remote,
+                "authentication failed in Main Mode message 5 ({why}): the client's pre-shared key \
+                 most likely differs from the server's"
+            );
+            self.notify_unprotected(local, remote, header, notify::AUTHENTICATION_FAILED);
+            self.remove_phase1(c);
+            return;
+        }
+        let Ok(msg) = parsed else { return };
+        let Some(id_item) = msg.first(payload_type::ID) else { return };
+        let Payload::Id(idp) = &id_item.payload else { return };
+        let peer_id = match idp.identity() {
+            Ok(i) => i.to_string(),
+            Err(_) => format!("ID type {}", idp.id_type),
+        };
+        let peer_id_raw = id_item.raw.body.to_vec();
+        let initial_contact = msg.items.iter().any(|i| {
+            matches!(&i.payload, Payload::Notify(n) if n.message_type == notify::INITIAL_CONTACT)
+        });
+        let (idp_protocol, idp_port) = (idp.protocol, idp.port);
+
+        // Our identity: the address the peer reached us on, protocol and port mirrored (RFC 2407
+        // §4.6.2: zero, or UDP/500).
+        let (our_type, our_addr) = match local.ip() {
+            IpAddr::V4(a) => (id_type::IPV4_ADDR, a.octets().to_vec()),
+            IpAddr::V6(a) => (id_type::IPV6_ADDR, a.octets().to_vec()),
+        };
+        let (proto, port) = if idp_protocol == 0 && idp_port == 0 { (0, 0) } else { (17, 500) };
+        let idir_b = isakmp::encode_id(our_type, proto, port, &our_addr);
+        let Some(p1) = self.p1.get_mut(&c) else { return };
+        let Some(keys) = p1.keys.as_ref() else { return };
+        let hash_r = crypto::hash_r(p1.choice.prf, &keys.skeyid, &p1.gxi, &p1.gxr, &p1.icky, &p1.rcky, &p1.sa_body, &idir_b);
+        let mut chain = PayloadChain::new();
+        chain.push(payload_type::ID, &idir_b);
+        chain.push(payload_type::HASH, &hash_r);
+        let h = p1.header(exchange::MAIN, 0, true);
+        let Some((reply, last_out)) = p1.seal(&h, &chain, &last_block) else { return };
+        let framed = super::sa::frame(local, remote, natt_port, reply);
+        // The peer may have floated to the NAT-T port for this message (RFC 3947 §4).
+        p1.local = local;
+        p1.remote = remote;
+        p1.iv = last_out;
+        p1.state = P1State::Established;
+        p1.peer_id = peer_id.clone();
+        p1.peer_id_raw = peer_id_raw.clone();
+        p1.expires = now + p1.choice.lifetime;
+        p1.dpd.last_activity = now;
+        p1.last = Some(LastReply::new(data, framed.clone(), now, None));
+        let (id, nat, algorithms, icky) = (p1.id, p1.nat, p1.choice.describe(), p1.icky);
+        let ms_ic = p1.vendors.ms_initial_contact;
+        let expires = p1.expires;
+        let old_remote_key = (icky, self.p1.get(&c).map(|p| p.remote).unwrap_or(remote));
+        self.mm1_index.retain(|k, v| !(k.0 == old_remote_key.0 && *v == c[8..]));
+        self.release_half_open(remote.ip());
+        self.stats.phase1_established += 1;
+        info!(
+            %remote,
+            peer = %peer_id,
+            algorithms = %algorithms,
+            nat_t = ?nat.nat_t.map(|v| v.name()),
+            client_behind_nat = nat.peer_behind_nat,
+            server_behind_nat = nat.local_behind_nat,
+            "ISAKMP SA established"
+        );
+        self.send(local, remote, framed);
+        self.events.push_back(Event::Phase1Up { id, remote, peer_id, algorithms, nat });
+        self.arm(expires, TimerKey::Phase1(c));
+        if let Some(interval) = self.cfg.dpd_interval {
+            self.arm(now + interval, TimerKey::Phase1(c));
+        }
+        if initial_contact || ms_ic {
+            self.initial_contact(c, remote.ip(), &peer_id_raw);
+        }
+    }
+
+    /// INITIAL-CONTACT (RFC 2407 §4.6.3.3): the peer has no other SA with us, so every older SA of
+    /// the same peer (address and identity) is stale.
+    pub(crate) fn initial_contact(&mut self, keep: Cookies, ip: IpAddr, id_raw: &[u8]) {
+        let stale: Vec<Cookies> = self
+            .p1
+            .iter()
+            .filter(|(k, p)| **k != keep && p.remote.ip() == ip && p.peer_id_raw == id_raw)
+            .map(|(k, _)| *k)
+            .collect();
+        let children = self.child_sas_of(ip, id_raw);
+        if !stale.is_empty() || !children.is_empty() {
+            info!(peer = %ip, isakmp_sas = stale.len(), ipsec_sas = children.len(), "INITIAL-CONTACT: dropping the peer's older SAs");
+        }
+        for spi in children {
+            self.delete_child(spi, DownReason::InitialContact, false);
+        }
+        for k in stale {
+            self.delete_phase1(k, DownReason::InitialContact, false);
+        }
+    }
+
+    /// An unprotected Informational with one notify, answering a message we could not accept.
+    pub(crate) fn notify_unprotected(&mut self, local: SocketAddr, remote: SocketAddr, request: &Header, code: u16) {
+        let mut chain = PayloadChain::new();
+        let spi: Vec<u8> = [request.initiator_cookie, request.responder_cookie].concat();
+        chain.push(
+            payload_type::NOTIFY,
+            &isakmp::encode_notify(isakmp::doi::IPSEC, isakmp::protocol::ISAKMP, &spi, code, &[]),
+        );
+        let h = Header {
+            initiator_cookie: request.initiator_cookie,
+            responder_cookie: request.responder_cookie,
+            next_payload: 0,
+            version: 0x10,
+            exchange: exchange::INFORMATIONAL,
+            flags: 0,
+            message_id: 0,
+            length: 0,
+        };
+        let msg = isakmp::encode_message(&h, chain.first(), chain.bytes());
+        let framed = super::sa::frame(local, remote, self.cfg.natt_port, msg);
+        debug!(%remote, notify = isakmp::notify_name(code), "sent unprotected notify");
+        self.send(local, remote, framed);
+    }
+}

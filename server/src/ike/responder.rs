@@ -1,0 +1,520 @@
+//! The IKEv1 responder: demultiplexing by cookies, limits on half-open SAs, timers, and the
+//! tables of phase-1 and IPsec SAs.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::ChaCha20Rng;
+use rand::{Rng, SeedableRng};
+use tracing::{debug, info, warn};
+
+use super::sa::{Cookies, P1State, Phase1, cookies};
+use super::{ChildSa, Config, DownReason, Event, Transmit};
+use crate::isakmp::{self, Header, exchange};
+
+/// Counters for metrics and tests. Each names one cause; none holds a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub datagrams: u64,
+    pub malformed: u64,
+    pub unknown_cookies: u64,
+    pub duplicates_resent: u64,
+    pub half_open_limited: u64,
+    pub half_open_expired: u64,
+    pub aggressive_refused: u64,
+    pub no_proposal_chosen: u64,
+    pub invalid_ke: u64,
+    pub auth_failed: u64,
+    pub hash_mismatch: u64,
+    pub phase1_established: u64,
+    pub quick_mode_refused: u64,
+    pub child_sas_established: u64,
+    pub deletes_received: u64,
+    pub dpd_sent: u64,
+    pub dpd_dead: u64,
+    pub retransmits: u64,
+    pub unsupported_exchange: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKey {
+    Phase1(Cookies),
+    Child(u32),
+}
+
+/// What we keep per installed IPsec SA pair.
+pub(crate) struct ChildEntry {
+    pub phase1: Cookies,
+    pub peer_ip: IpAddr,
+    pub peer_id_raw: Vec<u8>,
+    pub outbound_spi: u32,
+    pub expires: Instant,
+    pub local_selector: super::Selector,
+    pub remote_selector: super::Selector,
+}
+
+/// The sans-IO IKEv1 responder. See the module documentation of [`crate::ike`].
+pub struct Responder {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) p1: HashMap<Cookies, Phase1>,
+    /// (initiator cookie, peer) → responder cookie, to recognise a repeated message 1.
+    pub(crate) mm1_index: HashMap<([u8; 8], SocketAddr), [u8; 8]>,
+    pub(crate) half_open_by_src: HashMap<IpAddr, usize>,
+    pub(crate) half_open: usize,
+    pub(crate) children: HashMap<u32, ChildEntry>,
+    pub(crate) timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    pub(crate) out: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("phase1_sas", &self.p1.len())
+            .field("half_open", &self.half_open)
+            .field("child_sas", &self.children.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// A responder seeded from the operating system's random source.
+    pub fn new(cfg: Arc<Config>) -> Self {
+        Self::with_rng(cfg, rand::make_rng::<ChaCha20Rng>())
+    }
+
+    /// A responder with a given random generator (tests use a seeded one).
+    pub fn with_rng(cfg: Arc<Config>, rng: ChaCha20Rng) -> Self {
+        Self {
+            cfg,
+            rng,
+            p1: HashMap::new(),
+            mm1_index: HashMap::new(),
+            half_open_by_src: HashMap::new(),
+            half_open: 0,
+            children: HashMap::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            next_id: 1,
+        }
+    }
+
+    /// A responder with a deterministic generator, for tests.
+    pub fn seeded(cfg: Arc<Config>, seed: u64) -> Self {
+        Self::with_rng(cfg, ChaCha20Rng::seed_from_u64(seed))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Replaces the configuration (SIGHUP). Established SAs keep what they negotiated.
+    pub fn set_config(&mut self, cfg: Arc<Config>) {
+        self.cfg = cfg;
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn phase1_count(&self) -> usize {
+        self.p1.len()
+    }
+
+    pub fn half_open_count(&self) -> usize {
+        self.half_open
+    }
+
+    pub fn child_count(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Responder::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub(crate) fn random_bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.rng.fill_bytes(&mut v);
+        v
+    }
+
+    pub(crate) fn random_u32_nonzero(&mut self) -> u32 {
+        loop {
+            let v = self.rng.next_u32();
+            if v != 0 {
+                return v;
+            }
+        }
+    }
+
+    pub(crate) fn arm(&mut self, at: Instant, key: TimerKey) {
+        self.timers.push(Reverse((at, key)));
+    }
+
+    pub(crate) fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
+        self.out.push_back(Transmit { local, remote, data });
+    }
+
+    /// One IKE datagram received on `local` from `remote`. On the NAT-T port the caller has
+    /// already removed the non-ESP marker (see [`crate::esp::classify_udp4500`]).
+    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.stats.datagrams += 1;
+        let header = match Header::decode(data) {
+            Ok(h) => h,
+            Err(e) => {
+                self.stats.malformed += 1;
+                debug!(%remote, error = %e, "dropped malformed ISAKMP datagram");
+                return;
+            }
+        };
+        let Some(data) = data.get(..header.length as usize) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if header.responder_cookie == [0; 8] {
+            self.handle_first(now, local, remote, &header, data);
+            return;
+        }
+        let key = cookies(&header);
+        let Some(p1) = self.p1.get(&key) else {
+            self.stats.unknown_cookies += 1;
+            debug!(%remote, exchange = header.exchange, "dropped message for an unknown ISAKMP SA");
+            return;
+        };
+        // A repeated request gets our last reply again (RFC 2408 §5.? retransmission rules).
+        if let Some(last) = &p1.last {
+            if last.request == data {
+                let reply = last.reply.clone();
+                let (l, r) = (p1.local, p1.remote);
+                self.stats.duplicates_resent += 1;
+                self.send(l, r, reply);
+                return;
+            }
+        }
+        match header.exchange {
+            exchange::MAIN => match p1.state {
+                P1State::SentMm2 => self.main_mode_3(now, local, remote, key, &header, data),
+                P1State::SentMm4 => self.main_mode_5(now, local, remote, key, &header, data),
+                P1State::Established => {
+                    self.stats.malformed += 1;
+                    debug!(%remote, "dropped Main Mode message for an established SA");
+                }
+            },
+            exchange::QUICK => self.quick_mode(now, local, remote, key, &header, data),
+            exchange::INFORMATIONAL => self.informational(now, local, remote, key, &header, data),
+            other => {
+                self.stats.unsupported_exchange += 1;
+                info!(%remote, exchange = other, "exchange type not supported; dropped");
+            }
+        }
+    }
+
+    fn handle_first(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
+        match header.exchange {
+            exchange::MAIN => self.main_mode_1(now, local, remote, header, data),
+            exchange::AGGRESSIVE => {
+                self.stats.aggressive_refused += 1;
+                warn!(
+                    %remote,
+                    "refused Aggressive Mode: its pre-shared-key hash can be cracked offline; \
+                     configure the client for Main Mode (on Apple and Android clients: leave the \
+                     IPsec identifier / local identifier empty)"
+                );
+                self.notify_unprotected(local, remote, header, isakmp::notify::INVALID_EXCHANGE_TYPE);
+            }
+            exchange::INFORMATIONAL => self.informational_unprotected(remote, header, data),
+            other => {
+                self.stats.unknown_cookies += 1;
+                debug!(%remote, exchange = other, "dropped message without a responder cookie");
+            }
+        }
+    }
+
+    /// Time passes: retransmissions, half-open expiry, lifetimes, DPD.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match key {
+                TimerKey::Phase1(c) => self.service_phase1(now, c),
+                TimerKey::Child(spi) => self.service_child(now, spi),
+            }
+        }
+    }
+
+    fn service_phase1(&mut self, now: Instant, c: Cookies) {
+        let natt = self.cfg.natt_port;
+        let Some(p1) = self.p1.get_mut(&c) else { return };
+        if now >= p1.expires {
+            let established = p1.state == P1State::Established;
+            if established {
+                info!(remote = %p1.remote, peer = %p1.peer_id, "ISAKMP SA lifetime ended");
+                self.delete_phase1(c, DownReason::Expired, true);
+            } else {
+                self.stats.half_open_expired += 1;
+                debug!(remote = %p1.remote, state = ?p1.state, "half-open ISAKMP SA expired");
+                self.remove_phase1(c);
+            }
+            return;
+        }
+        let mut resend = Vec::new();
+        let mut next = vec![p1.expires];
+        if let Some(last) = &mut p1.last {
+            if let Some(at) = last.resend_at {
+                if now >= at {
+                    if last.tries_left == 0 {
+                        last.resend_at = None;
+                    } else {
+                        last.tries_left -= 1;
+                        last.interval *= 2;
+                        last.resend_at = Some(now + last.interval);
+                        resend.push(last.reply.clone());
+                    }
+                }
+                if let Some(at) = last.resend_at {
+                    next.push(at);
+                }
+            }
+        }
+        for qm in p1.quick.values_mut() {
+            if let Some(at) = qm.last.resend_at {
+                if now >= at {
+                    if qm.last.tries_left == 0 {
+                        qm.last.resend_at = None;
+                    } else {
+                        qm.last.tries_left -= 1;
+                        qm.last.interval *= 2;
+                        qm.last.resend_at = Some(now + qm.last.interval);
+                        resend.push(qm.last.reply.clone());
+                    }
+                }
+                if let Some(at) = qm.last.resend_at {
+                    next.push(at);
+                }
+            }
+        }
+        let (local, remote) = (p1.local, p1.remote);
+        let _ = natt;
+        for r in resend {
+            self.stats.retransmits += 1;
+            self.send(local, remote, r);
+        }
+        if let Some(at) = self.service_dpd(now, c) {
+            next.push(at);
+        }
+        if self.p1.contains_key(&c) {
+            if let Some(at) = next.into_iter().min() {
+                self.arm(at, TimerKey::Phase1(c));
+            }
+        }
+    }
+
+    fn service_child(&mut self, now: Instant, spi: u32) {
+        let Some(child) = self.children.get(&spi) else { return };
+        if now < child.expires {
+            let at = child.expires;
+            self.arm(at, TimerKey::Child(spi));
+            return;
+        }
+        info!(spi = format_args!("{spi:08x}"), "IPsec SA lifetime ended");
+        self.delete_child(spi, DownReason::Expired, true);
+    }
+
+    /// Removes a phase 1 and its bookkeeping, with no message and no event.
+    pub(crate) fn remove_phase1(&mut self, c: Cookies) -> Option<Phase1> {
+        let p1 = self.p1.remove(&c)?;
+        self.mm1_index.remove(&(p1.icky, p1.remote));
+        if p1.state != P1State::Established {
+            self.release_half_open(p1.remote.ip());
+        }
+        Some(p1)
+    }
+
+    pub(crate) fn release_half_open(&mut self, ip: IpAddr) {
+        self.half_open = self.half_open.saturating_sub(1);
+        if let Some(n) = self.half_open_by_src.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.half_open_by_src.remove(&ip);
+            }
+        }
+    }
+
+    /// Ends an ISAKMP SA. Its IPsec SAs move to a newer ISAKMP SA of the same peer if there is one
+    /// (a phase-1 rekey must not cut traffic); otherwise they end too.
+    pub(crate) fn delete_phase1(&mut self, c: Cookies, reason: DownReason, notify_peer: bool) {
+        if notify_peer {
+            self.send_delete_isakmp(c);
+        }
+        let Some(p1) = self.remove_phase1(c) else { return };
+        let successor = self
+            .p1
+            .iter()
+            .filter(|(_, q)| {
+                q.state == P1State::Established
+                    && q.remote.ip() == p1.remote.ip()
+                    && q.peer_id_raw == p1.peer_id_raw
+            })
+            .max_by_key(|(_, q)| q.created)
+            .map(|(k, _)| *k);
+        let owned: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|(_, ch)| ch.phase1 == c)
+            .map(|(spi, _)| *spi)
+            .collect();
+        match successor {
+            Some(s) if reason != DownReason::DeadPeer => {
+                for spi in owned {
+                    if let Some(ch) = self.children.get_mut(&spi) {
+                        ch.phase1 = s;
+                    }
+                }
+            }
+            _ => {
+                for spi in owned {
+                    self.delete_child(spi, reason, false);
+                }
+            }
+        }
+        if p1.state == P1State::Established {
+            self.events.push_back(Event::Phase1Down { id: p1.id, remote: p1.remote, reason });
+        }
+    }
+
+    /// Ends an IPsec SA pair (by our inbound SPI), telling the peer when asked to.
+    pub(crate) fn delete_child(&mut self, inbound_spi: u32, reason: DownReason, notify_peer: bool) {
+        if notify_peer {
+            if let Some(ch) = self.children.get(&inbound_spi) {
+                let c = ch.phase1;
+                self.send_delete_esp(c, inbound_spi);
+            }
+        }
+        if let Some(ch) = self.children.remove(&inbound_spi) {
+            self.events.push_back(Event::ChildSaDown {
+                inbound_spi,
+                outbound_spi: ch.outbound_spi,
+                reason,
+            });
+        }
+    }
+
+    /// The shell ends an IPsec SA (session closed, kilobyte lifetime reached, admin action): a
+    /// Delete goes to the peer and a `ChildSaDown` event follows.
+    pub fn close_child(&mut self, inbound_spi: u32) {
+        self.delete_child(inbound_spi, DownReason::Local, true);
+    }
+
+    /// Ends everything of the peer that owns `inbound_spi`: its IPsec SAs and ISAKMP SAs, with
+    /// Deletes (admin disconnect).
+    pub fn close_peer_of(&mut self, inbound_spi: u32) {
+        let Some(ch) = self.children.get(&inbound_spi) else { return };
+        let (ip, id) = (ch.peer_ip, ch.peer_id_raw.clone());
+        let spis: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.peer_ip == ip && c.peer_id_raw == id)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in spis {
+            self.delete_child(s, DownReason::Local, true);
+        }
+        let p1s: Vec<Cookies> = self
+            .p1
+            .iter()
+            .filter(|(_, p)| p.remote.ip() == ip && p.peer_id_raw == id)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in p1s {
+            self.delete_phase1(c, DownReason::Local, true);
+        }
+    }
+
+    /// Clean shutdown: Deletes for every IPsec SA and ISAKMP SA.
+    pub fn shutdown(&mut self) {
+        let spis: Vec<u32> = self.children.keys().copied().collect();
+        for s in spis {
+            self.delete_child(s, DownReason::Local, true);
+        }
+        let p1s: Vec<Cookies> = self.p1.keys().copied().collect();
+        for c in p1s {
+            let est = self.p1.get(&c).is_some_and(|p| p.state == P1State::Established);
+            self.delete_phase1(c, DownReason::Local, est);
+        }
+    }
+
+    /// The data plane saw authentic ESP on `inbound_spi`: the peer is alive (no DPD probe needed).
+    pub fn esp_activity(&mut self, now: Instant, inbound_spi: u32) {
+        let Some(ch) = self.children.get(&inbound_spi) else { return };
+        let c = ch.phase1;
+        if let Some(p1) = self.p1.get_mut(&c) {
+            p1.dpd.last_activity = now;
+        }
+    }
+
+    /// IPsec SAs of the peer with this (IP, ID): INITIAL-CONTACT and rekey matching.
+    pub(crate) fn child_sas_of(&self, ip: IpAddr, id_raw: &[u8]) -> Vec<u32> {
+        self.children
+            .iter()
+            .filter(|(_, c)| c.peer_ip == ip && c.peer_id_raw == id_raw)
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    pub(crate) fn register_child(&mut self, child: &ChildSa, phase1: Cookies, peer_ip: IpAddr, id_raw: Vec<u8>, now: Instant) {
+        let expires = now + child.lifetime;
+        self.children.insert(
+            child.inbound_spi,
+            ChildEntry {
+                phase1,
+                peer_ip,
+                peer_id_raw: id_raw,
+                outbound_spi: child.outbound_spi,
+                expires,
+                local_selector: child.local_selector.clone(),
+                remote_selector: child.remote_selector.clone(),
+            },
+        );
+        self.arm(expires, TimerKey::Child(child.inbound_spi));
+    }
+
+    /// A fresh inbound SPI: random, outside the reserved 1-255, unused.
+    pub(crate) fn new_spi(&mut self) -> u32 {
+        loop {
+            let spi = self.random_u32_nonzero();
+            let pending = self
+                .p1
+                .values()
+                .any(|p| p.quick.values().any(|q| q.our_spi == spi));
+            if spi > 255 && !self.children.contains_key(&spi) && !pending {
+                return spi;
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Phase-1 (ISAKMP SA) and Quick Mode exchange state, and the protected-message helpers of
+//! RFC 2409 Appendix B (CBC over the payloads with the IV chained from message to message).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use super::NatState;
+use super::crypto::{self, DhPrivate, Phase1Keys};
+use super::nat_t::PeerVendors;
+use super::proposals::{Phase1Choice, Phase2Choice};
+use crate::isakmp::{self, HEADER_LEN, Header, PayloadChain, flags, payload_type};
+
+pub(crate) type Cookies = [u8; 16];
+
+pub(crate) fn cookies(h: &Header) -> Cookies {
+    let mut c = [0u8; 16];
+    c[..8].copy_from_slice(&h.initiator_cookie);
+    c[8..].copy_from_slice(&h.responder_cookie);
+    c
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum P1State {
+    /// Message 2 sent, waiting for message 3.
+    SentMm2,
+    /// Message 4 sent, waiting for message 5.
+    SentMm4,
+    Established,
+}
+
+/// A reply we may have to send again: on a duplicate request, or when the next message is late.
+#[derive(Debug)]
+pub(crate) struct LastReply {
+    /// The request it answers, byte for byte.
+    pub request: Vec<u8>,
+    pub reply: Vec<u8>,
+    /// When to resend if nothing comes (None: only on a duplicate request).
+    pub resend_at: Option<Instant>,
+    pub interval: Duration,
+    pub tries_left: u32,
+}
+
+impl LastReply {
+    pub fn new(request: &[u8], reply: Vec<u8>, now: Instant, timer: Option<(Duration, u32)>) -> Self {
+        let (interval, tries_left) = timer.unwrap_or((Duration::ZERO, 0));
+        Self {
+            request: request.to_vec(),
+            reply,
+            resend_at: timer.map(|(i, _)| now + i),
+            interval,
+            tries_left,
+        }
+    }
+}
+
+/// Dead peer detection (RFC 3706) bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Dpd {
+    pub last_activity: Instant,
+    pub next_seq: u32,
+    /// Outstanding R-U-THERE: its sequence number and when it was first sent.
+    pub pending: Option<(u32, Instant)>,
+    pub next_probe: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QmState {
+    /// Message 2 sent, waiting for message 3.
+    SentQm2,
+}
+
+/// One Quick Mode exchange in progress (keyed by message ID under its phase 1).
+pub(crate) struct QuickMode {
+    pub state: QmState,
+    /// CBC chain: the last ciphertext block of the latest message of this exchange.
+    pub iv: Vec<u8>,
+    pub choice: Phase2Choice,
+    pub our_spi: u32,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub pfs_gxy: Option<Zeroizing<Vec<u8>>>,
+    pub local_selector: super::Selector,
+    pub remote_selector: super::Selector,
+    pub peer_original: Option<std::net::IpAddr>,
+    pub commit: bool,
+    pub last: LastReply,
+}
+
+/// An ISAKMP SA, from message 1 to its end.
+pub(crate) struct Phase1 {
+    pub id: u64,
+    pub header_cookies: Cookies,
+    pub icky: [u8; 8],
+    pub rcky: [u8; 8],
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: P1State,
+    pub created: Instant,
+    /// Half-open deadline, then the end of the lifetime.
+    pub expires: Instant,
+    pub choice: Phase1Choice,
+    pub sa_body: Vec<u8>,
+    pub vendors: PeerVendors,
+    pub nat: NatState,
+    pub dh: Option<DhPrivate>,
+    pub gxi: Vec<u8>,
+    pub gxr: Vec<u8>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub keys: Option<Phase1Keys>,
+    /// CBC chain during Main Mode; after message 6, the last block of phase 1 (RFC 2409
+    /// Appendix B: the seed of every later exchange's IV).
+    pub iv: Vec<u8>,
+    pub peer_id: String,
+    /// The raw ID payload body, to match INITIAL-CONTACT against older SAs of the same peer.
+    pub peer_id_raw: Vec<u8>,
+    pub last: Option<LastReply>,
+    pub quick: HashMap<u32, QuickMode>,
+    /// Message IDs of finished Quick Mode and Informational exchanges (replays are dropped).
+    pub done_mids: VecDeque<u32>,
+    pub dpd: Dpd,
+}
+
+const DONE_MIDS: usize = 128;
+
+impl Phase1 {
+    pub fn keys(&self) -> Option<&Phase1Keys> {
+        self.keys.as_ref()
+    }
+
+    pub fn remember_mid(&mut self, mid: u32) {
+        if self.done_mids.len() >= DONE_MIDS {
+            self.done_mids.pop_front();
+        }
+        self.done_mids.push_back(mid);
+    }
+
+    pub fn header(&self, exchange: u8, message_id: u32, encrypted: bool) -> Header {
+        Header {
+            initiator_cookie: self.icky,
+            responder_cookie: self.rcky,
+            next_payload: payload_type::NONE,
+            version: 0x10,
+            exchange,
+            flags: if encrypted { flags::ENCRYPTION } else { 0 },
+            message_id,
+            length: 0,
+        }
+    }
+
+    /// Encrypts `chain` under this SA's key with `iv`; returns the datagram and the last
+    /// ciphertext block (the next IV of the chain).
+    pub fn seal(&self, header: &Header, chain: &PayloadChain, iv: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let keys = self.keys.as_ref()?;
+        seal(self.choice.cipher, &keys.enc_key, header, chain, iv)
+    }
+
+    /// Decrypts the body of a protected datagram; returns the plaintext body and the last
+    /// ciphertext block.
+    pub fn open(&self, datagram: &[u8], iv: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let keys = self.keys.as_ref()?;
+        open(self.choice.cipher, &keys.enc_key, datagram, iv)
+    }
+
+    /// Prepends the non-ESP marker when the exchange runs on the NAT-T port.
+    pub fn frame(&self, natt_port: u16, msg: Vec<u8>) -> Vec<u8> {
+        frame(self.local, self.remote, natt_port, msg)
+    }
+}
+
+pub(crate) fn frame(local: SocketAddr, remote: SocketAddr, natt_port: u16, msg: Vec<u8>) -> Vec<u8> {
+    if local.port() == natt_port || remote.port() == natt_port {
+        let mut v = Vec::with_capacity(msg.len() + 4);
+        v.extend_from_slice(&crate::esp::NON_ESP_MARKER);
+        v.extend_from_slice(&msg);
+        v
+    } else {
+        msg
+    }
+}
+
+/// Zero padding to the cipher block (RFC 2409 Appendix B; receivers follow the payload chain and
+/// ignore what comes after it).
+pub(crate) fn seal(
+    cipher: crypto::CipherAlg,
+    key: &[u8],
+    header: &Header,
+    chain: &PayloadChain,
+    iv: &[u8],
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let block = cipher.block_len();
+    let mut body = chain.bytes().to_vec();
+    let padded = body.len().div_ceil(block).max(1) * block;
+    body.resize(padded, 0);
+    cipher.encrypt(key, iv, &mut body).ok()?;
+    let last = body.get(body.len() - block..)?.to_vec();
+    let mut h = *header;
+    h.flags |= flags::ENCRYPTION;
+    Some((isakmp::encode_message(&h, chain.first(), &body), last))
+}
+
+pub(crate) fn open(
+    cipher: crypto::CipherAlg,
+    key: &[u8],
+    datagram: &[u8],
+    iv: &[u8],
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let block = cipher.block_len();
+    let body = datagram.get(HEADER_LEN..)?;
+    if body.is_empty() || body.len() % block != 0 {
+        return None;
+    }
+    let last = body.get(body.len() - block..)?.to_vec();
+    let mut plain = body.to_vec();
+    cipher.decrypt(key, iv, &mut plain).ok()?;
+    Some((plain, last))
+}
+
+/// A payload chain whose first payload is a HASH over what follows (Quick Mode and
+/// Informational, RFC 2409 §5.5 and §5.7).
+pub(crate) fn with_hash(hash: &[u8], rest: &PayloadChain) -> PayloadChain {
+    let mut chain = PayloadChain::new();
+    chain.push(payload_type::HASH, hash);
+    chain.append(rest);
+    chain
+}
