@@ -242,6 +242,14 @@ impl Pair {
         self.clients.len() - 1
     }
 
+    /// Replaces client `i` by a new one (a reboot: new cookies, same NAT) and starts it.
+    pub fn replace_client(&mut self, i: usize, cfg: InitiatorConfig) {
+        let mut client = IpsecClient::new(cfg);
+        client.start(self.now);
+        self.clients[i].client = client;
+        self.clients[i].online = true;
+    }
+
     pub fn client(&mut self, i: usize) -> &mut IpsecClient {
         &mut self.clients[i].client
     }
