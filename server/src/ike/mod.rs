@@ -1,1 +1,3 @@
 //! IKEv1 (RFC 2409) responder, sans-IO.
+
+pub mod crypto;
