@@ -808,3 +808,38 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Arbitrary peer values (any length, and the right length with arbitrary content)
+        /// never panic; the only success is a full-length secret.
+        #[test]
+        fn peer_values_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            let k = DhPrivate::generate(group, &mut ChaCha20Rng::seed_from_u64(7));
+            let mut sized = bytes.clone();
+            sized.resize(group.public_len(), 0x5c);
+            for input in [&bytes, &sized] {
+                if let Ok(s) = k.shared_secret(input) {
+                    prop_assert_eq!(s.len(), group.shared_len());
+                }
+            }
+        }
+
+        #[test]
+        fn secrets_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..140), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            if let Ok(k) = DhPrivate::from_secret(group, &bytes) {
+                prop_assert_eq!(k.public().len(), group.public_len());
+            }
+        }
+    }
+}
