@@ -417,10 +417,18 @@ fn strip_sec1_tag(sec1: &[u8]) -> Vec<u8> {
 }
 
 impl DhPrivate {
-    /// Draws a fresh private value from `rng` (any `rand_core` 0.10 `CryptoRng`, e.g.
-    /// `rand::rngs::SysRng` wrapped as needed, `rand::rng()`, or a seeded `ChaCha20Rng` in
-    /// tests). MODP: a uniformly random 512-bit exponent (see `MODP_EXPONENT_LEN`); ECP: a
-    /// uniformly random non-zero scalar.
+    /// Draws a fresh private value from `rng`: any `rand_core` 0.10 [`rand_core::CryptoRng`]
+    /// (infallible), e.g. `rand::rng()`, the OS generator as
+    /// `rand_core::UnwrapErr(rand::rngs::SysRng)`, or a seeded `ChaCha20Rng` in tests.
+    /// MODP: a uniformly random 512-bit exponent (see `MODP_EXPONENT_LEN`); ECP: a uniformly
+    /// random non-zero scalar.
+    ///
+    /// ```
+    /// use roadgate::ike::crypto::{DhGroup, DhPrivate};
+    /// let ours = DhPrivate::generate(DhGroup::Modp2048, &mut rand::rng());
+    /// let peer = DhPrivate::generate(DhGroup::Modp2048, &mut rand_core::UnwrapErr(rand::rngs::SysRng));
+    /// assert_eq!(ours.shared_secret(peer.public()).ok(), peer.shared_secret(ours.public()).ok());
+    /// ```
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(group: DhGroup, rng: &mut R) -> Self {
         use p256::elliptic_curve::Generate;
         match group {
