@@ -417,10 +417,18 @@ fn strip_sec1_tag(sec1: &[u8]) -> Vec<u8> {
 }
 
 impl DhPrivate {
-    /// Draws a fresh private value from `rng` (any `rand_core` 0.10 `CryptoRng`, e.g.
-    /// `rand::rngs::SysRng` wrapped as needed, `rand::rng()`, or a seeded `ChaCha20Rng` in
-    /// tests). MODP: a uniformly random 512-bit exponent (see `MODP_EXPONENT_LEN`); ECP: a
-    /// uniformly random non-zero scalar.
+    /// Draws a fresh private value from `rng`: any `rand_core` 0.10 [`rand_core::CryptoRng`]
+    /// (infallible), e.g. `rand::rng()`, the OS generator as
+    /// `rand_core::UnwrapErr(rand::rngs::SysRng)`, or a seeded `ChaCha20Rng` in tests.
+    /// MODP: a uniformly random 512-bit exponent (see `MODP_EXPONENT_LEN`); ECP: a uniformly
+    /// random non-zero scalar.
+    ///
+    /// ```
+    /// use roadgate::ike::crypto::{DhGroup, DhPrivate};
+    /// let ours = DhPrivate::generate(DhGroup::Modp2048, &mut rand::rng());
+    /// let peer = DhPrivate::generate(DhGroup::Modp2048, &mut rand_core::UnwrapErr(rand::rngs::SysRng));
+    /// assert_eq!(ours.shared_secret(peer.public()).ok(), peer.shared_secret(ours.public()).ok());
+    /// ```
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(group: DhGroup, rng: &mut R) -> Self {
         use p256::elliptic_curve::Generate;
         match group {
@@ -806,5 +814,40 @@ mod tests {
             DhPrivate::from_secret(DhGroup::Ecp384, &one).map(|_| ()),
             Err(DhError::InvalidSecret)
         );
+    }
+}
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Arbitrary peer values (any length, and the right length with arbitrary content)
+        /// never panic; the only success is a full-length secret.
+        #[test]
+        fn peer_values_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            let k = DhPrivate::generate(group, &mut ChaCha20Rng::seed_from_u64(7));
+            let mut sized = bytes.clone();
+            sized.resize(group.public_len(), 0x5c);
+            for input in [&bytes, &sized] {
+                if let Ok(s) = k.shared_secret(input) {
+                    prop_assert_eq!(s.len(), group.shared_len());
+                }
+            }
+        }
+
+        #[test]
+        fn secrets_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..140), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            if let Ok(k) = DhPrivate::from_secret(group, &bytes) {
+                prop_assert_eq!(k.public().len(), group.public_len());
+            }
+        }
     }
 }

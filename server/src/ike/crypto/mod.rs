@@ -20,7 +20,7 @@ mod dh;
 mod hash;
 mod kdf;
 
-pub use cipher::{CipherAlg, CryptoError};
+pub use cipher::{CipherAlg, CryptoError, ENC_3DES_CBC, ENC_AES_CBC};
 pub use dh::{DhError, DhGroup, DhPrivate};
 pub use hash::{HashAlg, Prf};
 pub use kdf::{
