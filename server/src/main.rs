@@ -65,7 +65,7 @@ fn state_psk(state: &Path) -> std::io::Result<Vec<u8>> {
         return read_secret(&path);
     }
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut rng = rand::make_rng::<rand::rngs::ChaCha20Rng>();
+    let mut rng = rand::make_rng::<rand_chacha::ChaCha20Rng>();
     let psk: String = (0..24).map(|_| char::from(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()])).collect();
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     writeln!(f, "{psk}")?;

@@ -74,11 +74,14 @@ fn udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
+#[allow(unsafe_code)]
 fn raw_esp(addr: IpAddr) -> io::Result<AsyncFd<Socket>> {
     let s = Socket::new(Domain::for_address(SocketAddr::new(addr, 0)), Type::RAW, Some(Protocol::from(50)))?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(addr, 0).into())?;
-    AsyncFd::new(s)
+    // SAFETY: `Socket` owns its file descriptor, keeps it open until it is dropped, and
+    // `as_raw_fd` always returns that same descriptor; the AsyncFd owns the Socket.
+    unsafe { AsyncFd::register(s) }.map_err(io::Error::from)
 }
 
 /// The local address the kernel would use towards `remote` (for a wildcard listener).

@@ -65,6 +65,18 @@ impl PayloadChain {
         self
     }
 
+    /// Appends every payload of `other`, linking this chain's last payload to its first.
+    pub fn append(&mut self, other: &PayloadChain) -> &mut Self {
+        let Some(other_last) = other.last else { return self };
+        match self.last.and_then(|at| self.buf.get_mut(at)) {
+            Some(next) => *next = other.first,
+            None => self.first = other.first,
+        }
+        self.last = Some(self.buf.len() + other_last);
+        self.buf.extend_from_slice(&other.buf);
+        self
+    }
+
     /// Type of the first payload; [`payload_type::NONE`] if the chain is empty.
     pub fn first(&self) -> u8 {
         self.first
@@ -86,6 +98,14 @@ impl PayloadChain {
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
+}
+
+/// A bare data-attribute list (TV/TLV, RFC 2408 §3.3), e.g. the notification data of
+/// RESPONDER-LIFETIME (RFC 2407 §4.6.3.1).
+pub fn encode_attribute_list(attrs: &[AttributeSpec]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_attrs(&mut out, attrs);
+    out
 }
 
 /// The header (with `next_payload` set to `first_payload` and `length` to 28 + `body.len()`)
