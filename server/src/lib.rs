@@ -5,4 +5,5 @@
 
 pub mod esp;
 pub mod ike;
+pub mod io;
 pub mod isakmp;

@@ -21,7 +21,7 @@ use super::crypto::{self, DhPrivate};
 use super::nat_t::PeerVendors;
 use super::proposals::{self, AuthMethod};
 use super::responder::{Responder, TimerKey};
-use super::sa::{Cookies, Dpd, LastReply, P1State, Phase1, cookies};
+use super::sa::{Cookies, Dpd, LastReply, P1State, Phase1};
 use super::{DownReason, Event, NatState};
 use crate::isakmp::{
     self, Header, Item, Message, Payload, PayloadChain, exchange, id_type, notify, payload_type,
@@ -118,7 +118,9 @@ impl Responder {
         let mut chain = PayloadChain::new();
         chain.push(payload_type::SA, &isakmp::encode_sa(&choice.reply_sa(sa.doi, sa.situation)));
         if let Some(v) = nat_t {
-            chain.push(payload_type::VENDOR_ID, v.vendor_id());
+            if let Some(vid) = super::nat_t::vendor_id_of(v) {
+                chain.push(payload_type::VENDOR_ID, vid);
+            }
         }
         chain.push(payload_type::VENDOR_ID, &vendor_id::DPD);
         let reply_header = Header {
@@ -145,7 +147,6 @@ impl Responder {
         let timer = Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries));
         let p1 = Phase1 {
             id,
-            header_cookies: ck,
             icky,
             rcky,
             local,

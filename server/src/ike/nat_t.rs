@@ -4,64 +4,22 @@
 //! The variant is chosen from the peer's vendor IDs in Main Mode message 1; it fixes the payload
 //! numbers of NAT-D and NAT-OA and the encapsulation-mode values of Quick Mode.
 
-use crate::isakmp::{encap_mode, payload_type, vendor_id};
+pub use crate::isakmp::vendor_id::NatTVariant as Variant;
+use crate::isakmp::vendor_id::{self, KnownVendor};
 
-/// The NAT-T dialect agreed with a peer, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Variant {
-    Rfc3947,
-    Draft03,
-    Draft02N,
-    Draft02,
-}
+/// The variants we answer, best first. Drafts 00/01 do not float to 4500, and drafts 04-08 and
+/// Apple's unversioned one use other payload numbers; every client of CLIENTS.md also sends the
+/// RFC 3947 vendor ID, so these are never needed.
+const SPOKEN: [Variant; 4] = [Variant::Rfc3947, Variant::Draft03, Variant::Draft02N, Variant::Draft02];
 
-impl Variant {
-    /// The vendor ID that announces this variant (sent back in message 2).
-    pub fn vendor_id(self) -> &'static [u8] {
-        match self {
-            Self::Rfc3947 => &vendor_id::RFC3947,
-            Self::Draft03 => &vendor_id::NATT_DRAFT_03,
-            Self::Draft02N => &vendor_id::NATT_DRAFT_02_N,
-            Self::Draft02 => &vendor_id::NATT_DRAFT_02,
-        }
-    }
-    pub fn nat_d_payload(self) -> u8 {
-        match self {
-            Self::Rfc3947 => payload_type::NAT_D,
-            _ => payload_type::NAT_D_DRAFT,
-        }
-    }
-    pub fn nat_oa_payload(self) -> u8 {
-        match self {
-            Self::Rfc3947 => payload_type::NAT_OA,
-            _ => payload_type::NAT_OA_DRAFT,
-        }
-    }
-    pub fn udp_transport(self) -> u16 {
-        match self {
-            Self::Rfc3947 => encap_mode::UDP_TRANSPORT,
-            _ => encap_mode::UDP_TRANSPORT_DRAFT,
-        }
-    }
-    pub fn udp_tunnel(self) -> u16 {
-        match self {
-            Self::Rfc3947 => encap_mode::UDP_TUNNEL,
-            _ => encap_mode::UDP_TUNNEL_DRAFT,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Rfc3947 => "RFC 3947",
-            Self::Draft03 => "draft-03",
-            Self::Draft02N => "draft-02\\n",
-            Self::Draft02 => "draft-02",
-        }
-    }
-
-    fn from_vid(vid: &[u8]) -> Option<Self> {
-        [Self::Rfc3947, Self::Draft03, Self::Draft02N, Self::Draft02]
-            .into_iter()
-            .find(|v| v.vendor_id() == vid)
+/// The vendor ID that announces a variant we speak (sent back in message 2).
+pub fn vendor_id_of(v: Variant) -> Option<&'static [u8]> {
+    match v {
+        Variant::Rfc3947 => Some(&vendor_id::RFC3947),
+        Variant::Draft03 => Some(&vendor_id::NATT_DRAFT_03),
+        Variant::Draft02N => Some(&vendor_id::NATT_DRAFT_02_N),
+        Variant::Draft02 => Some(&vendor_id::NATT_DRAFT_02),
+        _ => None,
     }
 }
 
@@ -88,27 +46,28 @@ impl PeerVendors {
     pub fn from_vids<'a>(vids: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut p = Self::default();
         for vid in vids {
-            if let Some(v) = Variant::from_vid(vid) {
-                p.nat_t = Some(p.nat_t.map_or(v, |cur| cur.min(v)));
-                p.names.push(format!("NAT-T {}", v.name()));
-                continue;
-            }
             match vendor_id::classify(vid) {
                 Some(known) => {
-                    use vendor_id::KnownVendor as K;
-                    match &known {
-                        K::NatT(_) => p.other_nat_t = true,
-                        K::Dpd => p.dpd = true,
-                        K::Fragmentation { capabilities } => {
+                    match known {
+                        KnownVendor::NatT(v) => {
+                            let rank = |x: Variant| SPOKEN.iter().position(|s| *s == x);
+                            match rank(v) {
+                                Some(r) if p.nat_t.and_then(rank).is_none_or(|cur| r < cur) => p.nat_t = Some(v),
+                                Some(_) => {}
+                                None => p.other_nat_t = true,
+                            }
+                        }
+                        KnownVendor::Dpd { .. } => p.dpd = true,
+                        KnownVendor::Fragmentation { capabilities } => {
                             p.fragmentation = true;
                             p.fragmentation_bare = capabilities.is_none();
                         }
-                        K::MsNt5 { version } => p.ms_nt5 = Some(*version),
-                        K::MsInitialContact => p.ms_initial_contact = true,
-                        K::Xauth => p.xauth = true,
+                        KnownVendor::MsNt5 { version } => p.ms_nt5 = Some(version.unwrap_or(0)),
+                        KnownVendor::MsInitialContact => p.ms_initial_contact = true,
+                        KnownVendor::Xauth => p.xauth = true,
                         _ => {}
                     }
-                    p.names.push(known.name());
+                    p.names.push(known.to_string());
                 }
                 None => p.names.push(format!("unknown {}", hex::encode(vid))),
             }

@@ -462,10 +462,10 @@ fn esp_encryption(t: &Transform<'_>, key_len_bits: Option<u16>) -> Result<esp::E
         }
     };
     match t.id {
-        transform::ESP_AES_CBC => Ok(esp::Encryption::AesCbc { key_len: bits(None)? }),
-        transform::ESP_AES_GCM_16 => Ok(esp::Encryption::AesGcm16 { key_len: bits(None)? }),
-        transform::ESP_3DES => Ok(esp::Encryption::TripleDesCbc),
-        transform::ESP_NULL => Ok(esp::Encryption::Null),
+        transform::AES_CBC => Ok(esp::Encryption::AesCbc { key_len: bits(None)? }),
+        transform::AES_GCM_16 => Ok(esp::Encryption::AesGcm16 { key_len: bits(None)? }),
+        transform::TRIPLE_DES => Ok(esp::Encryption::TripleDesCbc),
+        transform::NULL => Ok(esp::Encryption::Null),
         other => Err(format!("ESP transform id {other} is not supported")),
     }
 }
@@ -636,3 +636,36 @@ pub fn choose_phase2(
 
 #[cfg(test)]
 mod tests;
+
+impl fmt::Display for esp::Encryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            esp::Encryption::AesCbc { key_len } => write!(f, "AES-CBC-{}", key_len * 8),
+            esp::Encryption::AesGcm16 { key_len } => write!(f, "AES-GCM-16-{}", key_len * 8),
+            esp::Encryption::TripleDesCbc => f.write_str("3DES-CBC"),
+            esp::Encryption::Null => f.write_str("NULL"),
+        }
+    }
+}
+
+impl fmt::Display for esp::Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            esp::Integrity::None => "none",
+            esp::Integrity::HmacSha1_96 => "HMAC-SHA1-96",
+            esp::Integrity::HmacSha256_128 => "HMAC-SHA2-256-128",
+            esp::Integrity::HmacSha256_96 => "HMAC-SHA2-256-96",
+            esp::Integrity::HmacSha384_192 => "HMAC-SHA2-384-192",
+            esp::Integrity::HmacSha512_256 => "HMAC-SHA2-512-256",
+        })
+    }
+}
+
+impl fmt::Display for esp::Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.integrity {
+            esp::Integrity::None => write!(f, "{}", self.encryption),
+            i => write!(f, "{}/{}", self.encryption, i),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::crypto::{self, DhPrivate};
 use super::proposals::{self, Encapsulation};
 use super::responder::{Responder, TimerKey};
-use super::sa::{Cookies, LastReply, P1State, QmState, QuickMode, with_hash};
+use super::sa::{Cookies, LastReply, P1State, QuickMode, with_hash};
 use super::{ChildSa, Event, Selector};
 use crate::isakmp::{
     self, Header, Identity, Message, Payload, PayloadChain, exchange, flags, notify, payload_type,
@@ -280,7 +280,6 @@ impl Responder {
             "Quick Mode proposal accepted"
         );
         let qm = QuickMode {
-            state: QmState::SentQm2,
             iv: last_out,
             choice,
             our_spi,

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::rngs::ChaCha20Rng;
+use rand_chacha::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
 use tracing::{debug, info, warn};
 

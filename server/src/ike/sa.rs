@@ -66,15 +66,9 @@ pub(crate) struct Dpd {
     pub next_probe: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum QmState {
-    /// Message 2 sent, waiting for message 3.
-    SentQm2,
-}
-
-/// One Quick Mode exchange in progress (keyed by message ID under its phase 1).
+/// One Quick Mode exchange in progress (keyed by message ID under its phase 1): message 2 is
+/// sent and message 3 awaited.
 pub(crate) struct QuickMode {
-    pub state: QmState,
     /// CBC chain: the last ciphertext block of the latest message of this exchange.
     pub iv: Vec<u8>,
     pub choice: Phase2Choice,
@@ -92,7 +86,6 @@ pub(crate) struct QuickMode {
 /// An ISAKMP SA, from message 1 to its end.
 pub(crate) struct Phase1 {
     pub id: u64,
-    pub header_cookies: Cookies,
     pub icky: [u8; 8],
     pub rcky: [u8; 8],
     pub local: SocketAddr,

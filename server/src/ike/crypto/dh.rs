@@ -1,0 +1,853 @@
+//! Diffie-Hellman groups: MODP (RFC 2409 §6, RFC 3526) and ECP (RFC 5903).
+
+use core::fmt;
+
+use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
+use crypto_bigint::{Odd, Uint};
+use subtle::{ConstantTimeEq, ConstantTimeGreater, ConstantTimeLess};
+use zeroize::{Zeroize, Zeroizing};
+
+/// A Diffie-Hellman group known to IKEv1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DhGroup {
+    /// Group 1, 768-bit MODP (RFC 2409 §6.1). Known so that it can be named in logs and
+    /// refused by policy ([`DhGroup::policy_allowed`] is false); it still works.
+    Modp768,
+    /// Group 2, 1024-bit MODP (RFC 2409 §6.2).
+    Modp1024,
+    /// Group 5, 1536-bit MODP (RFC 3526 §2).
+    Modp1536,
+    /// Group 14, 2048-bit MODP (RFC 3526 §3).
+    Modp2048,
+    /// Group 15, 3072-bit MODP (RFC 3526 §4).
+    Modp3072,
+    /// Group 16, 4096-bit MODP (RFC 3526 §5).
+    Modp4096,
+    /// Group 19, NIST P-256 (RFC 5903).
+    Ecp256,
+    /// Group 20, NIST P-384 (RFC 5903).
+    Ecp384,
+}
+
+/// Why a Diffie-Hellman value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DhError {
+    /// The value does not have the group's fixed length (RFC 2409 §5: KE data is padded to
+    /// the group's length; RFC 5903: x || y).
+    #[error("Diffie-Hellman value has length {got}, expected {expected}")]
+    WrongLength {
+        /// Required length in bytes.
+        expected: usize,
+        /// Length received.
+        got: usize,
+    },
+    /// The peer's public value is unusable: MODP not in 1 < y < p-1 (or the agreement
+    /// degenerated to 1 / p-1); ECP not a point on the curve, or the identity.
+    #[error("invalid Diffie-Hellman public value")]
+    InvalidPublic,
+    /// A private value handed to [`DhPrivate::from_secret`] is out of range
+    /// (MODP: not 1 < x < p-1 or longer than the prime; ECP: not 0 < d < n or wrong length).
+    #[error("invalid Diffie-Hellman private value")]
+    InvalidSecret,
+}
+
+/// Decodes hex at compile time, ignoring ASCII whitespace, so the primes below are written
+/// exactly as the RFCs print them. A malformed constant fails the build, never at run time.
+const fn hex_const<const N: usize>(s: &str) -> [u8; N] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("bad hex digit"),
+        }
+    }
+    let bytes = s.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    let mut n = 0;
+    let mut hi: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        i += 1;
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        let v = nibble(c);
+        match hi {
+            None => hi = Some(v),
+            Some(h) => {
+                assert!(n < N, "hex constant too long");
+                out[n] = (h << 4) | v;
+                n += 1;
+                hi = None;
+            }
+        }
+    }
+    assert!(n == N && hi.is_none(), "hex constant too short");
+    out
+}
+
+// RFC 2409 §6.1: 2^768 - 2^704 - 1 + 2^64 * { [2^638 pi] + 149686 }
+static MODP_768: [u8; 96] = hex_const(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1
+     29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD
+     EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245
+     E485B576 625E7EC6 F44C42E9 A63A3620 FFFFFFFF FFFFFFFF",
+);
+
+// RFC 2409 §6.2: 2^1024 - 2^960 - 1 + 2^64 * { [2^894 pi] + 129093 }
+static MODP_1024: [u8; 128] = hex_const(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1
+     29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD
+     EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245
+     E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED
+     EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE65381
+     FFFFFFFF FFFFFFFF",
+);
+
+// RFC 3526 §2: 2^1536 - 2^1472 - 1 + 2^64 * { [2^1406 pi] + 741804 }
+static MODP_1536: [u8; 192] = hex_const(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1
+     29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD
+     EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245
+     E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED
+     EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE45B3D
+     C2007CB8 A163BF05 98DA4836 1C55D39A 69163FA8 FD24CF5F
+     83655D23 DCA3AD96 1C62F356 208552BB 9ED52907 7096966D
+     670C354E 4ABC9804 F1746C08 CA237327 FFFFFFFF FFFFFFFF",
+);
+
+// RFC 3526 §3: 2^2048 - 2^1984 - 1 + 2^64 * { [2^1918 pi] + 124476 }
+static MODP_2048: [u8; 256] = hex_const(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1
+     29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD
+     EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245
+     E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED
+     EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE45B3D
+     C2007CB8 A163BF05 98DA4836 1C55D39A 69163FA8 FD24CF5F
+     83655D23 DCA3AD96 1C62F356 208552BB 9ED52907 7096966D
+     670C354E 4ABC9804 F1746C08 CA18217C 32905E46 2E36CE3B
+     E39E772C 180E8603 9B2783A2 EC07A28F B5C55DF0 6F4C52C9
+     DE2BCBF6 95581718 3995497C EA956AE5 15D22618 98FA0510
+     15728E5A 8AACAA68 FFFFFFFF FFFFFFFF",
+);
+
+// RFC 3526 §4: 2^3072 - 2^3008 - 1 + 2^64 * { [2^2942 pi] + 1690314 }
+static MODP_3072: [u8; 384] = hex_const(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1
+     29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD
+     EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245
+     E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED
+     EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE45B3D
+     C2007CB8 A163BF05 98DA4836 1C55D39A 69163FA8 FD24CF5F
+     83655D23 DCA3AD96 1C62F356 208552BB 9ED52907 7096966D
+     670C354E 4ABC9804 F1746C08 CA18217C 32905E46 2E36CE3B
+     E39E772C 180E8603 9B2783A2 EC07A28F B5C55DF0 6F4C52C9
+     DE2BCBF6 95581718 3995497C EA956AE5 15D22618 98FA0510
+     15728E5A 8AAAC42D AD33170D 04507A33 A85521AB DF1CBA64
+     ECFB8504 58DBEF0A 8AEA7157 5D060C7D B3970F85 A6E1E4C7
+     ABF5AE8C DB0933D7 1E8C94E0 4A25619D CEE3D226 1AD2EE6B
+     F12FFA06 D98A0864 D8760273 3EC86A64 521F2B18 177B200C
+     BBE11757 7A615D6C 770988C0 BAD946E2 08E24FA0 74E5AB31
+     43DB5BFC E0FD108E 4B82D120 A93AD2CA FFFFFFFF FFFFFFFF",
+);
+
+// RFC 3526 §5: 2^4096 - 2^4032 - 1 + 2^64 * { [2^3966 pi] + 240904 }
+static MODP_4096: [u8; 512] = hex_const(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1
+     29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD
+     EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245
+     E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED
+     EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE45B3D
+     C2007CB8 A163BF05 98DA4836 1C55D39A 69163FA8 FD24CF5F
+     83655D23 DCA3AD96 1C62F356 208552BB 9ED52907 7096966D
+     670C354E 4ABC9804 F1746C08 CA18217C 32905E46 2E36CE3B
+     E39E772C 180E8603 9B2783A2 EC07A28F B5C55DF0 6F4C52C9
+     DE2BCBF6 95581718 3995497C EA956AE5 15D22618 98FA0510
+     15728E5A 8AAAC42D AD33170D 04507A33 A85521AB DF1CBA64
+     ECFB8504 58DBEF0A 8AEA7157 5D060C7D B3970F85 A6E1E4C7
+     ABF5AE8C DB0933D7 1E8C94E0 4A25619D CEE3D226 1AD2EE6B
+     F12FFA06 D98A0864 D8760273 3EC86A64 521F2B18 177B200C
+     BBE11757 7A615D6C 770988C0 BAD946E2 08E24FA0 74E5AB31
+     43DB5BFC E0FD108E 4B82D120 A9210801 1A723C12 A787E6D7
+     88719A10 BDBA5B26 99C32718 6AF4E23C 1A946834 B6150BDA
+     2583E9CA 2AD44CE8 DBBBC2DB 04DE8EF9 2E8EFC14 1FBECAA6
+     287C5947 4E6BC05D 99B2964F A090C3A2 233BA186 515BE7ED
+     1F612970 CEE2D7AF B81BDD76 2170481C D0069127 D5B05AA9
+     93B4EA98 8D8FDDC1 86FFB7DC 90A6C08F 4DF435C9 34063199
+     FFFFFFFF FFFFFFFF",
+);
+
+/// The generator of every MODP group here (RFC 2409 §6, RFC 3526).
+pub(crate) const MODP_GENERATOR: u8 = 2;
+
+/// Length in bytes of the random private exponent [`DhPrivate::generate`] draws for MODP
+/// groups: 512 bits, at least twice the largest strength estimate RFC 3526 §8 gives for any
+/// group here (240 bits for MODP-4096), as §1 of that RFC asks.
+const MODP_EXPONENT_LEN: usize = 64;
+
+impl DhGroup {
+    /// Every group known here, in IANA number order.
+    pub const ALL: [DhGroup; 8] = [
+        Self::Modp768,
+        Self::Modp1024,
+        Self::Modp1536,
+        Self::Modp2048,
+        Self::Modp3072,
+        Self::Modp4096,
+        Self::Ecp256,
+        Self::Ecp384,
+    ];
+
+    /// Maps an IKE "Group Description" value (attribute class 4).
+    #[must_use]
+    pub fn from_id(id: u16) -> Option<Self> {
+        match id {
+            1 => Some(Self::Modp768),
+            2 => Some(Self::Modp1024),
+            5 => Some(Self::Modp1536),
+            14 => Some(Self::Modp2048),
+            15 => Some(Self::Modp3072),
+            16 => Some(Self::Modp4096),
+            19 => Some(Self::Ecp256),
+            20 => Some(Self::Ecp384),
+            _ => None,
+        }
+    }
+
+    /// The IANA group number.
+    #[must_use]
+    pub fn id(self) -> u16 {
+        match self {
+            Self::Modp768 => 1,
+            Self::Modp1024 => 2,
+            Self::Modp1536 => 5,
+            Self::Modp2048 => 14,
+            Self::Modp3072 => 15,
+            Self::Modp4096 => 16,
+            Self::Ecp256 => 19,
+            Self::Ecp384 => 20,
+        }
+    }
+
+    /// Length in bytes of a public value (KE payload body) and, for MODP, of g^xy.
+    /// MODP: the prime's length; ECP: x || y.
+    #[must_use]
+    pub fn public_len(self) -> usize {
+        match self.modp_prime() {
+            Some(p) => p.len(),
+            None => 2 * self.ecp_field_len(),
+        }
+    }
+
+    /// Length in bytes of the shared secret g^xy: the prime's length for MODP, the x
+    /// coordinate for ECP.
+    #[must_use]
+    pub fn shared_len(self) -> usize {
+        match self.modp_prime() {
+            Some(p) => p.len(),
+            None => self.ecp_field_len(),
+        }
+    }
+
+    /// "MODP-2048", "ECP-256", ...
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Modp768 => "MODP-768",
+            Self::Modp1024 => "MODP-1024",
+            Self::Modp1536 => "MODP-1536",
+            Self::Modp2048 => "MODP-2048",
+            Self::Modp3072 => "MODP-3072",
+            Self::Modp4096 => "MODP-4096",
+            Self::Ecp256 => "ECP-256",
+            Self::Ecp384 => "ECP-384",
+        }
+    }
+
+    /// Whether Roadgate's policy accepts the group: everything but the 768-bit group 1.
+    #[must_use]
+    pub fn policy_allowed(self) -> bool {
+        self != Self::Modp768
+    }
+
+    /// Whether this is an elliptic-curve group.
+    #[must_use]
+    pub fn is_ecp(self) -> bool {
+        matches!(self, Self::Ecp256 | Self::Ecp384)
+    }
+
+    /// The big-endian prime of a MODP group (`None` for ECP groups).
+    #[must_use]
+    pub fn modp_prime(self) -> Option<&'static [u8]> {
+        match self {
+            Self::Modp768 => Some(&MODP_768),
+            Self::Modp1024 => Some(&MODP_1024),
+            Self::Modp1536 => Some(&MODP_1536),
+            Self::Modp2048 => Some(&MODP_2048),
+            Self::Modp3072 => Some(&MODP_3072),
+            Self::Modp4096 => Some(&MODP_4096),
+            Self::Ecp256 | Self::Ecp384 => None,
+        }
+    }
+
+    fn ecp_field_len(self) -> usize {
+        match self {
+            Self::Ecp384 => 48,
+            _ => 32,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MODP arithmetic, on crypto-bigint's constant-time Montgomery exponentiation. The limb count is
+// a const generic, so each group size gets its own stack-allocated instance.
+
+/// Which MODP operation failed.
+#[derive(Debug, PartialEq, Eq)]
+enum ModpFault {
+    /// The base is not in 1 < b < p-1.
+    Base,
+    /// The exponent is not in 1 < x < p-1.
+    Exponent,
+    /// The result is 1 or p-1 (only a small-subgroup base can cause it).
+    Degenerate,
+}
+
+/// `base^exp mod p` for 64-bit-limbed primes; `base` and `p` must have the same length,
+/// `exp` at most that length. Constant time in the exponent's value (not its byte length).
+fn modp_pow_limbs<const L: usize>(
+    p: &[u8],
+    base: &[u8],
+    exp: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, ModpFault> {
+    let width = L * 8;
+    if p.len() != width || base.len() != width || exp.len() > width {
+        return Err(ModpFault::Exponent);
+    }
+    let p_int = Uint::<L>::from_be_slice(p);
+    let modulus = Option::<Odd<Uint<L>>>::from(Odd::new(p_int)).ok_or(ModpFault::Base)?;
+    let one = Uint::<L>::ONE;
+    let p_minus_1 = p_int.wrapping_sub(&one);
+
+    // Public value: plain range check.
+    let b = Uint::<L>::from_be_slice(base);
+    if !bool::from(b.ct_gt(&one) & b.ct_lt(&p_minus_1)) {
+        return Err(ModpFault::Base);
+    }
+
+    // Secret exponent: left-pad into a zeroized buffer, range check without branching on bits.
+    let mut padded = Zeroizing::new(vec![0u8; width]);
+    padded[width - exp.len()..].copy_from_slice(exp);
+    let mut x = Uint::<L>::from_be_slice(&padded);
+    let exp_ok = bool::from(x.ct_gt(&one) & x.ct_lt(&p_minus_1));
+    if !exp_ok {
+        x.zeroize();
+        return Err(ModpFault::Exponent);
+    }
+    let exp_bits = u32::try_from(exp.len() * 8).unwrap_or(u32::MAX);
+
+    let params = FixedMontyParams::new_vartime(modulus);
+    let mut r = FixedMontyForm::new(&b, &params)
+        .pow_bounded_exp(&x, exp_bits)
+        .retrieve();
+    x.zeroize();
+    let degenerate = r.ct_eq(&one) | r.ct_eq(&p_minus_1);
+    let out = Zeroizing::new(r.to_be_bytes().as_ref().to_vec());
+    r.zeroize();
+    if bool::from(degenerate) {
+        return Err(ModpFault::Degenerate);
+    }
+    Ok(out)
+}
+
+/// Dispatches to the limb count of `group`'s prime.
+fn modp_pow(group: DhGroup, base: &[u8], exp: &[u8]) -> Result<Zeroizing<Vec<u8>>, ModpFault> {
+    let p = group.modp_prime().ok_or(ModpFault::Base)?;
+    match p.len() * 8 {
+        768 => modp_pow_limbs::<12>(p, base, exp),
+        1024 => modp_pow_limbs::<16>(p, base, exp),
+        1536 => modp_pow_limbs::<24>(p, base, exp),
+        2048 => modp_pow_limbs::<32>(p, base, exp),
+        3072 => modp_pow_limbs::<48>(p, base, exp),
+        4096 => modp_pow_limbs::<64>(p, base, exp),
+        _ => Err(ModpFault::Base),
+    }
+}
+
+fn modp_generator(group: DhGroup) -> Vec<u8> {
+    let mut g = vec![0u8; group.public_len()];
+    if let Some(last) = g.last_mut() {
+        *last = MODP_GENERATOR;
+    }
+    g
+}
+
+// ---------------------------------------------------------------------------------------------
+
+enum Secret {
+    /// Big-endian exponent (its byte length is public, its value is not).
+    Modp(Zeroizing<Vec<u8>>),
+    P256(p256::SecretKey),
+    P384(p384::SecretKey),
+}
+
+/// Our Diffie-Hellman private value and the matching public value.
+/// The secret is zeroized on drop (`Zeroizing` for MODP exponents, the `SecretKey` types'
+/// own zeroize-on-drop for ECP); `Debug` shows only the group and the public value.
+pub struct DhPrivate {
+    group: DhGroup,
+    secret: Secret,
+    public: Vec<u8>,
+}
+
+impl fmt::Debug for DhPrivate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DhPrivate")
+            .field("group", &self.group)
+            .field("public", &hex::encode(&self.public))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `x || y` (RFC 5903 §7) from a SEC1 uncompressed encoding `0x04 || x || y`.
+fn strip_sec1_tag(sec1: &[u8]) -> Vec<u8> {
+    sec1.get(1..).map(<[u8]>::to_vec).unwrap_or_default()
+}
+
+impl DhPrivate {
+    /// Draws a fresh private value from `rng`: any `rand_core` 0.10 [`rand_core::CryptoRng`]
+    /// (infallible), e.g. `rand::rng()`, the OS generator as
+    /// `rand_core::UnwrapErr(rand::rngs::SysRng)`, or a seeded `ChaCha20Rng` in tests.
+    /// MODP: a uniformly random 512-bit exponent (see `MODP_EXPONENT_LEN`); ECP: a uniformly
+    /// random non-zero scalar.
+    ///
+    /// ```
+    /// use roadgate::ike::crypto::{DhGroup, DhPrivate};
+    /// let ours = DhPrivate::generate(DhGroup::Modp2048, &mut rand::rng());
+    /// let peer = DhPrivate::generate(DhGroup::Modp2048, &mut rand_core::UnwrapErr(rand::rngs::SysRng));
+    /// assert_eq!(ours.shared_secret(peer.public()).ok(), peer.shared_secret(ours.public()).ok());
+    /// ```
+    pub fn generate<R: rand_core::CryptoRng + ?Sized>(group: DhGroup, rng: &mut R) -> Self {
+        use p256::elliptic_curve::Generate;
+        match group {
+            DhGroup::Ecp256 => Self::from_p256(p256::SecretKey::generate_from_rng(rng)),
+            DhGroup::Ecp384 => Self::from_p384(p384::SecretKey::generate_from_rng(rng)),
+            _ => loop {
+                let mut x = Zeroizing::new(vec![0u8; MODP_EXPONENT_LEN.min(group.public_len())]);
+                rng.fill_bytes(&mut x);
+                // Only x in {0, 1} is refused (probability 2^-511): draw again.
+                if let Ok(k) = Self::from_secret(group, &x) {
+                    break k;
+                }
+            },
+        }
+    }
+
+    /// Builds a private value from big-endian secret bytes: a MODP exponent (1 < x < p-1, at
+    /// most the prime's length; its byte length is treated as public) or an ECP scalar of
+    /// exactly the field length (0 < d < n). For tests and known answers.
+    pub fn from_secret(group: DhGroup, secret: &[u8]) -> Result<Self, DhError> {
+        match group {
+            DhGroup::Ecp256 => {
+                if secret.len() != 32 {
+                    return Err(DhError::InvalidSecret);
+                }
+                p256::SecretKey::from_slice(secret)
+                    .map(Self::from_p256)
+                    .map_err(|_| DhError::InvalidSecret)
+            }
+            DhGroup::Ecp384 => {
+                if secret.len() != 48 {
+                    return Err(DhError::InvalidSecret);
+                }
+                p384::SecretKey::from_slice(secret)
+                    .map(Self::from_p384)
+                    .map_err(|_| DhError::InvalidSecret)
+            }
+            _ => {
+                if secret.is_empty() || secret.len() > group.public_len() {
+                    return Err(DhError::InvalidSecret);
+                }
+                let public = modp_pow(group, &modp_generator(group), secret)
+                    .map_err(|_| DhError::InvalidSecret)?;
+                Ok(Self {
+                    group,
+                    secret: Secret::Modp(Zeroizing::new(secret.to_vec())),
+                    public: public.to_vec(),
+                })
+            }
+        }
+    }
+
+    fn from_p256(sk: p256::SecretKey) -> Self {
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        let public = strip_sec1_tag(sk.public_key().as_affine().to_sec1_point(false).as_bytes());
+        Self {
+            group: DhGroup::Ecp256,
+            secret: Secret::P256(sk),
+            public,
+        }
+    }
+
+    fn from_p384(sk: p384::SecretKey) -> Self {
+        use p384::elliptic_curve::sec1::ToSec1Point;
+        let public = strip_sec1_tag(sk.public_key().as_affine().to_sec1_point(false).as_bytes());
+        Self {
+            group: DhGroup::Ecp384,
+            secret: Secret::P384(sk),
+            public,
+        }
+    }
+
+    /// The group.
+    #[must_use]
+    pub fn group(&self) -> DhGroup {
+        self.group
+    }
+
+    /// Our public value, exactly `group().public_len()` bytes: g^x left-padded to the prime's
+    /// length (MODP) or x || y (ECP, RFC 5903 §7, no point-format octet).
+    #[must_use]
+    pub fn public(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// g^xy from the peer's public value, which is validated first: its length must be
+    /// exactly `public_len()`; MODP: 1 < y < p-1; ECP: a point on the curve (not the identity).
+    /// MODP result: left-padded to the prime's length (RFC 2409 g^xy); ECP: the x coordinate
+    /// (RFC 5903 §9).
+    pub fn shared_secret(&self, peer_public: &[u8]) -> Result<Zeroizing<Vec<u8>>, DhError> {
+        let expected = self.group.public_len();
+        if peer_public.len() != expected {
+            return Err(DhError::WrongLength {
+                expected,
+                got: peer_public.len(),
+            });
+        }
+        match &self.secret {
+            Secret::Modp(x) => {
+                modp_pow(self.group, peer_public, x).map_err(|_| DhError::InvalidPublic)
+            }
+            Secret::P256(sk) => {
+                let pk = p256::PublicKey::from_sec1_bytes(&sec1_uncompressed(peer_public))
+                    .map_err(|_| DhError::InvalidPublic)?;
+                let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
+                Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
+            }
+            Secret::P384(sk) => {
+                let pk = p384::PublicKey::from_sec1_bytes(&sec1_uncompressed(peer_public))
+                    .map_err(|_| DhError::InvalidPublic)?;
+                let shared = p384::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
+                Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
+            }
+        }
+    }
+}
+
+fn sec1_uncompressed(xy: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(xy.len() + 1);
+    v.push(0x04);
+    v.extend_from_slice(xy);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    const MODP: [DhGroup; 6] = [
+        DhGroup::Modp768,
+        DhGroup::Modp1024,
+        DhGroup::Modp1536,
+        DhGroup::Modp2048,
+        DhGroup::Modp3072,
+        DhGroup::Modp4096,
+    ];
+
+    fn shr1(p: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; p.len()];
+        let mut carry = 0u8;
+        for (o, &b) in v.iter_mut().zip(p) {
+            *o = (b >> 1) | carry;
+            carry = b << 7;
+        }
+        v
+    }
+
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(2409)
+    }
+
+    #[test]
+    fn ids_names_lengths() {
+        for g in DhGroup::ALL {
+            assert_eq!(DhGroup::from_id(g.id()), Some(g));
+        }
+        for id in [0, 3, 4, 17, 18, 21, 24, 0xffff] {
+            assert_eq!(DhGroup::from_id(id), None);
+        }
+        let lens: Vec<_> = DhGroup::ALL.iter().map(|g| g.public_len()).collect();
+        assert_eq!(lens, [96, 128, 192, 256, 384, 512, 64, 96]);
+        assert_eq!(DhGroup::Modp2048.name(), "MODP-2048");
+        assert_eq!(DhGroup::Ecp256.name(), "ECP-256");
+        assert!(!DhGroup::Modp768.policy_allowed());
+        assert!(DhGroup::Modp1024.policy_allowed());
+    }
+
+    /// Structural checks on the constants, plus Fermat base 2 and the generator's order, run
+    /// with the same exponentiation the groups use. (The primes are additionally derived from
+    /// pi and Miller-Rabin-tested by the Python reference; the cross-check compares the hex.)
+    #[test]
+    fn modp_constants() {
+        for g in MODP {
+            let p = g.modp_prime().unwrap_or_default();
+            let bits = match g {
+                DhGroup::Modp768 => 768,
+                DhGroup::Modp1024 => 1024,
+                DhGroup::Modp1536 => 1536,
+                DhGroup::Modp2048 => 2048,
+                DhGroup::Modp3072 => 3072,
+                _ => 4096,
+            };
+            assert_eq!(p.len() * 8, bits, "{}", g.name());
+            // 2^N - 2^(N-64) - 1 + 2^64 * (...): top and bottom 64 bits are all ones.
+            assert!(p[..8].iter().chain(&p[p.len() - 8..]).all(|&b| b == 0xff));
+            // p = 7 mod 8 (so 2 is a quadratic residue, of order q = (p-1)/2).
+            assert_eq!(p[p.len() - 1] & 7, 7);
+            // Fermat: 2^(p-1) = 1 (mod p). modp_pow refuses a result of 1 by design, so
+            // check 2^(p-2) * 2 = 1, i.e. 2^(p-2) = (p+1)/2.
+            let mut pm2 = p.to_vec();
+            let last = pm2.len() - 1;
+            pm2[last] -= 2;
+            let r = modp_pow(g, &modp_generator(g), &pm2);
+            let half_p_plus_1 = {
+                // (p+1)/2 = (p >> 1) + 1, p being odd.
+                let mut v = shr1(p);
+                for byte in v.iter_mut().rev() {
+                    let (sum, carry) = byte.overflowing_add(1);
+                    *byte = sum;
+                    if !carry {
+                        break;
+                    }
+                }
+                v
+            };
+            assert_eq!(r.map(|v| v.to_vec()), Ok(half_p_plus_1), "{}", g.name());
+            // Generator order q: 2^q = 1, which modp_pow reports as Degenerate.
+            let q = shr1(p);
+            assert_eq!(
+                modp_pow(g, &modp_generator(g), &q).map(|v| v.to_vec()),
+                Err(ModpFault::Degenerate),
+                "{}",
+                g.name()
+            );
+            assert_eq!(MODP_GENERATOR, 2);
+        }
+    }
+
+    #[test]
+    fn agreement_every_group() {
+        let mut rng = rng();
+        for g in DhGroup::ALL {
+            let a = DhPrivate::generate(g, &mut rng);
+            let b = DhPrivate::generate(g, &mut rng);
+            assert_eq!(a.group(), g);
+            assert_eq!(a.public().len(), g.public_len());
+            assert_ne!(a.public(), b.public());
+            let ab = a.shared_secret(b.public());
+            let ba = b.shared_secret(a.public());
+            let ab = ab.unwrap_or_else(|e| panic!("{}: {e}", g.name()));
+            assert_eq!(Ok(ab.clone()), ba, "{}", g.name());
+            assert_eq!(ab.len(), g.shared_len());
+            assert!(!format!("{a:?}").contains("secret:"));
+        }
+    }
+
+    #[test]
+    fn modp_known_answer_small_exponent() {
+        // x = 2: g^x = 4, and g^xy with y = 4 is 4^2 = 16.
+        for g in MODP {
+            let k = DhPrivate::from_secret(g, &[2]).unwrap_or_else(|e| panic!("{e}"));
+            let mut four = vec![0u8; g.public_len()];
+            four[g.public_len() - 1] = 4;
+            assert_eq!(k.public(), four.as_slice());
+            let mut sixteen = vec![0u8; g.public_len()];
+            sixteen[g.public_len() - 1] = 16;
+            assert_eq!(k.shared_secret(&four).map(|v| v.to_vec()), Ok(sixteen));
+        }
+    }
+
+    #[test]
+    fn modp_rejects_bad_publics() {
+        let mut rng = rng();
+        for g in MODP {
+            let k = DhPrivate::generate(g, &mut rng);
+            let p = g.modp_prime().unwrap_or_default().to_vec();
+            let n = p.len();
+            let mut one = vec![0u8; n];
+            one[n - 1] = 1;
+            let mut pm1 = p.clone();
+            pm1[n - 1] -= 1;
+            let all_ff = vec![0xffu8; n];
+            for bad in [vec![0u8; n], one, pm1, p.clone(), all_ff] {
+                assert_eq!(
+                    k.shared_secret(&bad),
+                    Err(DhError::InvalidPublic),
+                    "{}",
+                    g.name()
+                );
+            }
+            let short = &k.public()[1..];
+            assert_eq!(
+                k.shared_secret(short),
+                Err(DhError::WrongLength {
+                    expected: n,
+                    got: n - 1
+                })
+            );
+            let mut long = vec![0u8];
+            long.extend_from_slice(k.public());
+            assert_eq!(
+                k.shared_secret(&long),
+                Err(DhError::WrongLength {
+                    expected: n,
+                    got: n + 1
+                })
+            );
+            assert_eq!(
+                k.shared_secret(&[]),
+                Err(DhError::WrongLength {
+                    expected: n,
+                    got: 0
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn modp_rejects_bad_secrets() {
+        let g = DhGroup::Modp1024;
+        let p = g.modp_prime().unwrap_or_default();
+        let mut pm1 = p.to_vec();
+        pm1[127] -= 1;
+        for bad in [
+            &[][..],
+            &[0],
+            &[1],
+            &[0, 1],
+            &pm1,
+            p,
+            &[0xff; 128],
+            &[1; 129],
+        ] {
+            assert_eq!(
+                DhPrivate::from_secret(g, bad).map(|_| ()),
+                Err(DhError::InvalidSecret)
+            );
+        }
+        let mut pm2 = p.to_vec();
+        pm2[127] -= 2;
+        assert!(DhPrivate::from_secret(g, &pm2).is_ok());
+    }
+
+    #[test]
+    fn ecp_rejects_bad_publics() {
+        let mut rng = rng();
+        for g in [DhGroup::Ecp256, DhGroup::Ecp384] {
+            let k = DhPrivate::generate(g, &mut rng);
+            let n = g.public_len();
+            // identity has no affine encoding; all-zero (0, 0) is not on the curve
+            assert_eq!(k.shared_secret(&vec![0u8; n]), Err(DhError::InvalidPublic));
+            // off-curve: flip a bit of y
+            let mut off = k.public().to_vec();
+            off[n - 1] ^= 1;
+            assert_eq!(k.shared_secret(&off), Err(DhError::InvalidPublic));
+            // coordinates >= field prime
+            assert_eq!(
+                k.shared_secret(&vec![0xffu8; n]),
+                Err(DhError::InvalidPublic)
+            );
+            // our own public value is a valid point
+            assert!(k.shared_secret(k.public()).is_ok());
+            for bad_len in [0, n - 1, n + 1, n / 2 + 1] {
+                assert_eq!(
+                    k.shared_secret(&vec![4u8; bad_len]),
+                    Err(DhError::WrongLength {
+                        expected: n,
+                        got: bad_len
+                    })
+                );
+            }
+            // a compressed or tagged encoding is not what RFC 5903 sends
+            let mut tagged = vec![0x04];
+            tagged.extend_from_slice(&k.public()[..n - 1]);
+            assert_eq!(k.shared_secret(&tagged), Err(DhError::InvalidPublic));
+        }
+    }
+
+    #[test]
+    fn ecp_secret_range_and_known_answer() {
+        // d = 1: the public value is the base point G (FIPS 186-4 D.1.2.3).
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let k = DhPrivate::from_secret(DhGroup::Ecp256, &one).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            hex::encode(k.public()),
+            concat!(
+                "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+                "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
+            )
+        );
+        assert_eq!(
+            DhPrivate::from_secret(DhGroup::Ecp256, &[0u8; 32]).map(|_| ()),
+            Err(DhError::InvalidSecret)
+        );
+        assert_eq!(
+            DhPrivate::from_secret(DhGroup::Ecp256, &[0xffu8; 32]).map(|_| ()),
+            Err(DhError::InvalidSecret)
+        );
+        assert_eq!(
+            DhPrivate::from_secret(DhGroup::Ecp384, &one).map(|_| ()),
+            Err(DhError::InvalidSecret)
+        );
+    }
+}
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Arbitrary peer values (any length, and the right length with arbitrary content)
+        /// never panic; the only success is a full-length secret.
+        #[test]
+        fn peer_values_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            let k = DhPrivate::generate(group, &mut ChaCha20Rng::seed_from_u64(7));
+            let mut sized = bytes.clone();
+            sized.resize(group.public_len(), 0x5c);
+            for input in [&bytes, &sized] {
+                if let Ok(s) = k.shared_secret(input) {
+                    prop_assert_eq!(s.len(), group.shared_len());
+                }
+            }
+        }
+
+        #[test]
+        fn secrets_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..140), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            if let Ok(k) = DhPrivate::from_secret(group, &bytes) {
+                prop_assert_eq!(k.public().len(), group.public_len());
+            }
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The tokio shell: it owns the sockets and the clock and drives the sans-IO cores.
+//!
+//! This first version carries the IPsec half: IKE on UDP 500 and 4500 (non-ESP marker demux,
+//! NAT keepalives), ESP over raw protocol 50 (when the process may open a raw socket) and over
+//! UDP 4500, the IPsec SA table, and a log line for every decrypted datagram. The L2TP LNS, PPP
+//! and the TUN data plane plug in behind [`Shell::deliver`] in later work; until then decrypted
+//! L2TP is only logged and counted.
+
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use crate::esp::{self, InboundSa, OutboundSa, Udp4500};
+use crate::ike::{self, ChildSa, Event, Responder};
+
+/// Where to listen.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: IpAddr,
+    pub ike_port: u16,
+    pub natt_port: u16,
+    /// Open a raw protocol-50 socket for ESP without UDP encapsulation.
+    pub raw_esp: bool,
+}
+
+/// Counters of the ESP path (no secrets).
+#[derive(Debug, Default, Clone)]
+pub struct EspStats {
+    pub decrypted: u64,
+    pub unknown_spi: u64,
+    pub auth_failed: u64,
+    pub replayed: u64,
+    pub malformed: u64,
+    pub keepalives: u64,
+}
+
+struct SaPair {
+    inbound: InboundSa,
+    outbound: OutboundSa,
+    child: ChildSa,
+    last_activity_report: Instant,
+}
+
+/// The running shell.
+pub struct Shell {
+    ike: Responder,
+    listen: Listen,
+    udp500: UdpSocket,
+    udp4500: UdpSocket,
+    raw: Option<AsyncFd<Socket>>,
+    sas: HashMap<u32, SaPair>,
+    pub esp_stats: EspStats,
+}
+
+impl std::fmt::Debug for Shell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shell").field("listen", &self.listen).field("sas", &self.sas.len()).finish_non_exhaustive()
+    }
+}
+
+fn udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+#[allow(unsafe_code)]
+fn raw_esp(addr: IpAddr) -> io::Result<AsyncFd<Socket>> {
+    let s = Socket::new(Domain::for_address(SocketAddr::new(addr, 0)), Type::RAW, Some(Protocol::from(50)))?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::new(addr, 0).into())?;
+    // SAFETY: `Socket` owns its file descriptor, keeps it open until it is dropped, and
+    // `as_raw_fd` always returns that same descriptor; the AsyncFd owns the Socket.
+    unsafe { AsyncFd::register(s) }.map_err(io::Error::from)
+}
+
+/// The local address the kernel would use towards `remote` (for a wildcard listener).
+fn route_source(remote: SocketAddr) -> Option<IpAddr> {
+    let unspecified: SocketAddr = match remote {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let s = StdUdpSocket::bind(unspecified).ok()?;
+    s.connect(remote).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+/// What a decrypted transport-mode datagram looks like, for the log (the L2TP LNS replaces this).
+pub fn describe_inner(next_header: u8, payload: &[u8]) -> String {
+    if next_header != 17 {
+        return format!("protocol {next_header}, {} bytes", payload.len());
+    }
+    let (Some(sport), Some(dport), Some(body)) = (
+        payload.get(0..2).map(|b| u16::from_be_bytes([b[0], b[1]])),
+        payload.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]])),
+        payload.get(8..),
+    ) else {
+        return format!("truncated UDP, {} bytes", payload.len());
+    };
+    format!("UDP {sport}->{dport}, {} bytes: {}", body.len(), describe_l2tp(body))
+}
+
+/// A peek at an L2TP header (RFC 2661 §3.1) and, for control messages, the Message Type AVP.
+pub fn describe_l2tp(b: &[u8]) -> String {
+    let Some(flags) = b.get(0..2).map(|f| u16::from_be_bytes([f[0], f[1]])) else {
+        return "not L2TP".into();
+    };
+    if flags & 0x000f != 2 {
+        return format!("not L2TPv2 (version {})", flags & 0xf);
+    }
+    let control = flags & 0x8000 != 0;
+    if !control {
+        return "L2TP data message".into();
+    }
+    // Control messages carry L and S: flags(2) length(2) tunnel(2) session(2) Ns(2) Nr(2), then AVPs.
+    let tunnel = b.get(4..6).map_or(0, |t| u16::from_be_bytes([t[0], t[1]]));
+    let Some(avp) = b.get(12..) else { return format!("L2TP control, tunnel {tunnel}, no AVPs (ZLB)") };
+    if avp.len() < 8 {
+        return format!("L2TP control, tunnel {tunnel}, ZLB acknowledgement");
+    }
+    let attr = u16::from_be_bytes([avp[4], avp[5]]);
+    let vendor = u16::from_be_bytes([avp[2], avp[3]]);
+    let mtype = u16::from_be_bytes([avp[6], avp[7]]);
+    if vendor != 0 || attr != 0 {
+        return format!("L2TP control, tunnel {tunnel}, first AVP is not Message Type");
+    }
+    let name = match mtype {
+        1 => "SCCRQ",
+        2 => "SCCRP",
+        3 => "SCCCN",
+        4 => "StopCCN",
+        6 => "HELLO",
+        10 => "ICRQ",
+        11 => "ICRP",
+        12 => "ICCN",
+        14 => "CDN",
+        _ => "other",
+    };
+    format!("L2TP control message {name} (type {mtype}), tunnel {tunnel}")
+}
+
+impl Shell {
+    pub async fn bind(cfg: Arc<ike::Config>, listen: Listen) -> io::Result<Self> {
+        let udp500 = udp(SocketAddr::new(listen.addr, listen.ike_port))?;
+        let udp4500 = udp(SocketAddr::new(listen.addr, listen.natt_port))?;
+        let raw = if listen.raw_esp {
+            match raw_esp(listen.addr) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(error = %e, "cannot open a raw ESP socket (needs CAP_NET_RAW): only UDP-encapsulated ESP will work");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        info!(
+            ike = %SocketAddr::new(listen.addr, listen.ike_port),
+            natt = %SocketAddr::new(listen.addr, listen.natt_port),
+            raw_esp = raw.is_some(),
+            "listening"
+        );
+        Ok(Self { ike: Responder::new(cfg), listen, udp500, udp4500, raw, sas: HashMap::new(), esp_stats: EspStats::default() })
+    }
+
+    fn local_for(&self, sock_port: u16, remote: SocketAddr) -> SocketAddr {
+        let ip = if self.listen.addr.is_unspecified() {
+            route_source(remote).unwrap_or(self.listen.addr)
+        } else {
+            self.listen.addr
+        };
+        SocketAddr::new(ip, sock_port)
+    }
+
+    /// Runs until `stop` resolves, then sends Deletes for every SA.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
+        tokio::pin!(stop);
+        let mut buf500 = vec![0u8; 65536];
+        let mut buf4500 = vec![0u8; 65536];
+        let mut rawbuf = vec![0u8; 65536];
+        let mut keepalive = tokio::time::interval(Duration::from_secs(20));
+        loop {
+            let deadline = self.ike.poll_timeout().map(tokio::time::Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                r = self.udp500.recv_from(&mut buf500) => {
+                    let (n, remote) = r?;
+                    let local = self.local_for(self.listen.ike_port, remote);
+                    if let Some(data) = buf500.get(..n) {
+                        self.ike.handle_datagram(Instant::now(), local, remote, data);
+                    }
+                }
+                r = self.udp4500.recv_from(&mut buf4500) => {
+                    let (n, remote) = r?;
+                    let local = self.local_for(self.listen.natt_port, remote);
+                    let Some(data) = buf4500.get_mut(..n) else { continue };
+                    match esp::classify_udp4500(data) {
+                        Udp4500::Keepalive => self.esp_stats.keepalives += 1,
+                        Udp4500::Ike(msg) => { let msg = msg.to_vec(); self.ike.handle_datagram(Instant::now(), local, remote, &msg) }
+                        Udp4500::Esp(_) => self.esp_in(data, remote),
+                        Udp4500::Malformed => self.esp_stats.malformed += 1,
+                    }
+                }
+                r = async {
+                    match &self.raw {
+                        Some(fd) => fd.readable().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let mut guard = r?;
+                    let res = guard.try_io(|inner| {
+                        let sock: &Socket = inner.get_ref();
+                        let mut b = &*sock;
+                        io::Read::read(&mut b, &mut rawbuf).map(|n| (n, ()))
+                    });
+                    if let Ok(Ok((n, ()))) = res {
+                        self.raw_in(&mut rawbuf[..n]);
+                    }
+                }
+                _ = sleep => self.ike.handle_timeout(Instant::now()),
+                _ = keepalive.tick() => self.keepalives().await,
+            }
+            self.drain().await;
+        }
+        info!("shutting down: deleting every SA");
+        self.ike.shutdown();
+        self.drain().await;
+        Ok(())
+    }
+
+    fn raw_in(&mut self, pkt: &mut [u8]) {
+        // A raw IPv4 socket hands over the IP header too.
+        let Some(&vihl) = pkt.first() else { return };
+        if vihl >> 4 != 4 {
+            return;
+        }
+        let ihl = usize::from(vihl & 0x0f) * 4;
+        let Some(src) = pkt.get(12..16).map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3])) else { return };
+        let Some(esp) = pkt.get_mut(ihl..) else { return };
+        self.esp_in(esp, SocketAddr::new(IpAddr::V4(src), 0));
+    }
+
+    fn esp_in(&mut self, packet: &mut [u8], from: SocketAddr) {
+        let Some(spi) = esp::peek_spi(packet) else {
+            self.esp_stats.malformed += 1;
+            return;
+        };
+        let Some(pair) = self.sas.get_mut(&spi) else {
+            self.esp_stats.unknown_spi += 1;
+            debug!(%from, spi = format_args!("{spi:08x}"), "ESP for an unknown SPI; dropped");
+            return;
+        };
+        match pair.inbound.decrypt(packet) {
+            Ok(d) => {
+                self.esp_stats.decrypted += 1;
+                let inner = packet.get(d.payload.clone()).unwrap_or(&[]);
+                info!(
+                    %from,
+                    spi = format_args!("{spi:08x}"),
+                    seq = d.seq,
+                    "ESP decrypted: {}",
+                    describe_inner(d.next_header, inner)
+                );
+                let now = Instant::now();
+                if now.duration_since(pair.last_activity_report) > Duration::from_secs(1) {
+                    pair.last_activity_report = now;
+                    self.ike.esp_activity(now, spi);
+                }
+            }
+            Err(esp::EspError::Replay) => self.esp_stats.replayed += 1,
+            Err(e) => {
+                self.esp_stats.auth_failed += 1;
+                debug!(%from, spi = format_args!("{spi:08x}"), error = %e, "ESP packet rejected");
+            }
+        }
+    }
+
+    async fn keepalives(&mut self) {
+        // RFC 3948 §4: a host behind NAT keeps the mapping open with 0xFF keepalives.
+        let mut targets: Vec<SocketAddr> = self.sas.values().filter(|p| p.child.udp_encap).map(|p| p.child.remote).collect();
+        targets.sort();
+        targets.dedup();
+        for t in targets {
+            let _ = self.udp4500.send_to(&esp::NAT_KEEPALIVE, t).await;
+        }
+    }
+
+    async fn drain(&mut self) {
+        while let Some(t) = self.ike.poll_transmit() {
+            let sock = if t.local.port() == self.listen.natt_port { &self.udp4500 } else { &self.udp500 };
+            if let Err(e) = sock.send_to(&t.data, t.remote).await {
+                warn!(remote = %t.remote, error = %e, "send failed");
+            }
+        }
+        while let Some(ev) = self.ike.poll_event() {
+            self.on_event(ev);
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::ChildSaUp(child) => {
+                let inbound = InboundSa::new(child.inbound_spi, child.suite, &child.inbound_keymat);
+                let outbound = OutboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat);
+                match (inbound, outbound) {
+                    (Ok(inbound), Ok(outbound)) => {
+                        info!(
+                            remote = %child.remote,
+                            spi_in = format_args!("{:08x}", child.inbound_spi),
+                            spi_out = format_args!("{:08x}", child.outbound_spi),
+                            udp_encap = child.udp_encap,
+                            "IPsec SA installed"
+                        );
+                        self.sas.insert(child.inbound_spi, SaPair { inbound, outbound, child: *child, last_activity_report: Instant::now() });
+                    }
+                    (Err(e), _) | (_, Err(e)) => warn!(error = %e, "cannot install IPsec SA"),
+                }
+            }
+            Event::ChildSaDown { inbound_spi, reason, .. } => {
+                if self.sas.remove(&inbound_spi).is_some() {
+                    info!(spi_in = format_args!("{inbound_spi:08x}"), ?reason, "IPsec SA removed");
+                }
+            }
+            Event::PeerMoved { inbound_spis, remote, .. } => {
+                for s in inbound_spis {
+                    if let Some(p) = self.sas.get_mut(&s) {
+                        p.child.remote = remote;
+                    }
+                }
+            }
+            Event::Phase1Up { .. } | Event::Phase1Down { .. } => {}
+        }
+    }
+
+    /// Sends `payload` (an upper-layer datagram, e.g. UDP carrying L2TP) to the peer of the IPsec
+    /// SA `inbound_spi` through its outbound SA. Used by the L2TP layer.
+    pub async fn deliver(&mut self, inbound_spi: u32, payload: &[u8], next_header: u8) -> io::Result<()> {
+        let Some(pair) = self.sas.get_mut(&inbound_spi) else { return Ok(()) };
+        let suite = pair.child.suite;
+        let head = suite.header_len();
+        let mut buf = vec![0u8; head + payload.len() + suite.max_trailer_len()];
+        buf[head..head + payload.len()].copy_from_slice(payload);
+        let range = pair
+            .outbound
+            .encrypt(&mut buf, head..head + payload.len(), next_header)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let pkt = &buf[range];
+        let remote = pair.child.remote;
+        if pair.child.udp_encap {
+            self.udp4500.send_to(pkt, remote).await?;
+        } else if let Some(raw) = &self.raw {
+            raw.get_ref().send_to(pkt, &SocketAddr::new(remote.ip(), 0).into())?;
+        }
+        Ok(())
+    }
+
+    pub fn ike(&self) -> &Responder {
+        &self.ike
+    }
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Real-peer check of the IPsec half (issue: IKEv1 responder + userspace ESP).
+#
+# The stock Debian strongSwan 5.9 client in a VM (../shared/harness/vm.sh, Windows-like proposals,
+# PSK, transport mode UDP/1701) runs Main Mode and Quick Mode against `roadgate serve` in the
+# harness's host namespace; then its xl2tpd sends SCCRQ through ESP, and the server must log that
+# it decrypted it. Cases: raw ESP, forced UDP encapsulation, and the client behind a real NAT.
+#
+# The L2TP LNS is not built yet, so the client's PPP stage fails by design: this script checks the
+# RESULT fields ike=up, esp=up (and encap) and the server's "ESP decrypted ... SCCRQ" log line.
+#
+# Needs root and the harness; prints SKIP with the reason otherwise. Exit 0 = every case passed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+harness=${ROADGATE_HARNESS:-$top/../shared/harness}
+vm="$harness/vm.sh"
+out=${ROADGATE_INTEROP_OUT:-$top/target/interop}
+mkdir -p "$out"
+
+skip() { echo "SKIP interop/ipsec_strongswan: $*"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, VMs)"
+[ -x "$vm" ] || skip "harness not found at $vm"
+command -v qemu-system-x86_64 >/dev/null 2>&1 || "$vm" deps >/dev/null 2>&1 || skip "qemu could not be installed"
+
+bin=${ROADGATE_BIN:-$top/target/release/roadgate}
+if [ ! -x "$bin" ]; then
+  (cd "$top" && cargo build --release -p roadgate) || { echo "FAIL: build"; exit 1; }
+fi
+
+"$vm" build >"$out/vm-build.log" 2>&1 || { echo "FAIL: vm.sh build (see $out/vm-build.log)"; exit 1; }
+"$vm" net up >"$out/net-up.log" 2>&1 || { echo "FAIL: vm.sh net up"; exit 1; }
+trap '"$vm" net down >/dev/null 2>&1; [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null' EXIT
+
+psk="interop-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$psk" > "$out/psk"; chmod 600 "$out/psk"
+
+pass=0; fail=0
+run_case() {
+  local name=$1; shift
+  local log="$out/server-$name.log"
+  ip netns exec l2tpv-host env RUST_LOG=info,roadgate=debug "$bin" serve --listen 192.0.2.1 --psk-file "$out/psk" \
+    --state "$out/state" >"$log" 2>&1 &
+  srv=$!
+  sleep 1
+  local result
+  result=$("$vm" client --server 192.0.2.1 --psk "$psk" --ppp-timeout 8 "$@" 2>"$out/client-$name.err" | grep '^RESULT' | tail -1)
+  kill -TERM "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=
+  echo "$name: $result" | tee -a "$out/results.txt"
+  local ok=1
+  [[ $result == *" ike=up"* ]] || ok=0
+  [[ $result == *" esp=up"* ]] || ok=0
+  case " $* " in *" --encap "*|*" --behind-nat "*) [[ $result == *" encap=yes"* ]] || ok=0 ;; *) [[ $result == *" encap=no"* ]] || ok=0 ;; esac
+  grep -q "ESP decrypted: UDP [0-9]*->1701.*SCCRQ" "$log" || ok=0
+  grep -q "ISAKMP SA established" "$log" || ok=0
+  if [ $ok = 1 ]; then
+    echo "PASS $name: $(grep -m1 -o 'algorithms=[^ ]*' "$log" | head -1); $(grep -m1 'ESP decrypted' "$log" | sed 's/.*ESP decrypted: /decrypted: /')"
+    pass=$((pass+1))
+  else
+    echo "FAIL $name (server log: $log)"; fail=$((fail+1))
+  fi
+}
+
+run_case raw-esp
+run_case udp-encap --encap
+run_case behind-nat --behind-nat
+run_case modp2048-sha256 --ike aes256-sha256-modp2048 --esp aes128gcm16
+
+echo "interop ipsec_strongswan: $pass passed, $fail failed"
+[ $fail = 0 ]
