@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rand::rngs::ChaCha20Rng;
+use rand_chacha::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
 use roadgate::esp;
 use roadgate::ike::Transmit;

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::ChaCha20Rng;
-use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rand::{RngExt, SeedableRng};
 use roadgate::esp::{self, InboundSa, OutboundSa, Udp4500};
 use roadgate::ike::{Config, Event, Responder, Transmit};
 
