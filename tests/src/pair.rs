@@ -166,6 +166,8 @@ pub struct Pair {
     /// Datagrams the server sent to addresses that are no client (forged sources).
     pub unrouted: Vec<Transmit>,
     pub dropped: u64,
+    /// Events of the harness itself (ESP opened), not yet shown to a predicate.
+    pending: Vec<PairEvent>,
     rng: ChaCha20Rng,
     queue: Vec<InFlight>,
     seq: u64,
@@ -194,7 +196,8 @@ pub fn client_config(ip: Ipv4Addr, seed: u64) -> InitiatorConfig {
         SocketAddr::new(IpAddr::V4(SERVER_IP), 500),
         PSK,
     );
-    c.seed = seed;
+    // Distinct from the server's seeds, so that cookies and SPIs of the two sides differ.
+    c.seed = seed ^ 0xc11e_4700_0000;
     c
 }
 
@@ -216,6 +219,7 @@ impl Pair {
             server_sas: HashMap::new(),
             unrouted: Vec::new(),
             dropped: 0,
+            pending: Vec::new(),
             rng: ChaCha20Rng::seed_from_u64(seed ^ 0x5eed_0f_1e75),
             queue: Vec::new(),
             seq: 0,
@@ -362,19 +366,19 @@ impl Pair {
     fn server_esp(&mut self, from: SocketAddr, packet: &[u8]) {
         let Some(spi) = esp::peek_spi(packet) else { return };
         let Some(sa) = self.server_sas.get_mut(&spi) else {
-            self.log.push(PairEvent::ServerEspError { spi, error: "unknown SPI".into() });
+            self.pending.push(PairEvent::ServerEspError { spi, error: "unknown SPI".into() });
             return;
         };
         match client::esp_open(&mut sa.inbound, packet) {
             Ok((_, client::IPPROTO_UDP, seg)) => {
                 let payload = client::parse_udp(&seg).map(|(_, _, p)| p.to_vec()).unwrap_or_default();
                 self.server.esp_activity(self.now, spi);
-                self.log.push(PairEvent::ServerL2tp { spi, from, payload });
+                self.pending.push(PairEvent::ServerL2tp { spi, from, payload });
             }
             Ok((_, nh, _)) => {
-                self.log.push(PairEvent::ServerEspError { spi, error: format!("next header {nh}") });
+                self.pending.push(PairEvent::ServerEspError { spi, error: format!("next header {nh}") });
             }
-            Err(e) => self.log.push(PairEvent::ServerEspError { spi, error: e.to_string() }),
+            Err(e) => self.pending.push(PairEvent::ServerEspError { spi, error: e.to_string() }),
         }
     }
 
@@ -384,6 +388,11 @@ impl Pair {
         let mut hit = false;
         loop {
             let mut progress = false;
+            for ev in std::mem::take(&mut self.pending) {
+                progress = true;
+                hit |= pred(&ev);
+                self.log.push(ev);
+            }
             while let Some(t) = self.server.poll_transmit() {
                 progress = true;
                 self.from_server(t.local, t.remote, false, t.data);
@@ -426,7 +435,7 @@ impl Pair {
                         );
                     }
                     (Err(e), _) | (_, Err(e)) => {
-                        self.log.push(PairEvent::ServerEspError { spi: child.inbound_spi, error: e.to_string() });
+                        self.pending.push(PairEvent::ServerEspError { spi: child.inbound_spi, error: e.to_string() });
                     }
                 }
             }
@@ -486,7 +495,7 @@ impl Pair {
                         self.clients[i].client.handle_udp(now, f.dst, f.src, &f.data)
                     };
                     if !matches!(rx, Received::Ike | Received::Keepalive) {
-                        self.log.push(PairEvent::ClientRx { client: i, rx });
+                        self.pending.push(PairEvent::ClientRx { client: i, rx });
                     }
                 }
             }
