@@ -922,7 +922,9 @@ impl Initiator {
             }
         }
         let (Some(ke), Some(nonce)) = (first_of(&items, payload::KE), first_of(&items, payload::NONCE)) else {
-            return self.fail_p1(i, FailReason::Malformed("message 4 lacks KE or nonce".into()));
+            // A late copy of message 2 (duplicated or retransmitted): not an answer to message 3.
+            self.stats.duplicates_ignored += 1;
+            return;
         };
         let sa = &mut self.sas[i];
         let Some(chosen) = sa.chosen else { return };
