@@ -35,7 +35,11 @@ pub fn parse_udp(seg: &[u8]) -> Option<(u16, u16, &[u8])> {
     if len < 8 || len > seg.len() {
         return None;
     }
-    Some((u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]), &seg[8..len]))
+    Some((
+        u16::from_be_bytes([h[0], h[1]]),
+        u16::from_be_bytes([h[2], h[3]]),
+        &seg[8..len],
+    ))
 }
 
 /// Seals `inner` (a transport-mode payload with its next header) with `sa`.
@@ -73,12 +77,23 @@ pub enum Received {
     Ike,
     Keepalive,
     /// Transport-mode L2TP (UDP to 1701) on the SA with this inbound SPI.
-    L2tp { spi: u32, seq: u32, payload: Vec<u8> },
+    L2tp {
+        spi: u32,
+        seq: u32,
+        payload: Vec<u8>,
+    },
     /// Some other authentic ESP payload.
-    Other { spi: u32, next_header: u8, payload: Vec<u8> },
+    Other {
+        spi: u32,
+        next_header: u8,
+        payload: Vec<u8>,
+    },
     /// An ESP packet for no SA of ours.
     UnknownSpi(u32),
-    EspError { spi: u32, error: EspError },
+    EspError {
+        spi: u32,
+        error: EspError,
+    },
     Malformed,
 }
 
@@ -98,14 +113,24 @@ impl fmt::Debug for IpsecClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IpsecClient")
             .field("initiator", &self.init)
-            .field("sas", &self.sas.iter().map(|s| s.info.inbound_spi).collect::<Vec<_>>())
+            .field(
+                "sas",
+                &self
+                    .sas
+                    .iter()
+                    .map(|s| s.info.inbound_spi)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
 impl IpsecClient {
     pub fn new(cfg: InitiatorConfig) -> Self {
-        Self { init: Initiator::new(cfg), sas: Vec::new() }
+        Self {
+            init: Initiator::new(cfg),
+            sas: Vec::new(),
+        }
     }
 
     pub fn initiator(&self) -> &Initiator {
@@ -140,7 +165,11 @@ impl IpsecClient {
                 let out = OutboundSa::new(info.outbound_spi, info.suite, &info.outbound_keymat);
                 let inb = InboundSa::new(info.inbound_spi, info.suite, &info.inbound_keymat);
                 match (out, inb) {
-                    (Ok(out), Ok(inb)) => self.sas.push(ClientSa { info: (**info).clone(), out, inb }),
+                    (Ok(out), Ok(inb)) => self.sas.push(ClientSa {
+                        info: (**info).clone(),
+                        out,
+                        inb,
+                    }),
                     (Err(e), _) | (_, Err(e)) => {
                         tracing::warn!(error = %e, "client could not install the ESP SA");
                     }
@@ -167,14 +196,28 @@ impl IpsecClient {
 
     /// Seals an L2TP payload with the SA of this inbound SPI.
     pub fn seal_l2tp_on(&mut self, inbound_spi: u32, payload: &[u8]) -> Option<EspDatagram> {
-        let sa = self.sas.iter_mut().find(|s| s.info.inbound_spi == inbound_spi)?;
+        let sa = self
+            .sas
+            .iter_mut()
+            .find(|s| s.info.inbound_spi == inbound_spi)?;
         let data = esp_seal(&mut sa.out, &udp_l2tp(payload), IPPROTO_UDP).ok()?;
-        Some(EspDatagram { local: sa.info.local, remote: sa.info.remote, udp_encap: sa.info.udp_encap, data })
+        Some(EspDatagram {
+            local: sa.info.local,
+            remote: sa.info.remote,
+            udp_encap: sa.info.udp_encap,
+            data,
+        })
     }
 
     /// A UDP datagram received on `local` from `remote` (port 500 or 4500, with the marker as on
     /// the wire).
-    pub fn handle_udp(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) -> Received {
+    pub fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Received {
         let natt = self.init.config().natt_port;
         if local.port() != natt && remote.port() != natt {
             self.init.handle_datagram(now, local, remote, data);
@@ -193,16 +236,30 @@ impl IpsecClient {
 
     /// Opens an ESP packet (from the SPI on).
     pub fn open(&mut self, packet: &[u8]) -> Received {
-        let Some(spi) = esp::peek_spi(packet) else { return Received::Malformed };
+        let Some(spi) = esp::peek_spi(packet) else {
+            return Received::Malformed;
+        };
         let Some(sa) = self.sas.iter_mut().find(|s| s.info.inbound_spi == spi) else {
             return Received::UnknownSpi(spi);
         };
         match esp_open(&mut sa.inb, packet) {
             Ok((seq, IPPROTO_UDP, seg)) => match parse_udp(&seg) {
-                Some((_, L2TP_PORT, p)) => Received::L2tp { spi, seq, payload: p.to_vec() },
-                _ => Received::Other { spi, next_header: IPPROTO_UDP, payload: seg },
+                Some((_, L2TP_PORT, p)) => Received::L2tp {
+                    spi,
+                    seq,
+                    payload: p.to_vec(),
+                },
+                _ => Received::Other {
+                    spi,
+                    next_header: IPPROTO_UDP,
+                    payload: seg,
+                },
             },
-            Ok((_, next_header, payload)) => Received::Other { spi, next_header, payload },
+            Ok((_, next_header, payload)) => Received::Other {
+                spi,
+                next_header,
+                payload,
+            },
             Err(error) => Received::EspError { spi, error },
         }
     }

@@ -14,16 +14,16 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rand_chacha::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use roadgate::esp;
 use roadgate::ike::Transmit;
 use roadgate::ike::crypto::{CipherAlg, DhGroup, DhPrivate, HashAlg};
 
 use crate::kdf::{self, Hash};
 use crate::wire::{
-    self, Attr, Chain, Delete, Header, Id, Notify, Payload, Proposal, Sa, Transform, exchange, flags,
-    life, notify, p1attr, p2attr, payload, proto, vid,
+    self, Attr, Chain, Delete, Header, Id, Notify, Payload, Proposal, Sa, Transform, exchange,
+    flags, life, notify, p1attr, p2attr, payload, proto, vid,
 };
 
 /// One phase-1 transform to offer.
@@ -36,10 +36,19 @@ pub struct P1Proposal {
 
 impl P1Proposal {
     pub fn new(cipher: CipherAlg, hash: HashAlg, group: DhGroup) -> Self {
-        Self { cipher, hash, group }
+        Self {
+            cipher,
+            hash,
+            group,
+        }
     }
     pub fn describe(&self) -> String {
-        format!("{}/{}/{}", cipher_name(self.cipher), hash_name(self.hash), group_name(self.group))
+        format!(
+            "{}/{}/{}",
+            cipher_name(self.cipher),
+            hash_name(self.hash),
+            group_name(self.group)
+        )
     }
 }
 
@@ -75,7 +84,11 @@ pub struct Lifetimes {
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Self { p1_seconds: Some(28_800), p2_seconds: Some(3600), p2_kilobytes: None }
+        Self {
+            p1_seconds: Some(28_800),
+            p2_seconds: Some(3600),
+            p2_kilobytes: None,
+        }
     }
 }
 
@@ -247,8 +260,16 @@ pub struct ChildInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deleted {
-    Child { inbound_spi: u32, outbound_spi: u32, by_peer: bool },
-    Phase1 { icky: [u8; 8], rcky: [u8; 8], by_peer: bool },
+    Child {
+        inbound_spi: u32,
+        outbound_spi: u32,
+        by_peer: bool,
+    },
+    Phase1 {
+        icky: [u8; 8],
+        rcky: [u8; 8],
+        by_peer: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -374,7 +395,8 @@ impl Isakmp {
         self.chosen.map_or(Hash::Sha1, |c| hash_of(c.hash))
     }
     fn cipher(&self) -> CipherAlg {
-        self.chosen.map_or(CipherAlg::AesCbc { key_len: 16 }, |c| c.cipher)
+        self.chosen
+            .map_or(CipherAlg::AesCbc { key_len: 16 }, |c| c.cipher)
     }
 }
 
@@ -484,24 +506,36 @@ fn p1_transform(number: u8, p: &P1Proposal, lifetime: Option<u64>) -> Transform 
     match p.cipher {
         CipherAlg::AesCbc { key_len } => {
             attrs.push(Attr::Basic(p1attr::ENCRYPTION, p1attr::ENC_AES_CBC));
-            attrs.push(Attr::Basic(p1attr::KEY_LENGTH, u16::try_from(key_len * 8).unwrap_or(0)));
+            attrs.push(Attr::Basic(
+                p1attr::KEY_LENGTH,
+                u16::try_from(key_len * 8).unwrap_or(0),
+            ));
         }
         CipherAlg::TripleDesCbc => attrs.push(Attr::Basic(p1attr::ENCRYPTION, p1attr::ENC_3DES)),
     }
     attrs.push(Attr::Basic(p1attr::HASH, hash_attr(p.hash)));
     attrs.push(Attr::Basic(p1attr::AUTH_METHOD, p1attr::AUTH_PSK));
-    attrs.push(Attr::Basic(p1attr::GROUP_DESCRIPTION, group_number(p.group)));
+    attrs.push(Attr::Basic(
+        p1attr::GROUP_DESCRIPTION,
+        group_number(p.group),
+    ));
     if let Some(secs) = lifetime {
         attrs.push(Attr::Basic(p1attr::LIFE_TYPE, life::SECONDS));
         attrs.push(Attr::number(p1attr::LIFE_DURATION, secs));
     }
-    Transform { number, id: 1, attrs }
+    Transform {
+        number,
+        id: 1,
+        attrs,
+    }
 }
 
 /// The ESP transform identifier and key length in bits of an encryption algorithm.
 fn esp_enc(e: esp::Encryption) -> (u8, Option<u16>) {
     match e {
-        esp::Encryption::AesCbc { key_len } => (wire::esp_id::AES_CBC, u16::try_from(key_len * 8).ok()),
+        esp::Encryption::AesCbc { key_len } => {
+            (wire::esp_id::AES_CBC, u16::try_from(key_len * 8).ok())
+        }
         esp::Encryption::AesGcm16 { key_len } => {
             (wire::esp_id::AES_GCM_16, u16::try_from(key_len * 8).ok())
         }
@@ -514,7 +548,9 @@ fn esp_auth(i: esp::Integrity) -> Option<u16> {
     match i {
         esp::Integrity::None => None,
         esp::Integrity::HmacSha1_96 => Some(p2attr::AUTH_HMAC_SHA1),
-        esp::Integrity::HmacSha256_128 | esp::Integrity::HmacSha256_96 => Some(p2attr::AUTH_HMAC_SHA256),
+        esp::Integrity::HmacSha256_128 | esp::Integrity::HmacSha256_96 => {
+            Some(p2attr::AUTH_HMAC_SHA256)
+        }
         esp::Integrity::HmacSha384_192 => Some(p2attr::AUTH_HMAC_SHA384),
         esp::Integrity::HmacSha512_256 => Some(p2attr::AUTH_HMAC_SHA512),
     }
@@ -541,8 +577,11 @@ fn is_life_attr_p2(k: u16) -> bool {
 }
 
 fn sorted_attrs(attrs: &[Attr], skip: impl Fn(u16) -> bool) -> Vec<(u16, Option<u64>)> {
-    let mut v: Vec<(u16, Option<u64>)> =
-        attrs.iter().filter(|a| !skip(a.kind())).map(|a| (a.kind(), a.value())).collect();
+    let mut v: Vec<(u16, Option<u64>)> = attrs
+        .iter()
+        .filter(|a| !skip(a.kind()))
+        .map(|a| (a.kind(), a.value()))
+        .collect();
     v.sort_unstable();
     v
 }
@@ -565,23 +604,41 @@ fn parse_lifetimes(attrs: &[Attr], type_kind: u16, dur_kind: u16) -> LifetimeInf
     out
 }
 
-fn send_to(out: &mut VecDeque<Transmit>, stats: &mut InitiatorStats, natt_port: u16, local: SocketAddr, remote: SocketAddr, msg: &[u8]) {
+fn send_to(
+    out: &mut VecDeque<Transmit>,
+    stats: &mut InitiatorStats,
+    natt_port: u16,
+    local: SocketAddr,
+    remote: SocketAddr,
+    msg: &[u8],
+) {
     let mut data = Vec::with_capacity(msg.len() + 4);
     if local.port() == natt_port || remote.port() == natt_port {
         data.extend_from_slice(&[0, 0, 0, 0]);
     }
     data.extend_from_slice(msg);
     stats.sent += 1;
-    out.push_back(Transmit { local, remote, data });
+    out.push_back(Transmit {
+        local,
+        remote,
+        data,
+    });
 }
 
 /// Encrypts `chain` under `header` (E flag set, length filled in) with CBC from `iv`. Returns the
 /// message and its last ciphertext block (the next IV).
-fn seal(cipher: CipherAlg, key: &[u8], iv: &[u8], mut header: Header, first: u8, plain: &[u8]) -> (Vec<u8>, Vec<u8>) {
+fn seal(
+    cipher: CipherAlg,
+    key: &[u8],
+    iv: &[u8],
+    mut header: Header,
+    first: u8,
+    plain: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
     let bs = cipher_block_len(cipher);
     let mut body = plain.to_vec();
     // RFC 2409 Appendix B: padded with 0x00 up to the block size.
-    while body.len() % bs != 0 {
+    while !body.len().is_multiple_of(bs) {
         body.push(0);
     }
     if let Err(e) = cipher.encrypt(key, iv, &mut body) {
@@ -600,16 +657,29 @@ fn seal(cipher: CipherAlg, key: &[u8], iv: &[u8], mut header: Header, first: u8,
 
 /// Decrypts the body of `msg` with CBC from `iv`. Returns the plaintext and the last ciphertext
 /// block.
-fn open(cipher: CipherAlg, key: &[u8], iv: &[u8], hdr: &Header, msg: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+fn open(
+    cipher: CipherAlg,
+    key: &[u8],
+    iv: &[u8],
+    hdr: &Header,
+    msg: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), String> {
     let bs = cipher_block_len(cipher);
     let end = usize::try_from(hdr.length).unwrap_or(usize::MAX);
-    let body = msg.get(wire::HEADER_LEN..end).ok_or("length field past the datagram")?;
+    let body = msg
+        .get(wire::HEADER_LEN..end)
+        .ok_or("length field past the datagram")?;
     if body.is_empty() || body.len() % bs != 0 {
-        return Err(format!("encrypted body of {} bytes is not a multiple of {bs}", body.len()));
+        return Err(format!(
+            "encrypted body of {} bytes is not a multiple of {bs}",
+            body.len()
+        ));
     }
     let last = body[body.len() - bs..].to_vec();
     let mut plain = body.to_vec();
-    cipher.decrypt(key, iv, &mut plain).map_err(|e| e.to_string())?;
+    cipher
+        .decrypt(key, iv, &mut plain)
+        .map_err(|e| e.to_string())?;
     Ok((plain, last))
 }
 
@@ -627,18 +697,30 @@ fn with_hash(h: &[u8], rest: &Chain) -> Vec<u8> {
     out
 }
 
-fn first_of<'a>(items: &'a [Payload], kind: u8) -> Option<&'a Payload> {
+fn first_of(items: &[Payload], kind: u8) -> Option<&Payload> {
     items.iter().find(|p| p.kind == kind)
 }
 
 /// The message MM1 of a Main Mode: the SA payload offering `cfg.ike_proposals` and our VIDs.
 /// Returns the message, SAi_b and the offered transforms. Public for tests that forge floods.
-pub fn main_mode_1(cfg: &InitiatorConfig, icky: [u8; 8]) -> (Vec<u8>, Vec<u8>, Vec<(Transform, P1Proposal)>) {
+pub fn main_mode_1(
+    cfg: &InitiatorConfig,
+    icky: [u8; 8],
+) -> (Vec<u8>, Vec<u8>, Vec<(Transform, P1Proposal)>) {
     let offered: Vec<(Transform, P1Proposal)> = cfg
         .ike_proposals
         .iter()
         .enumerate()
-        .map(|(i, p)| (p1_transform(u8::try_from(i + 1).unwrap_or(255), p, cfg.lifetimes.p1_seconds), *p))
+        .map(|(i, p)| {
+            (
+                p1_transform(
+                    u8::try_from(i + 1).unwrap_or(255),
+                    p,
+                    cfg.lifetimes.p1_seconds,
+                ),
+                *p,
+            )
+        })
         .collect();
     let sa = Sa {
         doi: wire::DOI_IPSEC,
@@ -734,12 +816,16 @@ impl Initiator {
 
     /// The cookies of the newest established ISAKMP SA.
     pub fn isakmp_cookies(&self) -> Option<([u8; 8], [u8; 8])> {
-        self.current_sa().map(|i| (self.sas[i].icky, self.sas[i].rcky))
+        self.current_sa()
+            .map(|i| (self.sas[i].icky, self.sas[i].rcky))
     }
 
     /// Our inbound SPIs of the IPsec SAs we hold, oldest first.
     pub fn child_spis(&self) -> Vec<(u32, u32)> {
-        self.children.iter().map(|c| (c.inbound_spi, c.outbound_spi)).collect()
+        self.children
+            .iter()
+            .map(|c| (c.inbound_spi, c.outbound_spi))
+            .collect()
     }
 
     /// Whether any ISAKMP SA is established.
@@ -767,12 +853,20 @@ impl Initiator {
     }
 
     fn send(&mut self, local: SocketAddr, remote: SocketAddr, msg: &[u8]) {
-        send_to(&mut self.out, &mut self.stats, self.cfg.natt_port, local, remote, msg);
+        send_to(
+            &mut self.out,
+            &mut self.stats,
+            self.cfg.natt_port,
+            local,
+            remote,
+            msg,
+        );
     }
 
     fn fail(&mut self, stage: Stage, reason: FailReason) {
         tracing::debug!(?stage, ?reason, "initiator failure");
-        self.events.push_back(InitiatorEvent::Failed { stage, reason });
+        self.events
+            .push_back(InitiatorEvent::Failed { stage, reason });
     }
 
     fn fail_p1(&mut self, i: usize, reason: FailReason) {
@@ -793,7 +887,13 @@ impl Initiator {
     // -----------------------------------------------------------------------------------------
     // Main Mode (RFC 2409 §5, pre-shared keys)
 
-    fn begin_main_mode(&mut self, now: Instant, rekey_of: Option<[u8; 8]>, start_quick: bool, initial_contact: bool) {
+    fn begin_main_mode(
+        &mut self,
+        now: Instant,
+        rekey_of: Option<[u8; 8]>,
+        start_quick: bool,
+        initial_contact: bool,
+    ) {
         let mut icky = [0u8; 8];
         self.rng.fill_bytes(&mut icky);
         let (msg, sai_b, offered) = main_mode_1(&self.cfg, icky);
@@ -835,13 +935,16 @@ impl Initiator {
             Ok((items, _)) => items,
             Err(e) => return self.fail_p1(i, FailReason::Malformed(format!("message 2: {e}"))),
         };
-        if let Some(n) = first_of(&items, payload::NOTIFY) {
-            if let Ok(n) = Notify::parse(&n.body) {
-                return self.fail_p1(i, FailReason::PeerNotify(n.message_type));
-            }
+        if let Some(n) = first_of(&items, payload::NOTIFY)
+            && let Ok(n) = Notify::parse(&n.body)
+        {
+            return self.fail_p1(i, FailReason::PeerNotify(n.message_type));
         }
         let Some(sa_p) = first_of(&items, payload::SA) else {
-            return self.fail_p1(i, FailReason::Malformed("message 2 has no SA payload".into()));
+            return self.fail_p1(
+                i,
+                FailReason::Malformed("message 2 has no SA payload".into()),
+            );
         };
         let sa = match Sa::parse(&sa_p.body) {
             Ok(sa) => sa,
@@ -851,8 +954,11 @@ impl Initiator {
             Ok(c) => c,
             Err(e) => return self.fail_p1(i, FailReason::BadProposal(e)),
         };
-        let vids: Vec<Vec<u8>> =
-            items.iter().filter(|p| p.kind == payload::VENDOR_ID).map(|p| p.body.clone()).collect();
+        let vids: Vec<Vec<u8>> = items
+            .iter()
+            .filter(|p| p.kind == payload::VENDOR_ID)
+            .map(|p| p.body.clone())
+            .collect();
         let we_rfc = self.cfg.nat_t && self.cfg.natt_vids != NattVids::Draft02Only;
         let we_draft = self.cfg.nat_t && self.cfg.natt_vids != NattVids::Rfc3947Only;
         let natt = if we_rfc && vids.iter().any(|v| v[..] == vid::RFC3947) {
@@ -872,7 +978,7 @@ impl Initiator {
         let ni = self.random_bytes(32);
         let h = hash_of(chosen.hash);
         let force = self.cfg.force_encap;
-        let fake = self.random_bytes(h.len());
+        let fake = self.random_bytes(h.output_len());
         let sa = &mut self.sas[i];
         sa.rcky = hdr.rcky;
         sa.chosen = Some(chosen);
@@ -881,11 +987,21 @@ impl Initiator {
         sa.peer_dpd = peer_dpd;
         sa.peer_vids = vids;
         let mut chain = Chain::new();
-        chain.push(payload::KE, gxi.clone()).push(payload::NONCE, ni.clone());
+        chain
+            .push(payload::KE, gxi.clone())
+            .push(payload::NONCE, ni.clone());
         if let Some(v) = natt {
-            let kind = if v == NattVariant::Rfc3947 { payload::NAT_D } else { payload::NAT_D_DRAFT };
+            let kind = if v == NattVariant::Rfc3947 {
+                payload::NAT_D
+            } else {
+                payload::NAT_D_DRAFT
+            };
             chain.push(kind, kdf::nat_d(h, &sa.icky, &sa.rcky, sa.remote));
-            let ours = if force { fake } else { kdf::nat_d(h, &sa.icky, &sa.rcky, sa.local) };
+            let ours = if force {
+                fake
+            } else {
+                kdf::nat_d(h, &sa.icky, &sa.rcky, sa.local)
+            };
             chain.push(kind, ours);
         }
         let header = Header {
@@ -914,14 +1030,16 @@ impl Initiator {
             Ok((items, _)) => items,
             Err(e) => return self.fail_p1(i, FailReason::Malformed(format!("message 4: {e}"))),
         };
-        if let Some(n) = first_of(&items, payload::NOTIFY) {
-            if let Ok(n) = Notify::parse(&n.body) {
-                if n.message_type < 16384 {
-                    return self.fail_p1(i, FailReason::PeerNotify(n.message_type));
-                }
-            }
+        if let Some(n) = first_of(&items, payload::NOTIFY)
+            && let Ok(n) = Notify::parse(&n.body)
+            && n.message_type < 16384
+        {
+            return self.fail_p1(i, FailReason::PeerNotify(n.message_type));
         }
-        let (Some(ke), Some(nonce)) = (first_of(&items, payload::KE), first_of(&items, payload::NONCE)) else {
+        let (Some(ke), Some(nonce)) = (
+            first_of(&items, payload::KE),
+            first_of(&items, payload::NONCE),
+        ) else {
             // A late copy of message 2 (duplicated or retransmitted): not an answer to message 3.
             self.stats.duplicates_ignored += 1;
             return;
@@ -955,7 +1073,11 @@ impl Initiator {
         // NAT-D (RFC 3947 §3.2): the first payload hashes the address the server sent to (ours as it
         // sees it); the others hash the server's own addresses.
         if let Some(v) = sa.natt {
-            let kind = if v == NattVariant::Rfc3947 { payload::NAT_D } else { payload::NAT_D_DRAFT };
+            let kind = if v == NattVariant::Rfc3947 {
+                payload::NAT_D
+            } else {
+                payload::NAT_D_DRAFT
+            };
             let natd: Vec<&Payload> = items.iter().filter(|p| p.kind == kind).collect();
             if natd.is_empty() {
                 sa.natt = None;
@@ -977,7 +1099,10 @@ impl Initiator {
         // Message 5: IDii, HASH_I, [N(INITIAL-CONTACT)].
         let (idp, idport) = self.cfg.my_id_proto_port;
         let idii_b = Id::ipv4(self.cfg.my_id, idp, idport).encode();
-        let hash_i = h.prf(&keys.skeyid, &[&sa.gxi, &sa.gxr, &sa.icky, &sa.rcky, &sa.sai_b, &idii_b]);
+        let hash_i = h.prf(
+            &keys.skeyid,
+            &[&sa.gxi, &sa.gxr, &sa.icky, &sa.rcky, &sa.sai_b, &idii_b],
+        );
         let mut chain = Chain::new();
         chain.push(payload::ID, idii_b).push(payload::HASH, hash_i);
         if sa.send_initial_contact {
@@ -1002,7 +1127,14 @@ impl Initiator {
             mid: 0,
             length: 0,
         };
-        let (msg, last) = seal(chosen.cipher, &keys.enc_key, &keys.iv, header, chain.first(), &chain.bytes());
+        let (msg, last) = seal(
+            chosen.cipher,
+            &keys.enc_key,
+            &keys.iv,
+            header,
+            chain.first(),
+            &chain.bytes(),
+        );
         sa.iv = last;
         sa.keys = Some(keys);
         sa.state = P1State::SentMm5;
@@ -1014,7 +1146,9 @@ impl Initiator {
 
     fn on_mm6(&mut self, now: Instant, i: usize, hdr: &Header, data: &[u8]) {
         let sa = &mut self.sas[i];
-        let (Some(keys), Some(chosen)) = (&sa.keys, sa.chosen) else { return };
+        let (Some(keys), Some(chosen)) = (&sa.keys, sa.chosen) else {
+            return;
+        };
         if hdr.flags & flags::ENCRYPTION == 0 {
             // An unencrypted message 6 can only be a complaint.
             return;
@@ -1025,14 +1159,28 @@ impl Initiator {
         };
         let items = match wire::parse_chain(hdr.next, &plain) {
             Ok((items, _)) => items,
-            Err(e) => return self.fail_p1(i, FailReason::Malformed(format!("message 6 (wrong key?): {e}"))),
+            Err(e) => {
+                return self.fail_p1(
+                    i,
+                    FailReason::Malformed(format!("message 6 (wrong key?): {e}")),
+                );
+            }
         };
-        let (Some(id), Some(hash)) = (first_of(&items, payload::ID), first_of(&items, payload::HASH)) else {
-            return self.fail_p1(i, FailReason::Malformed("message 6 lacks ID or HASH".into()));
+        let (Some(id), Some(hash)) = (
+            first_of(&items, payload::ID),
+            first_of(&items, payload::HASH),
+        ) else {
+            return self.fail_p1(
+                i,
+                FailReason::Malformed("message 6 lacks ID or HASH".into()),
+            );
         };
         let h = hash_of(chosen.hash);
         // HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b)
-        let expect = h.prf(&keys.skeyid, &[&sa.gxr, &sa.gxi, &sa.rcky, &sa.icky, &sa.sai_b, &id.body]);
+        let expect = h.prf(
+            &keys.skeyid,
+            &[&sa.gxr, &sa.gxi, &sa.rcky, &sa.icky, &sa.sai_b, &id.body],
+        );
         if !kdf::ct_eq(&expect, &hash.body) {
             return self.fail_p1(i, FailReason::BadHash);
         }
@@ -1052,30 +1200,36 @@ impl Initiator {
         let start_quick = sa.start_quick;
         let (icky, rcky) = (sa.icky, sa.rcky);
         self.events.push_back(ev);
-        if let Some(old) = rekey_of {
-            if let Some(j) = self.sas.iter().position(|s| s.icky == old) {
-                let (oi, or) = (self.sas[j].icky, self.sas[j].rcky);
-                let mut spi = oi.to_vec();
-                spi.extend_from_slice(&or);
-                let d = Delete { doi: wire::DOI_IPSEC, protocol: proto::ISAKMP, spis: vec![spi] };
-                let mut chain = Chain::new();
-                chain.push(payload::DELETE, d.encode());
-                self.send_info(j, &chain);
-                self.sas.remove(j);
-                for c in &mut self.children {
-                    if c.icky == old {
-                        c.icky = icky;
-                    }
+        if let Some(old) = rekey_of
+            && let Some(j) = self.sas.iter().position(|s| s.icky == old)
+        {
+            let (oi, or) = (self.sas[j].icky, self.sas[j].rcky);
+            let mut spi = oi.to_vec();
+            spi.extend_from_slice(&or);
+            let d = Delete {
+                doi: wire::DOI_IPSEC,
+                protocol: proto::ISAKMP,
+                spis: vec![spi],
+            };
+            let mut chain = Chain::new();
+            chain.push(payload::DELETE, d.encode());
+            self.send_info(j, &chain);
+            self.sas.remove(j);
+            for c in &mut self.children {
+                if c.icky == old {
+                    c.icky = icky;
                 }
-                self.events
-                    .push_back(InitiatorEvent::Deleted(Deleted::Phase1 { icky: oi, rcky: or, by_peer: false }));
             }
+            self.events
+                .push_back(InitiatorEvent::Deleted(Deleted::Phase1 {
+                    icky: oi,
+                    rcky: or,
+                    by_peer: false,
+                }));
         }
         let _ = rcky;
-        if start_quick {
-            if let Some(i) = self.sas.iter().position(|s| s.icky == icky) {
-                self.start_quick(now, i, None);
-            }
+        if start_quick && let Some(i) = self.sas.iter().position(|s| s.icky == icky) {
+            self.start_quick(now, i, None);
         }
     }
 
@@ -1083,7 +1237,10 @@ impl Initiator {
     // Quick Mode (RFC 2409 §5.5)
 
     fn default_selectors(&self) -> (Id, Id) {
-        (Id::addr(self.cfg.local.ip(), 17, 1701), Id::addr(self.cfg.server.ip(), 17, 1701))
+        (
+            Id::addr(self.cfg.local.ip(), 17, 1701),
+            Id::addr(self.cfg.server.ip(), 17, 1701),
+        )
     }
 
     fn start_quick(&mut self, now: Instant, i: usize, replaces: Option<u32>) {
@@ -1091,7 +1248,10 @@ impl Initiator {
         let my_spi = loop {
             let s = self.random_u32();
             let used = self.children.iter().any(|c| c.inbound_spi == s)
-                || self.sas.iter().any(|sa| sa.quick.iter().any(|q| q.my_spi == s));
+                || self
+                    .sas
+                    .iter()
+                    .any(|sa| sa.quick.iter().any(|q| q.my_spi == s));
             if !used {
                 break s;
             }
@@ -1129,7 +1289,14 @@ impl Initiator {
                 if let Some(b) = bits {
                     attrs.push(Attr::Basic(p2attr::KEY_LENGTH, b));
                 }
-                (Transform { number: u8::try_from(n + 1).unwrap_or(255), id, attrs }, *s)
+                (
+                    Transform {
+                        number: u8::try_from(n + 1).unwrap_or(255),
+                        id,
+                        attrs,
+                    },
+                    *s,
+                )
             })
             .collect();
         let sa_body = Sa {
@@ -1145,14 +1312,23 @@ impl Initiator {
         .encode();
         // HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr] [, NAT-OAi, NAT-OAr]
         let mut rest = Chain::new();
-        rest.push(payload::SA, sa_body).push(payload::NONCE, ni.clone());
+        rest.push(payload::SA, sa_body)
+            .push(payload::NONCE, ni.clone());
         if let Some(dh) = &dh {
-            let ke = cfg.hooks.qm_ke_override.clone().unwrap_or_else(|| dh.public().to_vec());
+            let ke = cfg
+                .hooks
+                .qm_ke_override
+                .clone()
+                .unwrap_or_else(|| dh.public().to_vec());
             rest.push(payload::KE, ke);
         }
         let ids = if cfg.send_ids {
-            let ids = cfg.selectors.clone().unwrap_or_else(|| self.default_selectors());
-            rest.push(payload::ID, ids.0.encode()).push(payload::ID, ids.1.encode());
+            let ids = cfg
+                .selectors
+                .clone()
+                .unwrap_or_else(|| self.default_selectors());
+            rest.push(payload::ID, ids.0.encode())
+                .push(payload::ID, ids.1.encode());
             Some(ids)
         } else {
             None
@@ -1189,9 +1365,34 @@ impl Initiator {
             mid,
             length: 0,
         };
-        let (msg, last) = seal(sa.cipher(), &keys.enc_key, &iv0, header, payload::HASH, &body);
+        let (msg, last) = seal(
+            sa.cipher(),
+            &keys.enc_key,
+            &iv0,
+            header,
+            payload::HASH,
+            &body,
+        );
         let (l, r) = (sa.local, sa.remote);
         let retx = self.new_retx(now, msg.clone());
+        // Finished exchanges are kept only to answer a repeated QM2; the last few are enough.
+        let done = self.sas[i]
+            .quick
+            .iter()
+            .filter(|q| matches!(q.state, QmState::Done | QmState::Failed))
+            .count();
+        if done > 8 {
+            let mut drop = done - 8;
+            self.sas[i].quick.retain(|q| {
+                let old = matches!(q.state, QmState::Done | QmState::Failed);
+                if old && drop > 0 {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
         self.sas[i].quick.push(Quick {
             mid,
             state: QmState::SentQm1,
@@ -1216,7 +1417,9 @@ impl Initiator {
             self.stats.dropped += 1;
             return;
         };
-        let msg = data.get(..usize::try_from(hdr.length).unwrap_or(usize::MAX)).unwrap_or(data);
+        let msg = data
+            .get(..usize::try_from(hdr.length).unwrap_or(usize::MAX))
+            .unwrap_or(data);
         let q = &self.sas[i].quick[qi];
         match q.state {
             QmState::SentQm1 => self.on_qm2(now, i, qi, hdr, msg),
@@ -1263,7 +1466,11 @@ impl Initiator {
             Err(e) => return self.fail_qm(i, qi, FailReason::Malformed(format!("QM2: {e}"))),
         };
         let Some(hash) = items.first().filter(|p| p.kind == payload::HASH) else {
-            return self.fail_qm(i, qi, FailReason::Malformed("QM2 does not start with HASH".into()));
+            return self.fail_qm(
+                i,
+                qi,
+                FailReason::Malformed("QM2 does not start with HASH".into()),
+            );
         };
         // HASH(2) = prf(SKEYID_a, M-ID | Ni_b | SA | Nr [ | KE ] [ | IDci | IDcr ])
         let rest = &plain[hash.end..end];
@@ -1282,10 +1489,11 @@ impl Initiator {
             Ok(s) => s,
             Err(e) => return self.fail_qm(i, qi, FailReason::Malformed(format!("QM2 SA: {e}"))),
         };
-        let (suite, outbound_spi, returned, altered, encap) = match check_p2_choice(&reply, &q.offered) {
-            Ok(x) => x,
-            Err(e) => return self.fail_qm(i, qi, FailReason::BadProposal(e)),
-        };
+        let (suite, outbound_spi, returned, altered, encap) =
+            match check_p2_choice(&reply, &q.offered) {
+                Ok(x) => x,
+                Err(e) => return self.fail_qm(i, qi, FailReason::BadProposal(e)),
+            };
         // PFS: a KE is required back when we sent one.
         let gqm = match (&q.dh, first_of(items, payload::KE)) {
             (Some(dh), Some(ke)) => match dh.shared_secret(&ke.body) {
@@ -1293,28 +1501,36 @@ impl Initiator {
                 Err(e) => return self.fail_qm(i, qi, FailReason::Crypto(format!("QM2 KE: {e:?}"))),
             },
             (Some(_), None) => {
-                return self.fail_qm(i, qi, FailReason::BadProposal("PFS asked for, QM2 has no KE".into()));
+                return self.fail_qm(
+                    i,
+                    qi,
+                    FailReason::BadProposal("PFS asked for, QM2 has no KE".into()),
+                );
             }
             (None, Some(_)) => {
-                return self.fail_qm(i, qi, FailReason::BadProposal("QM2 has a KE we did not ask for".into()));
+                return self.fail_qm(
+                    i,
+                    qi,
+                    FailReason::BadProposal("QM2 has a KE we did not ask for".into()),
+                );
             }
             (None, None) => None,
         };
         // The responder's IDs must be the ones we sent.
         let ids: Vec<&Payload> = items.iter().filter(|p| p.kind == payload::ID).collect();
-        if let Some((ci, cr)) = &q.ids {
-            if ids.len() != 2 || ids[0].body != ci.encode() || ids[1].body != cr.encode() {
-                let got: Vec<String> = ids.iter().map(|p| hex::encode(&p.body)).collect();
-                return self.fail_qm(
-                    i,
-                    qi,
-                    FailReason::BadProposal(format!(
-                        "QM2 IDs {got:?} differ from ours {} / {}",
-                        hex::encode(ci.encode()),
-                        hex::encode(cr.encode())
-                    )),
-                );
-            }
+        if let Some((ci, cr)) = &q.ids
+            && (ids.len() != 2 || ids[0].body != ci.encode() || ids[1].body != cr.encode())
+        {
+            let got: Vec<String> = ids.iter().map(|p| hex::encode(&p.body)).collect();
+            return self.fail_qm(
+                i,
+                qi,
+                FailReason::BadProposal(format!(
+                    "QM2 IDs {got:?} differ from ours {} / {}",
+                    hex::encode(ci.encode()),
+                    hex::encode(cr.encode())
+                )),
+            );
         }
         let mut responder_lifetime = None;
         let mut peer_nat_oa = Vec::new();
@@ -1324,8 +1540,11 @@ impl Initiator {
                     if let Ok(n) = Notify::parse(&p.body) {
                         if n.message_type == notify::RESPONDER_LIFETIME {
                             if let Ok(attrs) = wire::parse_attrs(&n.data) {
-                                responder_lifetime =
-                                    Some(parse_lifetimes(&attrs, p2attr::LIFE_TYPE, p2attr::LIFE_DURATION));
+                                responder_lifetime = Some(parse_lifetimes(
+                                    &attrs,
+                                    p2attr::LIFE_TYPE,
+                                    p2attr::LIFE_DURATION,
+                                ));
                             }
                         } else {
                             self.events.push_back(InitiatorEvent::Notify {
@@ -1355,10 +1574,26 @@ impl Initiator {
         }
         let nr = nr.body.clone();
         let len = suite.keymat_len();
-        let inbound_keymat =
-            kdf::keymat(h, &keys.skeyid_d, gqm.as_deref(), proto::IPSEC_ESP, q.my_spi, &q.ni, &nr, len);
-        let outbound_keymat =
-            kdf::keymat(h, &keys.skeyid_d, gqm.as_deref(), proto::IPSEC_ESP, outbound_spi, &q.ni, &nr, len);
+        let inbound_keymat = kdf::keymat(
+            h,
+            &keys.skeyid_d,
+            gqm.as_deref(),
+            proto::IPSEC_ESP,
+            q.my_spi,
+            &q.ni,
+            &nr,
+            len,
+        );
+        let outbound_keymat = kdf::keymat(
+            h,
+            &keys.skeyid_d,
+            gqm.as_deref(),
+            proto::IPSEC_ESP,
+            outbound_spi,
+            &q.ni,
+            &nr,
+            len,
+        );
         // HDR*, HASH(3); HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
         let h3 = h.prf(&keys.skeyid_a, &[&[0], &hdr.mid.to_be_bytes(), &q.ni, &nr]);
         let mut chain = Chain::new();
@@ -1369,11 +1604,23 @@ impl Initiator {
             next: 0,
             version: 0x10,
             exchange: exchange::QUICK,
-            flags: hdr.flags & flags::COMMIT | if self.cfg.commit_bit { flags::COMMIT } else { 0 },
+            flags: hdr.flags & flags::COMMIT
+                | if self.cfg.commit_bit {
+                    flags::COMMIT
+                } else {
+                    0
+                },
             mid: hdr.mid,
             length: 0,
         };
-        let (qm3, last3) = seal(cipher, &keys.enc_key, &last, header, payload::HASH, &chain.bytes());
+        let (qm3, last3) = seal(
+            cipher,
+            &keys.enc_key,
+            &last,
+            header,
+            payload::HASH,
+            &chain.bytes(),
+        );
         let info = ChildInfo {
             inbound_spi: q.my_spi,
             outbound_spi,
@@ -1390,8 +1637,16 @@ impl Initiator {
             transform_altered: altered,
             replaces: q.replaces,
             peer_nat_oa,
-            local: if sa.nat.udp_encap { sa.local } else { SocketAddr::new(sa.local.ip(), 0) },
-            remote: if sa.nat.udp_encap { sa.remote } else { SocketAddr::new(sa.remote.ip(), 0) },
+            local: if sa.nat.udp_encap {
+                sa.local
+            } else {
+                SocketAddr::new(sa.local.ip(), 0)
+            },
+            remote: if sa.nat.udp_encap {
+                sa.remote
+            } else {
+                SocketAddr::new(sa.remote.ip(), 0)
+            },
         };
         let commit = self.cfg.commit_bit || hdr.flags & flags::COMMIT != 0;
         let (l, r) = (sa.local, sa.remote);
@@ -1423,10 +1678,19 @@ impl Initiator {
         let q = &sa.quick[qi];
         let fresh = kdf::phase2_iv(h, &sa.iv, hdr.mid, cipher_block_len(cipher));
         for iv in [q.iv.clone(), fresh] {
-            let Ok((plain, _)) = open(cipher, &keys.enc_key, &iv, hdr, msg) else { continue };
-            let Ok((items, end)) = wire::parse_chain(hdr.next, &plain) else { continue };
-            let Some(hash) = items.first().filter(|p| p.kind == payload::HASH) else { continue };
-            let expect = h.prf(&keys.skeyid_a, &[&hdr.mid.to_be_bytes(), &plain[hash.end..end]]);
+            let Ok((plain, _)) = open(cipher, &keys.enc_key, &iv, hdr, msg) else {
+                continue;
+            };
+            let Ok((items, end)) = wire::parse_chain(hdr.next, &plain) else {
+                continue;
+            };
+            let Some(hash) = items.first().filter(|p| p.kind == payload::HASH) else {
+                continue;
+            };
+            let expect = h.prf(
+                &keys.skeyid_a,
+                &[&hdr.mid.to_be_bytes(), &plain[hash.end..end]],
+            );
             if !kdf::ct_eq(&expect, &hash.body) {
                 continue;
             }
@@ -1453,7 +1717,8 @@ impl Initiator {
             outbound_spi: info.outbound_spi,
             icky: info.icky,
         });
-        self.events.push_back(InitiatorEvent::ChildSaUp(Box::new(info)));
+        self.events
+            .push_back(InitiatorEvent::ChildSaUp(Box::new(info)));
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1479,7 +1744,14 @@ impl Initiator {
             mid,
             length: 0,
         };
-        let (msg, _) = seal(sa.cipher(), &keys.enc_key, &iv, header, payload::HASH, &body);
+        let (msg, _) = seal(
+            sa.cipher(),
+            &keys.enc_key,
+            &iv,
+            header,
+            payload::HASH,
+            &body,
+        );
         let (l, r) = (sa.local, sa.remote);
         self.send(l, r, &msg);
     }
@@ -1495,7 +1767,9 @@ impl Initiator {
                 if p.kind != payload::NOTIFY {
                     continue;
                 }
-                let Ok(n) = Notify::parse(&p.body) else { continue };
+                let Ok(n) = Notify::parse(&p.body) else {
+                    continue;
+                };
                 self.events.push_back(InitiatorEvent::Notify {
                     message_type: n.message_type,
                     protected: false,
@@ -1516,12 +1790,17 @@ impl Initiator {
         let h = sa.hash();
         let cipher = sa.cipher();
         let iv = kdf::phase2_iv(h, &sa.iv, hdr.mid, cipher_block_len(cipher));
-        let verified = open(cipher, &keys.enc_key, &iv, hdr, msg).ok().and_then(|(plain, _)| {
-            let (items, end) = wire::parse_chain(hdr.next, &plain).ok()?;
-            let hash = items.first().filter(|p| p.kind == payload::HASH)?;
-            let expect = h.prf(&keys.skeyid_a, &[&hdr.mid.to_be_bytes(), &plain[hash.end..end]]);
-            kdf::ct_eq(&expect, &hash.body).then(|| items[1..].to_vec())
-        });
+        let verified = open(cipher, &keys.enc_key, &iv, hdr, msg)
+            .ok()
+            .and_then(|(plain, _)| {
+                let (items, end) = wire::parse_chain(hdr.next, &plain).ok()?;
+                let hash = items.first().filter(|p| p.kind == payload::HASH)?;
+                let expect = h.prf(
+                    &keys.skeyid_a,
+                    &[&hdr.mid.to_be_bytes(), &plain[hash.end..end]],
+                );
+                kdf::ct_eq(&expect, &hash.body).then(|| items[1..].to_vec())
+            });
         let Some(items) = verified else {
             tracing::debug!("dropped an Informational that does not verify");
             self.stats.dropped += 1;
@@ -1535,8 +1814,11 @@ impl Initiator {
                     }
                 }
                 payload::DELETE => {
-                    if let Ok(d) = Delete::parse(&p.body) {
-                        self.on_delete(i, d);
+                    if let Ok(d) = Delete::parse(&p.body)
+                        && self.on_delete(i, d)
+                    {
+                        // The ISAKMP SA itself is gone: nothing after it can be trusted.
+                        return;
                     }
                 }
                 _ => {}
@@ -1545,7 +1827,10 @@ impl Initiator {
     }
 
     fn on_notify(&mut self, i: usize, n: Notify) {
-        let seq = n.data.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let seq = n
+            .data
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         match (n.message_type, seq) {
             (notify::R_U_THERE, Some(seq)) => {
                 let answered = self.cfg.answer_dpd;
@@ -1564,7 +1849,8 @@ impl Initiator {
                     chain.push(payload::NOTIFY, ack.encode());
                     self.send_info(i, &chain);
                 }
-                self.events.push_back(InitiatorEvent::DpdProbe { seq, answered });
+                self.events
+                    .push_back(InitiatorEvent::DpdProbe { seq, answered });
             }
             (notify::R_U_THERE_ACK, Some(seq)) => {
                 if self.sas[i].dpd_outstanding == Some(seq) {
@@ -1577,29 +1863,39 @@ impl Initiator {
             (t, _) => {
                 if t < 16384 {
                     // An error: it ends the Quick Modes it names (by our SPI), or all pending ones.
-                    let spi = (n.spi.len() == 4).then(|| u32::from_be_bytes([n.spi[0], n.spi[1], n.spi[2], n.spi[3]]));
+                    let spi = (n.spi.len() == 4)
+                        .then(|| u32::from_be_bytes([n.spi[0], n.spi[1], n.spi[2], n.spi[3]]));
                     let pending: Vec<usize> = self.sas[i]
                         .quick
                         .iter()
                         .enumerate()
                         .filter(|(_, q)| q.state == QmState::SentQm1)
-                        .filter(|(_, q)| spi.is_none_or(|s| s == q.my_spi) || n.protocol != proto::IPSEC_ESP)
+                        .filter(|(_, q)| {
+                            spi.is_none_or(|s| s == q.my_spi) || n.protocol != proto::IPSEC_ESP
+                        })
                         .map(|(k, _)| k)
                         .collect();
                     for qi in pending {
                         self.fail_qm(i, qi, FailReason::PeerNotify(t));
                     }
                 }
-                self.events.push_back(InitiatorEvent::Notify { message_type: t, protected: true, data: n.data });
+                self.events.push_back(InitiatorEvent::Notify {
+                    message_type: t,
+                    protected: true,
+                    data: n.data,
+                });
             }
         }
     }
 
-    fn on_delete(&mut self, i: usize, d: Delete) {
+    /// Returns whether ISAKMP SA `i` was removed.
+    fn on_delete(&mut self, i: usize, d: Delete) -> bool {
         match d.protocol {
             proto::IPSEC_ESP | proto::IPSEC_AH => {
                 for spi in d.spis {
-                    let Ok(b) = <[u8; 4]>::try_from(spi.as_slice()) else { continue };
+                    let Ok(b) = <[u8; 4]>::try_from(spi.as_slice()) else {
+                        continue;
+                    };
                     let spi = u32::from_be_bytes(b);
                     // The sender names its own inbound SPI (our outbound); accept ours as well.
                     let pos = self
@@ -1609,11 +1905,12 @@ impl Initiator {
                         .or_else(|| self.children.iter().position(|c| c.inbound_spi == spi));
                     if let Some(p) = pos {
                         let c = self.children.remove(p);
-                        self.events.push_back(InitiatorEvent::Deleted(Deleted::Child {
-                            inbound_spi: c.inbound_spi,
-                            outbound_spi: c.outbound_spi,
-                            by_peer: true,
-                        }));
+                        self.events
+                            .push_back(InitiatorEvent::Deleted(Deleted::Child {
+                                inbound_spi: c.inbound_spi,
+                                outbound_spi: c.outbound_spi,
+                                by_peer: true,
+                            }));
                     }
                 }
             }
@@ -1621,22 +1918,34 @@ impl Initiator {
                 let sa = &self.sas[i];
                 let mut me = sa.icky.to_vec();
                 me.extend_from_slice(&sa.rcky);
-                if d.spis.iter().any(|s| *s == me) {
+                if d.spis.contains(&me) {
                     let (icky, rcky) = (sa.icky, sa.rcky);
                     self.sas.remove(i);
                     self.events
-                        .push_back(InitiatorEvent::Deleted(Deleted::Phase1 { icky, rcky, by_peer: true }));
+                        .push_back(InitiatorEvent::Deleted(Deleted::Phase1 {
+                            icky,
+                            rcky,
+                            by_peer: true,
+                        }));
+                    return true;
                 }
             }
             _ => {}
         }
+        false
     }
 
     // -----------------------------------------------------------------------------------------
     // Input
 
     /// One IKE datagram from `remote` to our `local`, without the non-ESP marker.
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
         let _ = local;
         self.stats.received += 1;
         let Some(hdr) = Header::parse(data) else {
@@ -1658,7 +1967,9 @@ impl Initiator {
         }
         match (hdr.exchange, st) {
             (exchange::INFORMATIONAL, _) => self.on_informational(i, &hdr, msg),
-            (exchange::MAIN, P1State::SentMm1) if hdr.rcky != [0; 8] => self.on_mm2(now, i, &hdr, msg),
+            (exchange::MAIN, P1State::SentMm1) if hdr.rcky != [0; 8] => {
+                self.on_mm2(now, i, &hdr, msg)
+            }
             (exchange::MAIN, P1State::SentMm3) => self.on_mm4(now, i, remote, &hdr, msg),
             (exchange::MAIN, P1State::SentMm5) => self.on_mm6(now, i, &hdr, msg),
             (exchange::MAIN, _) => self.stats.duplicates_ignored += 1,
@@ -1673,29 +1984,29 @@ impl Initiator {
         let mut sends = Vec::new();
         for (i, sa) in self.sas.iter_mut().enumerate() {
             let (l, r) = (sa.local, sa.remote);
-            if let Some(rt) = &mut sa.retx {
-                if now >= rt.at {
+            if let Some(rt) = &mut sa.retx
+                && now >= rt.at
+            {
+                if rt.tries_left == 0 {
+                    fails.push((i, None));
+                } else {
+                    rt.tries_left -= 1;
+                    rt.interval *= 2;
+                    rt.at = now + rt.interval;
+                    sends.push((l, r, rt.msg.clone()));
+                }
+            }
+            for (qi, q) in sa.quick.iter_mut().enumerate() {
+                if let Some(rt) = &mut q.retx
+                    && now >= rt.at
+                {
                     if rt.tries_left == 0 {
-                        fails.push((i, None));
+                        fails.push((i, Some(qi)));
                     } else {
                         rt.tries_left -= 1;
                         rt.interval *= 2;
                         rt.at = now + rt.interval;
                         sends.push((l, r, rt.msg.clone()));
-                    }
-                }
-            }
-            for (qi, q) in sa.quick.iter_mut().enumerate() {
-                if let Some(rt) = &mut q.retx {
-                    if now >= rt.at {
-                        if rt.tries_left == 0 {
-                            fails.push((i, Some(qi)));
-                        } else {
-                            rt.tries_left -= 1;
-                            rt.interval *= 2;
-                            rt.at = now + rt.interval;
-                            sends.push((l, r, rt.msg.clone()));
-                        }
                     }
                 }
             }
@@ -1717,7 +2028,9 @@ impl Initiator {
 
     /// A new Quick Mode under the current ISAKMP SA; its ChildSaUp names the SA it replaces.
     pub fn rekey_child(&mut self, now: Instant) -> bool {
-        let Some(i) = self.current_sa() else { return false };
+        let Some(i) = self.current_sa() else {
+            return false;
+        };
         let replaces = self.children.last().map(|c| c.inbound_spi);
         self.start_quick(now, i, replaces);
         true
@@ -1725,14 +2038,18 @@ impl Initiator {
 
     /// A new Quick Mode under the current ISAKMP SA (an extra SA pair, not a rekey).
     pub fn new_child(&mut self, now: Instant) -> bool {
-        let Some(i) = self.current_sa() else { return false };
+        let Some(i) = self.current_sa() else {
+            return false;
+        };
         self.start_quick(now, i, None);
         true
     }
 
     /// A whole new Main Mode; once up, a Delete of the old ISAKMP SA (the IPsec SAs stay).
     pub fn rekey_phase1(&mut self, now: Instant) -> bool {
-        let Some(i) = self.current_sa() else { return false };
+        let Some(i) = self.current_sa() else {
+            return false;
+        };
         let old = self.sas[i].icky;
         self.begin_main_mode(now, Some(old), false, false);
         true
@@ -1764,11 +2081,12 @@ impl Initiator {
             chain.push(payload::DELETE, d.encode());
             self.send_info(i, &chain);
         }
-        self.events.push_back(InitiatorEvent::Deleted(Deleted::Child {
-            inbound_spi: c.inbound_spi,
-            outbound_spi: c.outbound_spi,
-            by_peer: false,
-        }));
+        self.events
+            .push_back(InitiatorEvent::Deleted(Deleted::Child {
+                inbound_spi: c.inbound_spi,
+                outbound_spi: c.outbound_spi,
+                by_peer: false,
+            }));
         true
     }
 
@@ -1786,7 +2104,9 @@ impl Initiator {
 
     /// Deletes the current ISAKMP SA only (its IPsec SAs stay).
     pub fn delete_isakmp(&mut self) -> bool {
-        let Some(i) = self.current_sa() else { return false };
+        let Some(i) = self.current_sa() else {
+            return false;
+        };
         self.delete_isakmp_at(i);
         true
     }
@@ -1795,12 +2115,21 @@ impl Initiator {
         let (icky, rcky) = (self.sas[i].icky, self.sas[i].rcky);
         let mut spi = icky.to_vec();
         spi.extend_from_slice(&rcky);
-        let d = Delete { doi: wire::DOI_IPSEC, protocol: proto::ISAKMP, spis: vec![spi] };
+        let d = Delete {
+            doi: wire::DOI_IPSEC,
+            protocol: proto::ISAKMP,
+            spis: vec![spi],
+        };
         let mut chain = Chain::new();
         chain.push(payload::DELETE, d.encode());
         self.send_info(i, &chain);
         self.sas.remove(i);
-        self.events.push_back(InitiatorEvent::Deleted(Deleted::Phase1 { icky, rcky, by_peer: false }));
+        self.events
+            .push_back(InitiatorEvent::Deleted(Deleted::Phase1 {
+                icky,
+                rcky,
+                by_peer: false,
+            }));
     }
 
     /// Sends R-U-THERE (RFC 3706 §5) on the current ISAKMP SA; returns its sequence number.
@@ -1830,7 +2159,9 @@ impl Initiator {
 
     /// Sends an arbitrary protected Informational (tests: a notify the server should ignore).
     pub fn send_informational(&mut self, chain: &Chain) -> bool {
-        let Some(i) = self.current_sa() else { return false };
+        let Some(i) = self.current_sa() else {
+            return false;
+        };
         self.send_info(i, chain);
         true
     }
@@ -1846,13 +2177,19 @@ fn check_p1_choice(sa: &Sa, offered: &[(Transform, P1Proposal)]) -> Result<P1Pro
         return Err(format!("SA DOI {} situation {}", sa.doi, sa.situation));
     }
     let [p] = sa.proposals.as_slice() else {
-        return Err(format!("{} proposals in message 2, expected 1", sa.proposals.len()));
+        return Err(format!(
+            "{} proposals in message 2, expected 1",
+            sa.proposals.len()
+        ));
     };
     if p.protocol != proto::ISAKMP || p.number != 1 {
         return Err(format!("proposal #{} protocol {}", p.number, p.protocol));
     }
     let [t] = p.transforms.as_slice() else {
-        return Err(format!("{} transforms in message 2, expected 1", p.transforms.len()));
+        return Err(format!(
+            "{} transforms in message 2, expected 1",
+            p.transforms.len()
+        ));
     };
     // RFC 2409 §5: the responder returns one of our transforms; the lifetime too (a shorter one
     // would come in a notify).
@@ -1860,23 +2197,38 @@ fn check_p1_choice(sa: &Sa, offered: &[(Transform, P1Proposal)]) -> Result<P1Pro
     for (ours, prop) in offered {
         if ours.id == t.id && sorted_attrs(&ours.attrs, |_| false) == got {
             if ours.number != t.number {
-                return Err(format!("transform #{} returned as #{}", ours.number, t.number));
+                return Err(format!(
+                    "transform #{} returned as #{}",
+                    ours.number, t.number
+                ));
             }
             return Ok(*prop);
         }
     }
     let core = sorted_attrs(&t.attrs, is_life_attr_p1);
-    if offered.iter().any(|(o, _)| o.id == t.id && sorted_attrs(&o.attrs, is_life_attr_p1) == core) {
-        return Err(format!("returned transform #{} with altered lifetime: {:?}", t.number, t.attrs));
+    if offered
+        .iter()
+        .any(|(o, _)| o.id == t.id && sorted_attrs(&o.attrs, is_life_attr_p1) == core)
+    {
+        return Err(format!(
+            "returned transform #{} with altered lifetime: {:?}",
+            t.number, t.attrs
+        ));
     }
-    Err(format!("returned transform #{} {:?} is none of ours", t.number, t.attrs))
+    Err(format!(
+        "returned transform #{} {:?} is none of ours",
+        t.number, t.attrs
+    ))
 }
 
 type P2Choice = (esp::Suite, u32, LifetimeInfo, bool, u16);
 
 fn check_p2_choice(sa: &Sa, offered: &[(Transform, esp::Suite)]) -> Result<P2Choice, String> {
     let [p] = sa.proposals.as_slice() else {
-        return Err(format!("{} proposals in QM2, expected 1", sa.proposals.len()));
+        return Err(format!(
+            "{} proposals in QM2, expected 1",
+            sa.proposals.len()
+        ));
     };
     if p.protocol != proto::IPSEC_ESP {
         return Err(format!("QM2 proposal protocol {}", p.protocol));
@@ -1886,16 +2238,25 @@ fn check_p2_choice(sa: &Sa, offered: &[(Transform, esp::Suite)]) -> Result<P2Cho
     };
     let spi = u32::from_be_bytes(spi);
     let [t] = p.transforms.as_slice() else {
-        return Err(format!("{} transforms in QM2, expected 1", p.transforms.len()));
+        return Err(format!(
+            "{} transforms in QM2, expected 1",
+            p.transforms.len()
+        ));
     };
     let core = sorted_attrs(&t.attrs, is_life_attr_p2);
     for (ours, suite) in offered {
         if ours.id == t.id && sorted_attrs(&ours.attrs, is_life_attr_p2) == core {
             let altered = sorted_attrs(&ours.attrs, |_| false) != sorted_attrs(&t.attrs, |_| false);
             let lt = parse_lifetimes(&t.attrs, p2attr::LIFE_TYPE, p2attr::LIFE_DURATION);
-            let encap = t.attr(p2attr::ENCAPSULATION_MODE).and_then(|v| u16::try_from(v).ok()).unwrap_or(0);
+            let encap = t
+                .attr(p2attr::ENCAPSULATION_MODE)
+                .and_then(|v| u16::try_from(v).ok())
+                .unwrap_or(0);
             return Ok((*suite, spi, lt, altered, encap));
         }
     }
-    Err(format!("QM2 transform #{} id {} {:?} is none of ours", t.number, t.id, t.attrs))
+    Err(format!(
+        "QM2 transform #{} id {} {:?} is none of ours",
+        t.number, t.id, t.attrs
+    ))
 }

@@ -33,7 +33,7 @@ fn dig<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 impl Hash {
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Hash::Sha1 => 20,
             Hash::Sha256 => 32,
@@ -114,7 +114,14 @@ pub fn phase1_keys(
     };
     let mut iv = h.digest(&[gxi, gxr]);
     iv.truncate(block_len);
-    P1Keys { skeyid, skeyid_d, skeyid_a, skeyid_e, enc_key, iv }
+    P1Keys {
+        skeyid,
+        skeyid_d,
+        skeyid_a,
+        skeyid_e,
+        enc_key,
+        iv,
+    }
 }
 
 /// The first IV of a phase-2 or Informational exchange: hash(last phase-1 CBC block | M-ID).

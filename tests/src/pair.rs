@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand_chacha::ChaCha20Rng;
 use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use roadgate::esp::{self, InboundSa, OutboundSa, Udp4500};
 use roadgate::ike::{Config, Event, Responder, Transmit};
 
@@ -32,7 +32,12 @@ pub struct Nat {
 
 impl Nat {
     pub fn new(public_ip: IpAddr, first_port: u16) -> Self {
-        Self { public_ip, next_port: first_port, out: HashMap::new(), back: HashMap::new() }
+        Self {
+            public_ip,
+            next_port: first_port,
+            out: HashMap::new(),
+            back: HashMap::new(),
+        }
     }
 
     fn outbound(&mut self, client: usize, private: SocketAddr) -> SocketAddr {
@@ -50,7 +55,9 @@ impl Nat {
     }
 
     fn inbound(&self, public: SocketAddr) -> Option<(usize, SocketAddr)> {
-        (public.ip() == self.public_ip).then(|| self.back.get(&public.port()).copied()).flatten()
+        (public.ip() == self.public_ip)
+            .then(|| self.back.get(&public.port()).copied())
+            .flatten()
     }
 
     /// Forgets every mapping (a NAT reboot or timeout): the next packets get new ports.
@@ -117,11 +124,21 @@ pub enum PairEvent {
     Server(Event),
     Client(usize, InitiatorEvent),
     /// The harness's server-side ESP opened L2TP from a client.
-    ServerL2tp { spi: u32, from: SocketAddr, payload: Vec<u8> },
+    ServerL2tp {
+        spi: u32,
+        from: SocketAddr,
+        payload: Vec<u8>,
+    },
     /// The server-side ESP refused a packet.
-    ServerEspError { spi: u32, error: String },
+    ServerEspError {
+        spi: u32,
+        error: String,
+    },
     /// A client opened something from the server.
-    ClientRx { client: usize, rx: Received },
+    ClientRx {
+        client: usize,
+        rx: Received,
+    },
 }
 
 /// The server's half of an IPsec SA pair, as the data plane would install it.
@@ -134,7 +151,10 @@ pub struct ServerSa {
 
 impl fmt::Debug for ServerSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerSa").field("child", &self.child).field("remote", &self.remote).finish()
+        f.debug_struct("ServerSa")
+            .field("child", &self.child)
+            .field("remote", &self.remote)
+            .finish()
     }
 }
 
@@ -147,7 +167,8 @@ pub struct ClientSlot {
     pub online: bool,
 }
 
-type Filter = Box<dyn FnMut(Direction, &[u8]) -> bool>;
+/// A datagram filter: returns true to drop.
+pub type Filter = Box<dyn FnMut(Direction, &[u8]) -> bool>;
 
 /// The harness. See the module documentation.
 pub struct Pair {
@@ -186,7 +207,10 @@ impl fmt::Debug for Pair {
 
 /// The server configuration the tests start from: the default policy and [`PSK`].
 pub fn server_config() -> Config {
-    Config { psk: roadgate::ike::PskStore::with_default(PSK), ..Config::default() }
+    Config {
+        psk: roadgate::ike::PskStore::with_default(PSK),
+        ..Config::default()
+    }
 }
 
 /// A client at `ip` (port 500) talking to the server of the harness, with [`PSK`].
@@ -220,7 +244,7 @@ impl Pair {
             unrouted: Vec::new(),
             dropped: 0,
             pending: Vec::new(),
-            rng: ChaCha20Rng::seed_from_u64(seed ^ 0x5eed_0f_1e75),
+            rng: ChaCha20Rng::seed_from_u64(seed ^ 0x005e_ed0f_1e75),
             queue: Vec::new(),
             seq: 0,
         }
@@ -228,7 +252,10 @@ impl Pair {
 
     /// Adds a NAT with this public address; returns its index.
     pub fn add_nat(&mut self, public_ip: Ipv4Addr) -> usize {
-        self.nats.push(Nat::new(IpAddr::V4(public_ip), 30_000 + 1000 * self.nats.len() as u16));
+        self.nats.push(Nat::new(
+            IpAddr::V4(public_ip),
+            30_000 + 1000 * self.nats.len() as u16,
+        ));
         self.nats.len() - 1
     }
 
@@ -236,13 +263,21 @@ impl Pair {
     pub fn add_client(&mut self, cfg: InitiatorConfig, nat: Option<usize>) -> usize {
         let mut client = IpsecClient::new(cfg);
         client.start(self.now);
-        self.clients.push(ClientSlot { client, nat, online: true });
+        self.clients.push(ClientSlot {
+            client,
+            nat,
+            online: true,
+        });
         self.clients.len() - 1
     }
 
     /// Adds a client without starting it.
     pub fn add_idle_client(&mut self, cfg: InitiatorConfig, nat: Option<usize>) -> usize {
-        self.clients.push(ClientSlot { client: IpsecClient::new(cfg), nat, online: true });
+        self.clients.push(ClientSlot {
+            client: IpsecClient::new(cfg),
+            nat,
+            online: true,
+        });
         self.clients.len() - 1
     }
 
@@ -262,20 +297,33 @@ impl Pair {
         self.now - self.base
     }
 
-    fn enqueue(&mut self, to: Dest, src: SocketAddr, dst: SocketAddr, raw_esp: bool, data: Vec<u8>) {
-        let is_ike = !raw_esp && !matches!(esp::classify_udp4500(&data), Udp4500::Esp(_) if dst.port() == self.natt_port || src.port() == self.natt_port);
+    fn enqueue(
+        &mut self,
+        to: Dest,
+        src: SocketAddr,
+        dst: SocketAddr,
+        raw_esp: bool,
+        data: Vec<u8>,
+    ) {
+        let is_ike = !raw_esp
+            && !matches!(esp::classify_udp4500(&data), Udp4500::Esp(_) if dst.port() == self.natt_port || src.port() == self.natt_port);
         let impair = is_ike || !self.link.ike_only;
-        if let (Some(f), Dest::Client(i)) = (&mut self.filter, to) {
-            if f(Direction::ToClient(i), &data) {
-                self.dropped += 1;
-                return;
-            }
+        if let (Some(f), Dest::Client(i)) = (&mut self.filter, to)
+            && f(Direction::ToClient(i), &data)
+        {
+            self.dropped += 1;
+            return;
         }
         if impair && self.link.loss > 0.0 && self.rng.random_bool(self.link.loss) {
             self.dropped += 1;
             return;
         }
-        let copies = if impair && self.link.duplicate > 0.0 && self.rng.random_bool(self.link.duplicate) { 2 } else { 1 };
+        let copies =
+            if impair && self.link.duplicate > 0.0 && self.rng.random_bool(self.link.duplicate) {
+                2
+            } else {
+                1
+            };
         for c in 0..copies {
             let mut at = self.now + self.link.latency;
             if impair && self.link.reorder > 0.0 && self.rng.random_bool(self.link.reorder) {
@@ -286,12 +334,27 @@ impl Pair {
                 at += Duration::from_millis(1);
             }
             self.seq += 1;
-            self.queue.push(InFlight { at, seq: self.seq, to, src, dst, raw_esp, data: data.clone() });
+            self.queue.push(InFlight {
+                at,
+                seq: self.seq,
+                to,
+                src,
+                dst,
+                raw_esp,
+                data: data.clone(),
+            });
         }
     }
 
     /// A datagram from client `i`'s private `local` to `remote`, through its NAT.
-    fn from_client(&mut self, i: usize, local: SocketAddr, remote: SocketAddr, raw_esp: bool, data: Vec<u8>) {
+    fn send_from_client(
+        &mut self,
+        i: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+        raw_esp: bool,
+        data: Vec<u8>,
+    ) {
         if !self.clients[i].online {
             self.dropped += 1;
             return;
@@ -301,23 +364,36 @@ impl Pair {
             Some(n) => SocketAddr::new(self.nats[n].public_ip, 0),
             None => local,
         };
-        if let Some(f) = &mut self.filter {
-            if f(Direction::ToServer(i), &data) {
-                self.dropped += 1;
-                return;
-            }
+        if let Some(f) = &mut self.filter
+            && f(Direction::ToServer(i), &data)
+        {
+            self.dropped += 1;
+            return;
         }
         self.enqueue(Dest::Server, src, remote, raw_esp, data);
     }
 
     /// A datagram from the server to `remote`: finds the client (through its NAT).
-    fn from_server(&mut self, local: SocketAddr, remote: SocketAddr, raw_esp: bool, data: Vec<u8>) {
+    fn send_from_server(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        raw_esp: bool,
+        data: Vec<u8>,
+    ) {
         for n in &self.nats {
             if n.public_ip == remote.ip() {
                 if raw_esp {
                     // A NAT does not map raw ESP back to a port: deliver to its first client.
-                    if let Some(i) = self.clients.iter().position(|c| c.nat.is_some_and(|k| self.nats[k].public_ip == n.public_ip)) {
-                        let dst = SocketAddr::new(self.clients[i].client.initiator().config().local.ip(), 0);
+                    if let Some(i) = self
+                        .clients
+                        .iter()
+                        .position(|c| c.nat.is_some_and(|k| self.nats[k].public_ip == n.public_ip))
+                    {
+                        let dst = SocketAddr::new(
+                            self.clients[i].client.initiator().config().local.ip(),
+                            0,
+                        );
                         return self.enqueue(Dest::Client(i), local, dst, true, data);
                     }
                 }
@@ -328,13 +404,16 @@ impl Pair {
                 return;
             }
         }
-        let found = self
-            .clients
-            .iter()
-            .position(|c| c.nat.is_none() && c.client.initiator().config().local.ip() == remote.ip());
+        let found = self.clients.iter().position(|c| {
+            c.nat.is_none() && c.client.initiator().config().local.ip() == remote.ip()
+        });
         match found {
             Some(i) => self.enqueue(Dest::Client(i), local, remote, raw_esp, data),
-            None => self.unrouted.push(Transmit { local, remote, data }),
+            None => self.unrouted.push(Transmit {
+                local,
+                remote,
+                data,
+            }),
         }
     }
 
@@ -364,21 +443,35 @@ impl Pair {
     }
 
     fn server_esp(&mut self, from: SocketAddr, packet: &[u8]) {
-        let Some(spi) = esp::peek_spi(packet) else { return };
+        let Some(spi) = esp::peek_spi(packet) else {
+            return;
+        };
         let Some(sa) = self.server_sas.get_mut(&spi) else {
-            self.pending.push(PairEvent::ServerEspError { spi, error: "unknown SPI".into() });
+            self.pending.push(PairEvent::ServerEspError {
+                spi,
+                error: "unknown SPI".into(),
+            });
             return;
         };
         match client::esp_open(&mut sa.inbound, packet) {
             Ok((_, client::IPPROTO_UDP, seg)) => {
-                let payload = client::parse_udp(&seg).map(|(_, _, p)| p.to_vec()).unwrap_or_default();
+                let payload = client::parse_udp(&seg)
+                    .map(|(_, _, p)| p.to_vec())
+                    .unwrap_or_default();
                 self.server.esp_activity(self.now, spi);
-                self.pending.push(PairEvent::ServerL2tp { spi, from, payload });
+                self.pending
+                    .push(PairEvent::ServerL2tp { spi, from, payload });
             }
             Ok((_, nh, _)) => {
-                self.pending.push(PairEvent::ServerEspError { spi, error: format!("next header {nh}") });
+                self.pending.push(PairEvent::ServerEspError {
+                    spi,
+                    error: format!("next header {nh}"),
+                });
             }
-            Err(e) => self.pending.push(PairEvent::ServerEspError { spi, error: e.to_string() }),
+            Err(e) => self.pending.push(PairEvent::ServerEspError {
+                spi,
+                error: e.to_string(),
+            }),
         }
     }
 
@@ -395,7 +488,7 @@ impl Pair {
             }
             while let Some(t) = self.server.poll_transmit() {
                 progress = true;
-                self.from_server(t.local, t.remote, false, t.data);
+                self.send_from_server(t.local, t.remote, false, t.data);
             }
             while let Some(ev) = self.server.poll_event() {
                 progress = true;
@@ -407,7 +500,7 @@ impl Pair {
             for i in 0..self.clients.len() {
                 while let Some(t) = self.clients[i].client.poll_transmit() {
                     progress = true;
-                    self.from_client(i, t.local, t.remote, false, t.data);
+                    self.send_from_client(i, t.local, t.remote, false, t.data);
                 }
                 while let Some(ev) = self.clients[i].client.poll_event() {
                     progress = true;
@@ -426,23 +519,36 @@ impl Pair {
         match ev {
             Event::ChildSaUp(child) => {
                 let inbound = InboundSa::new(child.inbound_spi, child.suite, &child.inbound_keymat);
-                let outbound = OutboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat);
+                let outbound =
+                    OutboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat);
                 match (inbound, outbound) {
                     (Ok(inbound), Ok(outbound)) => {
                         self.server_sas.insert(
                             child.inbound_spi,
-                            ServerSa { child: (**child).clone(), inbound, outbound, remote: child.remote },
+                            ServerSa {
+                                child: (**child).clone(),
+                                inbound,
+                                outbound,
+                                remote: child.remote,
+                            },
                         );
                     }
                     (Err(e), _) | (_, Err(e)) => {
-                        self.pending.push(PairEvent::ServerEspError { spi: child.inbound_spi, error: e.to_string() });
+                        self.pending.push(PairEvent::ServerEspError {
+                            spi: child.inbound_spi,
+                            error: e.to_string(),
+                        });
                     }
                 }
             }
             Event::ChildSaDown { inbound_spi, .. } => {
                 self.server_sas.remove(inbound_spi);
             }
-            Event::PeerMoved { inbound_spis, remote, .. } => {
+            Event::PeerMoved {
+                inbound_spis,
+                remote,
+                ..
+            } => {
                 for s in inbound_spis {
                     if let Some(sa) = self.server_sas.get_mut(s) {
                         sa.remote = *remote;
@@ -470,17 +576,14 @@ impl Pair {
     /// Delivers what is due and fires due timers at `self.now`.
     fn deliver_due(&mut self) {
         let now = self.now;
-        loop {
-            let Some(k) = self
-                .queue
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.at <= now)
-                .min_by_key(|(_, f)| (f.at, f.seq))
-                .map(|(k, _)| k)
-            else {
-                break;
-            };
+        while let Some(k) = self
+            .queue
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.at <= now)
+            .min_by_key(|(_, f)| (f.at, f.seq))
+            .map(|(k, _)| k)
+        {
             let f = self.queue.swap_remove(k);
             match f.to {
                 Dest::Server => self.deliver_to_server(f.src, f.dst, f.raw_esp, &f.data),
@@ -492,7 +595,9 @@ impl Pair {
                     let rx = if f.raw_esp {
                         self.clients[i].client.open(&f.data)
                     } else {
-                        self.clients[i].client.handle_udp(now, f.dst, f.src, &f.data)
+                        self.clients[i]
+                            .client
+                            .handle_udp(now, f.dst, f.src, &f.data)
                     };
                     if !matches!(rx, Received::Ike | Received::Keepalive) {
                         self.pending.push(PairEvent::ClientRx { client: i, rx });
@@ -544,7 +649,10 @@ impl Pair {
 
     /// Runs until client `i` has an IPsec SA and the server has announced one to it: returns the
     /// client's and the server's view.
-    pub fn connect(&mut self, i: usize) -> Option<(crate::initiator::ChildInfo, roadgate::ike::ChildSa)> {
+    pub fn connect(
+        &mut self,
+        i: usize,
+    ) -> Option<(crate::initiator::ChildInfo, roadgate::ike::ChildSa)> {
         let mut client_child = None;
         let mut server_child: Option<roadgate::ike::ChildSa> = None;
         let done = self.run_until(|ev| {
@@ -565,39 +673,53 @@ impl Pair {
             }
             matches!((&client_child, &server_child), (Some(c), Some(s)) if s.outbound_spi == c.inbound_spi)
         });
-        if done { Some((client_child?, server_child?)) } else { None }
+        if done {
+            Some((client_child?, server_child?))
+        } else {
+            None
+        }
     }
 
     /// Client `i` seals `payload` as L2TP on its newest SA and sends it.
     pub fn client_send_l2tp(&mut self, i: usize, payload: &[u8]) -> bool {
-        let Some(d) = self.clients[i].client.seal_l2tp(payload) else { return false };
+        let Some(d) = self.clients[i].client.seal_l2tp(payload) else {
+            return false;
+        };
         self.send_client_esp(i, d);
         true
     }
 
     /// Client `i` seals `payload` on the SA with this inbound SPI and sends it.
     pub fn client_send_l2tp_on(&mut self, i: usize, inbound_spi: u32, payload: &[u8]) -> bool {
-        let Some(d) = self.clients[i].client.seal_l2tp_on(inbound_spi, payload) else { return false };
+        let Some(d) = self.clients[i].client.seal_l2tp_on(inbound_spi, payload) else {
+            return false;
+        };
         self.send_client_esp(i, d);
         true
     }
 
     fn send_client_esp(&mut self, i: usize, d: EspDatagram) {
         if d.udp_encap {
-            self.from_client(i, d.local, d.remote, false, d.data);
+            self.send_from_client(i, d.local, d.remote, false, d.data);
         } else {
-            self.from_client(i, d.local, d.remote, true, d.data);
+            self.send_from_client(i, d.local, d.remote, true, d.data);
         }
     }
 
     /// The server sends `payload` as L2TP on the SA with this inbound SPI (of the server).
     pub fn server_send_l2tp(&mut self, inbound_spi: u32, payload: &[u8]) -> bool {
-        let Some(sa) = self.server_sas.get_mut(&inbound_spi) else { return false };
-        let Ok(data) = client::esp_seal(&mut sa.outbound, &client::udp_l2tp(payload), client::IPPROTO_UDP) else {
+        let Some(sa) = self.server_sas.get_mut(&inbound_spi) else {
+            return false;
+        };
+        let Ok(data) = client::esp_seal(
+            &mut sa.outbound,
+            &client::udp_l2tp(payload),
+            client::IPPROTO_UDP,
+        ) else {
             return false;
         };
         let (local, remote, udp) = (sa.child.local, sa.remote, sa.child.udp_encap);
-        self.from_server(local, remote, !udp, data);
+        self.send_from_server(local, remote, !udp, data);
         true
     }
 

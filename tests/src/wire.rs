@@ -132,16 +132,19 @@ pub mod notify {
 /// Vendor IDs the client can advertise.
 pub mod vid {
     /// MD5("RFC 3947").
-    pub const RFC3947: [u8; 16] = *b"\x4a\x13\x1c\x81\x07\x03\x58\x45\x5c\x57\x28\xf2\x0e\x95\x45\x2f";
+    pub const RFC3947: [u8; 16] =
+        *b"\x4a\x13\x1c\x81\x07\x03\x58\x45\x5c\x57\x28\xf2\x0e\x95\x45\x2f";
     /// MD5("draft-ietf-ipsec-nat-t-ike-02\n").
-    pub const NATT_DRAFT_02_N: [u8; 16] = *b"\x90\xcb\x80\x91\x3e\xbb\x69\x6e\x08\x63\x81\xb5\xec\x42\x7b\x1f";
+    pub const NATT_DRAFT_02_N: [u8; 16] =
+        *b"\x90\xcb\x80\x91\x3e\xbb\x69\x6e\x08\x63\x81\xb5\xec\x42\x7b\x1f";
     /// RFC 3706 §7: DPD.
     pub const DPD: [u8; 16] = *b"\xaf\xca\xd7\x13\x68\xa1\xf1\xc9\x6b\x86\x96\xfc\x77\x57\x01\x00";
     /// Microsoft "MS NT5 ISAKMPOAKLEY" with version 9 (Windows 8 and later).
     pub const MS_NT5_V9: [u8; 20] =
         *b"\x1e\x2b\x51\x69\x05\x99\x1c\x7d\x7c\x96\xfc\xbf\xb5\x87\xe4\x61\x00\x00\x00\x09";
     /// MD5("FRAGMENTATION"), as Windows sends it (bare, without the capability suffix).
-    pub const FRAGMENTATION: [u8; 16] = *b"\x40\x48\xb7\xd5\x6e\xbc\xe8\x85\x25\xe7\xde\x7f\x00\xd6\xc2\xd3";
+    pub const FRAGMENTATION: [u8; 16] =
+        *b"\x40\x48\xb7\xd5\x6e\xbc\xe8\x85\x25\xe7\xde\x7f\x00\xd6\xc2\xd3";
 }
 
 pub const HEADER_LEN: usize = 28;
@@ -214,7 +217,12 @@ pub fn parse_chain(first: u8, body: &[u8]) -> Result<(Vec<Payload>, usize), Stri
         let whole = body
             .get(pos..pos + len)
             .ok_or_else(|| format!("payload {kind} at {pos}: length {len} past the end"))?;
-        out.push(Payload { kind, start: pos, end: pos + len, body: whole[4..].to_vec() });
+        out.push(Payload {
+            kind,
+            start: pos,
+            end: pos + len,
+            body: whole[4..].to_vec(),
+        });
         pos += len;
         kind = next;
         if out.len() > 64 {
@@ -284,7 +292,9 @@ impl Attr {
     pub fn value(&self) -> Option<u64> {
         match self {
             Attr::Basic(_, v) => Some(u64::from(*v)),
-            Attr::Var(_, b) if b.len() <= 8 => Some(b.iter().fold(0u64, |a, x| (a << 8) | u64::from(*x))),
+            Attr::Var(_, b) if b.len() <= 8 => {
+                Some(b.iter().fold(0u64, |a, x| (a << 8) | u64::from(*x)))
+            }
             Attr::Var(..) => None,
         }
     }
@@ -332,7 +342,10 @@ pub struct Transform {
 
 impl Transform {
     pub fn attr(&self, kind: u16) -> Option<u64> {
-        self.attrs.iter().find(|a| a.kind() == kind).and_then(Attr::value)
+        self.attrs
+            .iter()
+            .find(|a| a.kind() == kind)
+            .and_then(Attr::value)
     }
 }
 
@@ -369,13 +382,21 @@ impl Sa {
                 for a in &t.attrs {
                     a.write(&mut tb);
                 }
-                let next = if ti + 1 < p.transforms.len() { payload::TRANSFORM } else { 0 };
+                let next = if ti + 1 < p.transforms.len() {
+                    payload::TRANSFORM
+                } else {
+                    0
+                };
                 pb.push(next);
                 pb.push(0);
                 pb.extend_from_slice(&u16::try_from(tb.len() + 4).unwrap_or(0).to_be_bytes());
                 pb.extend_from_slice(&tb);
             }
-            let next = if pi + 1 < self.proposals.len() { payload::PROPOSAL } else { 0 };
+            let next = if pi + 1 < self.proposals.len() {
+                payload::PROPOSAL
+            } else {
+                0
+            };
             out.push(next);
             out.push(0);
             out.extend_from_slice(&u16::try_from(pb.len() + 4).unwrap_or(0).to_be_bytes());
@@ -397,7 +418,10 @@ impl Sa {
             let pb = &p.body;
             let ph = pb.get(..4).ok_or("proposal shorter than 8 bytes")?;
             let spi_len = usize::from(ph[2]);
-            let spi = pb.get(4..4 + spi_len).ok_or("proposal SPI truncated")?.to_vec();
+            let spi = pb
+                .get(4..4 + spi_len)
+                .ok_or("proposal SPI truncated")?
+                .to_vec();
             let (ts, _) = parse_chain(payload::TRANSFORM, &pb[4 + spi_len..])?;
             let mut transforms = Vec::new();
             for t in ts {
@@ -405,14 +429,31 @@ impl Sa {
                     return Err(format!("payload {} inside a proposal", t.kind));
                 }
                 let th = t.body.get(..4).ok_or("transform shorter than 8 bytes")?;
-                transforms.push(Transform { number: th[0], id: th[1], attrs: parse_attrs(&t.body[4..])? });
+                transforms.push(Transform {
+                    number: th[0],
+                    id: th[1],
+                    attrs: parse_attrs(&t.body[4..])?,
+                });
             }
             if transforms.len() != usize::from(ph[3]) {
-                return Err(format!("proposal says {} transforms, has {}", ph[3], transforms.len()));
+                return Err(format!(
+                    "proposal says {} transforms, has {}",
+                    ph[3],
+                    transforms.len()
+                ));
             }
-            proposals.push(Proposal { number: ph[0], protocol: ph[1], spi, transforms });
+            proposals.push(Proposal {
+                number: ph[0],
+                protocol: ph[1],
+                spi,
+                transforms,
+            });
         }
-        Ok(Sa { doi, situation, proposals })
+        Ok(Sa {
+            doi,
+            situation,
+            proposals,
+        })
     }
 }
 
@@ -427,12 +468,22 @@ pub struct Id {
 
 impl Id {
     pub fn ipv4(addr: std::net::Ipv4Addr, protocol: u8, port: u16) -> Id {
-        Id { id_type: id_type::IPV4_ADDR, protocol, port, data: addr.octets().to_vec() }
+        Id {
+            id_type: id_type::IPV4_ADDR,
+            protocol,
+            port,
+            data: addr.octets().to_vec(),
+        }
     }
     pub fn addr(addr: IpAddr, protocol: u8, port: u16) -> Id {
         match addr {
             IpAddr::V4(a) => Id::ipv4(a, protocol, port),
-            IpAddr::V6(a) => Id { id_type: id_type::IPV6_ADDR, protocol, port, data: a.octets().to_vec() },
+            IpAddr::V6(a) => Id {
+                id_type: id_type::IPV6_ADDR,
+                protocol,
+                port,
+                data: a.octets().to_vec(),
+            },
         }
     }
     pub fn encode(&self) -> Vec<u8> {
@@ -443,7 +494,12 @@ impl Id {
     }
     pub fn parse(b: &[u8]) -> Result<Id, String> {
         let h = b.get(..4).ok_or("ID payload shorter than 8 bytes")?;
-        Ok(Id { id_type: h[0], protocol: h[1], port: u16::from_be_bytes([h[2], h[3]]), data: b[4..].to_vec() })
+        Ok(Id {
+            id_type: h[0],
+            protocol: h[1],
+            port: u16::from_be_bytes([h[2], h[3]]),
+            data: b[4..].to_vec(),
+        })
     }
 }
 
@@ -470,7 +526,10 @@ impl Notify {
     pub fn parse(b: &[u8]) -> Result<Notify, String> {
         let h = b.get(..8).ok_or("notify shorter than 12 bytes")?;
         let spi_len = usize::from(h[5]);
-        let spi = b.get(8..8 + spi_len).ok_or("notify SPI truncated")?.to_vec();
+        let spi = b
+            .get(8..8 + spi_len)
+            .ok_or("notify SPI truncated")?
+            .to_vec();
         Ok(Notify {
             doi: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
             protocol: h[4],
@@ -507,10 +566,16 @@ impl Delete {
         let n = usize::from(u16::from_be_bytes([h[6], h[7]]));
         let mut spis = Vec::new();
         for i in 0..n {
-            let s = b.get(8 + i * spi_len..8 + (i + 1) * spi_len).ok_or("delete SPIs truncated")?;
+            let s = b
+                .get(8 + i * spi_len..8 + (i + 1) * spi_len)
+                .ok_or("delete SPIs truncated")?;
             spis.push(s.to_vec());
         }
-        Ok(Delete { doi: u32::from_be_bytes([h[0], h[1], h[2], h[3]]), protocol: h[4], spis })
+        Ok(Delete {
+            doi: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+            protocol: h[4],
+            spis,
+        })
     }
 }
 
@@ -542,6 +607,7 @@ pub fn message(mut header: Header, chain: &Chain) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -555,8 +621,16 @@ mod tests {
                 protocol: proto::IPSEC_ESP,
                 spi: vec![1, 2, 3, 4],
                 transforms: vec![
-                    Transform { number: 1, id: 12, attrs: vec![Attr::Basic(6, 128), Attr::number(2, 100_000)] },
-                    Transform { number: 2, id: 3, attrs: vec![] },
+                    Transform {
+                        number: 1,
+                        id: 12,
+                        attrs: vec![Attr::Basic(6, 128), Attr::number(2, 100_000)],
+                    },
+                    Transform {
+                        number: 2,
+                        id: 3,
+                        attrs: vec![],
+                    },
                 ],
             }],
         };
@@ -564,7 +638,8 @@ mod tests {
         assert_eq!(Sa::parse(&b).unwrap(), sa);
         let chain = {
             let mut c = Chain::new();
-            c.push(payload::SA, b.clone()).push(payload::NONCE, vec![9; 16]);
+            c.push(payload::SA, b.clone())
+                .push(payload::NONCE, vec![9; 16]);
             c
         };
         let (items, end) = parse_chain(payload::SA, &chain.bytes()).unwrap();

@@ -2,6 +2,8 @@
 //! the server's responder, with a fake clock, an impaired link and a NAT model. Every successful
 //! negotiation is checked by ESP traffic both ways with the keys each side reported.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
@@ -12,9 +14,10 @@ use roadgate::ike::crypto::{CipherAlg, DhGroup, HashAlg};
 use roadgate::ike::{ChildSa, Config, DownReason, Event};
 use roadgate_tests::client::Received;
 use roadgate_tests::initiator::{
-    self, ChildInfo, Deleted, FailReason, InitiatorConfig, InitiatorEvent, NattVids, P1Proposal, Stage,
+    self, ChildInfo, Deleted, FailReason, InitiatorConfig, InitiatorEvent, NattVids, P1Proposal,
+    Stage,
 };
-use roadgate_tests::pair::{Direction, Pair, PairEvent, client_config, server_config};
+use roadgate_tests::pair::{Direction, Filter, Pair, PairEvent, client_config, server_config};
 use roadgate_tests::wire::{self, Header, exchange, notify, payload, vid};
 
 // ------------------------------------------------------------------------------------------------
@@ -25,7 +28,10 @@ fn ip(n: u8) -> Ipv4Addr {
 }
 
 fn suite(encryption: Encryption, integrity: Integrity) -> Suite {
-    Suite { encryption, integrity }
+    Suite {
+        encryption,
+        integrity,
+    }
 }
 
 fn aes_sha1() -> Suite {
@@ -41,7 +47,12 @@ fn connect(pair: &mut Pair, c: usize) -> (ChildInfo, ChildSa) {
 }
 
 fn dump(pair: &Pair) -> String {
-    pair.log.iter().map(|e| format!("{e:?}")).map(|s| s.chars().take(400).collect::<String>()).collect::<Vec<_>>().join("\n")
+    pair.log
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .map(|s| s.chars().take(400).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The keys match, and L2TP goes through ESP both ways.
@@ -49,8 +60,16 @@ fn check_esp(pair: &mut Pair, c: usize, cc: &ChildInfo, sc: &ChildSa) {
     assert_eq!(cc.inbound_spi, sc.outbound_spi);
     assert_eq!(cc.outbound_spi, sc.inbound_spi);
     assert_eq!(cc.suite, sc.suite);
-    assert_eq!(cc.inbound_keymat[..], sc.outbound_keymat[..], "client inbound / server outbound KEYMAT");
-    assert_eq!(cc.outbound_keymat[..], sc.inbound_keymat[..], "client outbound / server inbound KEYMAT");
+    assert_eq!(
+        cc.inbound_keymat[..],
+        sc.outbound_keymat[..],
+        "client inbound / server outbound KEYMAT"
+    );
+    assert_eq!(
+        cc.outbound_keymat[..],
+        sc.inbound_keymat[..],
+        "client outbound / server inbound KEYMAT"
+    );
     assert_eq!(cc.udp_encap, sc.udp_encap);
     let up = format!("up {} {}", c, cc.inbound_spi).into_bytes();
     assert!(pair.client_send_l2tp_on(c, cc.inbound_spi, &up));
@@ -88,7 +107,9 @@ fn run_to_failure(pair: &mut Pair, c: usize) -> (Stage, FailReason) {
 
 fn phase1_up(pair: &Pair, c: usize) -> Option<(String, initiator::NatInfo)> {
     pair.client_events(c).into_iter().find_map(|e| match e {
-        InitiatorEvent::Phase1Up { algorithms, nat, .. } => Some((algorithms.clone(), *nat)),
+        InitiatorEvent::Phase1Up {
+            algorithms, nat, ..
+        } => Some((algorithms.clone(), *nat)),
         _ => None,
     })
 }
@@ -97,7 +118,11 @@ fn server_downs(pair: &Pair) -> Vec<(u32, DownReason)> {
     pair.server_events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::ChildSaDown { inbound_spi, reason, .. } => Some((*inbound_spi, *reason)),
+            Event::ChildSaDown {
+                inbound_spi,
+                reason,
+                ..
+            } => Some((*inbound_spi, *reason)),
             _ => None,
         })
         .collect()
@@ -122,8 +147,16 @@ const GROUPS: [DhGroup; 7] = [
     DhGroup::Ecp256,
     DhGroup::Ecp384,
 ];
-const CIPHERS: [CipherAlg; 2] = [CipherAlg::AesCbc { key_len: 16 }, CipherAlg::AesCbc { key_len: 32 }];
-const HASHES: [HashAlg; 4] = [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512];
+const CIPHERS: [CipherAlg; 2] = [
+    CipherAlg::AesCbc { key_len: 16 },
+    CipherAlg::AesCbc { key_len: 32 },
+];
+const HASHES: [HashAlg; 4] = [
+    HashAlg::Sha1,
+    HashAlg::Sha256,
+    HashAlg::Sha384,
+    HashAlg::Sha512,
+];
 
 // ------------------------------------------------------------------------------------------------
 // algorithms
@@ -139,20 +172,34 @@ fn every_default_group_with_main_and_quick_mode() {
         let (cc, sc) = connect(&mut pair, c);
         let (alg, _) = phase1_up(&pair, c).expect("phase 1 up");
         assert_eq!(alg, prop.describe());
-        let Some(Event::Phase1Up { algorithms, .. }) =
-            pair.server_events().into_iter().find(|e| matches!(e, Event::Phase1Up { .. }))
+        let Some(Event::Phase1Up { algorithms, .. }) = pair
+            .server_events()
+            .into_iter()
+            .find(|e| matches!(e, Event::Phase1Up { .. }))
         else {
             panic!("no server Phase1Up")
         };
-        assert!(algorithms.contains(group.name()), "{algorithms} vs {}", group.name());
+        assert!(
+            algorithms.contains(group.name()),
+            "{algorithms} vs {}",
+            group.name()
+        );
         check_esp(&mut pair, c, &cc, &sc);
     }
 }
 
 #[test]
 fn every_cipher_and_hash_combination() {
-    for (k, (cipher, hash)) in CIPHERS.into_iter().flat_map(|c| HASHES.map(|h| (c, h))).enumerate() {
-        let group = if k % 2 == 0 { DhGroup::Ecp256 } else { DhGroup::Modp2048 };
+    for (k, (cipher, hash)) in CIPHERS
+        .into_iter()
+        .flat_map(|c| HASHES.map(|h| (c, h)))
+        .enumerate()
+    {
+        let group = if k % 2 == 0 {
+            DhGroup::Ecp256
+        } else {
+            DhGroup::Modp2048
+        };
         let mut pair = Pair::new(server_config(), 200 + k as u64);
         let mut cfg = client_config(ip(11), 50 + k as u64);
         cfg.ike_proposals = vec![P1Proposal::new(cipher, hash, group)];
@@ -169,9 +216,18 @@ fn every_esp_suite() {
     let suites = [
         aes_sha1(),
         suite(Encryption::AesCbc { key_len: 32 }, Integrity::HmacSha1_96),
-        suite(Encryption::AesCbc { key_len: 16 }, Integrity::HmacSha256_128),
-        suite(Encryption::AesCbc { key_len: 32 }, Integrity::HmacSha384_192),
-        suite(Encryption::AesCbc { key_len: 32 }, Integrity::HmacSha512_256),
+        suite(
+            Encryption::AesCbc { key_len: 16 },
+            Integrity::HmacSha256_128,
+        ),
+        suite(
+            Encryption::AesCbc { key_len: 32 },
+            Integrity::HmacSha384_192,
+        ),
+        suite(
+            Encryption::AesCbc { key_len: 32 },
+            Integrity::HmacSha512_256,
+        ),
         suite(Encryption::AesGcm16 { key_len: 16 }, Integrity::None),
         suite(Encryption::AesGcm16 { key_len: 32 }, Integrity::None),
         suite(Encryption::TripleDesCbc, Integrity::HmacSha1_96),
@@ -194,7 +250,13 @@ fn triple_des_esp_is_refused_by_default() {
     cfg.esp_proposals = vec![suite(Encryption::TripleDesCbc, Integrity::HmacSha1_96)];
     let c = pair.add_client(cfg, None);
     let (stage, reason) = run_to_failure(&mut pair, c);
-    assert_eq!((stage, reason), (Stage::QuickMode, FailReason::PeerNotify(notify::NO_PROPOSAL_CHOSEN)));
+    assert_eq!(
+        (stage, reason),
+        (
+            Stage::QuickMode,
+            FailReason::PeerNotify(notify::NO_PROPOSAL_CHOSEN)
+        )
+    );
 }
 
 #[test]
@@ -245,8 +307,16 @@ fn android_like_esp_list_gets_hmac_sha1() {
     let mut pair = Pair::new(server_config(), 8);
     let mut cfg = client_config(ip(15), 8);
     cfg.ike_proposals = vec![
-        P1Proposal::new(CipherAlg::AesCbc { key_len: 32 }, HashAlg::Sha1, DhGroup::Modp1024),
-        P1Proposal::new(CipherAlg::AesCbc { key_len: 16 }, HashAlg::Sha1, DhGroup::Modp1024),
+        P1Proposal::new(
+            CipherAlg::AesCbc { key_len: 32 },
+            HashAlg::Sha1,
+            DhGroup::Modp1024,
+        ),
+        P1Proposal::new(
+            CipherAlg::AesCbc { key_len: 16 },
+            HashAlg::Sha1,
+            DhGroup::Modp1024,
+        ),
         P1Proposal::new(CipherAlg::TripleDesCbc, HashAlg::Sha1, DhGroup::Modp1024),
     ];
     cfg.esp_proposals = vec![
@@ -259,7 +329,10 @@ fn android_like_esp_list_gets_hmac_sha1() {
     cfg.dpd = false;
     let c = pair.add_client(cfg, None);
     let (cc, sc) = connect(&mut pair, c);
-    assert_eq!(cc.suite, suite(Encryption::AesCbc { key_len: 32 }, Integrity::HmacSha1_96));
+    assert_eq!(
+        cc.suite,
+        suite(Encryption::AesCbc { key_len: 32 }, Integrity::HmacSha1_96)
+    );
     check_esp(&mut pair, c, &cc, &sc);
 }
 
@@ -272,10 +345,25 @@ fn psk_mismatch_fails_and_is_counted() {
     let mut cfg = client_config(ip(16), 9);
     cfg.psk = b"not the key".to_vec();
     let c = pair.add_client(cfg, None);
-    let (stage, _reason) = run_to_failure(&mut pair, c);
-    assert_eq!(stage, Stage::MainMode);
-    assert!(pair.server_events().iter().all(|e| !matches!(e, Event::Phase1Up { .. })));
-    assert_eq!(pair.server.stats().auth_failed, 1, "{:?}", pair.server.stats());
+    let (stage, reason) = run_to_failure(&mut pair, c);
+    assert_eq!(
+        (stage, reason),
+        (
+            Stage::MainMode,
+            FailReason::PeerNotify(notify::AUTHENTICATION_FAILED)
+        )
+    );
+    assert!(
+        pair.server_events()
+            .iter()
+            .all(|e| !matches!(e, Event::Phase1Up { .. }))
+    );
+    assert_eq!(
+        pair.server.stats().auth_failed,
+        1,
+        "{:?}",
+        pair.server.stats()
+    );
 }
 
 #[test]
@@ -284,11 +372,21 @@ fn unknown_phase1_proposal_gets_no_proposal_chosen() {
     let mut cfg = client_config(ip(17), 10);
     cfg.ike_proposals = vec![
         P1Proposal::new(CipherAlg::TripleDesCbc, HashAlg::Sha1, DhGroup::Modp2048),
-        P1Proposal::new(CipherAlg::AesCbc { key_len: 16 }, HashAlg::Sha1, DhGroup::Modp768),
+        P1Proposal::new(
+            CipherAlg::AesCbc { key_len: 16 },
+            HashAlg::Sha1,
+            DhGroup::Modp768,
+        ),
     ];
     let c = pair.add_client(cfg, None);
     let (stage, reason) = run_to_failure(&mut pair, c);
-    assert_eq!((stage, reason), (Stage::MainMode, FailReason::PeerNotify(notify::NO_PROPOSAL_CHOSEN)));
+    assert_eq!(
+        (stage, reason),
+        (
+            Stage::MainMode,
+            FailReason::PeerNotify(notify::NO_PROPOSAL_CHOSEN)
+        )
+    );
     assert_eq!(pair.server.stats().no_proposal_chosen, 1);
     assert_eq!(pair.server.half_open_count(), 0);
 }
@@ -300,7 +398,13 @@ fn unknown_esp_proposal_gets_no_proposal_chosen() {
     cfg.esp_proposals = vec![suite(Encryption::Null, Integrity::HmacSha1_96)];
     let c = pair.add_client(cfg, None);
     let (stage, reason) = run_to_failure(&mut pair, c);
-    assert_eq!((stage, reason), (Stage::QuickMode, FailReason::PeerNotify(notify::NO_PROPOSAL_CHOSEN)));
+    assert_eq!(
+        (stage, reason),
+        (
+            Stage::QuickMode,
+            FailReason::PeerNotify(notify::NO_PROPOSAL_CHOSEN)
+        )
+    );
     assert!(pair.server.stats().quick_mode_refused >= 1);
     assert_eq!(pair.server.child_count(), 0);
 }
@@ -319,19 +423,32 @@ fn aggressive_mode_is_refused_with_a_notify() {
         .push(payload::KE, vec![7; 256])
         .push(payload::NONCE, vec![9; 32])
         .push(payload::ID, wire::Id::ipv4(ip(19), 17, 500).encode());
-    let am1 = wire::message(Header { exchange: exchange::AGGRESSIVE, ..hdr }, &chain);
+    let am1 = wire::message(
+        Header {
+            exchange: exchange::AGGRESSIVE,
+            ..hdr
+        },
+        &chain,
+    );
     let from = SocketAddr::new(IpAddr::V4(ip(19)), 500);
     pair.inject_to_server(from, 500, am1);
     pair.advance(Duration::from_secs(1));
     assert_eq!(pair.server.stats().aggressive_refused, 1);
     assert_eq!(pair.server.phase1_count(), 0);
-    let reply = pair.unrouted.iter().find(|t| t.remote == from).expect("a reply to the Aggressive Mode initiator");
+    let reply = pair
+        .unrouted
+        .iter()
+        .find(|t| t.remote == from)
+        .expect("a reply to the Aggressive Mode initiator");
     let h = Header::parse(&reply.data).unwrap();
     assert_eq!(h.icky, *b"aggrmode");
     assert_eq!(h.exchange, exchange::INFORMATIONAL);
     assert_eq!(h.flags & wire::flags::ENCRYPTION, 0);
     let (items, _) = wire::parse_chain(h.next, &reply.data[wire::HEADER_LEN..]).unwrap();
-    let n = items.iter().find(|p| p.kind == payload::NOTIFY).expect("a notify");
+    let n = items
+        .iter()
+        .find(|p| p.kind == payload::NOTIFY)
+        .expect("a notify");
     let n = wire::Notify::parse(&n.body).unwrap();
     assert!(
         [notify::INVALID_EXCHANGE_TYPE, notify::NO_PROPOSAL_CHOSEN].contains(&n.message_type),
@@ -367,30 +484,51 @@ fn bad_ke_values(group: DhGroup) -> Vec<(&'static str, Vec<u8>)> {
             let half = len / 2;
             let mut off = be(half, &[1]);
             off.extend_from_slice(&be(half, &[1]));
-            vec![("off-curve (1,1)", off), ("zero point", vec![0; len]), ("short", vec![0x55; len - 1])]
+            vec![
+                ("off-curve (1,1)", off),
+                ("zero point", vec![0; len]),
+                ("short", vec![0x55; len - 1]),
+            ]
         }
     }
 }
 
 #[test]
 fn bad_dh_values_get_invalid_key_information_and_no_sa() {
-    for group in [DhGroup::Modp1024, DhGroup::Modp2048, DhGroup::Ecp256, DhGroup::Ecp384] {
+    for group in [
+        DhGroup::Modp1024,
+        DhGroup::Modp2048,
+        DhGroup::Ecp256,
+        DhGroup::Ecp384,
+    ] {
         for (what, ke) in bad_ke_values(group) {
             let mut pair = Pair::new(server_config(), 13);
             let mut cfg = client_config(ip(20), 13);
-            cfg.ike_proposals = vec![P1Proposal::new(CipherAlg::AesCbc { key_len: 16 }, HashAlg::Sha1, group)];
+            cfg.ike_proposals = vec![P1Proposal::new(
+                CipherAlg::AesCbc { key_len: 16 },
+                HashAlg::Sha1,
+                group,
+            )];
             cfg.hooks.ke_override = Some(ke);
             let c = pair.add_client(cfg, None);
             let (stage, reason) = run_to_failure(&mut pair, c);
             assert_eq!(
                 (stage, reason),
-                (Stage::MainMode, FailReason::PeerNotify(notify::INVALID_KEY_INFORMATION)),
+                (
+                    Stage::MainMode,
+                    FailReason::PeerNotify(notify::INVALID_KEY_INFORMATION)
+                ),
                 "{} {what}",
                 group.name()
             );
             assert_eq!(pair.server.stats().invalid_ke, 1, "{} {what}", group.name());
             assert!(pair.server_events().is_empty(), "{} {what}", group.name());
-            assert_eq!(pair.server.phase1_count(), 0, "{} {what}: the half-open SA stays", group.name());
+            assert_eq!(
+                pair.server.phase1_count(),
+                0,
+                "{} {what}: the half-open SA stays",
+                group.name()
+            );
         }
     }
 }
@@ -403,7 +541,13 @@ fn bad_pfs_dh_value_gets_no_child_sa() {
     cfg.hooks.qm_ke_override = Some(be(256, &[1]));
     let c = pair.add_client(cfg, None);
     let (stage, reason) = run_to_failure(&mut pair, c);
-    assert_eq!((stage, reason), (Stage::QuickMode, FailReason::PeerNotify(notify::INVALID_KEY_INFORMATION)));
+    assert_eq!(
+        (stage, reason),
+        (
+            Stage::QuickMode,
+            FailReason::PeerNotify(notify::INVALID_KEY_INFORMATION)
+        )
+    );
     assert_eq!(pair.server.child_count(), 0);
 }
 
@@ -428,20 +572,40 @@ fn client_behind_nat_floats_and_uses_udp_encapsulated_transport() {
     let c = pair.add_client(client_config(private, 16), Some(nat));
     let (cc, sc) = connect(&mut pair, c);
     let (_, natinfo) = phase1_up(&pair, c).unwrap();
-    assert!(natinfo.local_behind_nat && !natinfo.peer_behind_nat && natinfo.udp_encap, "{natinfo:?}");
+    assert!(
+        natinfo.local_behind_nat && !natinfo.peer_behind_nat && natinfo.udp_encap,
+        "{natinfo:?}"
+    );
     assert_eq!(cc.encap_mode, wire::p2attr::MODE_UDP_TRANSPORT);
     assert!(sc.udp_encap);
     assert_eq!(sc.remote.ip(), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77)));
     assert_ne!(sc.remote.port(), 4500, "the NAT's mapping of port 4500");
     assert_eq!(sc.local.port(), 4500);
     assert_eq!(sc.peer_original, Some(IpAddr::V4(private)), "NAT-OAi");
-    let Some(Event::Phase1Up { nat: st, remote, .. }) =
-        pair.server_events().into_iter().find(|e| matches!(e, Event::Phase1Up { .. }))
+    // RFC 3947 §5.2: the responder sends NAT-OAi = the address it sees, NAT-OAr = its own.
+    assert_eq!(
+        cc.peer_nat_oa,
+        vec![
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77)),
+            IpAddr::V4(roadgate_tests::pair::SERVER_IP)
+        ],
+        "NAT-OA payloads of QM2"
+    );
+    let Some(Event::Phase1Up {
+        nat: st, remote, ..
+    }) = pair
+        .server_events()
+        .into_iter()
+        .find(|e| matches!(e, Event::Phase1Up { .. }))
     else {
         panic!()
     };
     assert!(st.peer_behind_nat && !st.local_behind_nat, "{st:?}");
-    assert_eq!(remote.port(), sc.remote.port(), "phase 1 floated to the 4500 mapping");
+    assert_eq!(
+        remote.port(),
+        sc.remote.port(),
+        "phase 1 floated to the 4500 mapping"
+    );
     check_esp(&mut pair, c, &cc, &sc);
 }
 
@@ -453,7 +617,10 @@ fn force_encap_without_nat() {
     let c = pair.add_client(cfg, None);
     let (cc, sc) = connect(&mut pair, c);
     let (_, natinfo) = phase1_up(&pair, c).unwrap();
-    assert!(!natinfo.local_behind_nat && !natinfo.peer_behind_nat && natinfo.udp_encap, "{natinfo:?}");
+    assert!(
+        !natinfo.local_behind_nat && !natinfo.peer_behind_nat && natinfo.udp_encap,
+        "{natinfo:?}"
+    );
     assert_eq!(cc.encap_mode, wire::p2attr::MODE_UDP_TRANSPORT);
     assert!(sc.udp_encap);
     assert_eq!(sc.remote, SocketAddr::new(IpAddr::V4(ip(23)), 4500));
@@ -467,12 +634,12 @@ fn draft02_only_client_gets_draft_mode_and_payload_numbers() {
     let k2 = kinds.clone();
     pair.filter = Some(Box::new(move |dir, data| {
         // Unencrypted Main Mode from the server: record the payload types (MM2, MM4).
-        if let (Direction::ToClient(_), Some(h)) = (dir, Header::parse(data)) {
-            if h.exchange == exchange::MAIN && h.flags & 1 == 0 {
-                if let Ok((items, _)) = wire::parse_chain(h.next, &data[wire::HEADER_LEN..]) {
-                    k2.borrow_mut().extend(items.iter().map(|p| p.kind));
-                }
-            }
+        if let (Direction::ToClient(_), Some(h)) = (dir, Header::parse(data))
+            && h.exchange == exchange::MAIN
+            && h.flags & 1 == 0
+            && let Ok((items, _)) = wire::parse_chain(h.next, &data[wire::HEADER_LEN..])
+        {
+            k2.borrow_mut().extend(items.iter().map(|p| p.kind));
         }
         false
     }));
@@ -482,8 +649,14 @@ fn draft02_only_client_gets_draft_mode_and_payload_numbers() {
     let c = pair.add_client(cfg, Some(nat));
     let (cc, sc) = connect(&mut pair, c);
     let kinds = kinds.borrow().clone();
-    assert!(kinds.contains(&payload::NAT_D_DRAFT), "server's MM4 payloads {kinds:?}");
-    assert!(!kinds.contains(&payload::NAT_D), "server's MM4 payloads {kinds:?}");
+    assert!(
+        kinds.contains(&payload::NAT_D_DRAFT),
+        "server's MM4 payloads {kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&payload::NAT_D),
+        "server's MM4 payloads {kinds:?}"
+    );
     assert_eq!(cc.encap_mode, wire::p2attr::MODE_UDP_TRANSPORT_DRAFT);
     assert!(sc.udp_encap);
     check_esp(&mut pair, c, &cc, &sc);
@@ -493,9 +666,15 @@ fn draft02_only_client_gets_draft_mode_and_payload_numbers() {
 fn two_clients_behind_one_nat_with_initial_contact_and_own_ids() {
     let mut pair = Pair::new(server_config(), 45);
     let nat = pair.add_nat(Ipv4Addr::new(192, 0, 2, 82));
-    let a = pair.add_client(client_config(Ipv4Addr::new(192, 168, 0, 100), 45), Some(nat));
+    let a = pair.add_client(
+        client_config(Ipv4Addr::new(192, 168, 0, 100), 45),
+        Some(nat),
+    );
     let (ac, asc) = connect(&mut pair, a);
-    let b = pair.add_client(client_config(Ipv4Addr::new(192, 168, 0, 101), 46), Some(nat));
+    let b = pair.add_client(
+        client_config(Ipv4Addr::new(192, 168, 0, 101), 46),
+        Some(nat),
+    );
     let (bc, bsc) = connect(&mut pair, b);
     assert!(server_downs(&pair).is_empty(), "{:?}", server_downs(&pair));
     check_esp(&mut pair, a, &ac, &asc);
@@ -551,7 +730,10 @@ fn two_clients_behind_one_nat_without_initial_contact() {
             _ => None,
         })
         .collect();
-    assert!(from.contains(&(asc.inbound_spi, asc.remote)) && from.contains(&(bsc.inbound_spi, bsc.remote)));
+    assert!(
+        from.contains(&(asc.inbound_spi, asc.remote))
+            && from.contains(&(bsc.inbound_spi, bsc.remote))
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -573,7 +755,11 @@ fn loss_duplication_and_reordering_still_complete() {
             panic!("seed {seed}: no connection; log:\n{}", dump(&pair))
         };
         // The client may have taken a duplicated or retransmitted reply: the SAs must still agree.
-        assert!(client_failure(&pair, c).is_none(), "seed {seed}: {:?}", client_failure(&pair, c));
+        assert!(
+            client_failure(&pair, c).is_none(),
+            "seed {seed}: {:?}",
+            client_failure(&pair, c)
+        );
         pair.link.loss = 0.0;
         pair.link.duplicate = 0.0;
         pair.link.reorder = 0.0;
@@ -583,10 +769,14 @@ fn loss_duplication_and_reordering_still_complete() {
 }
 
 /// Drops the first `n` datagrams toward clients that satisfy `pick`.
-fn drop_first(n: usize, pick: impl Fn(&Header) -> bool + 'static) -> Box<dyn FnMut(Direction, &[u8]) -> bool> {
+fn drop_first(n: usize, pick: impl Fn(&Header) -> bool + 'static) -> Filter {
     let mut left = n;
     Box::new(move |dir, data| {
-        let ike = if data.starts_with(&[0, 0, 0, 0]) { &data[4..] } else { data };
+        let ike = if data.starts_with(&[0, 0, 0, 0]) {
+            &data[4..]
+        } else {
+            data
+        };
         match (dir, Header::parse(ike)) {
             (Direction::ToClient(_), Some(h)) if left > 0 && pick(&h) => {
                 left -= 1;
@@ -603,18 +793,26 @@ fn a_repeated_request_gets_the_last_reply_again() {
     // Lose MM4 once: the client repeats MM3 and the server must answer it again.
     let mut seen_main = 0;
     pair.filter = Some(Box::new(move |dir, data| {
-        let ike = if data.starts_with(&[0, 0, 0, 0]) { &data[4..] } else { data };
-        if let (Direction::ToClient(_), Some(h)) = (dir, Header::parse(ike)) {
-            if h.exchange == exchange::MAIN {
-                seen_main += 1;
-                return seen_main == 2;
-            }
+        let ike = if data.starts_with(&[0, 0, 0, 0]) {
+            &data[4..]
+        } else {
+            data
+        };
+        if let (Direction::ToClient(_), Some(h)) = (dir, Header::parse(ike))
+            && h.exchange == exchange::MAIN
+        {
+            seen_main += 1;
+            return seen_main == 2;
         }
         false
     }));
     let c = pair.add_client(client_config(ip(24), 21), None);
     let (cc, sc) = connect(&mut pair, c);
-    assert!(pair.server.stats().duplicates_resent >= 1, "{:?}", pair.server.stats());
+    assert!(
+        pair.server.stats().duplicates_resent >= 1,
+        "{:?}",
+        pair.server.stats()
+    );
     assert!(pair.clients[c].client.initiator().stats().retransmits >= 1);
     check_esp(&mut pair, c, &cc, &sc);
 }
@@ -624,7 +822,11 @@ fn lost_qm3_is_repeated_when_qm2_comes_again() {
     let mut pair = Pair::new(server_config(), 22);
     let mut left = 1;
     pair.filter = Some(Box::new(move |dir, data| {
-        let ike = if data.starts_with(&[0, 0, 0, 0]) { &data[4..] } else { data };
+        let ike = if data.starts_with(&[0, 0, 0, 0]) {
+            &data[4..]
+        } else {
+            data
+        };
         if let (Direction::ToServer(_), Some(h)) = (dir, Header::parse(ike)) {
             // QM3 is the short Quick Mode message of the initiator (only HASH(3)).
             if h.exchange == exchange::QUICK && h.length < 100 && left > 0 {
@@ -647,7 +849,11 @@ fn lost_mm2_is_recovered_by_repeating_mm1() {
     pair.filter = Some(drop_first(1, |h| h.exchange == exchange::MAIN));
     let c = pair.add_client(client_config(ip(26), 23), None);
     let (cc, sc) = connect(&mut pair, c);
-    assert_eq!(pair.server.phase1_count(), 1, "a repeated MM1 must not make a second SA");
+    assert_eq!(
+        pair.server.phase1_count(),
+        1,
+        "a repeated MM1 must not make a second SA"
+    );
     check_esp(&mut pair, c, &cc, &sc);
 }
 
@@ -656,7 +862,15 @@ fn lost_mm2_is_recovered_by_repeating_mm1() {
 
 #[test]
 fn pfs_in_quick_mode() {
-    for (k, g) in [DhGroup::Modp2048, DhGroup::Ecp256, DhGroup::Ecp384, DhGroup::Modp1536].into_iter().enumerate() {
+    for (k, g) in [
+        DhGroup::Modp2048,
+        DhGroup::Ecp256,
+        DhGroup::Ecp384,
+        DhGroup::Modp1536,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut pair = Pair::new(server_config(), 24 + k as u64);
         let mut cfg = client_config(ip(27), 24 + k as u64);
         cfg.pfs = Some(g);
@@ -684,12 +898,16 @@ fn commit_bit_connected_is_repeated_when_lost() {
     // Lose the server's CONNECTED (the only Quick Mode message it sends after QM2) once.
     let mut quick_seen = 0;
     pair.filter = Some(Box::new(move |dir, data| {
-        let ike = if data.starts_with(&[0, 0, 0, 0]) { &data[4..] } else { data };
-        if let (Direction::ToClient(_), Some(h)) = (dir, Header::parse(ike)) {
-            if h.exchange == exchange::QUICK {
-                quick_seen += 1;
-                return quick_seen == 2;
-            }
+        let ike = if data.starts_with(&[0, 0, 0, 0]) {
+            &data[4..]
+        } else {
+            data
+        };
+        if let (Direction::ToClient(_), Some(h)) = (dir, Header::parse(ike))
+            && h.exchange == exchange::QUICK
+        {
+            quick_seen += 1;
+            return quick_seen == 2;
         }
         false
     }));
@@ -724,8 +942,15 @@ fn long_lifetime_is_capped_with_responder_lifetime() {
     let (cc, sc) = connect(&mut pair, c);
     let max = server_config().phase2.max_lifetime;
     assert_eq!(sc.lifetime, max);
-    assert_eq!(cc.responder_lifetime.and_then(|l| l.seconds), Some(max.as_secs()), "{cc:?}");
-    assert!(!cc.transform_altered, "the transform must come back unchanged (RFC 2407 §4.5.4)");
+    assert_eq!(
+        cc.responder_lifetime.and_then(|l| l.seconds),
+        Some(max.as_secs()),
+        "{cc:?}"
+    );
+    assert!(
+        !cc.transform_altered,
+        "the transform must come back unchanged (RFC 2407 §4.5.4)"
+    );
     check_esp(&mut pair, c, &cc, &sc);
 }
 
@@ -751,7 +976,11 @@ fn server_kilobyte_cap_is_announced() {
     let c = pair.add_client(cfg, None);
     let (cc, sc) = connect(&mut pair, c);
     assert_eq!(sc.lifetime_kb, Some(100_000));
-    assert_eq!(cc.responder_lifetime.and_then(|l| l.kilobytes), Some(100_000), "{cc:?}");
+    assert_eq!(
+        cc.responder_lifetime.and_then(|l| l.kilobytes),
+        Some(100_000),
+        "{cc:?}"
+    );
     check_esp(&mut pair, c, &cc, &sc);
 }
 
@@ -793,33 +1022,72 @@ fn phase2_rekey_under_traffic() {
     });
     let (new_c, new_s) = (new_c.expect("client rekey"), new_s.expect("server rekey"));
     assert_eq!(new_c.replaces, Some(old_c.inbound_spi));
-    assert_eq!(new_s.replaces, vec![old_s.inbound_spi], "ChildSaUp.replaces names the old SPI");
+    assert_eq!(
+        new_s.replaces,
+        vec![old_s.inbound_spi],
+        "ChildSaUp.replaces names the old SPI"
+    );
     assert!(server_downs(&pair).is_empty());
     // Traffic still in flight on the old SA is accepted until the Delete.
     check_esp(&mut pair, c, &old_c, &old_s);
     check_esp(&mut pair, c, &new_c, &new_s);
-    assert!(pair.client(c).initiator_mut().delete_child(old_c.inbound_spi));
+    assert!(
+        pair.client(c)
+            .initiator_mut()
+            .delete_child(old_c.inbound_spi)
+    );
     let old_spi = old_s.inbound_spi;
     assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Server(Event::ChildSaDown { inbound_spi, reason: DownReason::PeerDeleted, .. }) if *inbound_spi == old_spi)));
     check_esp(&mut pair, c, &new_c, &new_s);
-    assert_eq!(server_downs(&pair), vec![(old_spi, DownReason::PeerDeleted)]);
+    assert_eq!(
+        server_downs(&pair),
+        vec![(old_spi, DownReason::PeerDeleted)]
+    );
     assert_eq!(pair.server.child_count(), 1);
 }
 
 #[test]
 fn phase1_rekey_keeps_the_ipsec_sas() {
+    phase1_rekey_case(false);
+}
+
+#[test]
+fn phase1_rekey_behind_nat_keeps_the_ipsec_sas() {
+    phase1_rekey_case(true);
+}
+
+fn phase1_rekey_case(behind_nat: bool) {
     let mut pair = Pair::new(server_config(), 35);
-    let c = pair.add_client(client_config(ip(35), 35), None);
+    let nat = behind_nat.then(|| pair.add_nat(Ipv4Addr::new(192, 0, 2, 85)));
+    let c = pair.add_client(
+        client_config(
+            if behind_nat {
+                Ipv4Addr::new(192, 168, 4, 4)
+            } else {
+                ip(35)
+            },
+            35,
+        ),
+        nat,
+    );
     let (cc, sc) = connect(&mut pair, c);
     let old = pair.clients[c].client.initiator().isakmp_cookies().unwrap();
     let now = pair.now;
     assert!(pair.client(c).initiator_mut().rekey_phase1(now));
-    assert!(pair.run_until(|e| matches!(e, PairEvent::Server(Event::Phase1Down { .. }))), "{}", dump(&pair));
+    assert!(
+        pair.run_until(|e| matches!(e, PairEvent::Server(Event::Phase1Down { .. }))),
+        "{}",
+        dump(&pair)
+    );
     assert_eq!(server_p1_downs(&pair), vec![DownReason::PeerDeleted]);
     let new = pair.clients[c].client.initiator().isakmp_cookies().unwrap();
     assert_ne!(old, new);
     assert_eq!(pair.server.phase1_count(), 1);
-    assert!(server_downs(&pair).is_empty(), "phase-1 rekey cut IPsec SAs: {:?}", server_downs(&pair));
+    assert!(
+        server_downs(&pair).is_empty(),
+        "phase-1 rekey cut IPsec SAs: {:?}",
+        server_downs(&pair)
+    );
     check_esp(&mut pair, c, &cc, &sc);
     // The new ISAKMP SA carries Quick Mode, DPD and Deletes of the old IPsec SAs.
     let now = pair.now;
@@ -831,9 +1099,15 @@ fn phase1_rekey_keeps_the_ipsec_sas() {
         }
         got.is_some()
     });
-    assert_eq!(got.expect("QM under the new SA").replaces, vec![sc.inbound_spi]);
+    assert_eq!(
+        got.expect("QM under the new SA").replaces,
+        vec![sc.inbound_spi]
+    );
     let seq = pair.client(c).initiator_mut().send_dpd().unwrap();
-    assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)));
+    assert!(pair.run_for(
+        Duration::from_secs(5),
+        |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)
+    ));
     assert!(pair.client(c).initiator_mut().delete_child(cc.inbound_spi));
     let spi = sc.inbound_spi;
     assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Server(Event::ChildSaDown { inbound_spi, .. }) if *inbound_spi == spi)));
@@ -862,13 +1136,22 @@ fn delete_of_an_ipsec_sa_and_of_the_isakmp_sa() {
     assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Server(Event::ChildSaDown { inbound_spi, reason: DownReason::PeerDeleted, .. }) if *inbound_spi == spi)));
     assert_eq!(pair.server.child_count(), 1);
     assert!(pair.client(c).initiator_mut().delete_isakmp());
-    assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Server(Event::Phase1Down { reason: DownReason::PeerDeleted, .. }))));
+    assert!(pair.run_for(Duration::from_secs(5), |e| matches!(
+        e,
+        PairEvent::Server(Event::Phase1Down {
+            reason: DownReason::PeerDeleted,
+            ..
+        })
+    )));
     assert_eq!(pair.server.phase1_count(), 0);
     // The server ends IPsec SAs that are left without any ISAKMP SA of their peer (its documented
     // choice: no rekey or DPD would be possible), with the reason of the ISAKMP SA's Delete.
     assert_eq!(
         server_downs(&pair),
-        vec![(spi, DownReason::PeerDeleted), (second.inbound_spi, DownReason::PeerDeleted)]
+        vec![
+            (spi, DownReason::PeerDeleted),
+            (second.inbound_spi, DownReason::PeerDeleted)
+        ]
     );
     assert_eq!(pair.server.child_count(), 0);
     assert!(pair.server.stats().deletes_received >= 2);
@@ -881,25 +1164,56 @@ fn delete_all() {
     let (_, sc) = connect(&mut pair, c);
     pair.client(c).initiator_mut().delete_all();
     pair.run_for(Duration::from_secs(5), |_| false);
-    assert_eq!(server_downs(&pair), vec![(sc.inbound_spi, DownReason::PeerDeleted)]);
+    assert_eq!(
+        server_downs(&pair),
+        vec![(sc.inbound_spi, DownReason::PeerDeleted)]
+    );
     assert_eq!(server_p1_downs(&pair), vec![DownReason::PeerDeleted]);
-    assert_eq!((pair.server.phase1_count(), pair.server.child_count()), (0, 0));
+    assert_eq!(
+        (pair.server.phase1_count(), pair.server.child_count()),
+        (0, 0)
+    );
 }
 
 #[test]
 fn initial_contact_from_a_rebooted_client_removes_its_old_sas() {
+    for behind_nat in [false, true] {
+        initial_contact_case(behind_nat);
+    }
+}
+
+fn initial_contact_case(behind_nat: bool) {
     let mut pair = Pair::new(server_config(), 38);
-    let cfg = client_config(ip(38), 38);
-    let c = pair.add_client(cfg.clone(), None);
+    let nat = behind_nat.then(|| pair.add_nat(Ipv4Addr::new(192, 0, 2, 84)));
+    let cfg = client_config(
+        if behind_nat {
+            Ipv4Addr::new(192, 168, 3, 3)
+        } else {
+            ip(38)
+        },
+        38,
+    );
+    let c = pair.add_client(cfg.clone(), nat);
     let (_, old) = connect(&mut pair, c);
     let mut rebooted = cfg;
     rebooted.seed = 99;
+    if let Some(n) = nat {
+        // The reboot also gives new NAT mappings.
+        pair.nats[n] =
+            roadgate_tests::pair::Nat::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 84)), 50_000);
+    }
     pair.replace_client(c, rebooted);
     let (nc, ns) = connect(&mut pair, c);
     assert_ne!(ns.inbound_spi, old.inbound_spi);
-    assert_eq!(server_downs(&pair), vec![(old.inbound_spi, DownReason::InitialContact)]);
+    assert_eq!(
+        server_downs(&pair),
+        vec![(old.inbound_spi, DownReason::InitialContact)]
+    );
     assert_eq!(server_p1_downs(&pair), vec![DownReason::InitialContact]);
-    assert_eq!((pair.server.phase1_count(), pair.server.child_count()), (1, 1));
+    assert_eq!(
+        (pair.server.phase1_count(), pair.server.child_count()),
+        (1, 1)
+    );
     check_esp(&mut pair, c, &nc, &ns);
 }
 
@@ -910,7 +1224,10 @@ fn dpd_probe_of_a_silent_client_is_answered() {
     let _ = connect(&mut pair, c);
     let interval = server_config().dpd_interval.unwrap();
     assert!(
-        pair.run_for(interval * 2, |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdProbe { answered: true, .. }))),
+        pair.run_for(interval * 2, |e| matches!(
+            e,
+            PairEvent::Client(_, InitiatorEvent::DpdProbe { answered: true, .. })
+        )),
         "no R-U-THERE from the server to a silent client"
     );
     assert!(pair.server.stats().dpd_sent >= 1);
@@ -936,7 +1253,10 @@ fn server_dpd_sequence_starts_random() {
         });
         first.push(seq.expect("an R-U-THERE"));
     }
-    assert!(first.iter().all(|s| *s != 0 && *s < 0x8000_0000), "{first:?}");
+    assert!(
+        first.iter().all(|s| *s != 0 && *s < 0x8000_0000),
+        "{first:?}"
+    );
     assert!(first[0] != first[1] || first[1] != first[2], "{first:?}");
 }
 
@@ -948,12 +1268,24 @@ fn nat_rebinding_moves_the_peer() {
     let (cc, sc) = connect(&mut pair, c);
     let old_remote = sc.remote;
     pair.nats[nat].flush();
-    pair.nats[nat] = roadgate_tests::pair::Nat::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 83)), 40_000);
+    pair.nats[nat] =
+        roadgate_tests::pair::Nat::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 83)), 40_000);
     // An authenticated IKE message from the new mapping.
     let seq = pair.client(c).initiator_mut().send_dpd().unwrap();
-    assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)), "{}", dump(&pair));
+    assert!(
+        pair.run_for(
+            Duration::from_secs(5),
+            |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)
+        ),
+        "{}",
+        dump(&pair)
+    );
     let moved = pair.server_events().into_iter().find_map(|e| match e {
-        Event::PeerMoved { remote, inbound_spis, .. } => Some((*remote, inbound_spis.clone())),
+        Event::PeerMoved {
+            remote,
+            inbound_spis,
+            ..
+        } => Some((*remote, inbound_spis.clone())),
         _ => None,
     });
     let (remote, spis) = moved.expect("PeerMoved");
@@ -970,7 +1302,10 @@ fn client_dpd_is_acknowledged() {
     let _ = connect(&mut pair, c);
     for _ in 0..3 {
         let seq = pair.client(c).initiator_mut().send_dpd().unwrap();
-        assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)));
+        assert!(pair.run_for(
+            Duration::from_secs(5),
+            |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)
+        ));
     }
 }
 
@@ -982,11 +1317,20 @@ fn vanished_client_is_declared_dead() {
     pair.clients[c].online = false;
     let cfg = server_config();
     let limit = cfg.dpd_interval.unwrap() + cfg.dpd_timeout + Duration::from_secs(60);
-    pair.run_for(limit, |e| matches!(e, PairEvent::Server(Event::Phase1Down { .. })));
-    assert_eq!(server_downs(&pair), vec![(sc.inbound_spi, DownReason::DeadPeer)]);
+    pair.run_for(limit, |e| {
+        matches!(e, PairEvent::Server(Event::Phase1Down { .. }))
+    });
+    assert_eq!(
+        server_downs(&pair),
+        vec![(sc.inbound_spi, DownReason::DeadPeer)]
+    );
     assert_eq!(server_p1_downs(&pair), vec![DownReason::DeadPeer]);
     assert_eq!(pair.server.stats().dpd_dead, 1);
-    assert!(pair.elapsed() >= cfg.dpd_timeout, "declared dead after {:?}", pair.elapsed());
+    assert!(
+        pair.elapsed() >= cfg.dpd_timeout,
+        "declared dead after {:?}",
+        pair.elapsed()
+    );
 }
 
 #[test]
@@ -1017,7 +1361,15 @@ fn half_open_flood_does_not_stop_an_established_client() {
         icky[4..].copy_from_slice(b"fake");
         let (mm1, _, _) = initiator::main_mode_1(&forged, icky);
         let src = if n < 5000 {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, (n >> 16) as u8 + 100, (n >> 8) as u8, n as u8)), 500)
+            SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(
+                    10,
+                    (n >> 16) as u8 + 100,
+                    (n >> 8) as u8,
+                    n as u8,
+                )),
+                500,
+            )
         } else {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 250)), 500)
         };
@@ -1025,18 +1377,36 @@ fn half_open_flood_does_not_stop_an_established_client() {
     }
     let max_per_source = server_config().max_half_open_per_source;
     assert!(pair.server.half_open_count() <= 5000 + max_per_source);
-    assert!(pair.server.stats().half_open_limited >= (5000 - max_per_source) as u64, "{:?}", pair.server.stats());
+    assert!(
+        pair.server.stats().half_open_limited >= (5000 - max_per_source) as u64,
+        "{:?}",
+        pair.server.stats()
+    );
     // The established client still gets Quick Mode and DPD through.
     let now = pair.now;
     assert!(pair.client(c).initiator_mut().rekey_child(now));
-    assert!(pair.run_for(Duration::from_secs(10), |e| matches!(e, PairEvent::Client(_, InitiatorEvent::ChildSaUp(_)))), "{}", dump(&pair));
+    assert!(
+        pair.run_for(Duration::from_secs(10), |e| matches!(
+            e,
+            PairEvent::Client(_, InitiatorEvent::ChildSaUp(_))
+        )),
+        "{}",
+        dump(&pair)
+    );
     let seq = pair.client(c).initiator_mut().send_dpd().unwrap();
-    assert!(pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)));
+    assert!(pair.run_for(
+        Duration::from_secs(5),
+        |e| matches!(e, PairEvent::Client(_, InitiatorEvent::DpdAck { seq: s }) if *s == seq)
+    ));
     check_esp(&mut pair, c, &cc, &sc);
     // A new client gets in once the half-open SAs expire.
     pair.advance(server_config().half_open_timeout + Duration::from_secs(5));
     assert_eq!(pair.server.half_open_count(), 0);
-    assert!(pair.server.stats().half_open_expired >= 5000, "{:?}", pair.server.stats());
+    assert!(
+        pair.server.stats().half_open_expired >= 5000,
+        "{:?}",
+        pair.server.stats()
+    );
     let d = pair.add_client(client_config(ip(44), 44), None);
     let (dc, ds) = connect(&mut pair, d);
     check_esp(&mut pair, d, &dc, &ds);
@@ -1066,11 +1436,82 @@ fn half_open_flood_from_one_address_is_limited() {
 #[test]
 fn config_type_is_usable() {
     // Guards the harness against silent Config field renames.
-    let c = Config { natt_port: 4500, ..server_config() };
+    let c = Config {
+        natt_port: 4500,
+        ..server_config()
+    };
     assert_eq!(c.natt_port, 4500);
     let _ = InitiatorConfig::new(
         SocketAddr::new(IpAddr::V4(ip(1)), 500),
         SocketAddr::new(IpAddr::V4(ip(2)), 500),
         b"k",
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// selectors and modes
+
+#[test]
+fn quick_mode_without_ids_uses_the_addresses() {
+    let mut pair = Pair::new(server_config(), 51);
+    let mut cfg = client_config(ip(51), 51);
+    cfg.send_ids = false;
+    let c = pair.add_client(cfg, None);
+    let (cc, sc) = connect(&mut pair, c);
+    assert_eq!(sc.remote_selector.first, IpAddr::V4(ip(51)));
+    check_esp(&mut pair, c, &cc, &sc);
+}
+
+fn tunnel_selectors(client: Ipv4Addr) -> (wire::Id, wire::Id) {
+    let mut subnet = Ipv4Addr::new(10, 10, 0, 0).octets().to_vec();
+    subnet.extend_from_slice(&Ipv4Addr::new(255, 255, 0, 0).octets());
+    (
+        wire::Id::ipv4(client, 0, 0),
+        wire::Id {
+            id_type: wire::id_type::IPV4_ADDR_SUBNET,
+            protocol: 0,
+            port: 0,
+            data: subnet,
+        },
+    )
+}
+
+#[test]
+fn tunnel_mode_is_refused_without_tunnel_networks() {
+    let mut pair = Pair::new(server_config(), 52);
+    let mut cfg = client_config(ip(52), 52);
+    cfg.mode = initiator::Mode::Tunnel;
+    cfg.selectors = Some(tunnel_selectors(ip(52)));
+    let c = pair.add_client(cfg, None);
+    let (stage, reason) = run_to_failure(&mut pair, c);
+    assert_eq!(stage, Stage::QuickMode);
+    assert!(
+        matches!(
+            reason,
+            FailReason::PeerNotify(notify::NO_PROPOSAL_CHOSEN | notify::INVALID_ID_INFORMATION)
+        ),
+        "{reason:?}"
+    );
+    assert_eq!(pair.server.child_count(), 0);
+}
+
+#[test]
+fn tunnel_mode_with_a_tunnel_network() {
+    let mut server = server_config();
+    server.phase2.tunnel_local = vec![(IpAddr::V4(Ipv4Addr::new(10, 10, 0, 0)), 16)];
+    let mut pair = Pair::new(server, 53);
+    let nat = pair.add_nat(Ipv4Addr::new(192, 0, 2, 86));
+    let private = Ipv4Addr::new(192, 168, 5, 5);
+    let mut cfg = client_config(private, 53);
+    cfg.mode = initiator::Mode::Tunnel;
+    cfg.selectors = Some(tunnel_selectors(private));
+    let c = pair.add_client(cfg, Some(nat));
+    let (cc, sc) = connect(&mut pair, c);
+    assert!(sc.tunnel && sc.udp_encap);
+    assert_eq!(cc.encap_mode, wire::p2attr::MODE_UDP_TUNNEL);
+    assert!(
+        cc.peer_nat_oa.is_empty(),
+        "no NAT-OA in tunnel mode (RFC 3947 §5.2)"
+    );
+    check_esp(&mut pair, c, &cc, &sc);
 }
