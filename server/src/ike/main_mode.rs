@@ -151,6 +151,7 @@ impl Responder {
             rcky,
             local,
             remote,
+            mm1_from: remote,
             state: P1State::SentMm2,
             created: now,
             expires,
@@ -279,13 +280,21 @@ impl Responder {
         }
         let reply = isakmp::encode_message(&p1.header(exchange::MAIN, 0, false), chain.first(), chain.bytes());
         let framed = super::sa::frame(local, remote, natt_port, reply);
-        if nat.local_behind_nat {
-            info!(%remote, local = %local, "NAT-D: this server is behind a NAT (its address is translated)");
+        if nat.local_behind_nat && !self.behind_nat {
+            warn!(
+                %remote,
+                local = %local,
+                "NAT-D: this server is behind a NAT (its address is translated on the way to its \
+                 clients); Windows clients then need the registry value \
+                 AssumeUDPEncapsulationContextOnSendRule=2 or fail with error 809"
+            );
         }
         if nat.peer_behind_nat {
             debug!(%remote, "NAT-D: the client is behind a NAT");
         }
         p1.nat = nat;
+        self.behind_nat |= nat.local_behind_nat;
+        let Some(p1) = self.p1.get_mut(&c) else { return };
         p1.iv = keys.iv.clone();
         p1.keys = Some(keys);
         p1.gxi = gxi.to_vec();
@@ -400,8 +409,8 @@ impl Responder {
         let (id, nat, algorithms, icky) = (p1.id, p1.nat, p1.choice.describe(), p1.icky);
         let ms_ic = p1.vendors.ms_initial_contact;
         let expires = p1.expires;
-        let old_remote_key = (icky, self.p1.get(&c).map(|p| p.remote).unwrap_or(remote));
-        self.mm1_index.retain(|k, v| !(k.0 == old_remote_key.0 && *v == c[8..]));
+        let mm1_from = self.p1.get(&c).map_or(remote, |p| p.mm1_from);
+        self.mm1_index.remove(&(icky, mm1_from));
         self.release_half_open(remote.ip());
         self.stats.phase1_established += 1;
         info!(
