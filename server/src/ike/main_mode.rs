@@ -232,6 +232,8 @@ impl Responder {
             return;
         };
         let nr = self.random_bytes(OUR_NONCE_LEN);
+        let random = self.random_bytes(64);
+        let windows_workaround = self.cfg.windows_nat_workaround;
         let Some(p1) = self.p1.get_mut(&c) else { return };
         let prf = p1.choice.prf;
         let hash = p1.choice.hash;
@@ -254,8 +256,26 @@ impl Responder {
                 let theirs = crypto::nat_d(hash, &p1.icky, &p1.rcky, remote.ip(), remote.port());
                 nat.local_behind_nat = !bool::from(first.ct_eq(&ours));
                 nat.peer_behind_nat = !rest.iter().any(|h| bool::from(h.ct_eq(&theirs)));
-                natd_out.push((variant.nat_d_payload(), theirs));
-                natd_out.push((variant.nat_d_payload(), ours));
+                if nat.local_behind_nat && p1.vendors.is_windows() && windows_workaround {
+                    // CLIENTS.md §1.3: echo the client's own hash of our address (so it sees no
+                    // NAT on our side) and give a hash that cannot match for its address (so it
+                    // encapsulates in UDP as a client behind NAT does).
+                    info!(
+                        %remote,
+                        "Windows client and a server behind NAT: NAT-D adjusted so that Windows \
+                         uses UDP encapsulation without its registry change (error 809)"
+                    );
+                    let mut decoy = theirs.clone();
+                    for (b, r) in decoy.iter_mut().zip(random.iter()) {
+                        *b ^= r | 1;
+                    }
+                    nat.peer_behind_nat = true;
+                    natd_out.push((variant.nat_d_payload(), decoy));
+                    natd_out.push((variant.nat_d_payload(), first.to_vec()));
+                } else {
+                    natd_out.push((variant.nat_d_payload(), theirs));
+                    natd_out.push((variant.nat_d_payload(), ours));
+                }
             } else {
                 info!(%remote, "peer agreed to NAT-T but sent no NAT-D payloads");
             }
