@@ -46,6 +46,10 @@ struct ServeArgs {
     /// Do not open the raw ESP (protocol 50) socket.
     #[arg(long)]
     no_raw_esp: bool,
+    /// Test only: echo every decrypted UDP datagram back through ESP (checks both directions of
+    /// ESP before the L2TP layer exists). Never use in production.
+    #[arg(long, hide = true)]
+    test_echo: bool,
     /// Also accept 3DES in phase 1 and phase 2 (only very old clients need it).
     #[arg(long)]
     allow_3des: bool,
@@ -86,7 +90,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         cfg.phase1.encryption.push(ike::crypto::CipherAlg::TripleDesCbc);
         cfg.phase2.encryption.push(roadgate::esp::Encryption::TripleDesCbc);
     }
-    let listen = Listen { addr: args.listen, ike_port: args.ike_port, natt_port: args.natt_port, raw_esp: !args.no_raw_esp };
+    let listen = Listen { addr: args.listen, ike_port: args.ike_port, natt_port: args.natt_port, raw_esp: !args.no_raw_esp, test_echo: args.test_echo };
     let shell = Shell::bind(Arc::new(cfg), listen).await.map_err(|e| format!("cannot listen: {e}"))?;
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -99,7 +103,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 fn main() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();

@@ -151,6 +151,7 @@ impl Responder {
             rcky,
             local,
             remote,
+            mm1_from: remote,
             state: P1State::SentMm2,
             created: now,
             expires,
@@ -231,6 +232,8 @@ impl Responder {
             return;
         };
         let nr = self.random_bytes(OUR_NONCE_LEN);
+        let random = self.random_bytes(64);
+        let windows_workaround = self.cfg.windows_nat_workaround;
         let Some(p1) = self.p1.get_mut(&c) else { return };
         let prf = p1.choice.prf;
         let hash = p1.choice.hash;
@@ -253,8 +256,26 @@ impl Responder {
                 let theirs = crypto::nat_d(hash, &p1.icky, &p1.rcky, remote.ip(), remote.port());
                 nat.local_behind_nat = !bool::from(first.ct_eq(&ours));
                 nat.peer_behind_nat = !rest.iter().any(|h| bool::from(h.ct_eq(&theirs)));
-                natd_out.push((variant.nat_d_payload(), theirs));
-                natd_out.push((variant.nat_d_payload(), ours));
+                if nat.local_behind_nat && p1.vendors.is_windows() && windows_workaround {
+                    // CLIENTS.md §1.3: echo the client's own hash of our address (so it sees no
+                    // NAT on our side) and give a hash that cannot match for its address (so it
+                    // encapsulates in UDP as a client behind NAT does).
+                    info!(
+                        %remote,
+                        "Windows client and a server behind NAT: NAT-D adjusted so that Windows \
+                         uses UDP encapsulation without its registry change (error 809)"
+                    );
+                    let mut decoy = theirs.clone();
+                    for (b, r) in decoy.iter_mut().zip(random.iter()) {
+                        *b ^= r | 1;
+                    }
+                    nat.peer_behind_nat = true;
+                    natd_out.push((variant.nat_d_payload(), decoy));
+                    natd_out.push((variant.nat_d_payload(), first.to_vec()));
+                } else {
+                    natd_out.push((variant.nat_d_payload(), theirs));
+                    natd_out.push((variant.nat_d_payload(), ours));
+                }
             } else {
                 info!(%remote, "peer agreed to NAT-T but sent no NAT-D payloads");
             }
@@ -279,13 +300,21 @@ impl Responder {
         }
         let reply = isakmp::encode_message(&p1.header(exchange::MAIN, 0, false), chain.first(), chain.bytes());
         let framed = super::sa::frame(local, remote, natt_port, reply);
-        if nat.local_behind_nat {
-            info!(%remote, local = %local, "NAT-D: this server is behind a NAT (its address is translated)");
+        if nat.local_behind_nat && !self.behind_nat {
+            warn!(
+                %remote,
+                local = %local,
+                "NAT-D: this server is behind a NAT (its address is translated on the way to its \
+                 clients); Windows clients then need the registry value \
+                 AssumeUDPEncapsulationContextOnSendRule=2 or fail with error 809"
+            );
         }
         if nat.peer_behind_nat {
             debug!(%remote, "NAT-D: the client is behind a NAT");
         }
         p1.nat = nat;
+        self.behind_nat |= nat.local_behind_nat;
+        let Some(p1) = self.p1.get_mut(&c) else { return };
         p1.iv = keys.iv.clone();
         p1.keys = Some(keys);
         p1.gxi = gxi.to_vec();
@@ -400,8 +429,8 @@ impl Responder {
         let (id, nat, algorithms, icky) = (p1.id, p1.nat, p1.choice.describe(), p1.icky);
         let ms_ic = p1.vendors.ms_initial_contact;
         let expires = p1.expires;
-        let old_remote_key = (icky, self.p1.get(&c).map(|p| p.remote).unwrap_or(remote));
-        self.mm1_index.retain(|k, v| !(k.0 == old_remote_key.0 && *v == c[8..]));
+        let mm1_from = self.p1.get(&c).map_or(remote, |p| p.mm1_from);
+        self.mm1_index.remove(&(icky, mm1_from));
         self.release_half_open(remote.ip());
         self.stats.phase1_established += 1;
         info!(

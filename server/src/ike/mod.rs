@@ -76,6 +76,12 @@ pub struct Config {
     pub nat_t: bool,
     /// The NAT-T port: datagrams to or from it carry the non-ESP marker.
     pub natt_port: u16,
+    /// When this server is behind NAT and the client is Windows, answer NAT-D so that Windows
+    /// sees "client behind NAT, server not": Windows then uses UDP encapsulation without the
+    /// AssumeUDPEncapsulationContextOnSendRule registry change (error 809, CLIENTS.md §1.3). The
+    /// server itself knows the truth and encapsulates. A deliberate misstatement of NAT-D towards
+    /// Windows only; off means strict RFC 3947 behaviour.
+    pub windows_nat_workaround: bool,
     /// Send DPD R-U-THERE after this much silence from a peer that advertised DPD (RFC 3706).
     pub dpd_interval: Option<Duration>,
     /// A peer that answers no R-U-THERE for this long is declared dead.
@@ -99,6 +105,7 @@ impl Default for Config {
             phase2: Phase2Policy::default(),
             nat_t: true,
             natt_port: 4500,
+            windows_nat_workaround: true,
             dpd_interval: Some(Duration::from_secs(30)),
             dpd_timeout: Duration::from_secs(120),
             half_open_timeout: Duration::from_secs(30),

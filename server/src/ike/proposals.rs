@@ -38,6 +38,13 @@ impl AuthMethod {
             Self::RsaSignature => "RSA signature",
         }
     }
+    /// For one-word algorithm summaries.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::PreSharedKey => "PSK",
+            Self::RsaSignature => "RSA-SIG",
+        }
+    }
 }
 
 /// What phase 1 may negotiate.
@@ -115,7 +122,7 @@ impl Phase1Choice {
             self.cipher.name(),
             self.hash.name(),
             self.group.name(),
-            self.auth.name()
+            self.auth.short()
         )
     }
 }

@@ -70,6 +70,8 @@ pub struct Responder {
     pub(crate) out: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+    /// NAT-D showed that our address is translated on the way to some peer.
+    pub(crate) behind_nat: bool,
     next_id: u64,
 }
 
@@ -103,6 +105,7 @@ impl Responder {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            behind_nat: false,
             next_id: 1,
         }
     }
@@ -123,6 +126,11 @@ impl Responder {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// True once NAT-D has shown that this server's address is translated (it sits behind NAT).
+    pub fn server_behind_nat(&self) -> bool {
+        self.behind_nat
     }
 
     pub fn phase1_count(&self) -> usize {
@@ -349,7 +357,7 @@ impl Responder {
     /// Removes a phase 1 and its bookkeeping, with no message and no event.
     pub(crate) fn remove_phase1(&mut self, c: Cookies) -> Option<Phase1> {
         let p1 = self.p1.remove(&c)?;
-        self.mm1_index.remove(&(p1.icky, p1.remote));
+        self.mm1_index.remove(&(p1.icky, p1.mm1_from));
         if p1.state != P1State::Established {
             self.release_half_open(p1.remote.ip());
         }

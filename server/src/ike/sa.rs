@@ -90,6 +90,8 @@ pub(crate) struct Phase1 {
     pub rcky: [u8; 8],
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// Where message 1 came from (the key of the repeated-message-1 index).
+    pub mm1_from: SocketAddr,
     pub state: P1State,
     pub created: Instant,
     /// Half-open deadline, then the end of the lifetime.

@@ -29,6 +29,10 @@ pub struct Listen {
     pub natt_port: u16,
     /// Open a raw protocol-50 socket for ESP without UDP encapsulation.
     pub raw_esp: bool,
+    /// Test-only: send every decrypted UDP datagram back to its sender through the outbound SA
+    /// (ports swapped), so that a test client can check both directions of ESP before the L2TP
+    /// layer exists. Off by default; never for production.
+    pub test_echo: bool,
 }
 
 /// Counters of the ESP path (no secrets).
@@ -57,6 +61,8 @@ pub struct Shell {
     udp4500: UdpSocket,
     raw: Option<AsyncFd<Socket>>,
     sas: HashMap<u32, SaPair>,
+    /// Test-echo datagrams waiting to be sent (inbound SPI, UDP datagram).
+    echo: Vec<(u32, Vec<u8>)>,
     pub esp_stats: EspStats,
 }
 
@@ -170,7 +176,7 @@ impl Shell {
             raw_esp = raw.is_some(),
             "listening"
         );
-        Ok(Self { ike: Responder::new(cfg), listen, udp500, udp4500, raw, sas: HashMap::new(), esp_stats: EspStats::default() })
+        Ok(Self { ike: Responder::new(cfg), listen, udp500, udp4500, raw, sas: HashMap::new(), echo: Vec::new(), esp_stats: EspStats::default() })
     }
 
     fn local_for(&self, sock_port: u16, remote: SocketAddr) -> SocketAddr {
@@ -257,14 +263,23 @@ impl Shell {
     }
 
     fn esp_in(&mut self, packet: &mut [u8], from: SocketAddr) {
+        if let Some((spi, echo)) = self.esp_decrypt(packet, from) {
+            if self.listen.test_echo {
+                self.echo.push((spi, echo));
+            }
+        }
+    }
+
+    /// Decrypts and logs; returns the UDP datagram to echo (ports swapped, checksum 0) in test mode.
+    fn esp_decrypt(&mut self, packet: &mut [u8], from: SocketAddr) -> Option<(u32, Vec<u8>)> {
         let Some(spi) = esp::peek_spi(packet) else {
             self.esp_stats.malformed += 1;
-            return;
+            return None;
         };
         let Some(pair) = self.sas.get_mut(&spi) else {
             self.esp_stats.unknown_spi += 1;
             debug!(%from, spi = format_args!("{spi:08x}"), "ESP for an unknown SPI; dropped");
-            return;
+            return None;
         };
         match pair.inbound.decrypt(packet) {
             Ok(d) => {
@@ -277,16 +292,30 @@ impl Shell {
                     "ESP decrypted: {}",
                     describe_inner(d.next_header, inner)
                 );
+                let echo = (d.next_header == 17 && inner.len() >= 8).then(|| {
+                    let mut e = inner.to_vec();
+                    e.copy_within(0..2, 4);
+                    e.copy_within(2..4, 0);
+                    e.copy_within(4..6, 2);
+                    e[6] = 0;
+                    e[7] = 0;
+                    (spi, e)
+                });
                 let now = Instant::now();
                 if now.duration_since(pair.last_activity_report) > Duration::from_secs(1) {
                     pair.last_activity_report = now;
                     self.ike.esp_activity(now, spi);
                 }
+                echo
             }
-            Err(esp::EspError::Replay) => self.esp_stats.replayed += 1,
+            Err(esp::EspError::Replay) => {
+                self.esp_stats.replayed += 1;
+                None
+            }
             Err(e) => {
                 self.esp_stats.auth_failed += 1;
                 debug!(%from, spi = format_args!("{spi:08x}"), error = %e, "ESP packet rejected");
+                None
             }
         }
     }
@@ -302,6 +331,11 @@ impl Shell {
     }
 
     async fn drain(&mut self) {
+        for (spi, datagram) in std::mem::take(&mut self.echo) {
+            if let Err(e) = self.deliver(spi, &datagram, 17).await {
+                warn!(error = %e, "test echo failed");
+            }
+        }
         while let Some(t) = self.ike.poll_transmit() {
             let sock = if t.local.port() == self.listen.natt_port { &self.udp4500 } else { &self.udp500 };
             if let Err(e) = sock.send_to(&t.data, t.remote).await {
