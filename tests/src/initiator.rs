@@ -314,6 +314,10 @@ pub struct InitiatorStats {
     pub qm3_resent: u64,
     pub dropped: u64,
     pub duplicates_ignored: u64,
+    /// Peer Deletes of IPsec SAs that named the peer's own (inbound) SPI, as RFC 2408 §3.15 says.
+    pub deletes_by_sender_spi: u64,
+    /// Peer Deletes of IPsec SAs that named our inbound SPI instead.
+    pub deletes_by_our_spi: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1898,11 +1902,20 @@ impl Initiator {
                     };
                     let spi = u32::from_be_bytes(b);
                     // The sender names its own inbound SPI (our outbound); accept ours as well.
-                    let pos = self
-                        .children
-                        .iter()
-                        .position(|c| c.outbound_spi == spi)
-                        .or_else(|| self.children.iter().position(|c| c.inbound_spi == spi));
+                    let by_sender = self.children.iter().position(|c| c.outbound_spi == spi);
+                    let pos = match by_sender {
+                        Some(p) => {
+                            self.stats.deletes_by_sender_spi += 1;
+                            Some(p)
+                        }
+                        None => {
+                            let p = self.children.iter().position(|c| c.inbound_spi == spi);
+                            if p.is_some() {
+                                self.stats.deletes_by_our_spi += 1;
+                            }
+                            p
+                        }
+                    };
                     if let Some(p) = pos {
                         let c = self.children.remove(p);
                         self.events

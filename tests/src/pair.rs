@@ -186,6 +186,9 @@ pub struct Pair {
     pub server_sas: HashMap<u32, ServerSa>,
     /// Datagrams the server sent to addresses that are no client (forged sources).
     pub unrouted: Vec<Transmit>,
+    /// The server sits behind a 1:1 NAT with this public address (clients talk to it; the server
+    /// sees its own `server_ip`).
+    pub server_public_ip: Option<IpAddr>,
     pub dropped: u64,
     /// Events of the harness itself (ESP opened), not yet shown to a predicate.
     pending: Vec<PairEvent>,
@@ -242,6 +245,7 @@ impl Pair {
             log: Vec::new(),
             server_sas: HashMap::new(),
             unrouted: Vec::new(),
+            server_public_ip: None,
             dropped: 0,
             pending: Vec::new(),
             rng: ChaCha20Rng::seed_from_u64(seed ^ 0x005e_ed0f_1e75),
@@ -376,11 +380,14 @@ impl Pair {
     /// A datagram from the server to `remote`: finds the client (through its NAT).
     fn send_from_server(
         &mut self,
-        local: SocketAddr,
+        mut local: SocketAddr,
         remote: SocketAddr,
         raw_esp: bool,
         data: Vec<u8>,
     ) {
+        if let Some(public) = self.server_public_ip {
+            local.set_ip(public);
+        }
         for n in &self.nats {
             if n.public_ip == remote.ip() {
                 if raw_esp {
@@ -423,7 +430,16 @@ impl Pair {
         self.deliver_to_server(src, dst, false, &data);
     }
 
-    fn deliver_to_server(&mut self, src: SocketAddr, dst: SocketAddr, raw_esp: bool, data: &[u8]) {
+    fn deliver_to_server(
+        &mut self,
+        src: SocketAddr,
+        mut dst: SocketAddr,
+        raw_esp: bool,
+        data: &[u8],
+    ) {
+        if self.server_public_ip == Some(dst.ip()) {
+            dst.set_ip(self.server_ip);
+        }
         let now = self.now;
         if raw_esp {
             return self.server_esp(src, data);

@@ -995,7 +995,15 @@ fn child_sa_expires_on_the_server() {
     assert!(pair.run_for(Duration::from_secs(700), |e| matches!(e, PairEvent::Server(Event::ChildSaDown { inbound_spi, reason: DownReason::Expired, .. }) if *inbound_spi == spi)));
     assert!(pair.elapsed() >= Duration::from_secs(600));
     pair.advance(Duration::from_secs(1));
-    // The Delete reached the client.
+    // The Delete reached the client, naming the server's own SPI (RFC 2408 §3.15).
+    assert_eq!(
+        pair.clients[c]
+            .client
+            .initiator()
+            .stats()
+            .deletes_by_sender_spi,
+        1
+    );
     assert!(pair.client_events(c).iter().any(|e| matches!(e, InitiatorEvent::Deleted(Deleted::Child { inbound_spi, by_peer: true, .. }) if *inbound_spi == cc.inbound_spi)));
 }
 
@@ -1514,4 +1522,122 @@ fn tunnel_mode_with_a_tunnel_network() {
         "no NAT-OA in tunnel mode (RFC 3947 §5.2)"
     );
     check_esp(&mut pair, c, &cc, &sc);
+}
+
+#[test]
+fn server_behind_a_one_to_one_nat() {
+    let mut pair = Pair::new(server_config(), 54);
+    let public = Ipv4Addr::new(192, 0, 2, 200);
+    pair.server_public_ip = Some(IpAddr::V4(public));
+    let mut cfg = client_config(ip(54), 54);
+    cfg.server = SocketAddr::new(IpAddr::V4(public), 500);
+    let c = pair.add_client(cfg, None);
+    let (cc, sc) = connect(&mut pair, c);
+    let (_, natinfo) = phase1_up(&pair, c).unwrap();
+    assert!(
+        natinfo.peer_behind_nat && !natinfo.local_behind_nat && natinfo.udp_encap,
+        "{natinfo:?}"
+    );
+    let Some(Event::Phase1Up { nat: st, .. }) = pair
+        .server_events()
+        .into_iter()
+        .find(|e| matches!(e, Event::Phase1Up { .. }))
+    else {
+        panic!()
+    };
+    assert!(st.local_behind_nat && !st.peer_behind_nat, "{st:?}");
+    assert!(sc.udp_encap);
+    assert_eq!(cc.encap_mode, wire::p2attr::MODE_UDP_TRANSPORT);
+    check_esp(&mut pair, c, &cc, &sc);
+}
+
+#[test]
+#[ignore = "server bug: transport-mode QM1 with IDcr = another address (no NAT) is accepted and installed as the local selector"]
+fn quick_mode_for_another_server_address_is_refused() {
+    let mut pair = Pair::new(server_config(), 55);
+    let mut cfg = client_config(ip(55), 55);
+    cfg.selectors = Some((
+        wire::Id::ipv4(ip(55), 17, 1701),
+        wire::Id::ipv4(Ipv4Addr::new(203, 0, 113, 99), 17, 1701),
+    ));
+    let c = pair.add_client(cfg, None);
+    let (stage, reason) = run_to_failure(&mut pair, c);
+    assert_eq!(stage, Stage::QuickMode);
+    assert!(
+        matches!(
+            reason,
+            FailReason::PeerNotify(notify::INVALID_ID_INFORMATION | notify::NO_PROPOSAL_CHOSEN)
+        ),
+        "{reason:?}"
+    );
+    assert_eq!(pair.server.child_count(), 0);
+}
+
+#[test]
+fn many_clients_at_once_over_a_lossy_link() {
+    let mut pair = Pair::new(server_config(), 56);
+    pair.link.loss = 0.05;
+    pair.link.reorder = 0.2;
+    let nats = [
+        pair.add_nat(Ipv4Addr::new(192, 0, 2, 90)),
+        pair.add_nat(Ipv4Addr::new(192, 0, 2, 91)),
+    ];
+    let mut ids = Vec::new();
+    for k in 0..40u8 {
+        let (addr, nat) = match k % 3 {
+            0 => (ip(100 + k), None),
+            n => (
+                Ipv4Addr::new(192, 168, 10, 10 + k),
+                Some(nats[usize::from(n) - 1]),
+            ),
+        };
+        let mut cfg = client_config(addr, 1000 + u64::from(k));
+        cfg.ike_proposals = vec![P1Proposal::new(
+            CIPHERS[usize::from(k) % 2],
+            HASHES[usize::from(k) % 4],
+            GROUPS[usize::from(k) % 7],
+        )];
+        cfg.retransmit_tries = 8;
+        ids.push(pair.add_client(cfg, nat));
+    }
+    let mut up = std::collections::HashSet::new();
+    pair.run_until(|e| {
+        if let PairEvent::Client(i, InitiatorEvent::ChildSaUp(_)) = e {
+            up.insert(*i);
+        }
+        up.len() == ids.len()
+    });
+    assert_eq!(up.len(), ids.len(), "{}", dump(&pair));
+    pair.advance(Duration::from_secs(10));
+    assert_eq!(pair.server.child_count(), ids.len());
+    assert_eq!(pair.server.phase1_count(), ids.len());
+    pair.link.loss = 0.0;
+    pair.link.reorder = 0.0;
+    for &i in &ids {
+        let cc = pair.clients[i].client.children()[0].clone();
+        let sc = pair.server_sas[&cc.outbound_spi].child.clone();
+        check_esp(&mut pair, i, &cc, &sc);
+    }
+}
+
+#[test]
+fn quick_mode_claiming_another_client_address_is_refused() {
+    let mut pair = Pair::new(server_config(), 57);
+    let mut cfg = client_config(ip(57), 57);
+    // Transport mode without NAT: IDci must be the address the client talks from.
+    cfg.selectors = Some((
+        wire::Id::ipv4(ip(58), 17, 1701),
+        wire::Id::ipv4(roadgate_tests::pair::SERVER_IP, 17, 1701),
+    ));
+    let c = pair.add_client(cfg, None);
+    let (stage, reason) = run_to_failure(&mut pair, c);
+    assert_eq!(stage, Stage::QuickMode);
+    assert!(
+        matches!(
+            reason,
+            FailReason::PeerNotify(notify::INVALID_ID_INFORMATION | notify::NO_PROPOSAL_CHOSEN)
+        ),
+        "{reason:?}"
+    );
+    assert_eq!(pair.server.child_count(), 0);
 }
