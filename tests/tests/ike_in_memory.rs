@@ -741,7 +741,7 @@ fn two_clients_behind_one_nat_without_initial_contact() {
 
 #[test]
 fn loss_duplication_and_reordering_still_complete() {
-    for seed in 0..40u64 {
+    for seed in 0..100u64 {
         let mut pair = Pair::new(server_config(), 1000 + seed);
         pair.link.loss = 0.15;
         pair.link.duplicate = 0.15;
@@ -1640,4 +1640,22 @@ fn quick_mode_claiming_another_client_address_is_refused() {
         "{reason:?}"
     );
     assert_eq!(pair.server.child_count(), 0);
+}
+
+#[test]
+fn no_dpd_probes_for_a_client_without_the_dpd_vendor_id() {
+    let mut pair = Pair::new(server_config(), 58);
+    let mut cfg = client_config(ip(59), 58);
+    cfg.dpd = false;
+    let c = pair.add_client(cfg, None);
+    let _ = connect(&mut pair, c);
+    pair.advance(Duration::from_secs(600));
+    assert_eq!(pair.server.stats().dpd_sent, 0);
+    assert!(
+        !pair
+            .client_events(c)
+            .iter()
+            .any(|e| matches!(e, InitiatorEvent::DpdProbe { .. }))
+    );
+    assert!(server_downs(&pair).is_empty());
 }
