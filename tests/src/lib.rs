@@ -1,2 +1,13 @@
 //! Test client for Roadgate: an IKEv1 initiator with ESP that drives the server's sans-IO cores
 //! in memory, over loopback UDP, or across network namespaces.
+//!
+//! * [`initiator`]: the IKEv1 initiator (Main Mode, Quick Mode, Informational, NAT-T, DPD),
+//!   written from the RFCs independently of the server's responder;
+//! * [`client`]: the initiator plus ESP SAs, sealing and opening L2TP in transport mode;
+//! * [`pair`]: an in-memory harness with a fake clock, an impaired link and a NAT model.
+
+pub mod client;
+pub mod initiator;
+pub mod kdf;
+pub mod pair;
+pub mod wire;

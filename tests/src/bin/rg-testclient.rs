@@ -55,9 +55,14 @@ fn parse() -> Result<Args, String> {
                 psk = Some(s.trim_end_matches(['\r', '\n']).as_bytes().to_vec());
             }
             "--ike-port" => args.ike_port = v()?.parse().map_err(|e| format!("--ike-port: {e}"))?,
-            "--natt-port" => args.natt_port = v()?.parse().map_err(|e| format!("--natt-port: {e}"))?,
+            "--natt-port" => {
+                args.natt_port = v()?.parse().map_err(|e| format!("--natt-port: {e}"))?
+            }
             "--count" => args.count = v()?.parse().map_err(|e| format!("--count: {e}"))?,
-            "--timeout-s" => args.timeout = Duration::from_secs(v()?.parse().map_err(|e| format!("--timeout-s: {e}"))?),
+            "--timeout-s" => {
+                args.timeout =
+                    Duration::from_secs(v()?.parse().map_err(|e| format!("--timeout-s: {e}"))?)
+            }
             "--force-encap" => args.force_encap = true,
             "--proposal" => {
                 args.group = match v()?.as_str() {
@@ -78,10 +83,13 @@ fn parse() -> Result<Args, String> {
 }
 
 fn run(args: &Args) -> Result<String, String> {
-    let s500 = UdpSocket::bind((args.local, args.ike_port)).map_err(|e| format!("bind {}:{}: {e}", args.local, args.ike_port))?;
-    let s4500 = UdpSocket::bind((args.local, args.natt_port)).map_err(|e| format!("bind {}:{}: {e}", args.local, args.natt_port))?;
+    let s500 = UdpSocket::bind((args.local, args.ike_port))
+        .map_err(|e| format!("bind {}:{}: {e}", args.local, args.ike_port))?;
+    let s4500 = UdpSocket::bind((args.local, args.natt_port))
+        .map_err(|e| format!("bind {}:{}: {e}", args.local, args.natt_port))?;
     for s in [&s500, &s4500] {
-        s.set_read_timeout(Some(Duration::from_millis(20))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .map_err(|e| e.to_string())?;
     }
     let local = SocketAddr::new(args.local, args.ike_port);
     let server = SocketAddr::new(args.server, args.ike_port);
@@ -89,22 +97,36 @@ fn run(args: &Args) -> Result<String, String> {
     cfg.natt_port = args.natt_port;
     cfg.force_encap = args.force_encap;
     cfg.seed = u64::from(std::process::id());
-    cfg.ike_proposals = vec![P1Proposal::new(CipherAlg::AesCbc { key_len: 32 }, HashAlg::Sha256, args.group)];
+    cfg.ike_proposals = vec![P1Proposal::new(
+        CipherAlg::AesCbc { key_len: 32 },
+        HashAlg::Sha256,
+        args.group,
+    )];
     let mut client = IpsecClient::new(cfg);
     let start = Instant::now();
     client.start(start);
     let deadline = start + args.timeout;
     let mut buf = vec![0u8; 65536];
-    let (mut algorithms, mut encap, mut sent, mut echoed, mut deleting) = (String::new(), false, 0usize, 0usize, false);
+    let (mut algorithms, mut encap, mut sent, mut echoed, mut deleting) =
+        (String::new(), false, 0usize, 0usize, false);
     let mut ipsec_ms = 0u128;
     loop {
         let now = Instant::now();
         if now > deadline {
-            return Err(format!("timeout (ike={} echo={echoed}/{})", if algorithms.is_empty() { "down" } else { "up" }, args.count));
+            return Err(format!(
+                "timeout (ike={} echo={echoed}/{})",
+                if algorithms.is_empty() { "down" } else { "up" },
+                args.count
+            ));
         }
         while let Some(t) = client.poll_transmit() {
-            let sock = if t.local.port() == args.natt_port { &s4500 } else { &s500 };
-            sock.send_to(&t.data, t.remote).map_err(|e| format!("send: {e}"))?;
+            let sock = if t.local.port() == args.natt_port {
+                &s4500
+            } else {
+                &s500
+            };
+            sock.send_to(&t.data, t.remote)
+                .map_err(|e| format!("send: {e}"))?;
         }
         while let Some(ev) = client.poll_event() {
             match ev {
@@ -116,7 +138,9 @@ fn run(args: &Args) -> Result<String, String> {
                         return Err("server chose raw ESP; this client speaks UDP-encapsulated ESP only (use --force-encap)".into());
                     }
                 }
-                InitiatorEvent::Failed { stage, reason } => return Err(format!("{stage:?} failed: {reason:?}")),
+                InitiatorEvent::Failed { stage, reason } => {
+                    return Err(format!("{stage:?} failed: {reason:?}"));
+                }
                 InitiatorEvent::Deleted(_) if deleting => {}
                 _ => {}
             }
@@ -127,8 +151,12 @@ fn run(args: &Args) -> Result<String, String> {
         // Send the test datagrams once the SA is up.
         if encap && sent < args.count && sent == echoed {
             let payload = format!("roadgate-echo-{sent}");
-            let d = client.seal_l2tp(payload.as_bytes()).ok_or("no SA to seal with")?;
-            s4500.send_to(&d.data, d.remote).map_err(|e| format!("send ESP: {e}"))?;
+            let d = client
+                .seal_l2tp(payload.as_bytes())
+                .ok_or("no SA to seal with")?;
+            s4500
+                .send_to(&d.data, d.remote)
+                .map_err(|e| format!("send ESP: {e}"))?;
             sent += 1;
         }
         if encap && echoed == args.count && !deleting {
@@ -145,18 +173,23 @@ fn run(args: &Args) -> Result<String, String> {
                         if payload == want.as_bytes() {
                             echoed += 1;
                         } else {
-                            return Err(format!("echo mismatch: got {:?}", String::from_utf8_lossy(&payload)));
+                            return Err(format!(
+                                "echo mismatch: got {:?}",
+                                String::from_utf8_lossy(&payload)
+                            ));
                         }
                     }
-                    Received::EspError { error, .. } => return Err(format!("ESP from server rejected: {error}")),
+                    Received::EspError { error, .. } => {
+                        return Err(format!("ESP from server rejected: {error}"));
+                    }
                     _ => {}
                 }
             }
         }
-        if let Some(t) = client.poll_timeout() {
-            if Instant::now() >= t {
-                client.handle_timeout(Instant::now());
-            }
+        if let Some(t) = client.poll_timeout()
+            && Instant::now() >= t
+        {
+            client.handle_timeout(Instant::now());
         }
     }
     Ok(format!(
