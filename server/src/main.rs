@@ -14,7 +14,11 @@ use roadgate::io::{Listen, Shell};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "roadgate", version, about = "L2TP/IPsec VPN server for the built-in clients of Windows, macOS/iOS and Android")]
+#[command(
+    name = "roadgate",
+    version,
+    about = "L2TP/IPsec VPN server for the built-in clients of Windows, macOS/iOS and Android"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,10 +74,19 @@ fn state_psk(state: &Path) -> std::io::Result<Vec<u8>> {
     }
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::make_rng::<rand_chacha::ChaCha20Rng>();
-    let psk: String = (0..24).map(|_| char::from(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()])).collect();
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    let psk: String = (0..24)
+        .map(|_| char::from(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()]))
+        .collect();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
     writeln!(f, "{psk}")?;
-    println!("Generated pre-shared key (shown once; kept in {}): {psk}", path.display());
+    println!(
+        "Generated pre-shared key (shown once; kept in {}): {psk}",
+        path.display()
+    );
     Ok(psk.into_bytes())
 }
 
@@ -85,15 +98,32 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if psk.is_empty() {
         return Err("the pre-shared key is empty".into());
     }
-    let mut cfg = ike::Config { psk: ike::PskStore::with_default(psk), natt_port: args.natt_port, ..ike::Config::default() };
+    let mut cfg = ike::Config {
+        psk: ike::PskStore::with_default(psk),
+        natt_port: args.natt_port,
+        ..ike::Config::default()
+    };
     if args.allow_3des {
-        cfg.phase1.encryption.push(ike::crypto::CipherAlg::TripleDesCbc);
-        cfg.phase2.encryption.push(roadgate::esp::Encryption::TripleDesCbc);
+        cfg.phase1
+            .encryption
+            .push(ike::crypto::CipherAlg::TripleDesCbc);
+        cfg.phase2
+            .encryption
+            .push(roadgate::esp::Encryption::TripleDesCbc);
     }
-    let listen = Listen { addr: args.listen, ike_port: args.ike_port, natt_port: args.natt_port, raw_esp: !args.no_raw_esp, test_echo: args.test_echo };
-    let shell = Shell::bind(Arc::new(cfg), listen).await.map_err(|e| format!("cannot listen: {e}"))?;
+    let listen = Listen {
+        addr: args.listen,
+        ike_port: args.ike_port,
+        natt_port: args.natt_port,
+        raw_esp: !args.no_raw_esp,
+        test_echo: args.test_echo,
+    };
+    let shell = Shell::bind(Arc::new(cfg), listen)
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
     let stop = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
@@ -107,10 +137,15 @@ fn main() {
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("roadgate: cannot start the runtime: {e}");

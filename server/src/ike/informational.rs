@@ -10,17 +10,27 @@ use std::time::Instant;
 use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 
+use super::DownReason;
 use super::crypto;
 use super::responder::Responder;
-use super::sa::{Cookies, P1State, with_hash};
-use super::DownReason;
-use crate::isakmp::{self, Header, Message, Payload, PayloadChain, exchange, notify, payload_type, protocol};
+use super::sa::{Cookies, P1State, PeerKey, with_hash};
+use crate::isakmp::{
+    self, Header, Message, Payload, PayloadChain, exchange, notify, payload_type, protocol,
+};
 
 /// R-U-THERE is re-sent this often while unanswered.
 const DPD_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Responder {
-    pub(crate) fn informational(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+    pub(crate) fn informational(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        c: Cookies,
+        header: &Header,
+        data: &[u8],
+    ) {
         let Some(p1) = self.p1.get(&c) else { return };
         if !header.is_encrypted() {
             // Unprotected notifies inside an SA prove nothing; log them only.
@@ -33,7 +43,11 @@ impl Responder {
             debug!(%remote, mid, "replayed Informational message dropped");
             return;
         }
-        let seed = if p1.state == P1State::Established { &p1.iv } else { &keys.iv };
+        let seed = if p1.state == P1State::Established {
+            &p1.iv
+        } else {
+            &keys.iv
+        };
         let iv = crypto::exchange_iv(p1.choice.hash, seed, mid, p1.choice.cipher.block_len());
         let Some((plain, _)) = p1.open(data, &iv) else {
             self.stats.malformed += 1;
@@ -47,7 +61,9 @@ impl Responder {
                 return;
             }
         };
-        let Some(first) = msg.items.first() else { return };
+        let Some(first) = msg.items.first() else {
+            return;
+        };
         let Payload::Hash(h) = first.payload else {
             self.stats.malformed += 1;
             info!(%remote, "Informational message without HASH(1); dropped");
@@ -60,8 +76,7 @@ impl Responder {
             warn!(%remote, "Informational HASH(1) does not match; message dropped");
             return;
         }
-        let peer_ip = p1.remote.ip();
-        let id_raw = p1.peer_id_raw.clone();
+        let peer = p1.peer.clone();
         let peer_id = p1.peer_id.clone();
         if let Some(p1) = self.p1.get_mut(&c) {
             p1.remember_mid(mid);
@@ -70,10 +85,25 @@ impl Responder {
             if p1.state == P1State::Established && (p1.remote != remote || p1.local != local) {
                 p1.remote = remote;
                 p1.local = local;
+                let old = p1.peer.clone();
+                p1.peer = PeerKey::new(remote, p1.nat.peer_behind_nat, old.id.clone());
+                let new = p1.peer.clone();
+                for ch in self.children.values_mut().filter(|ch| ch.peer == old) {
+                    ch.peer = new.clone();
+                }
                 let id = p1.id;
-                let spis = self.children.iter().filter(|(_, ch)| ch.phase1 == c).map(|(s, _)| *s).collect();
+                let spis = self
+                    .children
+                    .iter()
+                    .filter(|(_, ch)| ch.phase1 == c)
+                    .map(|(s, _)| *s)
+                    .collect();
                 info!(%remote, peer = %peer_id, "peer moved to a new address");
-                self.events.push_back(super::Event::PeerMoved { phase1: id, inbound_spis: spis, remote });
+                self.events.push_back(super::Event::PeerMoved {
+                    phase1: id,
+                    inbound_spis: spis,
+                    remote,
+                });
             }
         }
         for item in msg.items.iter().skip(1) {
@@ -85,7 +115,7 @@ impl Responder {
                             for spi in &d.spis {
                                 if let Ok(target) = <[u8; 16]>::try_from(*spi) {
                                     // Only this peer's ISAKMP SAs may be deleted by it.
-                                    let mine = self.p1.get(&target).is_some_and(|p| p.remote.ip() == peer_ip && p.peer_id_raw == id_raw);
+                                    let mine = self.p1.get(&target).is_some_and(|p| p.peer == peer);
                                     if mine {
                                         info!(%remote, peer = %peer_id, "peer deleted its ISAKMP SA");
                                         self.delete_phase1(target, DownReason::PeerDeleted, false);
@@ -95,40 +125,60 @@ impl Responder {
                         }
                         protocol::IPSEC_ESP => {
                             for spi in &d.spis {
-                                let Ok(b) = <[u8; 4]>::try_from(*spi) else { continue };
+                                let Ok(b) = <[u8; 4]>::try_from(*spi) else {
+                                    continue;
+                                };
                                 let out = u32::from_be_bytes(b);
                                 let inbound = self
                                     .children
                                     .iter()
-                                    .find(|(_, ch)| ch.outbound_spi == out && ch.peer_ip == peer_ip && ch.peer_id_raw == id_raw)
+                                    .find(|(_, ch)| ch.outbound_spi == out && ch.peer == peer)
                                     .map(|(s, _)| *s);
                                 match inbound {
                                     Some(s) => {
                                         info!(%remote, peer = %peer_id, spi = format_args!("{out:08x}"), "peer deleted an IPsec SA");
                                         self.delete_child(s, DownReason::PeerDeleted, false);
                                     }
-                                    None => debug!(%remote, spi = format_args!("{out:08x}"), "Delete for an unknown IPsec SA"),
+                                    None => {
+                                        debug!(%remote, spi = format_args!("{out:08x}"), "Delete for an unknown IPsec SA")
+                                    }
                                 }
                             }
                         }
-                        other => debug!(%remote, protocol = other, "Delete for an unsupported protocol"),
+                        other => {
+                            debug!(%remote, protocol = other, "Delete for an unsupported protocol")
+                        }
                     }
                 }
                 Payload::Notify(n) => match n.message_type {
                     notify::R_U_THERE => {
                         if let Ok(seq) = <[u8; 4]>::try_from(n.data) {
-                            self.send_notify_protected(c, notify::R_U_THERE_ACK, protocol::ISAKMP, &c, &seq);
+                            self.send_notify_protected(
+                                c,
+                                notify::R_U_THERE_ACK,
+                                protocol::ISAKMP,
+                                &c,
+                                &seq,
+                            );
                         }
                     }
                     notify::R_U_THERE_ACK => {
-                        if let (Ok(seq), Some(p1)) = (<[u8; 4]>::try_from(n.data), self.p1.get_mut(&c)) {
-                            if p1.dpd.pending.is_some_and(|(s, _)| s == u32::from_be_bytes(seq)) {
+                        if let (Ok(seq), Some(p1)) =
+                            (<[u8; 4]>::try_from(n.data), self.p1.get_mut(&c))
+                        {
+                            let seq = u32::from_be_bytes(seq);
+                            let next = p1.dpd.next_seq;
+                            if p1.dpd.pending.is_some_and(|(first, _)| {
+                                seq.wrapping_sub(first) < next.wrapping_sub(first)
+                            }) {
                                 p1.dpd.pending = None;
                             }
                         }
                     }
-                    notify::INITIAL_CONTACT => self.initial_contact(c, peer_ip, &id_raw),
-                    code => info!(%remote, peer = %peer_id, notify = isakmp::notify_name(code), "notify received"),
+                    notify::INITIAL_CONTACT => self.initial_contact(c, &peer),
+                    code => {
+                        info!(%remote, peer = %peer_id, notify = isakmp::notify_name(code), "notify received")
+                    }
                 },
                 _ => {}
             }
@@ -137,7 +187,12 @@ impl Responder {
 
     /// Unprotected Informational messages: logged (they might be a client's NO-PROPOSAL-CHOSEN),
     /// never acted on.
-    pub(crate) fn informational_unprotected(&mut self, remote: SocketAddr, header: &Header, data: &[u8]) {
+    pub(crate) fn informational_unprotected(
+        &mut self,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) {
         if header.is_encrypted() {
             debug!(%remote, "protected Informational without an ISAKMP SA; dropped");
             return;
@@ -155,22 +210,38 @@ impl Responder {
     }
 
     /// Sends `HDR*, HASH(1), N` in a new Informational exchange of phase 1 `c`.
-    pub(crate) fn send_notify_protected(&mut self, c: Cookies, code: u16, proto: u8, spi: &[u8], data: &[u8]) {
+    pub(crate) fn send_notify_protected(
+        &mut self,
+        c: Cookies,
+        code: u16,
+        proto: u8,
+        spi: &[u8],
+        data: &[u8],
+    ) {
         let mut rest = PayloadChain::new();
-        rest.push(payload_type::NOTIFY, &isakmp::encode_notify(isakmp::doi::IPSEC, proto, spi, code, data));
+        rest.push(
+            payload_type::NOTIFY,
+            &isakmp::encode_notify(isakmp::doi::IPSEC, proto, spi, code, data),
+        );
         self.send_informational(c, rest);
     }
 
     pub(crate) fn send_delete_isakmp(&mut self, c: Cookies) {
         let mut rest = PayloadChain::new();
-        rest.push(payload_type::DELETE, &isakmp::encode_delete(isakmp::doi::IPSEC, protocol::ISAKMP, 16, &[&c]));
+        rest.push(
+            payload_type::DELETE,
+            &isakmp::encode_delete(isakmp::doi::IPSEC, protocol::ISAKMP, 16, &[&c]),
+        );
         self.send_informational(c, rest);
     }
 
     pub(crate) fn send_delete_esp(&mut self, c: Cookies, inbound_spi: u32) {
         let mut rest = PayloadChain::new();
         let spi = inbound_spi.to_be_bytes();
-        rest.push(payload_type::DELETE, &isakmp::encode_delete(isakmp::doi::IPSEC, protocol::IPSEC_ESP, 4, &[&spi]));
+        rest.push(
+            payload_type::DELETE,
+            &isakmp::encode_delete(isakmp::doi::IPSEC, protocol::IPSEC_ESP, 4, &[&spi]),
+        );
         self.send_informational(c, rest);
     }
 
@@ -186,7 +257,9 @@ impl Responder {
         let chain = with_hash(&hash, &rest);
         let iv = crypto::exchange_iv(p1.choice.hash, &p1.iv, mid, p1.choice.cipher.block_len());
         let h = p1.header(exchange::INFORMATIONAL, mid, true);
-        let Some((msg, _)) = p1.seal(&h, &chain, &iv) else { return };
+        let Some((msg, _)) = p1.seal(&h, &chain, &iv) else {
+            return;
+        };
         let framed = p1.frame(natt_port, msg);
         let (l, r) = (p1.local, p1.remote);
         self.send(l, r, framed);
@@ -208,8 +281,8 @@ impl Responder {
                 let (remote, peer) = (p1.remote, p1.peer_id.clone());
                 self.stats.dpd_dead += 1;
                 warn!(%remote, %peer, "dead peer: no answer to R-U-THERE; removing its SAs");
-                let (ip, id) = (remote.ip(), p1.peer_id_raw.clone());
-                for spi in self.child_sas_of(ip, &id) {
+                let peer = p1.peer.clone();
+                for spi in self.child_sas_of(&peer) {
                     self.delete_child(spi, DownReason::DeadPeer, false);
                 }
                 self.delete_phase1(c, DownReason::DeadPeer, false);
@@ -217,9 +290,18 @@ impl Responder {
             } else {
                 let next = p1.dpd.next_probe.unwrap_or(now);
                 if now >= next {
+                    let _ = seq;
+                    let retry_seq = p1.dpd.next_seq;
+                    p1.dpd.next_seq = retry_seq.wrapping_add(1);
                     p1.dpd.next_probe = Some(now + DPD_RETRY);
                     self.stats.dpd_sent += 1;
-                    self.send_notify_protected(c, notify::R_U_THERE, protocol::ISAKMP, &c, &seq.to_be_bytes());
+                    self.send_notify_protected(
+                        c,
+                        notify::R_U_THERE,
+                        protocol::ISAKMP,
+                        &c,
+                        &retry_seq.to_be_bytes(),
+                    );
                 }
                 return Some((now + DPD_RETRY).min(since + timeout));
             }
@@ -235,7 +317,13 @@ impl Responder {
         p1.dpd.next_probe = Some(now + DPD_RETRY);
         self.stats.dpd_sent += 1;
         debug!(remote = %p1.remote, seq, "DPD: R-U-THERE");
-        self.send_notify_protected(c, notify::R_U_THERE, protocol::ISAKMP, &c, &seq.to_be_bytes());
+        self.send_notify_protected(
+            c,
+            notify::R_U_THERE,
+            protocol::ISAKMP,
+            &c,
+            &seq.to_be_bytes(),
+        );
         Some(now + DPD_RETRY)
     }
 }

@@ -21,7 +21,7 @@ use super::crypto::{self, DhPrivate};
 use super::nat_t::PeerVendors;
 use super::proposals::{self, AuthMethod};
 use super::responder::{Responder, TimerKey};
-use super::sa::{Cookies, Dpd, LastReply, P1State, Phase1};
+use super::sa::{Cookies, Dpd, LastReply, P1State, PeerKey, Phase1};
 use super::{DownReason, Event, NatState};
 use crate::isakmp::{
     self, Header, Item, Message, Payload, PayloadChain, exchange, id_type, notify, payload_type,
@@ -38,18 +38,29 @@ fn payload_of<'m, 'a>(msg: &'m Message<'a>, kind: u8) -> Option<&'m Item<'a>> {
 }
 
 impl Responder {
-    pub(crate) fn main_mode_1(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
-        if let Some(rcky) = self.mm1_index.get(&(header.initiator_cookie, remote)).copied() {
+    pub(crate) fn main_mode_1(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) {
+        if let Some(rcky) = self
+            .mm1_index
+            .get(&(header.initiator_cookie, remote))
+            .copied()
+        {
             // A repeated message 1 (our message 2 was lost): resend it if the bytes match.
             let mut c = [0u8; 16];
             c[..8].copy_from_slice(&header.initiator_cookie);
             c[8..].copy_from_slice(&rcky);
-            if let Some(last) = self.p1.get(&c).and_then(|p| p.last.as_ref()) {
-                if last.request == data {
-                    let reply = last.reply.clone();
-                    self.stats.duplicates_resent += 1;
-                    self.send(local, remote, reply);
-                }
+            if let Some(last) = self.p1.get(&c).and_then(|p| p.last.as_ref())
+                && last.request == data
+            {
+                let reply = last.reply.clone();
+                self.stats.duplicates_resent += 1;
+                self.send(local, remote, reply);
             }
             return;
         }
@@ -59,8 +70,13 @@ impl Responder {
             return;
         }
         // Bound the work a stranger can make us do.
-        let from_src = self.half_open_by_src.get(&remote.ip()).copied().unwrap_or(0);
-        if self.half_open >= self.cfg.max_half_open || from_src >= self.cfg.max_half_open_per_source {
+        let from_src = self
+            .half_open_by_src
+            .get(&remote.ip())
+            .copied()
+            .unwrap_or(0);
+        if self.half_open >= self.cfg.max_half_open || from_src >= self.cfg.max_half_open_per_source
+        {
             self.stats.half_open_limited += 1;
             debug!(%remote, half_open = self.half_open, from_src, "half-open limit reached; message 1 dropped");
             return;
@@ -74,7 +90,11 @@ impl Responder {
                 return;
             }
         };
-        let Some(Item { raw: sa_raw, payload: Payload::Sa(sa) }) = payload_of(&msg, payload_type::SA) else {
+        let Some(Item {
+            raw: sa_raw,
+            payload: Payload::Sa(sa),
+        }) = payload_of(&msg, payload_type::SA)
+        else {
             self.stats.malformed += 1;
             info!(%remote, "Main Mode message 1 without an SA payload");
             self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
@@ -95,7 +115,11 @@ impl Responder {
             Ok(c) => c,
             Err(refusal) => {
                 self.stats.no_proposal_chosen += 1;
-                let why = if have_psk { String::new() } else { " (no pre-shared key is configured for this peer)".into() };
+                let why = if have_psk {
+                    String::new()
+                } else {
+                    " (no pre-shared key is configured for this peer)".into()
+                };
                 warn!(%remote, vendor_ids = ?vendors.names, "no acceptable phase-1 proposal{why}: {refusal}");
                 self.notify_unprotected(local, remote, header, notify::NO_PROPOSAL_CHOSEN);
                 return;
@@ -116,11 +140,14 @@ impl Responder {
         ck[8..].copy_from_slice(&rcky);
 
         let mut chain = PayloadChain::new();
-        chain.push(payload_type::SA, &isakmp::encode_sa(&choice.reply_sa(sa.doi, sa.situation)));
-        if let Some(v) = nat_t {
-            if let Some(vid) = super::nat_t::vendor_id_of(v) {
-                chain.push(payload_type::VENDOR_ID, vid);
-            }
+        chain.push(
+            payload_type::SA,
+            &isakmp::encode_sa(&choice.reply_sa(sa.doi, sa.situation)),
+        );
+        if let Some(v) = nat_t
+            && let Some(vid) = super::nat_t::vendor_id_of(v)
+        {
+            chain.push(payload_type::VENDOR_ID, vid);
         }
         chain.push(payload_type::VENDOR_ID, &vendor_id::DPD);
         let reply_header = Header {
@@ -158,7 +185,10 @@ impl Responder {
             sa_body: sa_raw.body.to_vec(),
             choice,
             vendors,
-            nat: NatState { nat_t, ..NatState::default() },
+            nat: NatState {
+                nat_t,
+                ..NatState::default()
+            },
             dh: None,
             gxi: Vec::new(),
             gxr: Vec::new(),
@@ -167,11 +197,17 @@ impl Responder {
             keys: None,
             iv: Vec::new(),
             peer_id: String::new(),
-            peer_id_raw: Vec::new(),
+            peer: Default::default(),
             last: Some(LastReply::new(data, framed.clone(), now, timer)),
             quick: Default::default(),
             done_mids: Default::default(),
-            dpd: Dpd { last_activity: now, next_seq: 0, pending: None, next_probe: None },
+            connected: Default::default(),
+            dpd: Dpd {
+                last_activity: now,
+                next_seq: 0,
+                pending: None,
+                next_probe: None,
+            },
         };
         self.p1.insert(ck, p1);
         self.mm1_index.insert((icky, remote), rcky);
@@ -182,7 +218,15 @@ impl Responder {
         self.send(local, remote, framed);
     }
 
-    pub(crate) fn main_mode_3(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+    pub(crate) fn main_mode_3(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        c: Cookies,
+        header: &Header,
+        data: &[u8],
+    ) {
         let natt_port = self.cfg.natt_port;
         let Some(p1) = self.p1.get(&c) else { return };
         if remote.ip() != p1.remote.ip() || header.is_encrypted() || header.message_id != 0 {
@@ -234,7 +278,9 @@ impl Responder {
         let nr = self.random_bytes(OUR_NONCE_LEN);
         let random = self.random_bytes(64);
         let windows_workaround = self.cfg.windows_nat_workaround;
-        let Some(p1) = self.p1.get_mut(&c) else { return };
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
         let prf = p1.choice.prf;
         let hash = p1.choice.hash;
 
@@ -247,7 +293,13 @@ impl Responder {
                 .items
                 .iter()
                 .filter_map(|i| match (&i.payload, i.raw.kind) {
-                    (Payload::NatD(h), k) if k == variant.nat_d_payload() || k == isakmp::payload_type::NAT_D || k == isakmp::payload_type::NAT_D_DRAFT => Some(*h),
+                    (Payload::NatD(h), k)
+                        if k == variant.nat_d_payload()
+                            || k == isakmp::payload_type::NAT_D
+                            || k == isakmp::payload_type::NAT_D_DRAFT =>
+                    {
+                        Some(*h)
+                    }
                     _ => None,
                 })
                 .collect();
@@ -298,7 +350,11 @@ impl Responder {
         for (kind, h) in &natd_out {
             chain.push(*kind, h);
         }
-        let reply = isakmp::encode_message(&p1.header(exchange::MAIN, 0, false), chain.first(), chain.bytes());
+        let reply = isakmp::encode_message(
+            &p1.header(exchange::MAIN, 0, false),
+            chain.first(),
+            chain.bytes(),
+        );
         let framed = super::sa::frame(local, remote, natt_port, reply);
         if nat.local_behind_nat && !self.behind_nat {
             warn!(
@@ -314,7 +370,9 @@ impl Responder {
         }
         p1.nat = nat;
         self.behind_nat |= nat.local_behind_nat;
-        let Some(p1) = self.p1.get_mut(&c) else { return };
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
         p1.iv = keys.iv.clone();
         p1.keys = Some(keys);
         p1.gxi = gxi.to_vec();
@@ -333,7 +391,15 @@ impl Responder {
         self.send(local, remote, framed);
     }
 
-    pub(crate) fn main_mode_5(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+    pub(crate) fn main_mode_5(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        c: Cookies,
+        header: &Header,
+        data: &[u8],
+    ) {
         let natt_port = self.cfg.natt_port;
         let Some(p1) = self.p1.get(&c) else { return };
         if remote.ip() != p1.remote.ip() || !header.is_encrypted() || header.message_id != 0 {
@@ -350,7 +416,10 @@ impl Responder {
         let verdict = match &parsed {
             Err(_) => Err("it did not decrypt to valid payloads"),
             Ok(msg) => {
-                match (msg.first(payload_type::ID), msg.first(payload_type::HASH).map(|i| &i.payload)) {
+                match (
+                    msg.first(payload_type::ID),
+                    msg.first(payload_type::HASH).map(|i| &i.payload),
+                ) {
                     (Some(id), Some(Payload::Hash(h))) => {
                         let keys = p1.keys().map(|k| &k.skeyid);
                         match keys {
@@ -365,12 +434,18 @@ impl Responder {
                                     &p1.sa_body,
                                     id.raw.body,
                                 );
-                                if bool::from(expect.as_slice().ct_eq(h)) { Ok(()) } else { Err("HASH_I does not match") }
+                                if bool::from(expect.as_slice().ct_eq(h)) {
+                                    Ok(())
+                                } else {
+                                    Err("HASH_I does not match")
+                                }
                             }
                             None => Err("no keys"),
                         }
                     }
-                    _ if msg.first(payload_type::SIG).is_some() => Err("it carries a signature, but pre-shared-key authentication was agreed"),
+                    _ if msg.first(payload_type::SIG).is_some() => {
+                        Err("it carries a signature, but pre-shared-key authentication was agreed")
+                    }
                     _ => Err("it lacks the ID or HASH payload"),
                 }
             }
@@ -387,13 +462,18 @@ impl Responder {
             return;
         }
         let Ok(msg) = parsed else { return };
-        let Some(id_item) = msg.first(payload_type::ID) else { return };
-        let Payload::Id(idp) = &id_item.payload else { return };
+        let Some(id_item) = msg.first(payload_type::ID) else {
+            return;
+        };
+        let Payload::Id(idp) = &id_item.payload else {
+            return;
+        };
         let peer_id = match idp.identity() {
             Ok(i) => i.to_string(),
             Err(_) => format!("ID type {}", idp.id_type),
         };
         let peer_id_raw = id_item.raw.body.to_vec();
+        let dpd_seq = self.random_u32_nonzero() >> 1;
         let initial_contact = msg.items.iter().any(|i| {
             matches!(&i.payload, Payload::Notify(n) if n.message_type == notify::INITIAL_CONTACT)
         });
@@ -405,16 +485,33 @@ impl Responder {
             IpAddr::V4(a) => (id_type::IPV4_ADDR, a.octets().to_vec()),
             IpAddr::V6(a) => (id_type::IPV6_ADDR, a.octets().to_vec()),
         };
-        let (proto, port) = if idp_protocol == 0 && idp_port == 0 { (0, 0) } else { (17, 500) };
+        let (proto, port) = if idp_protocol == 0 && idp_port == 0 {
+            (0, 0)
+        } else {
+            (17, 500)
+        };
         let idir_b = isakmp::encode_id(our_type, proto, port, &our_addr);
-        let Some(p1) = self.p1.get_mut(&c) else { return };
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
         let Some(keys) = p1.keys.as_ref() else { return };
-        let hash_r = crypto::hash_r(p1.choice.prf, &keys.skeyid, &p1.gxi, &p1.gxr, &p1.icky, &p1.rcky, &p1.sa_body, &idir_b);
+        let hash_r = crypto::hash_r(
+            p1.choice.prf,
+            &keys.skeyid,
+            &p1.gxi,
+            &p1.gxr,
+            &p1.icky,
+            &p1.rcky,
+            &p1.sa_body,
+            &idir_b,
+        );
         let mut chain = PayloadChain::new();
         chain.push(payload_type::ID, &idir_b);
         chain.push(payload_type::HASH, &hash_r);
         let h = p1.header(exchange::MAIN, 0, true);
-        let Some((reply, last_out)) = p1.seal(&h, &chain, &last_block) else { return };
+        let Some((reply, last_out)) = p1.seal(&h, &chain, &last_block) else {
+            return;
+        };
         let framed = super::sa::frame(local, remote, natt_port, reply);
         // The peer may have floated to the NAT-T port for this message (RFC 3947 §4).
         p1.local = local;
@@ -422,7 +519,9 @@ impl Responder {
         p1.iv = last_out;
         p1.state = P1State::Established;
         p1.peer_id = peer_id.clone();
-        p1.peer_id_raw = peer_id_raw.clone();
+        p1.peer = PeerKey::new(remote, p1.nat.peer_behind_nat, peer_id_raw);
+        p1.dpd.next_seq = dpd_seq;
+        let peer_key = p1.peer.clone();
         p1.expires = now + p1.choice.lifetime;
         p1.dpd.last_activity = now;
         p1.last = Some(LastReply::new(data, framed.clone(), now, None));
@@ -443,28 +542,38 @@ impl Responder {
             "ISAKMP SA established"
         );
         self.send(local, remote, framed);
-        self.events.push_back(Event::Phase1Up { id, remote, peer_id, algorithms, nat });
+        self.events.push_back(Event::Phase1Up {
+            id,
+            remote,
+            peer_id,
+            algorithms,
+            nat,
+        });
         self.arm(expires, TimerKey::Phase1(c));
         if let Some(interval) = self.cfg.dpd_interval {
             self.arm(now + interval, TimerKey::Phase1(c));
         }
         if initial_contact || ms_ic {
-            self.initial_contact(c, remote.ip(), &peer_id_raw);
+            self.initial_contact(c, &peer_key);
         }
     }
 
     /// INITIAL-CONTACT (RFC 2407 §4.6.3.3): the peer has no other SA with us, so every older SA of
     /// the same peer (address and identity) is stale.
-    pub(crate) fn initial_contact(&mut self, keep: Cookies, ip: IpAddr, id_raw: &[u8]) {
+    pub(crate) fn initial_contact(&mut self, keep: Cookies, peer: &PeerKey) {
         let stale: Vec<Cookies> = self
             .p1
             .iter()
-            .filter(|(k, p)| **k != keep && p.remote.ip() == ip && p.peer_id_raw == id_raw)
+            .filter(|(k, p)| **k != keep && p.state == P1State::Established && p.peer == *peer)
             .map(|(k, _)| *k)
             .collect();
-        let children = self.child_sas_of(ip, id_raw);
+        let children: Vec<u32> = self
+            .child_sas_of(peer)
+            .into_iter()
+            .filter(|s| self.children.get(s).is_some_and(|c| c.phase1 != keep))
+            .collect();
         if !stale.is_empty() || !children.is_empty() {
-            info!(peer = %ip, isakmp_sas = stale.len(), ipsec_sas = children.len(), "INITIAL-CONTACT: dropping the peer's older SAs");
+            info!(peer = ?peer.addr, isakmp_sas = stale.len(), ipsec_sas = children.len(), "INITIAL-CONTACT: dropping the peer's older SAs");
         }
         for spi in children {
             self.delete_child(spi, DownReason::InitialContact, false);
@@ -475,12 +584,24 @@ impl Responder {
     }
 
     /// An unprotected Informational with one notify, answering a message we could not accept.
-    pub(crate) fn notify_unprotected(&mut self, local: SocketAddr, remote: SocketAddr, request: &Header, code: u16) {
+    pub(crate) fn notify_unprotected(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        request: &Header,
+        code: u16,
+    ) {
         let mut chain = PayloadChain::new();
         let spi: Vec<u8> = [request.initiator_cookie, request.responder_cookie].concat();
         chain.push(
             payload_type::NOTIFY,
-            &isakmp::encode_notify(isakmp::doi::IPSEC, isakmp::protocol::ISAKMP, &spi, code, &[]),
+            &isakmp::encode_notify(
+                isakmp::doi::IPSEC,
+                isakmp::protocol::ISAKMP,
+                &spi,
+                code,
+                &[],
+            ),
         );
         let h = Header {
             initiator_cookie: request.initiator_cookie,

@@ -50,7 +50,10 @@ impl fmt::Debug for PskStore {
 
 impl PskStore {
     pub fn with_default(psk: impl Into<Vec<u8>>) -> Self {
-        Self { by_addr: HashMap::new(), default: Some(Zeroizing::new(psk.into())) }
+        Self {
+            by_addr: HashMap::new(),
+            default: Some(Zeroizing::new(psk.into())),
+        }
     }
     pub fn set_default(&mut self, psk: impl Into<Vec<u8>>) {
         self.default = Some(Zeroizing::new(psk.into()));

@@ -10,7 +10,12 @@ use crate::isakmp::vendor_id::{self, KnownVendor};
 /// The variants we answer, best first. Drafts 00/01 do not float to 4500, and drafts 04-08 and
 /// Apple's unversioned one use other payload numbers; every client of CLIENTS.md also sends the
 /// RFC 3947 vendor ID, so these are never needed.
-const SPOKEN: [Variant; 4] = [Variant::Rfc3947, Variant::Draft03, Variant::Draft02N, Variant::Draft02];
+const SPOKEN: [Variant; 4] = [
+    Variant::Rfc3947,
+    Variant::Draft03,
+    Variant::Draft02N,
+    Variant::Draft02,
+];
 
 /// The vendor ID that announces a variant we speak (sent back in message 2).
 pub fn vendor_id_of(v: Variant) -> Option<&'static [u8]> {
@@ -52,7 +57,9 @@ impl PeerVendors {
                         KnownVendor::NatT(v) => {
                             let rank = |x: Variant| SPOKEN.iter().position(|s| *s == x);
                             match rank(v) {
-                                Some(r) if p.nat_t.and_then(rank).is_none_or(|cur| r < cur) => p.nat_t = Some(v),
+                                Some(r) if p.nat_t.and_then(rank).is_none_or(|cur| r < cur) => {
+                                    p.nat_t = Some(v)
+                                }
                                 Some(_) => {}
                                 None => p.other_nat_t = true,
                             }

@@ -69,7 +69,12 @@ impl Default for Phase1Policy {
                 CipherAlg::AesCbc { key_len: 24 },
                 CipherAlg::AesCbc { key_len: 16 },
             ],
-            hash: vec![HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512],
+            hash: vec![
+                HashAlg::Sha1,
+                HashAlg::Sha256,
+                HashAlg::Sha384,
+                HashAlg::Sha512,
+            ],
             groups: vec![
                 DhGroup::Ecp384,
                 DhGroup::Ecp256,
@@ -144,11 +149,16 @@ impl fmt::Display for Refusal {
 
 fn check_sa_header(sa: &SaPayload<'_>, refusal: &mut Refusal) -> bool {
     if sa.doi != doi::IPSEC {
-        refusal.reasons.push(format!("DOI {} is not the IPsec DOI", sa.doi));
+        refusal
+            .reasons
+            .push(format!("DOI {} is not the IPsec DOI", sa.doi));
         return false;
     }
     if sa.situation != situation::IDENTITY_ONLY {
-        refusal.reasons.push(format!("situation {:#x} is not SIT_IDENTITY_ONLY", sa.situation));
+        refusal.reasons.push(format!(
+            "situation {:#x} is not SIT_IDENTITY_ONLY",
+            sa.situation
+        ));
         return false;
     }
     true
@@ -243,16 +253,17 @@ fn p1_transform(
     }
     let a = phase1_attrs(t)?;
     let enc = a.enc.ok_or("no encryption algorithm")?;
-    let cipher = CipherAlg::from_attrs(enc, a.key_len)
-        .ok_or_else(|| match a.key_len {
-            Some(k) => format!("encryption algorithm {enc} with key length {k} is not supported"),
-            None => format!("encryption algorithm {enc} is not supported"),
-        })?;
+    let cipher = CipherAlg::from_attrs(enc, a.key_len).ok_or_else(|| match a.key_len {
+        Some(k) => format!("encryption algorithm {enc} with key length {k} is not supported"),
+        None => format!("encryption algorithm {enc} is not supported"),
+    })?;
     let hash_v = a.hash.ok_or("no hash algorithm")?;
     let hash = HashAlg::from_attr(hash_v)
         .ok_or_else(|| format!("hash algorithm {hash_v} is not supported"))?;
     if let Some(prf) = a.prf {
-        return Err(format!("PRF attribute {prf} is not supported (HMAC of the hash is used)"));
+        return Err(format!(
+            "PRF attribute {prf} is not supported (HMAC of the hash is used)"
+        ));
     }
     let group_v = a.group.ok_or("no Diffie-Hellman group")?;
     let group = DhGroup::from_id(group_v)
@@ -278,7 +289,10 @@ fn p1_transform(
 fn describe_transform(t: &Transform<'_>) -> String {
     let mut parts = Vec::new();
     for attr in &t.attributes {
-        let v = attr.value.as_u64().map_or("?".to_string(), |v| v.to_string());
+        let v = attr
+            .value
+            .as_u64()
+            .map_or("?".to_string(), |v| v.to_string());
         parts.push(format!("{}={v}", attr.kind));
     }
     format!("#{} [{}]", t.number, parts.join(" "))
@@ -293,13 +307,17 @@ pub fn choose_phase1(sa: &SaPayload<'_>, policy: &Phase1Policy) -> Result<Phase1
     }
     for p in &sa.proposals {
         if p.protocol != protocol::ISAKMP {
-            refusal.reasons.push(format!("proposal #{} protocol {} is not ISAKMP", p.number, p.protocol));
+            refusal.reasons.push(format!(
+                "proposal #{} protocol {} is not ISAKMP",
+                p.number, p.protocol
+            ));
             continue;
         }
         for t in &p.transforms {
             match p1_transform(t, policy) {
                 Ok((cipher, hash, group, auth, life)) => {
-                    let offered = Duration::from_secs(life.seconds.unwrap_or(DEFAULT_LIFETIME_SECS));
+                    let offered =
+                        Duration::from_secs(life.seconds.unwrap_or(DEFAULT_LIFETIME_SECS));
                     let lifetime = offered.min(policy.max_lifetime);
                     return Ok(Phase1Choice {
                         proposal_number: p.number,
@@ -313,7 +331,9 @@ pub fn choose_phase1(sa: &SaPayload<'_>, policy: &Phase1Policy) -> Result<Phase1
                         lifetime_kb: life.kilobytes,
                     });
                 }
-                Err(why) => refusal.reasons.push(format!("transform {}: {why}", describe_transform(t))),
+                Err(why) => refusal
+                    .reasons
+                    .push(format!("transform {}: {why}", describe_transform(t))),
             }
         }
     }
@@ -453,7 +473,10 @@ impl Phase2Choice {
             AttributeSpec::number(p2attr::SA_LIFE_DURATION, self.lifetime.as_secs()),
         ];
         if let Some(kb) = self.lifetime_kb {
-            v.push(AttributeSpec::basic(p2attr::SA_LIFE_TYPE, life_type::KILOBYTES));
+            v.push(AttributeSpec::basic(
+                p2attr::SA_LIFE_TYPE,
+                life_type::KILOBYTES,
+            ));
             v.push(AttributeSpec::number(p2attr::SA_LIFE_DURATION, kb));
         }
         v
@@ -469,8 +492,12 @@ fn esp_encryption(t: &Transform<'_>, key_len_bits: Option<u16>) -> Result<esp::E
         }
     };
     match t.id {
-        transform::AES_CBC => Ok(esp::Encryption::AesCbc { key_len: bits(None)? }),
-        transform::AES_GCM_16 => Ok(esp::Encryption::AesGcm16 { key_len: bits(None)? }),
+        transform::AES_CBC => Ok(esp::Encryption::AesCbc {
+            key_len: bits(None)?,
+        }),
+        transform::AES_GCM_16 => Ok(esp::Encryption::AesGcm16 {
+            key_len: bits(None)?,
+        }),
         transform::TRIPLE_DES => Ok(esp::Encryption::TripleDesCbc),
         transform::NULL => Ok(esp::Encryption::Null),
         other => Err(format!("ESP transform id {other} is not supported")),
@@ -481,7 +508,9 @@ fn esp_integrity(v: Option<u16>, gcm: bool, sha256_96: bool) -> Result<esp::Inte
     match (v, gcm) {
         (None, true) => Ok(esp::Integrity::None),
         (Some(_), true) => Err("AES-GCM with a separate authentication algorithm".into()),
-        (None, false) => Err("no authentication algorithm (ESP without integrity is refused)".into()),
+        (None, false) => {
+            Err("no authentication algorithm (ESP without integrity is refused)".into())
+        }
         (Some(auth_alg::HMAC_SHA1), false) => Ok(esp::Integrity::HmacSha1_96),
         (Some(auth_alg::HMAC_SHA2_256), false) if sha256_96 => Ok(esp::Integrity::HmacSha256_96),
         (Some(auth_alg::HMAC_SHA2_256), false) => Ok(esp::Integrity::HmacSha256_128),
@@ -524,7 +553,9 @@ fn p2_transform(
     if !policy.encryption.contains(&encryption) {
         return Err(format!("{encryption} is not allowed by policy"));
     }
-    if integrity != esp::Integrity::None && !policy.integrity.iter().any(|i| same_mac(*i, integrity)) {
+    if integrity != esp::Integrity::None
+        && !policy.integrity.iter().any(|i| same_mac(*i, integrity))
+    {
         return Err(format!("{integrity} is not allowed by policy"));
     }
     let encap_value = encap.unwrap_or(encap_mode::TUNNEL);
@@ -534,7 +565,8 @@ fn p2_transform(
         (None, false) if policy.require_pfs => return Err("PFS is required by policy".into()),
         (None, false) => None,
         (Some(g), true) => {
-            let dh = DhGroup::from_id(g).ok_or_else(|| format!("PFS group {g} is not supported"))?;
+            let dh =
+                DhGroup::from_id(g).ok_or_else(|| format!("PFS group {g} is not supported"))?;
             if !policy.pfs_groups.contains(&dh) {
                 return Err(format!("PFS group {} is not allowed by policy", dh.name()));
             }
@@ -556,7 +588,10 @@ fn p2_transform(
             proposal_number: p.number,
             peer_spi,
             transform: TransformSpec::from(t),
-            suite: esp::Suite { encryption, integrity },
+            suite: esp::Suite {
+                encryption,
+                integrity,
+            },
             encapsulation,
             encap_value,
             pfs,
@@ -603,18 +638,28 @@ pub fn choose_phase2(
             continue;
         }
         if p.protocol != protocol::IPSEC_ESP {
-            refusal.reasons.push(format!("proposal #{} protocol {} is not ESP", p.number, p.protocol));
+            refusal.reasons.push(format!(
+                "proposal #{} protocol {} is not ESP",
+                p.number, p.protocol
+            ));
             continue;
         }
         let peer_spi = match <[u8; 4]>::try_from(p.spi) {
             Ok(b) => u32::from_be_bytes(b),
             Err(_) => {
-                refusal.reasons.push(format!("proposal #{} has a {}-byte SPI", p.number, p.spi.len()));
+                refusal.reasons.push(format!(
+                    "proposal #{} has a {}-byte SPI",
+                    p.number,
+                    p.spi.len()
+                ));
                 continue;
             }
         };
         if peer_spi < 256 {
-            refusal.reasons.push(format!("proposal #{} has reserved SPI {peer_spi}", p.number));
+            refusal.reasons.push(format!(
+                "proposal #{} has reserved SPI {peer_spi}",
+                p.number
+            ));
             continue;
         }
         for t in &p.transforms {

@@ -32,27 +32,46 @@ fn selector_of(identity: &Identity<'_>, protocol: u8, port: u16) -> Option<Selec
         Identity::Ipv6(a) => (IpAddr::V6(a), IpAddr::V6(a)),
         Identity::Ipv4Subnet(a, m) => {
             let (a, m) = (u32::from(a), u32::from(m));
-            (IpAddr::V4(Ipv4Addr::from(a & m)), IpAddr::V4(Ipv4Addr::from(a | !m)))
+            (
+                IpAddr::V4(Ipv4Addr::from(a & m)),
+                IpAddr::V4(Ipv4Addr::from(a | !m)),
+            )
         }
         Identity::Ipv6Subnet(a, m) => {
             let (a, m) = (u128::from(a), u128::from(m));
-            (IpAddr::V6(Ipv6Addr::from(a & m)), IpAddr::V6(Ipv6Addr::from(a | !m)))
+            (
+                IpAddr::V6(Ipv6Addr::from(a & m)),
+                IpAddr::V6(Ipv6Addr::from(a | !m)),
+            )
         }
         Identity::Ipv4Range(a, b) => (IpAddr::V4(a), IpAddr::V4(b)),
         Identity::Ipv6Range(a, b) => (IpAddr::V6(a), IpAddr::V6(b)),
         _ => return None,
     };
-    Some(Selector { first, last, protocol, port })
+    Some(Selector {
+        first,
+        last,
+        protocol,
+        port,
+    })
 }
 
 fn in_prefix(addr: IpAddr, net: IpAddr, len: u8) -> bool {
     match (addr, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -60,7 +79,15 @@ fn in_prefix(addr: IpAddr, net: IpAddr, len: u8) -> bool {
 }
 
 impl Responder {
-    pub(crate) fn quick_mode(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+    pub(crate) fn quick_mode(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        c: Cookies,
+        header: &Header,
+        data: &[u8],
+    ) {
         let Some(p1) = self.p1.get(&c) else { return };
         if p1.state != P1State::Established || header.message_id == 0 || !header.is_encrypted() {
             self.stats.malformed += 1;
@@ -76,6 +103,15 @@ impl Responder {
                 return;
             }
             self.quick_mode_3(now, local, remote, c, header, data);
+        } else if let Some((_, last)) = p1
+            .connected
+            .iter()
+            .find(|(m, l)| *m == mid && l.request == data)
+        {
+            // The initiator repeats QM3 when our CONNECTED was lost (commit bit).
+            let reply = last.reply.clone();
+            self.stats.duplicates_resent += 1;
+            self.send(p1.local, p1.remote, reply);
         } else if p1.done_mids.contains(&mid) {
             debug!(%remote, mid, "Quick Mode message for a finished exchange; dropped");
         } else {
@@ -83,7 +119,15 @@ impl Responder {
         }
     }
 
-    fn quick_mode_1(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+    fn quick_mode_1(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        c: Cookies,
+        header: &Header,
+        data: &[u8],
+    ) {
         let natt_port = self.cfg.natt_port;
         let mid = header.message_id;
         let Some(p1) = self.p1.get(&c) else { return };
@@ -102,7 +146,9 @@ impl Responder {
             }
         };
         // HASH(1) must come first and cover everything after it.
-        let Some(first) = msg.items.first() else { return };
+        let Some(first) = msg.items.first() else {
+            return;
+        };
         let Payload::Hash(h1) = first.payload else {
             self.stats.malformed += 1;
             info!(%remote, "Quick Mode message 1 does not start with HASH");
@@ -132,7 +178,9 @@ impl Responder {
                 Payload::Ke(k) => ke = Some(*k),
                 Payload::Id(id) => ids.push((id, item.raw.body)),
                 Payload::NatOa(oa) => nat_oa.push(oa),
-                Payload::Notify(n) => debug!(%remote, notify = isakmp::notify_name(n.message_type), "notify in Quick Mode message 1"),
+                Payload::Notify(n) => {
+                    debug!(%remote, notify = isakmp::notify_name(n.message_type), "notify in Quick Mode message 1")
+                }
                 _ => {}
             }
         }
@@ -152,7 +200,13 @@ impl Responder {
         };
         let choice = match proposals::choose_phase2(sa, &self.cfg.phase2, ke.is_some()) {
             Ok(ch) => ch,
-            Err(r) => return refuse(self, notify::NO_PROPOSAL_CHOSEN, format!("no acceptable ESP proposal: {r}")),
+            Err(r) => {
+                return refuse(
+                    self,
+                    notify::NO_PROPOSAL_CHOSEN,
+                    format!("no acceptable ESP proposal: {r}"),
+                );
+            }
         };
         // The encapsulation must match what NAT-D found (RFC 3947 §5.1).
         let want_udp = nat.udp_encap();
@@ -169,19 +223,51 @@ impl Responder {
         // Traffic selectors.
         let (remote_sel, local_sel) = match ids.as_slice() {
             [] => (
-                Selector { first: remote.ip(), last: remote.ip(), protocol: 0, port: 0 },
-                Selector { first: local.ip(), last: local.ip(), protocol: 0, port: 0 },
+                Selector {
+                    first: remote.ip(),
+                    last: remote.ip(),
+                    protocol: 0,
+                    port: 0,
+                },
+                Selector {
+                    first: local.ip(),
+                    last: local.ip(),
+                    protocol: 0,
+                    port: 0,
+                },
             ),
             [(ci, _), (cr, _)] => {
                 let (Ok(ici), Ok(icr)) = (ci.identity(), cr.identity()) else {
-                    return refuse(self, notify::INVALID_ID_INFORMATION, "unreadable ID payloads".into());
+                    return refuse(
+                        self,
+                        notify::INVALID_ID_INFORMATION,
+                        "unreadable ID payloads".into(),
+                    );
                 };
-                match (selector_of(&ici, ci.protocol, ci.port), selector_of(&icr, cr.protocol, cr.port)) {
+                match (
+                    selector_of(&ici, ci.protocol, ci.port),
+                    selector_of(&icr, cr.protocol, cr.port),
+                ) {
                     (Some(a), Some(b)) => (a, b),
-                    _ => return refuse(self, notify::INVALID_ID_INFORMATION, format!("ID types {} and {} are not addresses", ci.id_type, cr.id_type)),
+                    _ => {
+                        return refuse(
+                            self,
+                            notify::INVALID_ID_INFORMATION,
+                            format!(
+                                "ID types {} and {} are not addresses",
+                                ci.id_type, cr.id_type
+                            ),
+                        );
+                    }
                 }
             }
-            _ => return refuse(self, notify::INVALID_ID_INFORMATION, format!("{} ID payloads (0 or 2 expected)", ids.len())),
+            _ => {
+                return refuse(
+                    self,
+                    notify::INVALID_ID_INFORMATION,
+                    format!("{} ID payloads (0 or 2 expected)", ids.len()),
+                );
+            }
         };
         let l2tp_port = self.cfg.phase2.l2tp_port;
         if choice.encapsulation.is_tunnel() {
@@ -189,25 +275,71 @@ impl Responder {
                 in_prefix(local_sel.first, *net, *len) && in_prefix(local_sel.last, *net, *len)
             });
             if !ok {
-                return refuse(self, notify::INVALID_ID_INFORMATION, format!("tunnel mode to {local_sel} is not allowed (no matching tunnel network configured)"));
+                return refuse(
+                    self,
+                    notify::INVALID_ID_INFORMATION,
+                    format!(
+                        "tunnel mode to {local_sel} is not allowed (no matching tunnel network configured)"
+                    ),
+                );
             }
         } else {
             // Transport mode carries L2TP: single addresses, UDP (or any) and our L2TP port (or
             // any) on our side; any source port on the client's (Apple and Android use ephemeral
             // ports, CLIENTS.md §5.5).
             if remote_sel.first != remote_sel.last || local_sel.first != local_sel.last {
-                return refuse(self, notify::INVALID_ID_INFORMATION, "transport mode with subnet selectors".into());
+                return refuse(
+                    self,
+                    notify::INVALID_ID_INFORMATION,
+                    "transport mode with subnet selectors".into(),
+                );
             }
             if ![0, 17].contains(&remote_sel.protocol) || ![0, 17].contains(&local_sel.protocol) {
-                return refuse(self, notify::INVALID_ID_INFORMATION, format!("transport mode for protocol {} (only UDP/L2TP is served)", local_sel.protocol));
+                return refuse(
+                    self,
+                    notify::INVALID_ID_INFORMATION,
+                    format!(
+                        "transport mode for protocol {} (only UDP/L2TP is served)",
+                        local_sel.protocol
+                    ),
+                );
+            }
+            if !ids.is_empty() && !nat.local_behind_nat && local_sel.first != local.ip() {
+                return refuse(
+                    self,
+                    notify::INVALID_ID_INFORMATION,
+                    format!(
+                        "server selector {local_sel} is not this server's address {}",
+                        local.ip()
+                    ),
+                );
             }
             if local_sel.port != 0 && local_sel.port != l2tp_port {
-                return refuse(self, notify::INVALID_ID_INFORMATION, format!("transport mode for port {} (L2TP is on {l2tp_port})", local_sel.port));
+                return refuse(
+                    self,
+                    notify::INVALID_ID_INFORMATION,
+                    format!(
+                        "transport mode for port {} (L2TP is on {l2tp_port})",
+                        local_sel.port
+                    ),
+                );
             }
             // Without NAT the client's selector is its real address; behind NAT it is its
             // private address, which only NAT-OA/ID tell us.
-            if !nat.peer_behind_nat && !nat.local_behind_nat && remote_sel.first != remote.ip() && !ids.is_empty() {
-                return refuse(self, notify::INVALID_ID_INFORMATION, format!("client selector {} is not its address {}", remote_sel, remote.ip()));
+            if !nat.peer_behind_nat
+                && !nat.local_behind_nat
+                && remote_sel.first != remote.ip()
+                && !ids.is_empty()
+            {
+                return refuse(
+                    self,
+                    notify::INVALID_ID_INFORMATION,
+                    format!(
+                        "client selector {} is not its address {}",
+                        remote_sel,
+                        remote.ip()
+                    ),
+                );
             }
         }
         let peer_original = nat_oa
@@ -227,7 +359,11 @@ impl Responder {
                     Ok(s) => (Some(s), Some(dh.public().to_vec())),
                     Err(e) => {
                         self.stats.invalid_ke += 1;
-                        return refuse(self, notify::INVALID_KEY_INFORMATION, format!("invalid PFS public value: {e}"));
+                        return refuse(
+                            self,
+                            notify::INVALID_KEY_INFORMATION,
+                            format!("invalid PFS public value: {e}"),
+                        );
                     }
                 }
             }
@@ -238,7 +374,10 @@ impl Responder {
 
         let Some(p1) = self.p1.get(&c) else { return };
         let mut rest = PayloadChain::new();
-        rest.push(payload_type::SA, &isakmp::encode_sa(&choice.reply_sa(our_spi)));
+        rest.push(
+            payload_type::SA,
+            &isakmp::encode_sa(&choice.reply_sa(our_spi)),
+        );
         rest.push(payload_type::NONCE, &nr);
         if let Some(k) = &our_ke {
             rest.push(payload_type::KE, k);
@@ -246,17 +385,23 @@ impl Responder {
         for (_, body) in &ids {
             rest.push(payload_type::ID, body);
         }
-        if choice.encapsulation == Encapsulation::UdpTransport {
-            if let Some(v) = nat.nat_t.filter(|v| *v == super::nat_t::Variant::Rfc3947) {
-                rest.push(v.nat_oa_payload(), &isakmp::encode_nat_oa(remote.ip()));
-                rest.push(v.nat_oa_payload(), &isakmp::encode_nat_oa(local.ip()));
-            }
+        if choice.encapsulation == Encapsulation::UdpTransport
+            && let Some(v) = nat.nat_t.filter(|v| *v == super::nat_t::Variant::Rfc3947)
+        {
+            rest.push(v.nat_oa_payload(), &isakmp::encode_nat_oa(remote.ip()));
+            rest.push(v.nat_oa_payload(), &isakmp::encode_nat_oa(local.ip()));
         }
         if choice.shortened {
             let attrs = isakmp::encode_attribute_list(&choice.responder_lifetime_attrs());
             rest.push(
                 payload_type::NOTIFY,
-                &isakmp::encode_notify(isakmp::doi::IPSEC, protocol::IPSEC_ESP, &our_spi.to_be_bytes(), notify::RESPONDER_LIFETIME, &attrs),
+                &isakmp::encode_notify(
+                    isakmp::doi::IPSEC,
+                    protocol::IPSEC_ESP,
+                    &our_spi.to_be_bytes(),
+                    notify::RESPONDER_LIFETIME,
+                    &attrs,
+                ),
             );
         }
         let h2 = crypto::qm_hash2(prf, &skeyid_a, mid, ni, rest.bytes());
@@ -266,7 +411,9 @@ impl Responder {
         if commit {
             h.flags |= flags::COMMIT;
         }
-        let Some((reply, last_out)) = p1.seal(&h, &chain, &last_block) else { return };
+        let Some((reply, last_out)) = p1.seal(&h, &chain, &last_block) else {
+            return;
+        };
         let framed = p1.frame(natt_port, reply);
         let _ = skeyid_d;
         info!(
@@ -290,9 +437,16 @@ impl Responder {
             remote_selector: remote_sel,
             peer_original,
             commit,
-            last: LastReply::new(data, framed.clone(), now, Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries))),
+            last: LastReply::new(
+                data,
+                framed.clone(),
+                now,
+                Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries)),
+            ),
         };
-        let Some(p1) = self.p1.get_mut(&c) else { return };
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
         p1.dpd.last_activity = now;
         p1.quick.insert(mid, qm);
         let (l, r) = (p1.local, p1.remote);
@@ -300,7 +454,15 @@ impl Responder {
         self.send(l, r, framed);
     }
 
-    fn quick_mode_3(&mut self, now: Instant, _local: SocketAddr, remote: SocketAddr, c: Cookies, header: &Header, data: &[u8]) {
+    fn quick_mode_3(
+        &mut self,
+        now: Instant,
+        _local: SocketAddr,
+        remote: SocketAddr,
+        c: Cookies,
+        header: &Header,
+        data: &[u8],
+    ) {
         let natt_port = self.cfg.natt_port;
         let mid = header.message_id;
         let Some(p1) = self.p1.get(&c) else { return };
@@ -313,7 +475,8 @@ impl Responder {
         let ok = match Message::parse(*header, &plain) {
             Ok(msg) => match msg.items.first().map(|i| &i.payload) {
                 Some(Payload::Hash(h3)) => {
-                    let expect = crypto::qm_hash3(p1.choice.prf, &keys.skeyid_a, mid, &qm.ni, &qm.nr);
+                    let expect =
+                        crypto::qm_hash3(p1.choice.prf, &keys.skeyid_a, mid, &qm.ni, &qm.nr);
                     bool::from(expect.as_slice().ct_eq(h3))
                 }
                 _ => false,
@@ -328,23 +491,44 @@ impl Responder {
         let prf = p1.choice.prf;
         let skeyid_d = keys.skeyid_d.clone();
         let skeyid_a = keys.skeyid_a.clone();
-        let (peer_ip, id_raw, phase1_id, peer_id) = (p1.remote.ip(), p1.peer_id_raw.clone(), p1.id, p1.peer_id.clone());
-        let Some(p1) = self.p1.get_mut(&c) else { return };
-        let Some(qm) = p1.quick.remove(&mid) else { return };
+        let (peer, phase1_id, peer_id) = (p1.peer.clone(), p1.id, p1.peer_id.clone());
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
+        let Some(qm) = p1.quick.remove(&mid) else {
+            return;
+        };
         p1.remember_mid(mid);
         p1.dpd.last_activity = now;
         let (local, remote_now) = (p1.local, p1.remote);
         let len = qm.choice.suite.keymat_len();
         let gxy = qm.pfs_gxy.as_ref().map(|g| g.as_slice());
-        let inbound_keymat = crypto::keymat(prf, &skeyid_d, gxy, protocol::IPSEC_ESP, &qm.our_spi.to_be_bytes(), &qm.ni, &qm.nr, len);
-        let outbound_keymat = crypto::keymat(prf, &skeyid_d, gxy, protocol::IPSEC_ESP, &qm.choice.peer_spi.to_be_bytes(), &qm.ni, &qm.nr, len);
+        let inbound_keymat = crypto::keymat(
+            prf,
+            &skeyid_d,
+            gxy,
+            protocol::IPSEC_ESP,
+            &qm.our_spi.to_be_bytes(),
+            &qm.ni,
+            &qm.nr,
+            len,
+        );
+        let outbound_keymat = crypto::keymat(
+            prf,
+            &skeyid_d,
+            gxy,
+            protocol::IPSEC_ESP,
+            &qm.choice.peer_spi.to_be_bytes(),
+            &qm.ni,
+            &qm.nr,
+            len,
+        );
         // Older SAs with the same selectors to this peer are being replaced (a phase-2 rekey).
         let replaces: Vec<u32> = self
             .children
             .iter()
             .filter(|(_, ch)| {
-                ch.peer_ip == peer_ip
-                    && ch.peer_id_raw == id_raw
+                ch.peer == peer
                     && ch.local_selector == qm.local_selector
                     && ch.remote_selector == qm.remote_selector
             })
@@ -380,7 +564,7 @@ impl Responder {
             rekey = !child.replaces.is_empty(),
             "IPsec SA established"
         );
-        self.register_child(&child, c, peer_ip, id_raw, now);
+        self.register_child(&child, c, peer, now);
         self.events.push_back(Event::ChildSaUp(Box::new(child)));
         if qm.commit {
             // RFC 2408 §4.? commit bit: the responder confirms with a CONNECTED notify under the
@@ -388,7 +572,13 @@ impl Responder {
             let mut rest = PayloadChain::new();
             rest.push(
                 payload_type::NOTIFY,
-                &isakmp::encode_notify(isakmp::doi::IPSEC, protocol::IPSEC_ESP, &qm.our_spi.to_be_bytes(), notify::CONNECTED, &[]),
+                &isakmp::encode_notify(
+                    isakmp::doi::IPSEC,
+                    protocol::IPSEC_ESP,
+                    &qm.our_spi.to_be_bytes(),
+                    notify::CONNECTED,
+                    &[],
+                ),
             );
             let h4 = crypto::qm_hash1(prf, &skeyid_a, mid, rest.bytes());
             let chain = with_hash(&h4, &rest);
@@ -397,6 +587,13 @@ impl Responder {
             h.flags |= flags::COMMIT;
             if let Some((msg, _)) = p1.seal(&h, &chain, &last_block) {
                 let framed = p1.frame(natt_port, msg);
+                if let Some(p1) = self.p1.get_mut(&c) {
+                    if p1.connected.len() >= 8 {
+                        p1.connected.pop_front();
+                    }
+                    p1.connected
+                        .push_back((mid, LastReply::new(data, framed.clone(), now, None)));
+                }
                 self.send(local, remote_now, framed);
             }
         }
@@ -409,7 +606,12 @@ mod tests {
 
     #[test]
     fn subnet_selectors_cover_the_subnet() {
-        let s = selector_of(&Identity::Ipv4Subnet(Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(255, 255, 255, 0)), 0, 0).unwrap_or_else(|| panic!("selector"));
+        let s = selector_of(
+            &Identity::Ipv4Subnet(Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(255, 255, 255, 0)),
+            0,
+            0,
+        )
+        .unwrap_or_else(|| panic!("selector"));
         assert_eq!(s.first, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 0)));
         assert_eq!(s.last, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 255)));
         assert!(selector_of(&Identity::Fqdn(b"x"), 0, 0).is_none());
@@ -418,8 +620,16 @@ mod tests {
     #[test]
     fn prefixes() {
         let n = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0));
-        assert!(in_prefix(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 77)), n, 24));
-        assert!(!in_prefix(IpAddr::V4(Ipv4Addr::new(198, 51, 101, 1)), n, 24));
+        assert!(in_prefix(
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 77)),
+            n,
+            24
+        ));
+        assert!(!in_prefix(
+            IpAddr::V4(Ipv4Addr::new(198, 51, 101, 1)),
+            n,
+            24
+        ));
         assert!(in_prefix(IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4)), n, 0));
         assert!(!in_prefix(IpAddr::V6(Ipv6Addr::LOCALHOST), n, 0));
     }

@@ -7,11 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand_chacha::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use tracing::{debug, info, warn};
 
-use super::sa::{Cookies, P1State, Phase1, cookies};
+use super::sa::{Cookies, P1State, PeerKey, Phase1, cookies};
 use super::{ChildSa, Config, DownReason, Event, Transmit};
 use crate::isakmp::{self, Header, exchange};
 
@@ -48,8 +48,7 @@ pub(crate) enum TimerKey {
 /// What we keep per installed IPsec SA pair.
 pub(crate) struct ChildEntry {
     pub phase1: Cookies,
-    pub peer_ip: IpAddr,
-    pub peer_id_raw: Vec<u8>,
+    pub peer: PeerKey,
     pub outbound_spi: u32,
     pub expires: Instant,
     pub local_selector: super::Selector,
@@ -184,12 +183,22 @@ impl Responder {
     }
 
     pub(crate) fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
-        self.out.push_back(Transmit { local, remote, data });
+        self.out.push_back(Transmit {
+            local,
+            remote,
+            data,
+        });
     }
 
     /// One IKE datagram received on `local` from `remote`. On the NAT-T port the caller has
     /// already removed the non-ESP marker (see [`crate::esp::classify_udp4500`]).
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
         self.stats.datagrams += 1;
         let header = match Header::decode(data) {
             Ok(h) => h,
@@ -214,14 +223,14 @@ impl Responder {
             return;
         };
         // A repeated request gets our last reply again (RFC 2408 §5.? retransmission rules).
-        if let Some(last) = &p1.last {
-            if last.request == data {
-                let reply = last.reply.clone();
-                let (l, r) = (p1.local, p1.remote);
-                self.stats.duplicates_resent += 1;
-                self.send(l, r, reply);
-                return;
-            }
+        if let Some(last) = &p1.last
+            && last.request == data
+        {
+            let reply = last.reply.clone();
+            let (l, r) = (p1.local, p1.remote);
+            self.stats.duplicates_resent += 1;
+            self.send(l, r, reply);
+            return;
         }
         match header.exchange {
             exchange::MAIN => match p1.state {
@@ -241,7 +250,14 @@ impl Responder {
         }
     }
 
-    fn handle_first(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
+    fn handle_first(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) {
         match header.exchange {
             exchange::MAIN => self.main_mode_1(now, local, remote, header, data),
             exchange::AGGRESSIVE => {
@@ -252,7 +268,12 @@ impl Responder {
                      configure the client for Main Mode (on Apple and Android clients: leave the \
                      IPsec identifier / local identifier empty)"
                 );
-                self.notify_unprotected(local, remote, header, isakmp::notify::INVALID_EXCHANGE_TYPE);
+                self.notify_unprotected(
+                    local,
+                    remote,
+                    header,
+                    isakmp::notify::INVALID_EXCHANGE_TYPE,
+                );
             }
             exchange::INFORMATIONAL => self.informational_unprotected(remote, header, data),
             other => {
@@ -278,7 +299,9 @@ impl Responder {
 
     fn service_phase1(&mut self, now: Instant, c: Cookies) {
         let natt = self.cfg.natt_port;
-        let Some(p1) = self.p1.get_mut(&c) else { return };
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
         if now >= p1.expires {
             let established = p1.state == P1State::Established;
             if established {
@@ -293,21 +316,21 @@ impl Responder {
         }
         let mut resend = Vec::new();
         let mut next = vec![p1.expires];
-        if let Some(last) = &mut p1.last {
+        if let Some(last) = &mut p1.last
+            && let Some(at) = last.resend_at
+        {
+            if now >= at {
+                if last.tries_left == 0 {
+                    last.resend_at = None;
+                } else {
+                    last.tries_left -= 1;
+                    last.interval *= 2;
+                    last.resend_at = Some(now + last.interval);
+                    resend.push(last.reply.clone());
+                }
+            }
             if let Some(at) = last.resend_at {
-                if now >= at {
-                    if last.tries_left == 0 {
-                        last.resend_at = None;
-                    } else {
-                        last.tries_left -= 1;
-                        last.interval *= 2;
-                        last.resend_at = Some(now + last.interval);
-                        resend.push(last.reply.clone());
-                    }
-                }
-                if let Some(at) = last.resend_at {
-                    next.push(at);
-                }
+                next.push(at);
             }
         }
         for qm in p1.quick.values_mut() {
@@ -336,15 +359,17 @@ impl Responder {
         if let Some(at) = self.service_dpd(now, c) {
             next.push(at);
         }
-        if self.p1.contains_key(&c) {
-            if let Some(at) = next.into_iter().min() {
-                self.arm(at, TimerKey::Phase1(c));
-            }
+        if self.p1.contains_key(&c)
+            && let Some(at) = next.into_iter().min()
+        {
+            self.arm(at, TimerKey::Phase1(c));
         }
     }
 
     fn service_child(&mut self, now: Instant, spi: u32) {
-        let Some(child) = self.children.get(&spi) else { return };
+        let Some(child) = self.children.get(&spi) else {
+            return;
+        };
         if now < child.expires {
             let at = child.expires;
             self.arm(at, TimerKey::Child(spi));
@@ -380,15 +405,13 @@ impl Responder {
         if notify_peer {
             self.send_delete_isakmp(c);
         }
-        let Some(p1) = self.remove_phase1(c) else { return };
+        let Some(p1) = self.remove_phase1(c) else {
+            return;
+        };
         let successor = self
             .p1
             .iter()
-            .filter(|(_, q)| {
-                q.state == P1State::Established
-                    && q.remote.ip() == p1.remote.ip()
-                    && q.peer_id_raw == p1.peer_id_raw
-            })
+            .filter(|(_, q)| q.state == P1State::Established && q.peer == p1.peer)
             .max_by_key(|(_, q)| q.created)
             .map(|(k, _)| *k);
         let owned: Vec<u32> = self
@@ -412,17 +435,19 @@ impl Responder {
             }
         }
         if p1.state == P1State::Established {
-            self.events.push_back(Event::Phase1Down { id: p1.id, remote: p1.remote, reason });
+            self.events.push_back(Event::Phase1Down {
+                id: p1.id,
+                remote: p1.remote,
+                reason,
+            });
         }
     }
 
     /// Ends an IPsec SA pair (by our inbound SPI), telling the peer when asked to.
     pub(crate) fn delete_child(&mut self, inbound_spi: u32, reason: DownReason, notify_peer: bool) {
-        if notify_peer {
-            if let Some(ch) = self.children.get(&inbound_spi) {
-                let c = ch.phase1;
-                self.send_delete_esp(c, inbound_spi);
-            }
+        if notify_peer && let Some(ch) = self.children.get(&inbound_spi) {
+            let c = ch.phase1;
+            self.send_delete_esp(c, inbound_spi);
         }
         if let Some(ch) = self.children.remove(&inbound_spi) {
             self.events.push_back(Event::ChildSaDown {
@@ -442,21 +467,18 @@ impl Responder {
     /// Ends everything of the peer that owns `inbound_spi`: its IPsec SAs and ISAKMP SAs, with
     /// Deletes (admin disconnect).
     pub fn close_peer_of(&mut self, inbound_spi: u32) {
-        let Some(ch) = self.children.get(&inbound_spi) else { return };
-        let (ip, id) = (ch.peer_ip, ch.peer_id_raw.clone());
-        let spis: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.peer_ip == ip && c.peer_id_raw == id)
-            .map(|(s, _)| *s)
-            .collect();
+        let Some(ch) = self.children.get(&inbound_spi) else {
+            return;
+        };
+        let peer = ch.peer.clone();
+        let spis = self.child_sas_of(&peer);
         for s in spis {
             self.delete_child(s, DownReason::Local, true);
         }
         let p1s: Vec<Cookies> = self
             .p1
             .iter()
-            .filter(|(_, p)| p.remote.ip() == ip && p.peer_id_raw == id)
+            .filter(|(_, p)| p.peer == peer)
             .map(|(c, _)| *c)
             .collect();
         for c in p1s {
@@ -472,14 +494,19 @@ impl Responder {
         }
         let p1s: Vec<Cookies> = self.p1.keys().copied().collect();
         for c in p1s {
-            let est = self.p1.get(&c).is_some_and(|p| p.state == P1State::Established);
+            let est = self
+                .p1
+                .get(&c)
+                .is_some_and(|p| p.state == P1State::Established);
             self.delete_phase1(c, DownReason::Local, est);
         }
     }
 
     /// The data plane saw authentic ESP on `inbound_spi`: the peer is alive (no DPD probe needed).
     pub fn esp_activity(&mut self, now: Instant, inbound_spi: u32) {
-        let Some(ch) = self.children.get(&inbound_spi) else { return };
+        let Some(ch) = self.children.get(&inbound_spi) else {
+            return;
+        };
         let c = ch.phase1;
         if let Some(p1) = self.p1.get_mut(&c) {
             p1.dpd.last_activity = now;
@@ -487,22 +514,27 @@ impl Responder {
     }
 
     /// IPsec SAs of the peer with this (IP, ID): INITIAL-CONTACT and rekey matching.
-    pub(crate) fn child_sas_of(&self, ip: IpAddr, id_raw: &[u8]) -> Vec<u32> {
+    pub(crate) fn child_sas_of(&self, peer: &PeerKey) -> Vec<u32> {
         self.children
             .iter()
-            .filter(|(_, c)| c.peer_ip == ip && c.peer_id_raw == id_raw)
+            .filter(|(_, c)| c.peer == *peer)
             .map(|(s, _)| *s)
             .collect()
     }
 
-    pub(crate) fn register_child(&mut self, child: &ChildSa, phase1: Cookies, peer_ip: IpAddr, id_raw: Vec<u8>, now: Instant) {
+    pub(crate) fn register_child(
+        &mut self,
+        child: &ChildSa,
+        phase1: Cookies,
+        peer: PeerKey,
+        now: Instant,
+    ) {
         let expires = now + child.lifetime;
         self.children.insert(
             child.inbound_spi,
             ChildEntry {
                 phase1,
-                peer_ip,
-                peer_id_raw: id_raw,
+                peer,
                 outbound_spi: child.outbound_spi,
                 expires,
                 local_selector: child.local_selector.clone(),

@@ -15,6 +15,25 @@ use crate::isakmp::{self, HEADER_LEN, Header, PayloadChain, flags, payload_type}
 
 pub(crate) type Cookies = [u8; 16];
 
+/// Who a peer is, for INITIAL-CONTACT, rekeys and deletes: its ID payload and its address. Behind
+/// NAT the port is part of it, since two clients behind one NAT (a carrier-grade NAT, say) can share
+/// the public address and even their private ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct PeerKey {
+    pub addr: Option<SocketAddr>,
+    pub id: Vec<u8>,
+}
+
+impl PeerKey {
+    pub fn new(remote: SocketAddr, behind_nat: bool, id: Vec<u8>) -> Self {
+        let port = if behind_nat { remote.port() } else { 0 };
+        Self {
+            addr: Some(SocketAddr::new(remote.ip(), port)),
+            id,
+        }
+    }
+}
+
 pub(crate) fn cookies(h: &Header) -> Cookies {
     let mut c = [0u8; 16];
     c[..8].copy_from_slice(&h.initiator_cookie);
@@ -44,7 +63,12 @@ pub(crate) struct LastReply {
 }
 
 impl LastReply {
-    pub fn new(request: &[u8], reply: Vec<u8>, now: Instant, timer: Option<(Duration, u32)>) -> Self {
+    pub fn new(
+        request: &[u8],
+        reply: Vec<u8>,
+        now: Instant,
+        timer: Option<(Duration, u32)>,
+    ) -> Self {
         let (interval, tries_left) = timer.unwrap_or((Duration::ZERO, 0));
         Self {
             request: request.to_vec(),
@@ -110,12 +134,15 @@ pub(crate) struct Phase1 {
     /// Appendix B: the seed of every later exchange's IV).
     pub iv: Vec<u8>,
     pub peer_id: String,
-    /// The raw ID payload body, to match INITIAL-CONTACT against older SAs of the same peer.
-    pub peer_id_raw: Vec<u8>,
+    /// Set when phase 1 completes.
+    pub peer: PeerKey,
     pub last: Option<LastReply>,
     pub quick: HashMap<u32, QuickMode>,
     /// Message IDs of finished Quick Mode and Informational exchanges (replays are dropped).
     pub done_mids: VecDeque<u32>,
+    /// The last message of finished Quick Modes with the commit bit (QM3 and our CONNECTED), so
+    /// that a repeated QM3 gets CONNECTED again.
+    pub connected: VecDeque<(u32, LastReply)>,
     pub dpd: Dpd,
 }
 
@@ -148,7 +175,12 @@ impl Phase1 {
 
     /// Encrypts `chain` under this SA's key with `iv`; returns the datagram and the last
     /// ciphertext block (the next IV of the chain).
-    pub fn seal(&self, header: &Header, chain: &PayloadChain, iv: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    pub fn seal(
+        &self,
+        header: &Header,
+        chain: &PayloadChain,
+        iv: &[u8],
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
         let keys = self.keys.as_ref()?;
         seal(self.choice.cipher, &keys.enc_key, header, chain, iv)
     }
@@ -166,7 +198,12 @@ impl Phase1 {
     }
 }
 
-pub(crate) fn frame(local: SocketAddr, remote: SocketAddr, natt_port: u16, msg: Vec<u8>) -> Vec<u8> {
+pub(crate) fn frame(
+    local: SocketAddr,
+    remote: SocketAddr,
+    natt_port: u16,
+    msg: Vec<u8>,
+) -> Vec<u8> {
     if local.port() == natt_port || remote.port() == natt_port {
         let mut v = Vec::with_capacity(msg.len() + 4);
         v.extend_from_slice(&crate::esp::NON_ESP_MARKER);

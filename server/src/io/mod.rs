@@ -6,7 +6,6 @@
 //! and the TUN data plane plug in behind [`Shell::deliver`] in later work; until then decrypted
 //! L2TP is only logged and counted.
 
-
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -68,7 +67,10 @@ pub struct Shell {
 
 impl std::fmt::Debug for Shell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shell").field("listen", &self.listen).field("sas", &self.sas.len()).finish_non_exhaustive()
+        f.debug_struct("Shell")
+            .field("listen", &self.listen)
+            .field("sas", &self.sas.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +84,11 @@ fn udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 #[allow(unsafe_code)]
 fn raw_esp(addr: IpAddr) -> io::Result<AsyncFd<Socket>> {
-    let s = Socket::new(Domain::for_address(SocketAddr::new(addr, 0)), Type::RAW, Some(Protocol::from(50)))?;
+    let s = Socket::new(
+        Domain::for_address(SocketAddr::new(addr, 0)),
+        Type::RAW,
+        Some(Protocol::from(50)),
+    )?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(addr, 0).into())?;
     // SAFETY: `Socket` owns its file descriptor, keeps it open until it is dropped, and
@@ -113,7 +119,11 @@ pub fn describe_inner(next_header: u8, payload: &[u8]) -> String {
     ) else {
         return format!("truncated UDP, {} bytes", payload.len());
     };
-    format!("UDP {sport}->{dport}, {} bytes: {}", body.len(), describe_l2tp(body))
+    format!(
+        "UDP {sport}->{dport}, {} bytes: {}",
+        body.len(),
+        describe_l2tp(body)
+    )
 }
 
 /// A peek at an L2TP header (RFC 2661 §3.1) and, for control messages, the Message Type AVP.
@@ -130,7 +140,9 @@ pub fn describe_l2tp(b: &[u8]) -> String {
     }
     // Control messages carry L and S: flags(2) length(2) tunnel(2) session(2) Ns(2) Nr(2), then AVPs.
     let tunnel = b.get(4..6).map_or(0, |t| u16::from_be_bytes([t[0], t[1]]));
-    let Some(avp) = b.get(12..) else { return format!("L2TP control, tunnel {tunnel}, no AVPs (ZLB)") };
+    let Some(avp) = b.get(12..) else {
+        return format!("L2TP control, tunnel {tunnel}, no AVPs (ZLB)");
+    };
     if avp.len() < 8 {
         return format!("L2TP control, tunnel {tunnel}, ZLB acknowledgement");
     }
@@ -176,7 +188,16 @@ impl Shell {
             raw_esp = raw.is_some(),
             "listening"
         );
-        Ok(Self { ike: Responder::new(cfg), listen, udp500, udp4500, raw, sas: HashMap::new(), echo: Vec::new(), esp_stats: EspStats::default() })
+        Ok(Self {
+            ike: Responder::new(cfg),
+            listen,
+            udp500,
+            udp4500,
+            raw,
+            sas: HashMap::new(),
+            echo: Vec::new(),
+            esp_stats: EspStats::default(),
+        })
     }
 
     fn local_for(&self, sock_port: u16, remote: SocketAddr) -> SocketAddr {
@@ -232,7 +253,7 @@ impl Shell {
                     let mut guard = r?;
                     let res = guard.try_io(|inner| {
                         let sock: &Socket = inner.get_ref();
-                        let mut b = &*sock;
+                        let mut b = sock;
                         io::Read::read(&mut b, &mut rawbuf).map(|n| (n, ()))
                     });
                     if let Ok(Ok((n, ()))) = res {
@@ -257,16 +278,23 @@ impl Shell {
             return;
         }
         let ihl = usize::from(vihl & 0x0f) * 4;
-        let Some(src) = pkt.get(12..16).map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3])) else { return };
-        let Some(esp) = pkt.get_mut(ihl..) else { return };
+        let Some(src) = pkt
+            .get(12..16)
+            .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]))
+        else {
+            return;
+        };
+        let Some(esp) = pkt.get_mut(ihl..) else {
+            return;
+        };
         self.esp_in(esp, SocketAddr::new(IpAddr::V4(src), 0));
     }
 
     fn esp_in(&mut self, packet: &mut [u8], from: SocketAddr) {
-        if let Some((spi, echo)) = self.esp_decrypt(packet, from) {
-            if self.listen.test_echo {
-                self.echo.push((spi, echo));
-            }
+        if let Some((spi, echo)) = self.esp_decrypt(packet, from)
+            && self.listen.test_echo
+        {
+            self.echo.push((spi, echo));
         }
     }
 
@@ -322,7 +350,12 @@ impl Shell {
 
     async fn keepalives(&mut self) {
         // RFC 3948 §4: a host behind NAT keeps the mapping open with 0xFF keepalives.
-        let mut targets: Vec<SocketAddr> = self.sas.values().filter(|p| p.child.udp_encap).map(|p| p.child.remote).collect();
+        let mut targets: Vec<SocketAddr> = self
+            .sas
+            .values()
+            .filter(|p| p.child.udp_encap)
+            .map(|p| p.child.remote)
+            .collect();
         targets.sort();
         targets.dedup();
         for t in targets {
@@ -337,7 +370,11 @@ impl Shell {
             }
         }
         while let Some(t) = self.ike.poll_transmit() {
-            let sock = if t.local.port() == self.listen.natt_port { &self.udp4500 } else { &self.udp500 };
+            let sock = if t.local.port() == self.listen.natt_port {
+                &self.udp4500
+            } else {
+                &self.udp500
+            };
             if let Err(e) = sock.send_to(&t.data, t.remote).await {
                 warn!(remote = %t.remote, error = %e, "send failed");
             }
@@ -351,7 +388,8 @@ impl Shell {
         match ev {
             Event::ChildSaUp(child) => {
                 let inbound = InboundSa::new(child.inbound_spi, child.suite, &child.inbound_keymat);
-                let outbound = OutboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat);
+                let outbound =
+                    OutboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat);
                 match (inbound, outbound) {
                     (Ok(inbound), Ok(outbound)) => {
                         info!(
@@ -361,17 +399,37 @@ impl Shell {
                             udp_encap = child.udp_encap,
                             "IPsec SA installed"
                         );
-                        self.sas.insert(child.inbound_spi, SaPair { inbound, outbound, child: *child, last_activity_report: Instant::now() });
+                        self.sas.insert(
+                            child.inbound_spi,
+                            SaPair {
+                                inbound,
+                                outbound,
+                                child: *child,
+                                last_activity_report: Instant::now(),
+                            },
+                        );
                     }
                     (Err(e), _) | (_, Err(e)) => warn!(error = %e, "cannot install IPsec SA"),
                 }
             }
-            Event::ChildSaDown { inbound_spi, reason, .. } => {
+            Event::ChildSaDown {
+                inbound_spi,
+                reason,
+                ..
+            } => {
                 if self.sas.remove(&inbound_spi).is_some() {
-                    info!(spi_in = format_args!("{inbound_spi:08x}"), ?reason, "IPsec SA removed");
+                    info!(
+                        spi_in = format_args!("{inbound_spi:08x}"),
+                        ?reason,
+                        "IPsec SA removed"
+                    );
                 }
             }
-            Event::PeerMoved { inbound_spis, remote, .. } => {
+            Event::PeerMoved {
+                inbound_spis,
+                remote,
+                ..
+            } => {
                 for s in inbound_spis {
                     if let Some(p) = self.sas.get_mut(&s) {
                         p.child.remote = remote;
@@ -384,8 +442,15 @@ impl Shell {
 
     /// Sends `payload` (an upper-layer datagram, e.g. UDP carrying L2TP) to the peer of the IPsec
     /// SA `inbound_spi` through its outbound SA. Used by the L2TP layer.
-    pub async fn deliver(&mut self, inbound_spi: u32, payload: &[u8], next_header: u8) -> io::Result<()> {
-        let Some(pair) = self.sas.get_mut(&inbound_spi) else { return Ok(()) };
+    pub async fn deliver(
+        &mut self,
+        inbound_spi: u32,
+        payload: &[u8],
+        next_header: u8,
+    ) -> io::Result<()> {
+        let Some(pair) = self.sas.get_mut(&inbound_spi) else {
+            return Ok(());
+        };
         let suite = pair.child.suite;
         let head = suite.header_len();
         let mut buf = vec![0u8; head + payload.len() + suite.max_trailer_len()];
@@ -399,7 +464,8 @@ impl Shell {
         if pair.child.udp_encap {
             self.udp4500.send_to(pkt, remote).await?;
         } else if let Some(raw) = &self.raw {
-            raw.get_ref().send_to(pkt, &SocketAddr::new(remote.ip(), 0).into())?;
+            raw.get_ref()
+                .send_to(pkt, &SocketAddr::new(remote.ip(), 0).into())?;
         }
         Ok(())
     }

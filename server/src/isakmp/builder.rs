@@ -67,7 +67,9 @@ impl PayloadChain {
 
     /// Appends every payload of `other`, linking this chain's last payload to its first.
     pub fn append(&mut self, other: &PayloadChain) -> &mut Self {
-        let Some(other_last) = other.last else { return self };
+        let Some(other_last) = other.last else {
+            return self;
+        };
         match self.last.and_then(|at| self.buf.get_mut(at)) {
             Some(next) => *next = other.first,
             None => self.first = other.first,

@@ -32,8 +32,8 @@ mod tests;
 
 pub use builder::{
     AttrValueSpec, AttributeSpec, MAX_PAYLOAD_BODY, PayloadChain, ProposalSpec, SaSpec,
-    TransformSpec, encode_attribute_list, encode_attributes, encode_cert, encode_delete, encode_fragment, encode_id,
-    encode_message, encode_nat_oa, encode_notify, encode_sa,
+    TransformSpec, encode_attribute_list, encode_attributes, encode_cert, encode_delete,
+    encode_fragment, encode_id, encode_message, encode_nat_oa, encode_notify, encode_sa,
 };
 pub use consts::{
     auth_alg, auth_method, cert_encoding, doi, encap_mode, exchange, exchange_name, flags,
