@@ -10,4 +10,5 @@ pub mod client;
 pub mod initiator;
 pub mod kdf;
 pub mod pair;
+pub mod udp_client;
 pub mod wire;

@@ -322,11 +322,10 @@ impl Shell {
                 );
                 let echo = (d.next_header == 17 && inner.len() >= 8).then(|| {
                     let mut e = inner.to_vec();
-                    e.copy_within(0..2, 4);
-                    e.copy_within(2..4, 0);
-                    e.copy_within(4..6, 2);
-                    e[6] = 0;
-                    e[7] = 0;
+                    let (sport, dport) = ([e[0], e[1]], [e[2], e[3]]);
+                    e[0..2].copy_from_slice(&dport);
+                    e[2..4].copy_from_slice(&sport);
+                    e[6..8].copy_from_slice(&[0, 0]);
                     (spi, e)
                 });
                 let now = Instant::now();
