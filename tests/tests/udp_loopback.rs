@@ -2,6 +2,8 @@
 //! sockets: IKE on the IKE port, the float to the NAT-T port, UDP-encapsulated ESP both ways (the
 //! shell's test echo), Deletes. Unprivileged: high ports, no raw socket.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
