@@ -1685,3 +1685,71 @@ fn no_dpd_probes_for_a_client_without_the_dpd_vendor_id() {
     );
     assert!(server_downs(&pair).is_empty());
 }
+
+/// CLIENTS.md §1.3: Windows refuses a server behind NAT (error 809) unless its registry is
+/// changed. With `windows_nat_workaround` the server answers NAT-D so that Windows sees only
+/// itself behind NAT; the server knows the truth and both sides use UDP encapsulation.
+#[test]
+fn windows_client_and_a_server_behind_nat() {
+    for workaround in [true, false] {
+        let mut cfg = server_config();
+        cfg.windows_nat_workaround = workaround;
+        let mut pair = Pair::new(cfg, 56);
+        let public = Ipv4Addr::new(192, 0, 2, 201);
+        pair.server_public_ip = Some(IpAddr::V4(public));
+        let mut ccfg = client_config(ip(56), 56);
+        ccfg.server = SocketAddr::new(IpAddr::V4(public), 500);
+        ccfg.vendor_ids = vec![vid::MS_NT5_V9.to_vec(), vid::FRAGMENTATION.to_vec()];
+        let c = pair.add_client(ccfg, None);
+        let (cc, sc) = connect(&mut pair, c);
+        let (_, seen_by_client) = phase1_up(&pair, c).unwrap();
+        let Some(Event::Phase1Up {
+            nat: seen_by_server,
+            ..
+        }) = pair
+            .server_events()
+            .into_iter()
+            .find(|e| matches!(e, Event::Phase1Up { .. }))
+        else {
+            panic!("no Phase1Up")
+        };
+        assert!(
+            seen_by_server.local_behind_nat,
+            "the server knows it is behind NAT"
+        );
+        assert!(pair.server.server_behind_nat());
+        if workaround {
+            assert!(
+                seen_by_client.local_behind_nat && !seen_by_client.peer_behind_nat,
+                "Windows must see only itself behind NAT: {seen_by_client:?}"
+            );
+        } else {
+            assert!(
+                seen_by_client.peer_behind_nat && !seen_by_client.local_behind_nat,
+                "strict NAT-D: {seen_by_client:?}"
+            );
+        }
+        assert!(seen_by_client.udp_encap && sc.udp_encap);
+        assert_eq!(cc.encap_mode, wire::p2attr::MODE_UDP_TRANSPORT);
+        check_esp(&mut pair, c, &cc, &sc);
+    }
+}
+
+/// The workaround is for Windows only: a strongSwan-like client behind nothing, talking to a
+/// server behind NAT, gets the true NAT-D.
+#[test]
+fn non_windows_client_gets_true_nat_d_from_a_server_behind_nat() {
+    let mut pair = Pair::new(server_config(), 57);
+    let public = Ipv4Addr::new(192, 0, 2, 202);
+    pair.server_public_ip = Some(IpAddr::V4(public));
+    let mut ccfg = client_config(ip(57), 57);
+    ccfg.server = SocketAddr::new(IpAddr::V4(public), 500);
+    let c = pair.add_client(ccfg, None);
+    let (cc, sc) = connect(&mut pair, c);
+    let (_, seen_by_client) = phase1_up(&pair, c).unwrap();
+    assert!(
+        seen_by_client.peer_behind_nat && !seen_by_client.local_behind_nat,
+        "{seen_by_client:?}"
+    );
+    check_esp(&mut pair, c, &cc, &sc);
+}
