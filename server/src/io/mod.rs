@@ -333,6 +333,7 @@ impl Shell {
                     pair.last_activity_report = now;
                     self.ike.esp_activity(now, spi);
                 }
+                self.check_limits(spi);
                 echo
             }
             Err(esp::EspError::Replay) => {
@@ -466,7 +467,33 @@ impl Shell {
             raw.get_ref()
                 .send_to(pkt, &SocketAddr::new(remote.ip(), 0).into())?;
         }
+        self.check_limits(inbound_spi);
         Ok(())
+    }
+
+    /// Ends an IPsec SA whose kilobyte lifetime is used up or whose outbound sequence numbers run
+    /// out (RFC 4303 §3.3.3). The server never starts a Quick Mode (NATed Windows clients reject
+    /// it, CLIENTS.md §5.11): it deletes the SA and the client negotiates a new one.
+    fn check_limits(&mut self, inbound_spi: u32) {
+        let Some(pair) = self.sas.get(&inbound_spi) else {
+            return;
+        };
+        let bytes = pair.inbound.bytes() + pair.outbound.bytes();
+        let kb_used = pair.child.lifetime_kb.is_some_and(|kb| bytes / 1024 >= kb);
+        let seq_used = pair.outbound.needs_rekey();
+        if kb_used || seq_used {
+            info!(
+                spi_in = format_args!("{inbound_spi:08x}"),
+                bytes,
+                reason = if kb_used {
+                    "kilobyte lifetime reached"
+                } else {
+                    "sequence numbers nearly exhausted"
+                },
+                "deleting the IPsec SA so that the client negotiates a new one"
+            );
+            self.ike.close_child(inbound_spi);
+        }
     }
 
     pub fn ike(&self) -> &Responder {
