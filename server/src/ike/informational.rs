@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 
 use super::DownReason;
@@ -49,33 +48,13 @@ impl Responder {
             &keys.iv
         };
         let iv = crypto::exchange_iv(p1.choice.hash, seed, mid, p1.choice.cipher.block_len());
-        let Some((plain, _)) = p1.open(data, &iv) else {
-            self.stats.malformed += 1;
+        let plain = match p1.open_hashed(header, data, &iv) {
+            Ok((plain, _)) => plain,
+            Err(e) => return self.hashed_dropped(remote, "Informational message", &e),
+        };
+        let Ok(msg) = Message::parse(*header, &plain) else {
             return;
         };
-        let msg = match Message::parse(*header, &plain) {
-            Ok(m) => m,
-            Err(e) => {
-                self.stats.malformed += 1;
-                info!(%remote, error = %e, "Informational message did not decrypt to valid payloads");
-                return;
-            }
-        };
-        let Some(first) = msg.items.first() else {
-            return;
-        };
-        let Payload::Hash(h) = first.payload else {
-            self.stats.malformed += 1;
-            info!(%remote, "Informational message without HASH(1); dropped");
-            return;
-        };
-        let rest = msg.payload_bytes.get(first.raw.len..).unwrap_or(&[]);
-        let expect = crypto::info_hash(p1.choice.prf, &keys.skeyid_a, mid, rest);
-        if !bool::from(expect.as_slice().ct_eq(h)) {
-            self.stats.hash_mismatch += 1;
-            warn!(%remote, "Informational HASH(1) does not match; message dropped");
-            return;
-        }
         let peer = p1.peer.clone();
         let peer_id = p1.peer_id.clone();
         if let Some(p1) = self.p1.get_mut(&c) {

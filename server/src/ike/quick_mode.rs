@@ -133,34 +133,14 @@ impl Responder {
         let Some(p1) = self.p1.get(&c) else { return };
         let Some(keys) = p1.keys() else { return };
         let iv = crypto::exchange_iv(p1.choice.hash, &p1.iv, mid, p1.choice.cipher.block_len());
-        let Some((plain, last_block)) = p1.open(data, &iv) else {
-            self.stats.malformed += 1;
-            return;
-        };
-        let msg = match Message::parse(*header, &plain) {
-            Ok(m) => m,
-            Err(e) => {
-                self.stats.malformed += 1;
-                info!(%remote, error = %e, "Quick Mode message 1 did not decrypt to valid payloads");
-                return;
-            }
-        };
         // HASH(1) must come first and cover everything after it.
-        let Some(first) = msg.items.first() else {
+        let (plain, last_block) = match p1.open_hashed(header, data, &iv) {
+            Ok(x) => x,
+            Err(e) => return self.hashed_dropped(remote, "Quick Mode message 1", &e),
+        };
+        let Ok(msg) = Message::parse(*header, &plain) else {
             return;
         };
-        let Payload::Hash(h1) = first.payload else {
-            self.stats.malformed += 1;
-            info!(%remote, "Quick Mode message 1 does not start with HASH");
-            return;
-        };
-        let rest = msg.payload_bytes.get(first.raw.len..).unwrap_or(&[]);
-        let expect = crypto::qm_hash1(p1.choice.prf, &keys.skeyid_a, mid, rest);
-        if !bool::from(expect.as_slice().ct_eq(h1)) {
-            self.stats.hash_mismatch += 1;
-            warn!(%remote, "Quick Mode HASH(1) does not match; message dropped");
-            return;
-        }
         let prf = p1.choice.prf;
         let skeyid_a = keys.skeyid_a.clone();
         let skeyid_d = keys.skeyid_d.clone();

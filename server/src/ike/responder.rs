@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tracing::{debug, info, warn};
 
-use super::sa::{Cookies, P1State, PeerKey, Phase1, cookies};
+use super::sa::{Cookies, HashedError, P1State, PeerKey, Phase1, cookies};
 use super::{ChildSa, Config, DownReason, Event, Transmit};
 use crate::isakmp::{self, Header, exchange};
 
@@ -542,6 +542,25 @@ impl Responder {
             },
         );
         self.arm(expires, TimerKey::Child(child.inbound_spi));
+    }
+
+    /// Counts and logs a protected message dropped by [`Phase1::open_hashed`].
+    pub(crate) fn hashed_dropped(&mut self, remote: SocketAddr, what: &str, e: &HashedError) {
+        match e {
+            HashedError::Mismatch => {
+                self.stats.hash_mismatch += 1;
+                warn!(%remote, "{what}: HASH(1) does not match; message dropped");
+            }
+            HashedError::Malformed(err) => {
+                self.stats.malformed += 1;
+                info!(%remote, error = %err, "{what} did not decrypt to valid payloads");
+            }
+            HashedError::NoHash => {
+                self.stats.malformed += 1;
+                info!(%remote, "{what} does not start with HASH(1); dropped");
+            }
+            HashedError::Undecryptable => self.stats.malformed += 1,
+        }
     }
 
     /// A fresh inbound SPI: random, outside the reserved 1-255, unused.

@@ -11,7 +11,9 @@ use super::NatState;
 use super::crypto::{self, DhPrivate, Phase1Keys};
 use super::nat_t::PeerVendors;
 use super::proposals::{Phase1Choice, Phase2Choice};
-use crate::isakmp::{self, HEADER_LEN, Header, PayloadChain, flags, payload_type};
+use crate::isakmp::{
+    self, HEADER_LEN, Header, Message, Payload, PayloadChain, flags, payload_type,
+};
 
 pub(crate) type Cookies = [u8; 16];
 
@@ -192,10 +194,48 @@ impl Phase1 {
         open(self.choice.cipher, &keys.enc_key, datagram, iv)
     }
 
+    /// Opens a protected Quick Mode or Informational message whose first payload must be
+    /// HASH(1) = prf(SKEYID_a, M-ID | the payloads after it) (RFC 2409 §5.5 and §5.7). Returns the
+    /// plaintext body (parse it again with `Message::parse`) and the last ciphertext block.
+    pub fn open_hashed(
+        &self,
+        header: &Header,
+        data: &[u8],
+        iv: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), HashedError> {
+        let keys = self.keys.as_ref().ok_or(HashedError::Undecryptable)?;
+        let (plain, last) = self.open(data, iv).ok_or(HashedError::Undecryptable)?;
+        {
+            let msg = Message::parse(*header, &plain).map_err(HashedError::Malformed)?;
+            let first = msg.items.first().ok_or(HashedError::NoHash)?;
+            let Payload::Hash(h) = first.payload else {
+                return Err(HashedError::NoHash);
+            };
+            let rest = msg.payload_bytes.get(first.raw.len..).unwrap_or(&[]);
+            let expect =
+                crypto::info_hash(self.choice.prf, &keys.skeyid_a, header.message_id, rest);
+            if !crypto::ct_eq(&expect, h) {
+                return Err(HashedError::Mismatch);
+            }
+        }
+        Ok((plain, last))
+    }
+
     /// Prepends the non-ESP marker when the exchange runs on the NAT-T port.
     pub fn frame(&self, natt_port: u16, msg: Vec<u8>) -> Vec<u8> {
         frame(self.local, self.remote, natt_port, msg)
     }
+}
+
+/// Why a protected message with a leading HASH(1) was dropped.
+#[derive(Debug)]
+pub(crate) enum HashedError {
+    /// Not a whole number of cipher blocks, or no keys yet.
+    Undecryptable,
+    /// It decrypted to something that is not a payload chain.
+    Malformed(isakmp::DecodeError),
+    NoHash,
+    Mismatch,
 }
 
 pub(crate) fn frame(
