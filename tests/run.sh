@@ -19,8 +19,8 @@ if [ "${CI:-}" = true ]; then export ROADGATE_REQUIRE_PYTHON=1; fi
 cargo test --workspace --locked
 
 if [ "$(id -u)" = 0 ]; then
-  step "build release binary for the system tests"
-  cargo build --release --locked -p roadgate
+  step "build release binaries for the system tests (server, test client)"
+  cargo build --release --locked -p roadgate -p roadgate-tests --bins
   for t in tests/netns/*.sh; do
     [ -e "$t" ] || continue
     step "$t"
