@@ -444,7 +444,7 @@ fn modp_generator(group: DhGroup) -> Vec<u8> {
 enum Secret {
     /// Big-endian exponent (its byte length is public, its value is not).
     Modp(Zeroizing<Vec<u8>>),
-    /// An aws-lc key for ECDH P-256 or P-384, reused for the one agreement it serves.
+    /// An aws-lc ECDH P-256 or P-384 key (`agreement::agree` borrows it, does not consume it).
     Ecp(agreement::PrivateKey),
 }
 
@@ -495,25 +495,12 @@ impl DhPrivate {
     /// assert_eq!(ours.shared_secret(peer.public()).ok(), peer.shared_secret(ours.public()).ok());
     /// ```
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(group: DhGroup, rng: &mut R) -> Self {
-        if let Some(alg) = ecdh_alg(group) {
-            if let Some(k) = agreement::PrivateKey::generate(alg)
+        match ecdh_alg(group) {
+            Some(alg) => agreement::PrivateKey::generate(alg)
                 .ok()
                 .and_then(|sk| Self::from_ecdh_key(group, sk).ok())
-            {
-                return k;
-            }
-        }
-        match group {
-            DhGroup::Ecp256 | DhGroup::Ecp384 => loop {
-                // Fallback only: a uniform scalar by rejection (d = 0 or d >= n is refused,
-                // probability below 2^-32 for P-256).
-                let mut d = Zeroizing::new(vec![0u8; group.shared_len()]);
-                rng.fill_bytes(&mut d);
-                if let Ok(k) = Self::from_secret(group, &d) {
-                    break k;
-                }
-            },
-            _ => loop {
+                .unwrap_or_else(|| Self::ecp_from_rng(group, rng)),
+            None => loop {
                 let mut x = Zeroizing::new(vec![0u8; modp_exponent_len(group)]);
                 rng.fill_bytes(&mut x);
                 // Only x in {0, 1} is refused (probability 2^-255): draw again.
@@ -522,6 +509,20 @@ impl DhPrivate {
                 }
             },
         }
+    }
+
+    /// ECP key from `rng`, used only if aws-lc's own generation fails: a uniform scalar by
+    /// rejection (d = 0 or d >= n is refused; probability below 2^-32 per draw for P-256).
+    fn ecp_from_rng<R: rand_core::CryptoRng + ?Sized>(group: DhGroup, rng: &mut R) -> Self {
+        for _ in 0..64 {
+            let mut d = Zeroizing::new(vec![0u8; group.shared_len()]);
+            rng.fill_bytes(&mut d);
+            if let Ok(k) = Self::from_secret(group, &d) {
+                return k;
+            }
+        }
+        // Not reachable with a working aws-lc; without one there is no key to return.
+        panic!("aws-lc refused 64 random {} scalars", group.name());
     }
 
     /// Builds a private value from big-endian secret bytes: a MODP exponent (1 < x < p-1, at
@@ -905,6 +906,20 @@ mod tests {
                 Secret::Modp(x) => assert_eq!(x.len(), len, "{}", g.name()),
                 Secret::Ecp(_) => panic!("{}: not a MODP secret", g.name()),
             }
+        }
+    }
+
+    #[test]
+    fn ecp_fallback_from_rng() {
+        // The path generate takes if aws-lc's own generation fails: deterministic in the rng.
+        for g in [DhGroup::Ecp256, DhGroup::Ecp384] {
+            let a = DhPrivate::ecp_from_rng(g, &mut rng());
+            let b = DhPrivate::ecp_from_rng(g, &mut rng());
+            assert_eq!(a.public(), b.public());
+            let c = DhPrivate::generate(g, &mut rng());
+            assert_ne!(a.public(), c.public());
+            let ac = a.shared_secret(c.public()).map(|v| v.to_vec());
+            assert_eq!(ac, c.shared_secret(a.public()).map(|v| v.to_vec()));
         }
     }
 
