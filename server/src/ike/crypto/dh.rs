@@ -1,7 +1,9 @@
 //! Diffie-Hellman groups: MODP (RFC 2409 §6, RFC 3526) and ECP (RFC 5903).
 
 use core::fmt;
+use std::sync::OnceLock;
 
+use aws_lc_rs::agreement;
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
 use crypto_bigint::{Odd, Uint};
 use subtle::{ConstantTimeEq, ConstantTimeGreater, ConstantTimeLess};
@@ -182,10 +184,30 @@ static MODP_4096: [u8; 512] = hex_const(
 /// The generator of every MODP group here (RFC 2409 §6, RFC 3526).
 pub(crate) const MODP_GENERATOR: u8 = 2;
 
-/// Length in bytes of the random private exponent [`DhPrivate::generate`] draws for MODP
-/// groups: 512 bits, at least twice the largest strength estimate RFC 3526 §8 gives for any
-/// group here (240 bits for MODP-4096), as §1 of that RFC asks.
-const MODP_EXPONENT_LEN: usize = 64;
+/// Length in bytes of the random private exponent [`DhPrivate::generate`] draws for a MODP
+/// group. RFC 3526 §8 asks for an exponent of at least twice the group's strength and gives
+/// two strength estimates with the exponent sizes they imply:
+///
+/// | group | modulus  | estimate 1 | exponent | estimate 2 | exponent |
+/// |-------|----------|------------|----------|------------|----------|
+/// |   5   | 1536-bit |     90     |   180-   |    120     |   240-   |
+/// |  14   | 2048-bit |    110     |   220-   |    160     |   320-   |
+/// |  15   | 3072-bit |    130     |   260-   |    210     |   420-   |
+/// |  16   | 4096-bit |    150     |   300-   |    240     |   480-   |
+///
+/// We take twice the larger estimate (the second), rounded up to a multiple of 32 bits, and
+/// never less than 256 bits: 1536 → 256, 2048 → 320, 3072 → 448, 4096 → 480. Groups 1 and 2
+/// are not in the table and get the 256-bit floor, well above twice what a 768- or 1024-bit
+/// modulus offers. The exponent's length is public (the exponentiation's running time depends
+/// on it), its value is not.
+const fn modp_exponent_len(group: DhGroup) -> usize {
+    match group {
+        DhGroup::Modp2048 => 40,
+        DhGroup::Modp3072 => 56,
+        DhGroup::Modp4096 => 60,
+        _ => 32,
+    }
+}
 
 impl DhGroup {
     /// Every group known here, in IANA number order.
@@ -315,21 +337,48 @@ enum ModpFault {
     Degenerate,
 }
 
-/// `base^exp mod p` for 64-bit-limbed primes; `base` and `p` must have the same length,
-/// `exp` at most that length. Constant time in the exponent's value (not its byte length).
+/// A MODP group's Montgomery parameters and range bound, computed once per process.
+struct ModpParams<const L: usize> {
+    monty: FixedMontyParams<L>,
+    p_minus_1: Uint<L>,
+}
+
+impl<const L: usize> ModpParams<L> {
+    /// The parameters for prime `p` (exactly `L` limbs long), set up on first use.
+    fn get(
+        cell: &'static OnceLock<Option<Self>>,
+        p: &'static [u8],
+    ) -> Result<&'static Self, ModpFault> {
+        cell.get_or_init(|| {
+            if p.len() != L * 8 {
+                return None;
+            }
+            let p_int = Uint::<L>::from_be_slice(p);
+            let modulus = Option::<Odd<Uint<L>>>::from(Odd::new(p_int))?;
+            Some(Self {
+                // Variable time in the modulus only, which is public.
+                monty: FixedMontyParams::new_vartime(modulus),
+                p_minus_1: p_int.wrapping_sub(&Uint::<L>::ONE),
+            })
+        })
+        .as_ref()
+        .ok_or(ModpFault::Base)
+    }
+}
+
+/// `base^exp mod p` for 64-bit-limbed primes; `base` must have the prime's length, `exp` at
+/// most that length. Constant time in the exponent's value (not its byte length).
 fn modp_pow_limbs<const L: usize>(
-    p: &[u8],
+    params: &ModpParams<L>,
     base: &[u8],
     exp: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, ModpFault> {
     let width = L * 8;
-    if p.len() != width || base.len() != width || exp.len() > width {
+    if base.len() != width || exp.len() > width {
         return Err(ModpFault::Exponent);
     }
-    let p_int = Uint::<L>::from_be_slice(p);
-    let modulus = Option::<Odd<Uint<L>>>::from(Odd::new(p_int)).ok_or(ModpFault::Base)?;
     let one = Uint::<L>::ONE;
-    let p_minus_1 = p_int.wrapping_sub(&one);
+    let p_minus_1 = params.p_minus_1;
 
     // Public value: plain range check.
     let b = Uint::<L>::from_be_slice(base);
@@ -348,9 +397,10 @@ fn modp_pow_limbs<const L: usize>(
     }
     let exp_bits = u32::try_from(exp.len() * 8).unwrap_or(u32::MAX);
 
-    let params = FixedMontyParams::new_vartime(modulus);
-    let mut r = FixedMontyForm::new(&b, &params)
-        .pow_bounded_exp(&x, exp_bits)
+    // Fixed-window exponentiation over only the exponent's (public) bit length, with Almost
+    // Montgomery Multiplication (no per-step final subtraction; fully reduced at the end).
+    let mut r = FixedMontyForm::new(&b, &params.monty)
+        .pow_amm_bounded_exp(&x, exp_bits)
         .retrieve();
     x.zeroize();
     let degenerate = r.ct_eq(&one) | r.ct_eq(&p_minus_1);
@@ -362,17 +412,22 @@ fn modp_pow_limbs<const L: usize>(
     Ok(out)
 }
 
-/// Dispatches to the limb count of `group`'s prime.
+/// Dispatches to the limb count of `group`'s prime, with its parameters set up once.
 fn modp_pow(group: DhGroup, base: &[u8], exp: &[u8]) -> Result<Zeroizing<Vec<u8>>, ModpFault> {
-    let p = group.modp_prime().ok_or(ModpFault::Base)?;
-    match p.len() * 8 {
-        768 => modp_pow_limbs::<12>(p, base, exp),
-        1024 => modp_pow_limbs::<16>(p, base, exp),
-        1536 => modp_pow_limbs::<24>(p, base, exp),
-        2048 => modp_pow_limbs::<32>(p, base, exp),
-        3072 => modp_pow_limbs::<48>(p, base, exp),
-        4096 => modp_pow_limbs::<64>(p, base, exp),
-        _ => Err(ModpFault::Base),
+    static P768: OnceLock<Option<ModpParams<12>>> = OnceLock::new();
+    static P1024: OnceLock<Option<ModpParams<16>>> = OnceLock::new();
+    static P1536: OnceLock<Option<ModpParams<24>>> = OnceLock::new();
+    static P2048: OnceLock<Option<ModpParams<32>>> = OnceLock::new();
+    static P3072: OnceLock<Option<ModpParams<48>>> = OnceLock::new();
+    static P4096: OnceLock<Option<ModpParams<64>>> = OnceLock::new();
+    match group {
+        DhGroup::Modp768 => modp_pow_limbs(ModpParams::get(&P768, &MODP_768)?, base, exp),
+        DhGroup::Modp1024 => modp_pow_limbs(ModpParams::get(&P1024, &MODP_1024)?, base, exp),
+        DhGroup::Modp1536 => modp_pow_limbs(ModpParams::get(&P1536, &MODP_1536)?, base, exp),
+        DhGroup::Modp2048 => modp_pow_limbs(ModpParams::get(&P2048, &MODP_2048)?, base, exp),
+        DhGroup::Modp3072 => modp_pow_limbs(ModpParams::get(&P3072, &MODP_3072)?, base, exp),
+        DhGroup::Modp4096 => modp_pow_limbs(ModpParams::get(&P4096, &MODP_4096)?, base, exp),
+        DhGroup::Ecp256 | DhGroup::Ecp384 => Err(ModpFault::Base),
     }
 }
 
@@ -389,13 +444,13 @@ fn modp_generator(group: DhGroup) -> Vec<u8> {
 enum Secret {
     /// Big-endian exponent (its byte length is public, its value is not).
     Modp(Zeroizing<Vec<u8>>),
-    P256(p256::SecretKey),
-    P384(p384::SecretKey),
+    /// An aws-lc ECDH P-256 or P-384 key (`agreement::agree` borrows it, does not consume it).
+    Ecp(agreement::PrivateKey),
 }
 
 /// Our Diffie-Hellman private value and the matching public value.
-/// The secret is zeroized on drop (`Zeroizing` for MODP exponents, the `SecretKey` types'
-/// own zeroize-on-drop for ECP); `Debug` shows only the group and the public value.
+/// The secret is zeroized on drop (`Zeroizing` for MODP exponents; for ECP, aws-lc clears
+/// the key's memory when it frees it); `Debug` shows only the group and the public value.
 pub struct DhPrivate {
     group: DhGroup,
     secret: Secret,
@@ -411,17 +466,27 @@ impl fmt::Debug for DhPrivate {
     }
 }
 
-/// `x || y` (RFC 5903 §7) from a SEC1 uncompressed encoding `0x04 || x || y`.
-fn strip_sec1_tag(sec1: &[u8]) -> Vec<u8> {
-    sec1.get(1..).map(<[u8]>::to_vec).unwrap_or_default()
+/// The aws-lc ECDH algorithm of an ECP group.
+fn ecdh_alg(group: DhGroup) -> Option<&'static agreement::Algorithm> {
+    match group {
+        DhGroup::Ecp256 => Some(&agreement::ECDH_P256),
+        DhGroup::Ecp384 => Some(&agreement::ECDH_P384),
+        _ => None,
+    }
 }
+
+/// Longest SEC1 uncompressed point here: `0x04 || x || y` for P-384.
+const SEC1_MAX: usize = 1 + 2 * 48;
 
 impl DhPrivate {
     /// Draws a fresh private value from `rng`: any `rand_core` 0.10 [`rand_core::CryptoRng`]
     /// (infallible), e.g. `rand::rng()`, the OS generator as
     /// `rand_core::UnwrapErr(rand::rngs::SysRng)`, or a seeded `ChaCha20Rng` in tests.
-    /// MODP: a uniformly random 512-bit exponent (see `MODP_EXPONENT_LEN`); ECP: a uniformly
-    /// random non-zero scalar.
+    /// MODP: a uniformly random exponent of the group's length (256 to 480 bits, see
+    /// `modp_exponent_len`); ECP: a uniformly random non-zero scalar drawn by aws-lc from its
+    /// own system-seeded DRBG, so `rng` is not used for ECP (unless aws-lc's generator fails,
+    /// when the scalar is drawn from `rng` instead) and seeding it does not make ECP keys
+    /// reproducible; use [`DhPrivate::from_secret`] for fixed ECP keys.
     ///
     /// ```
     /// use roadgate::ike::crypto::{DhGroup, DhPrivate};
@@ -430,14 +495,15 @@ impl DhPrivate {
     /// assert_eq!(ours.shared_secret(peer.public()).ok(), peer.shared_secret(ours.public()).ok());
     /// ```
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(group: DhGroup, rng: &mut R) -> Self {
-        use p256::elliptic_curve::Generate;
-        match group {
-            DhGroup::Ecp256 => Self::from_p256(p256::SecretKey::generate_from_rng(rng)),
-            DhGroup::Ecp384 => Self::from_p384(p384::SecretKey::generate_from_rng(rng)),
-            _ => loop {
-                let mut x = Zeroizing::new(vec![0u8; MODP_EXPONENT_LEN.min(group.public_len())]);
+        match ecdh_alg(group) {
+            Some(alg) => agreement::PrivateKey::generate(alg)
+                .ok()
+                .and_then(|sk| Self::from_ecdh_key(group, sk).ok())
+                .unwrap_or_else(|| Self::ecp_from_rng(group, rng)),
+            None => loop {
+                let mut x = Zeroizing::new(vec![0u8; modp_exponent_len(group)]);
                 rng.fill_bytes(&mut x);
-                // Only x in {0, 1} is refused (probability 2^-511): draw again.
+                // Only x in {0, 1} is refused (probability 2^-255): draw again.
                 if let Ok(k) = Self::from_secret(group, &x) {
                     break k;
                 }
@@ -445,28 +511,35 @@ impl DhPrivate {
         }
     }
 
+    /// ECP key from `rng`, used only if aws-lc's own generation fails: a uniform scalar by
+    /// rejection (d = 0 or d >= n is refused; probability below 2^-32 per draw for P-256).
+    fn ecp_from_rng<R: rand_core::CryptoRng + ?Sized>(group: DhGroup, rng: &mut R) -> Self {
+        for _ in 0..64 {
+            let mut d = Zeroizing::new(vec![0u8; group.shared_len()]);
+            rng.fill_bytes(&mut d);
+            if let Ok(k) = Self::from_secret(group, &d) {
+                return k;
+            }
+        }
+        // Not reachable with a working aws-lc; without one there is no key to return.
+        panic!("aws-lc refused 64 random {} scalars", group.name());
+    }
+
     /// Builds a private value from big-endian secret bytes: a MODP exponent (1 < x < p-1, at
     /// most the prime's length; its byte length is treated as public) or an ECP scalar of
     /// exactly the field length (0 < d < n). For tests and known answers.
     pub fn from_secret(group: DhGroup, secret: &[u8]) -> Result<Self, DhError> {
-        match group {
-            DhGroup::Ecp256 => {
-                if secret.len() != 32 {
+        match ecdh_alg(group) {
+            Some(alg) => {
+                if secret.len() != group.shared_len() {
                     return Err(DhError::InvalidSecret);
                 }
-                p256::SecretKey::from_slice(secret)
-                    .map(Self::from_p256)
-                    .map_err(|_| DhError::InvalidSecret)
+                // aws-lc refuses d = 0 and d >= n.
+                let sk = agreement::PrivateKey::from_private_key(alg, secret)
+                    .map_err(|_| DhError::InvalidSecret)?;
+                Self::from_ecdh_key(group, sk)
             }
-            DhGroup::Ecp384 => {
-                if secret.len() != 48 {
-                    return Err(DhError::InvalidSecret);
-                }
-                p384::SecretKey::from_slice(secret)
-                    .map(Self::from_p384)
-                    .map_err(|_| DhError::InvalidSecret)
-            }
-            _ => {
+            None => {
                 if secret.is_empty() || secret.len() > group.public_len() {
                     return Err(DhError::InvalidSecret);
                 }
@@ -481,23 +554,19 @@ impl DhPrivate {
         }
     }
 
-    fn from_p256(sk: p256::SecretKey) -> Self {
-        use p256::elliptic_curve::sec1::ToSec1Point;
-        let public = strip_sec1_tag(sk.public_key().as_affine().to_sec1_point(false).as_bytes());
-        Self {
-            group: DhGroup::Ecp256,
-            secret: Secret::P256(sk),
-            public,
-        }
-    }
-
-    fn from_p384(sk: p384::SecretKey) -> Self {
-        use p384::elliptic_curve::sec1::ToSec1Point;
-        let public = strip_sec1_tag(sk.public_key().as_affine().to_sec1_point(false).as_bytes());
-        Self {
-            group: DhGroup::Ecp384,
-            secret: Secret::P384(sk),
-            public,
+    /// Wraps an aws-lc key, with its public value as RFC 5903 `x || y` (aws-lc gives SEC1
+    /// `0x04 || x || y`).
+    fn from_ecdh_key(group: DhGroup, sk: agreement::PrivateKey) -> Result<Self, DhError> {
+        let sec1 = sk
+            .compute_public_key()
+            .map_err(|_| DhError::InvalidSecret)?;
+        match sec1.as_ref().split_first() {
+            Some((0x04, xy)) if xy.len() == group.public_len() => Ok(Self {
+                group,
+                public: xy.to_vec(),
+                secret: Secret::Ecp(sk),
+            }),
+            _ => Err(DhError::InvalidSecret),
         }
     }
 
@@ -530,27 +599,29 @@ impl DhPrivate {
             Secret::Modp(x) => {
                 modp_pow(self.group, peer_public, x).map_err(|_| DhError::InvalidPublic)
             }
-            Secret::P256(sk) => {
-                let pk = p256::PublicKey::from_sec1_bytes(&sec1_uncompressed(peer_public))
-                    .map_err(|_| DhError::InvalidPublic)?;
-                let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
-                Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
-            }
-            Secret::P384(sk) => {
-                let pk = p384::PublicKey::from_sec1_bytes(&sec1_uncompressed(peer_public))
-                    .map_err(|_| DhError::InvalidPublic)?;
-                let shared = p384::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
-                Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
+            Secret::Ecp(sk) => {
+                // The identity has no affine x || y; all zeros, which some stacks send for it,
+                // is refused outright (aws-lc would also find (0, 0) off the curve).
+                if peer_public.iter().all(|&b| b == 0) {
+                    return Err(DhError::InvalidPublic);
+                }
+                // x || y -> SEC1 0x04 || x || y; aws-lc checks the coordinates are below the
+                // field prime and the point is on the curve before multiplying.
+                let mut sec1 = [0u8; SEC1_MAX];
+                sec1[0] = 0x04;
+                sec1[1..=expected].copy_from_slice(peer_public);
+                let peer = agreement::UnparsedPublicKey::new(sk.algorithm(), &sec1[..=expected]);
+                // The agreement's output is the x coordinate of d * Q (RFC 5903 §9).
+                let shared = agreement::agree(sk, peer, DhError::InvalidPublic, |z| {
+                    Ok(Zeroizing::new(z.to_vec()))
+                })?;
+                if shared.len() != self.group.shared_len() {
+                    return Err(DhError::InvalidPublic);
+                }
+                Ok(shared)
             }
         }
     }
-}
-
-fn sec1_uncompressed(xy: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(xy.len() + 1);
-    v.push(0x04);
-    v.extend_from_slice(xy);
-    v
 }
 
 #[cfg(test)]
@@ -814,6 +885,87 @@ mod tests {
             DhPrivate::from_secret(DhGroup::Ecp384, &one).map(|_| ()),
             Err(DhError::InvalidSecret)
         );
+    }
+
+    #[test]
+    fn modp_exponent_lengths() {
+        // Twice RFC 3526 §8's larger strength estimate, never under 256 bits.
+        for (g, min_bits) in [
+            (DhGroup::Modp768, 256),
+            (DhGroup::Modp1024, 256),
+            (DhGroup::Modp1536, 240),
+            (DhGroup::Modp2048, 320),
+            (DhGroup::Modp3072, 420),
+            (DhGroup::Modp4096, 480),
+        ] {
+            let len = modp_exponent_len(g);
+            assert!(len * 8 >= min_bits.max(256), "{}", g.name());
+            assert!(len < g.public_len());
+            let k = DhPrivate::generate(g, &mut rng());
+            match &k.secret {
+                Secret::Modp(x) => assert_eq!(x.len(), len, "{}", g.name()),
+                Secret::Ecp(_) => panic!("{}: not a MODP secret", g.name()),
+            }
+        }
+    }
+
+    #[test]
+    fn ecp_fallback_from_rng() {
+        // The path generate takes if aws-lc's own generation fails: deterministic in the rng.
+        for g in [DhGroup::Ecp256, DhGroup::Ecp384] {
+            let a = DhPrivate::ecp_from_rng(g, &mut rng());
+            let b = DhPrivate::ecp_from_rng(g, &mut rng());
+            assert_eq!(a.public(), b.public());
+            let c = DhPrivate::generate(g, &mut rng());
+            assert_ne!(a.public(), c.public());
+            let ac = a.shared_secret(c.public()).map(|v| v.to_vec());
+            assert_eq!(ac, c.shared_secret(a.public()).map(|v| v.to_vec()));
+        }
+    }
+
+    #[test]
+    fn ecp_known_answers() {
+        // d = 1 on P-384: the base point (FIPS 186-4 D.1.2.4).
+        let mut one = [0u8; 48];
+        one[47] = 1;
+        let k = DhPrivate::from_secret(DhGroup::Ecp384, &one).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            hex::encode(k.public()),
+            concat!(
+                "aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a38",
+                "5502f25dbf55296c3a545e3872760ab7",
+                "3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c0",
+                "0a60b1ce1d7e819d7a431d7c90ea0e5f"
+            )
+        );
+        let mut rng = rng();
+        for g in [DhGroup::Ecp256, DhGroup::Ecp384] {
+            // from_secret is deterministic, generate is not.
+            let n = g.shared_len();
+            let mut d = vec![0x11u8; n];
+            d[0] = 0x7f;
+            let a = DhPrivate::from_secret(g, &d).unwrap_or_else(|e| panic!("{e}"));
+            let b = DhPrivate::from_secret(g, &d).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(a.public(), b.public());
+            // With d = 1 the shared secret is the peer's own x coordinate.
+            let mut one = vec![0u8; n];
+            one[n - 1] = 1;
+            let unit = DhPrivate::from_secret(g, &one).unwrap_or_else(|e| panic!("{e}"));
+            let peer = DhPrivate::generate(g, &mut rng);
+            assert_eq!(
+                unit.shared_secret(peer.public()).map(|v| v.to_vec()),
+                Ok(peer.public()[..n].to_vec()),
+                "{}",
+                g.name()
+            );
+            // Wrong-length scalars are refused before aws-lc sees them.
+            for bad in [&one[1..], &[&[0u8][..], &one].concat()[..], &[]] {
+                assert_eq!(
+                    DhPrivate::from_secret(g, bad).map(|_| ()),
+                    Err(DhError::InvalidSecret)
+                );
+            }
+        }
     }
 }
 
