@@ -118,6 +118,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         raw_esp: !args.no_raw_esp,
         test_echo: args.test_echo,
     };
+    // aws-lc collects its entropy on first use (tens of ms): do it now, not in the first handshake.
+    let _ = aws_lc_rs::rand::generate::<[u8; 16]>(&aws_lc_rs::rand::SystemRandom::new());
     let shell = Shell::bind(Arc::new(cfg), listen)
         .await
         .map_err(|e| format!("cannot listen: {e}"))?;

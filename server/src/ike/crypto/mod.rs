@@ -2,7 +2,7 @@
 //! RFC 5903; RFC 3947 §3.2).
 //!
 //! Everything here is a thin layer over audited primitives: aws-lc-rs for hashes and HMAC,
-//! RustCrypto `aes`/`des`/`cbc` for the ISAKMP ciphers, `p256`/`p384` for ECDH and
+//! RustCrypto `aes`/`des`/`cbc` for the ISAKMP ciphers, aws-lc-rs `agreement` for ECDH and
 //! `crypto-bigint` (constant-time Montgomery exponentiation) for the MODP groups. No primitive
 //! is implemented here.
 //!
