@@ -17,6 +17,7 @@ harness=${ROADGATE_HARNESS:-$top/../shared/harness}
 vm="$harness/vm.sh"
 out=${ROADGATE_INTEROP_OUT:-$top/target/interop}
 mkdir -p "$out"
+rm -f "$out/results.txt"
 
 skip() { echo "SKIP interop/ipsec_strongswan: $*"; exit 0; }
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, VMs)"
@@ -65,6 +66,14 @@ run_case raw-esp
 run_case udp-encap --encap
 run_case behind-nat --behind-nat
 run_case modp2048-sha256 --ike aes256-sha256-modp2048 --esp aes128gcm16
+# Windows-like phase 1 (ECP-384 first, CLIENTS.md §1.1); ESP offers SHA2-256 before SHA1, and the
+# server must prefer HMAC-SHA1 (CLIENTS.md §5.13).
+run_case windows-ecp --ike aes256-sha1-ecp384,aes128-sha1-ecp256,aes256-sha1-modp2048 --esp aes256-sha256,aes256-sha1
+if grep -q "^windows-ecp: .*ike_alg=AES_CBC-256/HMAC_SHA1_96/PRF_HMAC_SHA1/ECP_384 .*esp_alg=AES_CBC-256/HMAC_SHA1_96 " "$out/results.txt"; then
+  echo "PASS windows-ecp-choice: ECP-384 in phase 1, HMAC-SHA1 preferred in ESP"; pass=$((pass+1))
+else
+  echo "FAIL windows-ecp-choice: $(grep '^windows-ecp:' "$out/results.txt")"; fail=$((fail+1))
+fi
 
 echo "interop ipsec_strongswan: $pass passed, $fail failed"
 [ $fail = 0 ]
