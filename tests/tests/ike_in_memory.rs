@@ -1753,3 +1753,24 @@ fn non_windows_client_gets_true_nat_d_from_a_server_behind_nat() {
     );
     check_esp(&mut pair, c, &cc, &sc);
 }
+
+/// An authenticated peer cannot make the server hold unbounded IPsec SAs: past 64 its Quick
+/// Modes are refused (and counted), and the SAs it already has keep working.
+#[test]
+fn ipsec_sas_per_peer_are_bounded() {
+    let mut pair = Pair::new(server_config(), 58);
+    let c = pair.add_client(client_config(ip(58), 58), None);
+    let (first_c, first_s) = connect(&mut pair, c);
+    for _ in 0..70 {
+        let now = pair.now;
+        assert!(pair.client(c).initiator_mut().new_child(now));
+        pair.run_for(Duration::from_secs(3), |_| false);
+    }
+    assert_eq!(pair.server.child_count(), 64);
+    assert!(
+        pair.server.stats().quick_mode_refused >= 6,
+        "{:?}",
+        pair.server.stats()
+    );
+    check_esp(&mut pair, c, &first_c, &first_s);
+}

@@ -118,7 +118,14 @@ impl Responder {
             self.quick_mode_1(now, local, remote, c, header, data);
         }
     }
+}
 
+/// Quick Modes in progress under one ISAKMP SA, and IPsec SAs of one peer: an authenticated peer
+/// cannot make the server hold more (clients use one or two; rekeys overlap briefly).
+const MAX_PENDING_QUICK_MODES: usize = 16;
+const MAX_CHILD_SAS_PER_PEER: usize = 64;
+
+impl Responder {
     fn quick_mode_1(
         &mut self,
         now: Instant,
@@ -131,7 +138,6 @@ impl Responder {
         let natt_port = self.cfg.natt_port;
         let mid = header.message_id;
         let Some(p1) = self.p1.get(&c) else { return };
-        let Some(keys) = p1.keys() else { return };
         let iv = crypto::exchange_iv(p1.choice.hash, &p1.iv, mid, p1.choice.cipher.block_len());
         // HASH(1) must come first and cover everything after it.
         let (plain, last_block) = match p1.open_hashed(header, data, &iv) {
@@ -141,6 +147,14 @@ impl Responder {
         let Ok(msg) = Message::parse(*header, &plain) else {
             return;
         };
+        let (pending, children) = (p1.quick.len(), self.child_sas_of(&p1.peer).len());
+        if pending >= MAX_PENDING_QUICK_MODES || children >= MAX_CHILD_SAS_PER_PEER {
+            self.stats.quick_mode_refused += 1;
+            warn!(%remote, pending, children, "Quick Mode refused: too many exchanges or IPsec SAs for this peer");
+            return;
+        }
+        let Some(p1) = self.p1.get(&c) else { return };
+        let Some(keys) = p1.keys() else { return };
         let prf = p1.choice.prf;
         let skeyid_a = keys.skeyid_a.clone();
         let skeyid_d = keys.skeyid_d.clone();
