@@ -253,7 +253,7 @@ impl Responder {
         if p1.state != P1State::Established || !p1.vendors.dpd {
             return None;
         }
-        if let Some((seq, since)) = p1.dpd.pending {
+        if let Some((_, since)) = p1.dpd.pending {
             if p1.dpd.last_activity > since {
                 p1.dpd.pending = None;
             } else if now >= since + timeout {
@@ -269,7 +269,6 @@ impl Responder {
             } else {
                 let next = p1.dpd.next_probe.unwrap_or(now);
                 if now >= next {
-                    let _ = seq;
                     let retry_seq = p1.dpd.next_seq;
                     p1.dpd.next_seq = retry_seq.wrapping_add(1);
                     p1.dpd.next_probe = Some(now + DPD_RETRY);

@@ -157,7 +157,6 @@ impl Responder {
         let Some(keys) = p1.keys() else { return };
         let prf = p1.choice.prf;
         let skeyid_a = keys.skeyid_a.clone();
-        let skeyid_d = keys.skeyid_d.clone();
         let nat = p1.nat;
         let peer_id = p1.peer_id.clone();
         let mut sa = None;
@@ -409,7 +408,6 @@ impl Responder {
             return;
         };
         let framed = p1.frame(natt_port, reply);
-        let _ = skeyid_d;
         info!(
             %remote,
             peer = %peer_id,

@@ -298,7 +298,6 @@ impl Responder {
     }
 
     fn service_phase1(&mut self, now: Instant, c: Cookies) {
-        let natt = self.cfg.natt_port;
         let Some(p1) = self.p1.get_mut(&c) else {
             return;
         };
@@ -351,7 +350,6 @@ impl Responder {
             }
         }
         let (local, remote) = (p1.local, p1.remote);
-        let _ = natt;
         for r in resend {
             self.stats.retransmits += 1;
             self.send(local, remote, r);
