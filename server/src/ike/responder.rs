@@ -315,39 +315,15 @@ impl Responder {
         }
         let mut resend = Vec::new();
         let mut next = vec![p1.expires];
-        if let Some(last) = &mut p1.last
-            && let Some(at) = last.resend_at
-        {
-            if now >= at {
-                if last.tries_left == 0 {
-                    last.resend_at = None;
-                } else {
-                    last.tries_left -= 1;
-                    last.interval *= 2;
-                    last.resend_at = Some(now + last.interval);
-                    resend.push(last.reply.clone());
-                }
+        let replies = p1
+            .last
+            .iter_mut()
+            .chain(p1.quick.values_mut().map(|qm| &mut qm.last));
+        for last in replies {
+            if let Some(reply) = last.due(now) {
+                resend.push(reply);
             }
-            if let Some(at) = last.resend_at {
-                next.push(at);
-            }
-        }
-        for qm in p1.quick.values_mut() {
-            if let Some(at) = qm.last.resend_at {
-                if now >= at {
-                    if qm.last.tries_left == 0 {
-                        qm.last.resend_at = None;
-                    } else {
-                        qm.last.tries_left -= 1;
-                        qm.last.interval *= 2;
-                        qm.last.resend_at = Some(now + qm.last.interval);
-                        resend.push(qm.last.reply.clone());
-                    }
-                }
-                if let Some(at) = qm.last.resend_at {
-                    next.push(at);
-                }
-            }
+            next.extend(last.resend_at);
         }
         let (local, remote) = (p1.local, p1.remote);
         for r in resend {

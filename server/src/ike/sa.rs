@@ -65,6 +65,23 @@ pub(crate) struct LastReply {
 }
 
 impl LastReply {
+    /// The reply to send again if its timer has run out (doubling the interval), or None. After the
+    /// last try the timer stops; the reply stays for duplicate requests.
+    pub fn due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let at = self.resend_at?;
+        if now < at {
+            return None;
+        }
+        if self.tries_left == 0 {
+            self.resend_at = None;
+            return None;
+        }
+        self.tries_left -= 1;
+        self.interval *= 2;
+        self.resend_at = Some(now + self.interval);
+        Some(self.reply.clone())
+    }
+
     pub fn new(
         request: &[u8],
         reply: Vec<u8>,
