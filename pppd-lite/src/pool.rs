@@ -209,6 +209,45 @@ impl AddressPool {
         self.allocate(user)
     }
 
+    /// Allocates exactly `addr` for `user`, a static address learnt after the pool was built
+    /// (a user record changed while the server runs). An address inside the dynamic ranges is
+    /// taken when free; one outside them becomes a static reservation of `user`. An address
+    /// reserved for another user, or excluded, is refused.
+    pub fn allocate_static(&mut self, user: &str, addr: Ipv4Addr) -> Result<Ipv4Addr, PoolError> {
+        if self.statics.get(user) == Some(&addr) {
+            return self.allocate(user);
+        }
+        if self
+            .static_owner
+            .get(&addr)
+            .is_some_and(|owner| owner != user)
+        {
+            return Err(PoolError::StaticConflict(addr));
+        }
+        match self.index_of(addr) {
+            Some(idx) => {
+                if self.state.get(idx as usize) == Some(&RESERVED) {
+                    Err(PoolError::StaticConflict(addr))
+                } else if self.take(idx) {
+                    Ok(addr)
+                } else {
+                    Err(PoolError::StaticInUse(addr))
+                }
+            }
+            None => {
+                if let Some(old) = self.statics.insert(user.to_string(), addr) {
+                    self.static_owner.remove(&old);
+                }
+                self.static_owner.insert(addr, user.to_string());
+                if self.static_in_use.insert(addr) {
+                    Ok(addr)
+                } else {
+                    Err(PoolError::StaticInUse(addr))
+                }
+            }
+        }
+    }
+
     /// Returns `addr` to the pool. Returns whether it was allocated.
     pub fn release(&mut self, addr: Ipv4Addr) -> bool {
         if self.static_owner.contains_key(&addr) {
@@ -303,6 +342,43 @@ mod tests {
 
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 0, 0, last)
+    }
+
+    #[test]
+    fn static_addresses_learnt_at_run_time() {
+        let mut pool = AddressPool::builder()
+            .range(ip(10), ip(11))
+            .exclude(ip(11))
+            .static_address("s", ip(50))
+            .build()
+            .unwrap();
+        // Inside the range: taken when free, refused while held, back on release.
+        assert_eq!(pool.allocate_static("a", ip(10)), Ok(ip(10)));
+        assert_eq!(
+            pool.allocate_static("b", ip(10)),
+            Err(PoolError::StaticInUse(ip(10)))
+        );
+        assert_eq!(pool.allocate("c"), Err(PoolError::Exhausted));
+        assert!(pool.release(ip(10)));
+        // Excluded, and another user's static address: refused.
+        assert_eq!(
+            pool.allocate_static("a", ip(11)),
+            Err(PoolError::StaticConflict(ip(11)))
+        );
+        assert_eq!(
+            pool.allocate_static("a", ip(50)),
+            Err(PoolError::StaticConflict(ip(50)))
+        );
+        // Outside the ranges: a new reservation, once at a time, released like any static.
+        assert_eq!(pool.allocate_static("a", ip(60)), Ok(ip(60)));
+        assert_eq!(
+            pool.allocate_static("a", ip(60)),
+            Err(PoolError::StaticInUse(ip(60)))
+        );
+        assert!(pool.release(ip(60)));
+        assert_eq!(pool.allocate_static("a", ip(60)), Ok(ip(60)));
+        // The user's own build-time static address goes through the normal path.
+        assert_eq!(pool.allocate_static("s", ip(50)), Ok(ip(50)));
     }
 
     #[test]

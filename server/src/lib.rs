@@ -3,6 +3,7 @@
 //! Every protocol core here is a sans-IO state machine: bytes and time in; bytes, timers and
 //! events out. The tokio shell in `io` owns the sockets and the clock.
 
+pub mod aaa;
 pub mod esp;
 pub mod ike;
 pub mod io;
