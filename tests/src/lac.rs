@@ -232,8 +232,11 @@ fn push_avp(m: &mut Vec<u8>, flags: u16, vendor: u16, attr: u16, value: &[u8]) {
     m.extend_from_slice(value);
 }
 
+/// (control, tunnel, session, Some((ns, nr)), body offset, end).
+pub type ParsedHeader = (bool, u16, u16, Option<(u16, u16)>, usize, usize);
+
 /// Parses an L2TP header: (control, tunnel, session, Some((ns, nr)), body offset, end).
-pub fn parse_header(d: &[u8]) -> Option<(bool, u16, u16, Option<(u16, u16)>, usize, usize)> {
+pub fn parse_header(d: &[u8]) -> Option<ParsedHeader> {
     let word = |i: usize| d.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     let flags = word(0)?;
     if flags & 0x000f != 2 {
@@ -724,7 +727,7 @@ pub fn hide(attr: u16, secret: &[u8], rv: &[u8], value: &[u8]) -> Vec<u8> {
     plain.extend_from_slice(value);
     // some random-looking padding, as the RFC suggests, to check it is skipped
     plain.extend_from_slice(&[0xa5; 5]);
-    while plain.len() % 16 != 0 {
+    while !plain.len().is_multiple_of(16) {
         plain.push(0x5a);
     }
     let mut out: Vec<u8> = Vec::new();

@@ -1,5 +1,7 @@
 //! The LNS against the independent test LAC, in memory, with a fake clock and an impaired link.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;

@@ -407,7 +407,7 @@ impl Lns {
             return;
         }
         let tid = h.tunnel;
-        if !self.tunnels.get(&tid).is_some_and(|t| t.peer == peer) {
+        if self.tunnels.get(&tid).is_none_or(|t| t.peer != peer) {
             self.stats.unknown_tunnel += 1;
             debug!(
                 peer,
@@ -1195,7 +1195,7 @@ impl Lns {
         result: u16,
         message: &str,
     ) {
-        if !self.tunnels.get(&tunnel).is_some_and(|t| t.peer == peer) {
+        if self.tunnels.get(&tunnel).is_none_or(|t| t.peer != peer) {
             return;
         }
         self.close_inner(
@@ -1244,3 +1244,6 @@ impl Lns {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

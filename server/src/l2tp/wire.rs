@@ -268,7 +268,7 @@ pub fn unhide(
     random_vector: &[u8],
     value: &[u8],
 ) -> Result<Vec<u8>, HiddenError> {
-    if value.is_empty() || value.len() % 16 != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(16) {
         return Err(HiddenError::Blocks);
     }
     let mut plain = Vec::with_capacity(value.len());
@@ -289,7 +289,7 @@ pub fn hide(attr: u16, secret: &[u8], random_vector: &[u8], value: &[u8]) -> Vec
     let mut plain = Vec::with_capacity(value.len() + 18);
     plain.extend_from_slice(&u16::try_from(value.len()).unwrap_or(u16::MAX).to_be_bytes());
     plain.extend_from_slice(value);
-    while plain.len() % 16 != 0 {
+    while !plain.len().is_multiple_of(16) {
         plain.push(0);
     }
     let mut out = Vec::with_capacity(plain.len());
