@@ -771,21 +771,13 @@ impl Lns {
             None => "peer sent StopCCN".into(),
         };
         self.down_events(tid, &reason);
-        if let Some(t) = self.tunnels.get_mut(&tid) {
-            if t.state == TunnelState::WaitConnect {
-                self.half_open = self.half_open.saturating_sub(1);
-            }
+        if let Some(t) = self.enter_closing(now, tid) {
             info!(
                 peer = t.peer,
                 tunnel = tid,
                 reason,
                 "L2TP tunnel closed by the peer"
             );
-            t.state = TunnelState::Closing {
-                until: now + CLOSE_LINGER,
-            };
-            t.sessions.clear();
-            t.by_peer_session.clear();
             t.channel.drop_outgoing();
         }
     }
@@ -1005,28 +997,31 @@ impl Lns {
             reason
         };
         self.down_events(tid, &reason);
-        let Some(t) = self.tunnels.get_mut(&tid) else {
-            return;
-        };
-        if t.is_closing() {
-            return;
+        if let Some(t) = self.enter_closing(now, tid) {
+            info!(
+                peer = t.peer,
+                tunnel = tid,
+                result,
+                reason,
+                "L2TP tunnel closing"
+            );
+            t.stopccn(result, err, message);
         }
+    }
+
+    /// Moves a tunnel to Closing: its sessions are forgotten (the caller emitted their events)
+    /// and it lingers for [`CLOSE_LINGER`]. None if it is absent or already closing.
+    fn enter_closing(&mut self, now: Instant, tid: u16) -> Option<&mut Tunnel> {
+        let t = self.tunnels.get_mut(&tid).filter(|t| !t.is_closing())?;
         if t.state == TunnelState::WaitConnect {
             self.half_open = self.half_open.saturating_sub(1);
         }
-        info!(
-            peer = t.peer,
-            tunnel = tid,
-            result,
-            reason,
-            "L2TP tunnel closing"
-        );
         t.state = TunnelState::Closing {
             until: now + CLOSE_LINGER,
         };
         t.sessions.clear();
         t.by_peer_session.clear();
-        t.stopccn(result, err, message);
+        Some(t)
     }
 
     fn remove_tunnel(&mut self, tid: u16) {
