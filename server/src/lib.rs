@@ -8,3 +8,4 @@ pub mod esp;
 pub mod ike;
 pub mod io;
 pub mod isakmp;
+pub mod l2tp;

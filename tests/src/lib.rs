@@ -9,6 +9,7 @@
 pub mod client;
 pub mod initiator;
 pub mod kdf;
+pub mod lac;
 pub mod pair;
 pub mod udp_client;
 pub mod wire;

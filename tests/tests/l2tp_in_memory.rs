@@ -1,0 +1,822 @@
+//! The LNS against the independent test LAC, in memory, with a fake clock and an impaired link.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use rand_core::Rng;
+use roadgate::l2tp::{Event, Lns, LnsConfig, PeerId, SessionRef};
+use roadgate_tests::lac::{self, Lac, LacConfig, LacEvent, LacState};
+
+struct Client {
+    peer: PeerId,
+    port: u16,
+    lac: Lac,
+    /// Highest Nr of this LAC the LNS has actually received: what the LNS knows is acked.
+    nr_seen_by_lns: Option<u16>,
+    events: Vec<LacEvent>,
+    data: Vec<(u16, Vec<u8>, bool)>,
+    /// Largest number of unacknowledged LNS messages seen on the wire towards this client.
+    max_in_flight: u16,
+}
+
+struct Net {
+    now: Instant,
+    lns: Lns,
+    clients: Vec<Client>,
+    loss: f64,
+    rng: ChaCha20Rng,
+    /// Reorder: deliver each batch in reverse.
+    reorder: bool,
+    /// Deliver every datagram twice.
+    duplicate: bool,
+    events: Vec<Event>,
+    lns_data: Vec<(SessionRef, Vec<u8>)>,
+    control_from_lns: usize,
+}
+
+fn cfg() -> LnsConfig {
+    LnsConfig {
+        max_tunnels: 10_000,
+        max_sessions_per_tunnel: 64,
+        ..LnsConfig::default()
+    }
+}
+
+impl Net {
+    fn new(config: LnsConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            lns: Lns::new(config, [7; 32]),
+            clients: Vec::new(),
+            loss: 0.0,
+            rng: ChaCha20Rng::seed_from_u64(99),
+            reorder: false,
+            duplicate: false,
+            events: Vec::new(),
+            lns_data: Vec::new(),
+            control_from_lns: 0,
+        }
+    }
+
+    fn add(&mut self, peer: PeerId, port: u16, c: LacConfig) -> usize {
+        let lac = Lac::new(c, peer, self.now);
+        self.clients.push(Client {
+            peer,
+            port,
+            lac,
+            nr_seen_by_lns: None,
+            events: Vec::new(),
+            data: Vec::new(),
+            max_in_flight: 0,
+        });
+        self.clients.len() - 1
+    }
+
+    fn lost(&mut self) -> bool {
+        self.loss > 0.0 && (self.rng.next_u32() as f64 / u32::MAX as f64) < self.loss
+    }
+
+    /// Moves datagrams until nothing is pending. Returns whether anything moved.
+    fn pump(&mut self) -> bool {
+        let mut moved = false;
+        for _ in 0..10_000 {
+            let mut batch: Vec<(usize, Vec<u8>, bool)> = Vec::new(); // (client, bytes, to_lns)
+            for (i, c) in self.clients.iter_mut().enumerate() {
+                while let Some(d) = c.lac.poll_transmit() {
+                    batch.push((i, d, true));
+                }
+            }
+            while let Some(t) = self.lns.poll_transmit() {
+                // peers without a client object (flood tests) are a black hole
+                let Some(i) = self.clients.iter().position(|c| c.peer == t.peer) else {
+                    continue;
+                };
+                assert_eq!(
+                    t.port, self.clients[i].port,
+                    "reply goes to the client's source port"
+                );
+                batch.push((i, t.payload, false));
+            }
+            while let Some(e) = self.lns.poll_event() {
+                self.events.push(e);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            moved = true;
+            if self.reorder {
+                batch.reverse();
+            }
+            for (i, d, to_lns) in batch {
+                let copies = if self.duplicate { 2 } else { 1 };
+                for _ in 0..copies {
+                    if self.lost() {
+                        continue;
+                    }
+                    self.deliver(i, &d, to_lns);
+                }
+            }
+        }
+        for c in &mut self.clients {
+            while let Some(e) = c.lac.poll_event() {
+                c.events.push(e);
+            }
+        }
+        moved
+    }
+
+    fn deliver(&mut self, i: usize, d: &[u8], to_lns: bool) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        if to_lns {
+            if let Some((true, _, _, Some((_, nr)), _, _)) = lac::parse_header(d) {
+                let prev = c.nr_seen_by_lns.unwrap_or(nr);
+                if c.nr_seen_by_lns.is_none() || nr.wrapping_sub(prev) < 0x8000 {
+                    c.nr_seen_by_lns = Some(nr);
+                }
+            }
+            if let Some((sref, range)) = self.lns.handle_datagram(now, c.peer, c.port, d) {
+                assert_eq!(sref.peer, c.peer, "data attributed to the right peer");
+                self.lns_data.push((sref, d[range].to_vec()));
+            }
+        } else {
+            if let Some((true, _, _, Some((ns, _)), body, end)) = lac::parse_header(d)
+                && body != end
+            {
+                self.control_from_lns += 1;
+                let acked = c.nr_seen_by_lns.unwrap_or(0);
+                let in_flight = ns.wrapping_sub(acked).wrapping_add(1);
+                if in_flight < 0x8000 {
+                    c.max_in_flight = c.max_in_flight.max(in_flight);
+                }
+            }
+            if let Some(x) = c.lac.handle_datagram(now, d) {
+                c.data.push(x);
+            }
+        }
+    }
+
+    /// Runs the network for `dur` of fake time.
+    fn run(&mut self, dur: Duration) {
+        let end = self.now + dur;
+        loop {
+            self.pump();
+            let mut next = self.lns.poll_timeout();
+            for c in &self.clients {
+                next = [next, c.lac.poll_timeout()].into_iter().flatten().min();
+            }
+            let Some(next) = next.filter(|t| *t <= end) else {
+                self.now = end;
+                self.lns.handle_timeout(end);
+                for c in &mut self.clients {
+                    c.lac.handle_timeout(end);
+                }
+                self.pump();
+                return;
+            };
+            self.now = self.now.max(next);
+            self.lns.handle_timeout(self.now);
+            let now = self.now;
+            for c in &mut self.clients {
+                c.lac.handle_timeout(now);
+            }
+        }
+    }
+
+    fn connect(&mut self, i: usize) {
+        let now = self.now;
+        self.clients[i].lac.connect(now);
+        self.run(Duration::from_millis(10));
+    }
+
+    fn open(&mut self, i: usize) -> u16 {
+        let now = self.now;
+        let sid = self.clients[i].lac.open_session(now);
+        self.run(Duration::from_millis(10));
+        sid
+    }
+
+    fn session_ups(&self) -> Vec<SessionRef> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SessionUp { session, .. } => Some(*session),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn tunnel_downs(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::TunnelDown { .. }))
+            .count()
+    }
+
+    /// PPP frames both ways over session `sref` / LAC session `sid` of client `i`.
+    fn exchange_data(&mut self, i: usize, sid: u16, sref: SessionRef, tag: u8) -> bool {
+        let up = vec![0xff, 0x03, 0xc0, 0x21, tag];
+        let d = self.clients[i]
+            .lac
+            .send_data(sid, &up)
+            .expect("LAC session up");
+        let now = self.now;
+        let got = self
+            .lns
+            .handle_datagram(now, self.clients[i].peer, self.clients[i].port, &d);
+        let Some((r, range)) = got else { return false };
+        assert_eq!(r, sref);
+        assert_eq!(&d[range], &up[..]);
+        let h = self.lns.data_header(sref).expect("session known");
+        assert_eq!(h.port, self.clients[i].port);
+        let mut down = h.bytes[..h.len].to_vec();
+        down.extend_from_slice(&[0xff, 0x03, 0x80, 0x21, tag]);
+        let before = self.clients[i].data.len();
+        self.deliver(i, &down, false);
+        self.clients[i].data.len() == before + 1
+            && self.clients[i].data.last().map(|x| x.1.clone())
+                == Some(vec![0xff, 0x03, 0x80, 0x21, tag])
+    }
+}
+
+fn establish(net: &mut Net, i: usize) -> (u16, SessionRef) {
+    net.connect(i);
+    assert_eq!(net.clients[i].lac.state, LacState::Established);
+    let sid = net.open(i);
+    assert!(net.clients[i].lac.session_up(sid), "ICRP received");
+    let sref = *net.session_ups().last().expect("SessionUp");
+    assert_eq!(sref.peer, net.clients[i].peer);
+    (sid, sref)
+}
+
+#[test]
+fn windows_like_client() {
+    let mut net = Net::new(cfg());
+    let i = net.add(1, 1701, LacConfig::windows());
+    let (sid, sref) = establish(&mut net, i);
+    match &net.events[0] {
+        Event::TunnelUp {
+            host_name, vendor, ..
+        } => {
+            assert_eq!(host_name, "DESKTOP-TEST");
+            assert_eq!(vendor.as_deref(), Some("Microsoft"));
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(net.exchange_data(i, sid, sref, 1));
+    assert!(
+        !net.clients[i].data[0].2,
+        "no sequence numbers unless asked"
+    );
+    assert_eq!(net.lns.tunnel_count(), 1);
+    assert_eq!(net.lns.session_count(), 1);
+    // CDN from the client, then StopCCN
+    let now = net.now;
+    net.clients[i].lac.close_session(now, sid, 3);
+    net.run(Duration::from_millis(10));
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, Event::SessionDown { .. }))
+    );
+    assert_eq!(net.lns.session_count(), 0);
+    let now = net.now;
+    net.clients[i].lac.close_tunnel(now, 1);
+    net.run(Duration::from_millis(10));
+    assert_eq!(net.tunnel_downs(), 1);
+    assert_eq!(net.lns.tunnel_count(), 0);
+    assert_eq!(net.lns.stats().stopccn_received, 1);
+    // the closing tunnel lingers, then is gone
+    net.run(Duration::from_secs(40));
+    assert_eq!(net.lns.poll_timeout(), None);
+}
+
+#[test]
+fn apple_like_client_with_tunnel0_hello_burst() {
+    let mut net = Net::new(cfg());
+    let i = net.add(2, 50123, LacConfig::apple());
+    let hello = net.clients[i].lac.tunnel0_hello();
+    for _ in 0..10 {
+        let now = net.now;
+        assert!(net.lns.handle_datagram(now, 2, 50123, &hello).is_none());
+    }
+    assert!(
+        net.lns.poll_transmit().is_none(),
+        "no reply to stray tunnel-0 messages"
+    );
+    assert_eq!(net.lns.stats().tunnel0_stray, 10);
+    let (sid, sref) = establish(&mut net, i);
+    match &net.events[0] {
+        Event::TunnelUp {
+            host_name, vendor, ..
+        } => {
+            assert_eq!(host_name, "MacBook.local", "trailing NUL trimmed");
+            assert_eq!(vendor, &None);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(net.exchange_data(i, sid, sref, 2));
+    assert!(net.clients[i].max_in_flight <= 4);
+}
+
+fn android_with_secret(lns_secret: Option<&[u8]>, lac_secret: &[u8]) -> Net {
+    let mut c = cfg();
+    c.secret = lns_secret.map(|s| s.to_vec().into());
+    let mut net = Net::new(c);
+    let mut a = LacConfig::android();
+    a.secret = Some(lac_secret.to_vec());
+    a.challenge = true;
+    net.add(3, 40000, a);
+    net.connect(0);
+    net
+}
+
+#[test]
+fn android_like_client_window_one_with_secret() {
+    let mut net = android_with_secret(Some(b"l2tp-secret"), b"l2tp-secret");
+    assert_eq!(net.clients[0].lac.state, LacState::Established);
+    let sid = net.open(0);
+    let sref = net.session_ups()[0];
+    for k in 0..5 {
+        assert!(net.exchange_data(0, sid, sref, k));
+    }
+    // more control traffic: a few more sessions, closed by the server at once
+    let mut refs = Vec::new();
+    for _ in 0..3 {
+        net.open(0);
+        refs.push(*net.session_ups().last().unwrap());
+    }
+    let now = net.now;
+    for r in refs {
+        net.lns.close_session(now, r, 3, "admin");
+    }
+    net.run(Duration::from_secs(5));
+    assert_eq!(
+        net.clients[0].max_in_flight, 1,
+        "never more than one message in flight to a window-1 peer"
+    );
+    assert!(net.control_from_lns >= 6);
+    assert_eq!(net.lns.session_count(), 1);
+    assert_eq!(net.lns.stats().auth_failed, 0);
+}
+
+#[test]
+fn hidden_avps_from_the_lac() {
+    let mut c = cfg();
+    c.secret = Some(b"hush".to_vec().into());
+    let mut net = Net::new(c);
+    let mut x = LacConfig::xl2tpd();
+    x.secret = Some(b"hush".to_vec());
+    x.hide_session_avps = true;
+    x.call_serial = 0x01020304u32.to_be_bytes().to_vec();
+    net.add(9, 1701, x);
+    let (sid, sref) = establish(&mut net, 0);
+    let call = net.events.iter().find_map(|e| match e {
+        Event::SessionUp { call, .. } => Some(call.clone()),
+        _ => None,
+    });
+    assert_eq!(call.unwrap().call_serial, 0x01020304);
+    assert!(net.exchange_data(0, sid, sref, 9));
+}
+
+#[test]
+fn secret_mismatch_is_refused() {
+    let net = android_with_secret(Some(b"server"), b"client");
+    assert_ne!(net.clients[0].lac.state, LacState::Established);
+    assert_eq!(
+        net.clients[0].lac.stats.auth_failed, 1,
+        "the client rejects our response"
+    );
+    assert_eq!(net.lns.tunnel_count(), 0);
+}
+
+#[test]
+fn lns_rejects_wrong_challenge_response() {
+    // the client has no challenge of its own but answers ours with the wrong secret
+    let mut c = cfg();
+    c.secret = Some(b"server".to_vec().into());
+    let mut net = Net::new(c);
+    let mut a = LacConfig::windows();
+    a.secret = Some(b"wrong".to_vec());
+    net.add(4, 1701, a);
+    net.connect(0);
+    assert_eq!(net.lns.stats().auth_failed, 1);
+    assert_eq!(net.lns.tunnel_count(), 0);
+    let downs: Vec<_> = net.clients[0]
+        .events
+        .iter()
+        .filter(|e| matches!(e, LacEvent::TunnelDown { .. }))
+        .collect();
+    assert_eq!(
+        downs,
+        vec![&LacEvent::TunnelDown {
+            result: Some((4, Some(0)))
+        }]
+    );
+    assert!(
+        !net.events
+            .iter()
+            .any(|e| matches!(e, Event::TunnelUp { .. }))
+    );
+}
+
+#[test]
+fn client_secret_without_server_secret_is_refused() {
+    let net = android_with_secret(None, b"client");
+    assert_eq!(net.lns.stats().no_secret_configured, 1);
+    assert!(net.clients[0].events.contains(&LacEvent::TunnelDown {
+        result: Some((4, Some(0)))
+    }));
+}
+
+#[test]
+fn data_with_sequencing() {
+    let mut net = Net::new(cfg());
+    let mut x = LacConfig::xl2tpd();
+    x.data_sequencing = true;
+    net.add(5, 1701, x);
+    let (sid, sref) = establish(&mut net, 0);
+    let call = net.events.iter().find_map(|e| match e {
+        Event::SessionUp { call, .. } => Some(call.clone()),
+        _ => None,
+    });
+    assert!(call.unwrap().sequencing_required);
+    for k in 0..3 {
+        assert!(net.exchange_data(0, sid, sref, k));
+    }
+    assert!(
+        net.clients[0].data.iter().all(|d| d.2),
+        "our data carries Ns/Nr"
+    );
+}
+
+#[test]
+fn lossy_link_still_establishes() {
+    for seed in 0..8u64 {
+        let mut net = Net::new(cfg());
+        net.rng = ChaCha20Rng::seed_from_u64(seed);
+        net.loss = 0.3;
+        net.add(10, 1701, LacConfig::windows());
+        net.add(11, 40001, LacConfig::android());
+        for i in 0..2 {
+            let now = net.now;
+            net.clients[i].lac.connect(now);
+        }
+        net.run(Duration::from_secs(20));
+        for i in 0..2 {
+            if net.clients[i].lac.state == LacState::Established {
+                let now = net.now;
+                net.clients[i].lac.open_session(now);
+            }
+        }
+        net.run(Duration::from_secs(20));
+        let ups = net.session_ups().len();
+        assert_eq!(ups, 2, "seed {seed}: both sessions up despite 30% loss");
+        assert!(
+            net.lns.stats().retransmits
+                + net
+                    .clients
+                    .iter()
+                    .map(|c| c.lac.stats.retransmits)
+                    .sum::<u64>()
+                > 0
+        );
+        assert!(net.clients[1].max_in_flight <= 1);
+    }
+}
+
+#[test]
+fn duplicated_and_reordered_deliveries() {
+    let mut net = Net::new(cfg());
+    net.duplicate = true;
+    net.reorder = true;
+    net.add(12, 1701, LacConfig::windows());
+    let (_sid, _sref) = establish(&mut net, 0);
+    // pipeline several ICRQs, delivered reversed and twice
+    let now = net.now;
+    for _ in 0..4 {
+        net.clients[0].lac.open_session(now);
+    }
+    net.run(Duration::from_secs(3));
+    assert_eq!(net.lns.session_count(), 5, "each ICRQ once");
+    assert_eq!(net.session_ups().len(), 5);
+    assert!(net.lns.stats().duplicates > 0);
+    assert!(net.lns.stats().held_out_of_order > 0);
+    assert_eq!(
+        net.lns.tunnel_count(),
+        1,
+        "duplicate SCCRQ did not make a second tunnel"
+    );
+    assert!(net.lns.stats().duplicate_sccrq > 0);
+}
+
+#[test]
+fn silent_peer_is_torn_down() {
+    let mut net = Net::new(cfg());
+    net.add(13, 1701, LacConfig::windows());
+    establish(&mut net, 0);
+    net.loss = 1.0; // the peer vanishes
+    net.run(Duration::from_secs(60 + 40));
+    assert!(net.lns.stats().hellos_sent >= 1);
+    assert_eq!(net.lns.stats().tunnels_timed_out, 1);
+    assert_eq!(net.tunnel_downs(), 1);
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, Event::SessionDown { .. }))
+    );
+    assert_eq!(net.lns.tunnel_count(), 0);
+    assert_eq!(net.lns.session_count(), 0);
+}
+
+#[test]
+fn hello_keepalive_while_idle() {
+    let mut net = Net::new(cfg());
+    let mut x = LacConfig::xl2tpd();
+    x.hello_interval = Some(Duration::from_secs(45));
+    net.add(14, 1701, x);
+    establish(&mut net, 0);
+    net.run(Duration::from_secs(600));
+    let hellos_from_lns = net.clients[0]
+        .lac
+        .stats
+        .received
+        .iter()
+        .filter(|t| **t == lac::HELLO)
+        .count();
+    assert!(net.clients[0].lac.stats.hellos_sent >= 5);
+    assert_eq!(net.lns.tunnel_count(), 1, "keepalives keep it up");
+    assert_eq!(net.tunnel_downs(), 0);
+    // the LAC's hellos every 45 s keep the LNS (60 s) quiet
+    assert_eq!(hellos_from_lns, 0);
+
+    let mut net = Net::new(cfg());
+    net.add(15, 1701, LacConfig::windows());
+    establish(&mut net, 0);
+    net.run(Duration::from_secs(600));
+    assert!(
+        net.lns.stats().hellos_sent >= 9,
+        "LNS sends HELLO every 60 s of silence"
+    );
+    assert_eq!(net.tunnel_downs(), 0);
+}
+
+#[test]
+fn server_side_cdn_and_stopccn() {
+    let mut net = Net::new(cfg());
+    net.add(16, 1701, LacConfig::windows());
+    let (sid, sref) = establish(&mut net, 0);
+    let now = net.now;
+    net.lns.close_session(now, sref, 3, "admin");
+    net.run(Duration::from_millis(10));
+    assert!(net.clients[0].events.contains(&LacEvent::SessionDown {
+        session: sid,
+        result: Some((3, Some(0)))
+    }));
+    assert!(net.lns.data_header(sref).is_none());
+    let (_, sref2) = {
+        let s = net.open(0);
+        (s, *net.session_ups().last().unwrap())
+    };
+    let now = net.now;
+    net.lns.close_tunnel(now, 16, sref2.tunnel, 1, "bye");
+    net.run(Duration::from_millis(10));
+    assert!(net.clients[0].events.contains(&LacEvent::TunnelDown {
+        result: Some((1, Some(0)))
+    }));
+    assert_eq!(net.tunnel_downs(), 1);
+    assert_eq!(net.lns.in_flight(sref2.tunnel), 0, "StopCCN acknowledged");
+}
+
+#[test]
+fn unknown_mandatory_avp_tunnel_and_session() {
+    let mut net = Net::new(cfg());
+    let mut w = LacConfig::windows();
+    w.extra_sccrq_avps.push((lac::M, 0, 200, vec![1, 2]));
+    net.add(17, 1701, w);
+    net.connect(0);
+    assert!(net.clients[0].events.contains(&LacEvent::TunnelDown {
+        result: Some((2, Some(8)))
+    }));
+    assert_eq!(net.lns.stats().unknown_mandatory_avp, 1);
+
+    let mut w = LacConfig::windows();
+    w.extra_icrq_avps.push((lac::M, 9999, 1, vec![1]));
+    w.assigned_tunnel = 2;
+    net.add(18, 1701, w);
+    net.connect(1);
+    let sid = net.open(1);
+    // the LAC's session is "up" (it got ICRP? no: it got CDN 2/8)
+    assert!(net.clients[1].events.contains(&LacEvent::SessionDown {
+        session: sid,
+        result: Some((2, Some(8)))
+    }));
+    assert_eq!(net.lns.session_count(), 0);
+    assert_eq!(net.lns.tunnel_count(), 1, "only the session is refused");
+    // Microsoft vendor AVP without M is fine (the windows() config sends one)
+    assert_eq!(net.lns.stats().unknown_mandatory_avp, 2);
+}
+
+#[test]
+fn short_call_serial_number_answered_with_cdn() {
+    let mut net = Net::new(cfg());
+    let mut w = LacConfig::windows();
+    w.call_serial = vec![0, 1];
+    net.add(19, 1701, w);
+    net.connect(0);
+    let sid = net.open(0);
+    assert!(net.clients[0].events.contains(&LacEvent::SessionDown {
+        session: sid,
+        result: Some((2, Some(2)))
+    }));
+    assert_eq!(net.lns.stats().bad_avp_length, 1);
+    assert_eq!(net.lns.tunnel_count(), 1);
+}
+
+#[test]
+fn unknown_ids_are_dropped() {
+    let mut net = Net::new(cfg());
+    net.add(20, 1701, LacConfig::windows());
+    let (_sid, sref) = establish(&mut net, 0);
+    let now = net.now;
+    // data for an unknown session of a known tunnel, an unknown tunnel, a known tunnel of another peer
+    let mk = |t: u16, s: u16| {
+        let mut d = vec![0x00, 0x02];
+        d.extend_from_slice(&t.to_be_bytes());
+        d.extend_from_slice(&s.to_be_bytes());
+        d.extend_from_slice(&[0xff, 0x03]);
+        d
+    };
+    assert!(
+        net.lns
+            .handle_datagram(
+                now,
+                20,
+                1701,
+                &mk(sref.tunnel, sref.session.wrapping_add(1))
+            )
+            .is_none()
+    );
+    assert!(
+        net.lns
+            .handle_datagram(
+                now,
+                20,
+                1701,
+                &mk(sref.tunnel.wrapping_add(1), sref.session)
+            )
+            .is_none()
+    );
+    assert!(
+        net.lns
+            .handle_datagram(now, 21, 1701, &mk(sref.tunnel, sref.session))
+            .is_none()
+    );
+    assert_eq!(net.lns.stats().unknown_session, 1);
+    assert_eq!(net.lns.stats().unknown_tunnel, 2);
+    // a control message for an unknown tunnel: no reply
+    let zlb = [0xc8, 0x02, 0, 12, 0x77, 0x77, 0, 0, 0, 0, 0, 0];
+    net.lns.handle_datagram(now, 20, 1701, &zlb);
+    assert!(net.lns.poll_transmit().is_none());
+    // version 3 and garbage
+    net.lns
+        .handle_datagram(now, 20, 1701, &[0xc8, 0x03, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+    net.lns.handle_datagram(now, 20, 1701, &[0xc8]);
+    assert_eq!(net.lns.stats().unsupported_version, 1);
+    assert_eq!(net.lns.stats().malformed_header, 1);
+}
+
+#[test]
+fn sccrq_flood_is_bounded() {
+    let mut c = cfg();
+    c.max_half_open = 50;
+    let mut net = Net::new(c);
+    net.add(30, 1701, LacConfig::windows());
+    let (sid, sref) = establish(&mut net, 0);
+    // 1000 SCCRQs from one peer with different tunnel ids
+    for k in 0..1000u16 {
+        let mut w = LacConfig::windows();
+        w.assigned_tunnel = k + 2;
+        let mut l = Lac::new(w, 1, net.now);
+        l.connect(net.now);
+        let d = l.poll_transmit().unwrap();
+        let now = net.now;
+        net.lns.handle_datagram(now, 31, 1701, &d);
+    }
+    while net.lns.poll_transmit().is_some() {}
+    assert_eq!(net.lns.half_open_count(), 4, "max_tunnels_per_peer");
+    assert_eq!(net.lns.stats().flood_per_peer, 996);
+    // and from 1000 peers
+    for k in 0..1000u64 {
+        let mut l = Lac::new(LacConfig::windows(), k, net.now);
+        l.connect(net.now);
+        let d = l.poll_transmit().unwrap();
+        let now = net.now;
+        net.lns.handle_datagram(now, 1000 + k, 1701, &d);
+    }
+    while net.lns.poll_transmit().is_some() {}
+    assert_eq!(net.lns.half_open_count(), 50);
+    assert!(net.lns.stats().flood_half_open >= 950);
+    assert!(
+        net.exchange_data(0, sid, sref, 7),
+        "the established tunnel still works"
+    );
+    // half-open tunnels expire; then new clients get in
+    net.run(Duration::from_secs(40));
+    assert_eq!(net.lns.half_open_count(), 0);
+    assert!(net.exchange_data(0, sid, sref, 8));
+    let j = net.add(40, 1701, LacConfig::apple());
+    establish(&mut net, j);
+}
+
+#[test]
+fn two_clients_behind_one_nat() {
+    let mut net = Net::new(cfg());
+    // both from UDP 1701 with Assigned Tunnel ID 1, two IPsec SAs → two peers
+    net.add(50, 1701, LacConfig::windows());
+    net.add(51, 1701, LacConfig::windows());
+    let (s0, r0) = establish(&mut net, 0);
+    let (s1, r1) = establish(&mut net, 1);
+    assert_ne!(r0.tunnel, r1.tunnel);
+    assert_eq!(net.lns.tunnel_count(), 2);
+    assert!(net.exchange_data(0, s0, r0, 1));
+    assert!(net.exchange_data(1, s1, r1, 2));
+    // client 0's data replayed as if from peer 51 is not delivered to client 0's session
+    let d = net.clients[0].lac.send_data(s0, &[1, 2, 3]).unwrap();
+    let now = net.now;
+    assert!(net.lns.handle_datagram(now, 51, 1701, &d).map(|x| x.0) != Some(r0));
+    // teardown of one leaves the other
+    let now = net.now;
+    net.clients[0].lac.close_tunnel(now, 1);
+    net.run(Duration::from_millis(10));
+    assert_eq!(net.lns.tunnel_count(), 1);
+    assert!(net.exchange_data(1, s1, r1, 3));
+    assert!(net.lns_data.iter().all(|(r, _)| *r == r0 || *r == r1));
+}
+
+#[test]
+fn port_change_is_followed() {
+    let mut net = Net::new(cfg());
+    net.add(60, 50000, LacConfig::apple());
+    let (sid, sref) = establish(&mut net, 0);
+    net.clients[0].port = 50001;
+    assert!(net.exchange_data(0, sid, sref, 1));
+    let now = net.now;
+    net.lns.close_session(now, sref, 3, "x");
+    net.run(Duration::from_millis(10));
+    assert_eq!(net.lns.session_count(), 0);
+}
+
+#[test]
+fn peer_gone_and_shutdown() {
+    let mut net = Net::new(cfg());
+    net.add(70, 1701, LacConfig::windows());
+    net.add(71, 1701, LacConfig::apple());
+    establish(&mut net, 0);
+    establish(&mut net, 1);
+    net.lns.peer_gone(70);
+    assert!(net.lns.poll_transmit().is_none(), "nothing sent");
+    net.pump();
+    assert_eq!(net.tunnel_downs(), 1);
+    assert_eq!(net.lns.tunnel_count(), 1);
+    let now = net.now;
+    net.lns.shutdown(now);
+    net.run(Duration::from_millis(10));
+    assert_eq!(net.tunnel_downs(), 2);
+    assert!(net.clients[1].events.contains(&LacEvent::TunnelDown {
+        result: Some((6, Some(0)))
+    }));
+}
+
+#[test]
+fn many_tunnels_many_sessions() {
+    let mut net = Net::new(cfg());
+    for k in 0..100u64 {
+        let mut w = LacConfig::xl2tpd();
+        w.assigned_tunnel = 1;
+        net.add(100 + k, 1701, w);
+    }
+    for i in 0..100 {
+        let now = net.now;
+        net.clients[i].lac.connect(now);
+    }
+    net.run(Duration::from_millis(10));
+    for i in 0..100 {
+        let now = net.now;
+        for _ in 0..10 {
+            net.clients[i].lac.open_session(now);
+        }
+    }
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.lns.tunnel_count(), 100);
+    assert_eq!(net.lns.session_count(), 1000);
+    assert_eq!(net.session_ups().len(), 1000);
+    let mut ids: Vec<u16> = net.session_ups().iter().map(|r| r.tunnel).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "tunnel ids unique");
+}
