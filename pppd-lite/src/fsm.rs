@@ -187,8 +187,19 @@ impl<N: Negotiate> Fsm<N> {
     }
 
     fn scr(&mut self, now: Instant) {
-        let id = self.fresh_id();
-        self.last_request = self.opts.request();
+        self.send_request(now, false);
+    }
+
+    /// Sends a Configure-Request. A retransmission (`TO+`) of unchanged options keeps the
+    /// identifier (RFC 1661 §5.1 allows it), so that a peer already Opened recognises it as a
+    /// repeat of the request it acked rather than a renegotiation.
+    fn send_request(&mut self, now: Instant, retransmission: bool) {
+        let options = self.opts.request();
+        let id = match self.request_id {
+            Some(id) if retransmission && options == self.last_request => id,
+            _ => self.fresh_id(),
+        };
+        self.last_request = options;
         self.request_id = Some(id);
         self.out.push(packet::encode(
             code::CONFIGURE_REQUEST,
@@ -291,10 +302,10 @@ impl<N: Negotiate> Fsm<N> {
             match self.state {
                 State::Closing | State::Stopping => self.str(now),
                 State::ReqSent | State::AckRcvd => {
-                    self.scr(now);
+                    self.send_request(now, true);
                     self.set(State::ReqSent);
                 }
-                State::AckSent => self.scr(now),
+                State::AckSent => self.send_request(now, true),
                 _ => {}
             }
         } else {
@@ -620,7 +631,7 @@ mod tests {
     #[test]
     fn open_then_up_sends_request() {
         let now = Instant::now();
-        let mut f = started(now);
+        let f = started(now);
         assert_eq!(f.state(), State::ReqSent);
         assert_eq!(f.out, vec![vec![1, 1, 0, 7, 1, 3, 5]]);
         assert_eq!(f.deadline(), Some(now + Duration::from_secs(3)));

@@ -122,10 +122,24 @@ impl Negotiate for Lcp {
     }
 
     fn on_request(&mut self, options: &[u8]) -> Result<Reply, PacketError> {
+        let ours = self.magic();
+        // RFC 1661 §6.4: our own magic number coming back may mean a looped-back link, and then
+        // the rest of the request is our own too; answer only the magic number.
+        packet::validate_options(options)?;
+        let own_magic = packet::options(options)
+            .flatten()
+            .find(|o| o.kind == option::MAGIC && ours != 0 && be32(o.data) == Some(ours));
+        if let Some(o) = own_magic {
+            self.looped += 1;
+            let fresh = nonzero_u32(&mut self.rng, ours);
+            return Ok(Reply::Nak {
+                nak: packet::option(option::MAGIC, &fresh.to_be_bytes()),
+                original: o.raw.to_vec(),
+            });
+        }
+        self.looped = 0;
         let mut mru = DEFAULT_MRU;
         let mut auth = None;
-        let mut looped = false;
-        let ours = self.magic();
         let rng = &mut self.rng;
         let role = &self.role;
         let reply = packet::judge_request(options, |o| match o.kind {
@@ -158,19 +172,12 @@ impl Negotiate for Lcp {
                     let fresh = nonzero_u32(rng, ours);
                     Judgement::Nak(packet::option(option::MAGIC, &fresh.to_be_bytes()))
                 }
-                Some(m) if m == ours => {
-                    // RFC 1661 §6.4: possibly looped back; Nak with a different number.
-                    looped = true;
-                    let fresh = nonzero_u32(rng, ours);
-                    Judgement::Nak(packet::option(option::MAGIC, &fresh.to_be_bytes()))
-                }
                 Some(_) => Judgement::Ack,
                 None => Judgement::Reject,
             },
             option::PFC | option::ACFC if o.data.is_empty() => Judgement::Ack,
             _ => Judgement::Reject,
         })?;
-        self.looped = if looped { self.looped + 1 } else { 0 };
         if reply == Reply::Ack {
             self.peer_mru = mru;
             if matches!(self.role, LcpRole::Client { .. }) {

@@ -357,6 +357,8 @@ struct ClientAuth {
     progress: Progress,
     /// MS-CHAPv2: the `S=` text the server must send.
     expected: Option<Zeroizing<String>>,
+    /// MS-CHAPv2: the (identifier, challenge) last answered.
+    answered: Option<(u8, [u8; 16])>,
     failures: u32,
 }
 
@@ -543,6 +545,7 @@ impl Ppp {
                 protocol: None,
                 progress: Progress::Idle,
                 expected: None,
+                answered: None,
                 failures: 0,
             },
             out: VecDeque::new(),
@@ -1388,6 +1391,15 @@ impl Ppp {
             (AuthProtocol::MsChapV2, chap::code::CHALLENGE) => {
                 let v = chap::parse_value(pkt.data).map_err(Discard::Malformed)?;
                 let challenge: [u8; 16] = v.value.try_into().map_err(|_| malformed)?;
+                if self.client_auth.answered == Some((pkt.id, challenge)) {
+                    // A retransmitted Challenge: repeat the same Response, since a new peer
+                    // challenge would change the authenticator response the server sends.
+                    if let Some(r) = &self.retransmit {
+                        let (proto, again) = (r.protocol, r.packet.clone());
+                        self.send(proto, &again);
+                    }
+                    return Ok(());
+                }
                 self.mschapv2_respond(now, pkt.id, &challenge, &user, &password);
             }
             (AuthProtocol::ChapMd5, chap::code::SUCCESS) => {
@@ -1457,6 +1469,7 @@ impl Ppp {
     ) {
         let mut peer_challenge = [0u8; 16];
         self.rng.0.fill_bytes(&mut peer_challenge);
+        self.client_auth.answered = Some((ident, *challenge));
         let hash = Zeroizing::new(mschapv2::nt_password_hash(password));
         let nt_response = mschapv2::generate_nt_response(challenge, &peer_challenge, user, &hash);
         self.client_auth.expected = Some(Zeroizing::new(mschapv2::authenticator_response(
