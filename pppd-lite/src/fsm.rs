@@ -435,14 +435,30 @@ impl<N: Negotiate> Fsm<N> {
         Ok(())
     }
 
-    fn rca(&mut self, now: Instant, pkt: Packet<'_>) -> Result<(), Discard> {
+    /// Configure-Ack/Nak/Reject where no request of ours is outstanding: Closed and Stopped
+    /// answer with Terminate-Ack, Closing and Stopping ignore them. True when the caller
+    /// should process the reply.
+    fn reply_wanted(&mut self, id: u8) -> bool {
         match self.state {
             State::Closed | State::Stopped => {
-                self.sta(pkt.id);
-                return Ok(());
+                self.sta(id);
+                false
             }
-            State::Closing | State::Stopping => return Ok(()),
-            _ => {}
+            State::Closing | State::Stopping => false,
+            _ => true,
+        }
+    }
+
+    /// `tld, scr` and back to Req-Sent: the peer restarted negotiation while we were Opened.
+    fn renegotiate(&mut self, now: Instant) {
+        self.signals.push(Signal::Down);
+        self.scr(now);
+        self.set(State::ReqSent);
+    }
+
+    fn rca(&mut self, now: Instant, pkt: Packet<'_>) -> Result<(), Discard> {
+        if !self.reply_wanted(pkt.id) {
+            return Ok(());
         }
         // RFC 1661 §5.2: the Ack must match the last request exactly.
         if self.request_id != Some(pkt.id) || pkt.data != self.last_request.as_slice() {
@@ -464,24 +480,15 @@ impl<N: Negotiate> Fsm<N> {
                 self.set(State::Opened);
                 self.signals.push(Signal::Up);
             }
-            State::Opened => {
-                self.signals.push(Signal::Down);
-                self.scr(now);
-                self.set(State::ReqSent);
-            }
+            State::Opened => self.renegotiate(now),
             _ => {}
         }
         Ok(())
     }
 
     fn rcn(&mut self, now: Instant, pkt: Packet<'_>) -> Result<(), Discard> {
-        match self.state {
-            State::Closed | State::Stopped => {
-                self.sta(pkt.id);
-                return Ok(());
-            }
-            State::Closing | State::Stopping => return Ok(()),
-            _ => {}
+        if !self.reply_wanted(pkt.id) {
+            return Ok(());
         }
         if self.request_id != Some(pkt.id) {
             return Err(Discard::Unexpected);
@@ -506,11 +513,7 @@ impl<N: Negotiate> Fsm<N> {
                 self.scr(now);
                 self.set(State::ReqSent);
             }
-            State::Opened => {
-                self.signals.push(Signal::Down);
-                self.scr(now);
-                self.set(State::ReqSent);
-            }
+            State::Opened => self.renegotiate(now),
             _ => {}
         }
         Ok(())
@@ -544,11 +547,7 @@ impl<N: Negotiate> Fsm<N> {
                 self.set(State::Stopped);
             }
             State::AckRcvd => self.set(State::ReqSent),
-            State::Opened => {
-                self.signals.push(Signal::Down);
-                self.scr(now);
-                self.set(State::ReqSent);
-            }
+            State::Opened => self.renegotiate(now),
             _ => {}
         }
     }

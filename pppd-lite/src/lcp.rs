@@ -203,7 +203,9 @@ impl Negotiate for Lcp {
                 }
                 option::MAGIC => self.magic = nonzero_u32(&mut self.rng, self.magic),
                 option::AUTH => {
-                    if let LcpRole::Server { offer, current } = &mut self.role {
+                    if let LcpRole::Server { offer, current } = &mut self.role
+                        && *current < offer.len()
+                    {
                         let suggested = AuthProtocol::from_lcp_option(o.data);
                         match offer.iter().position(|p| Some(*p) == suggested) {
                             Some(i) => *current = i,

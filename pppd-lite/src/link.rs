@@ -982,6 +982,14 @@ impl Ppp {
         }
     }
 
+    /// Parses a control packet, counting a malformed one.
+    fn parse_control<'p>(&mut self, info: &'p [u8]) -> Result<Packet<'p>, Input<'static>> {
+        Packet::parse(info).map_err(|e| {
+            self.stats.malformed(e);
+            Input::Dropped(DropReason::MalformedPacket(e))
+        })
+    }
+
     fn protocol_reject(&mut self, proto: u16, info: &[u8]) -> Input<'static> {
         if self.lcp.state() != State::Opened {
             self.stats.not_opened += 1;
@@ -1001,12 +1009,9 @@ impl Ppp {
     }
 
     fn receive_lcp(&mut self, now: Instant, info: &[u8]) -> Input<'static> {
-        let pkt = match Packet::parse(info) {
+        let pkt = match self.parse_control(info) {
             Ok(p) => p,
-            Err(e) => {
-                self.stats.malformed(e);
-                return Input::Dropped(DropReason::MalformedPacket(e));
-            }
+            Err(dropped) => return dropped,
         };
         let opened = self.lcp.state() == State::Opened;
         match pkt.code {
@@ -1082,12 +1087,9 @@ impl Ppp {
             self.stats.too_early += 1;
             return Input::Dropped(DropReason::TooEarly);
         }
-        let pkt = match Packet::parse(info) {
+        let pkt = match self.parse_control(info) {
             Ok(p) => p,
-            Err(e) => {
-                self.stats.malformed(e);
-                return Input::Dropped(DropReason::MalformedPacket(e));
-            }
+            Err(dropped) => return dropped,
         };
         let max = usize::from(self.lcp.opts.peer_mru);
         if proto == protocol::IPCP {
@@ -1107,12 +1109,9 @@ impl Ppp {
     }
 
     fn receive_auth(&mut self, now: Instant, proto: u16, info: &[u8]) -> Input<'static> {
-        let pkt = match Packet::parse(info) {
+        let pkt = match self.parse_control(info) {
             Ok(p) => p,
-            Err(e) => {
-                self.stats.malformed(e);
-                return Input::Dropped(DropReason::MalformedPacket(e));
-            }
+            Err(dropped) => return dropped,
         };
         let method = if self.is_server() {
             self.server_auth.protocol
