@@ -1,7 +1,7 @@
 //! The RFC 1661 §4 option negotiation automaton, shared by LCP, IPCP and IPV6CP.
 //!
 //! The automaton owns the state, the restart timer and counter and the identifiers; a
-//! [`Negotiate`] implementation owns the protocol's options. Packets to send accumulate in
+//! `Negotiate` implementation owns the protocol's options. Packets to send accumulate in
 //! `out` and layer signals (tlu/tld/tls/tlf) in `signals`; the caller drains both after each
 //! call.
 
