@@ -145,6 +145,29 @@ pub fn authenticator_response(
     authenticator_challenge: &[u8; 16],
     user_name: &str,
 ) -> String {
+    let digest = authenticator_response_bytes(
+        nt_hash,
+        nt_response,
+        peer_challenge,
+        authenticator_challenge,
+        user_name,
+    );
+    authenticator_response_text(&digest)
+}
+
+/// The `"S=<40 uppercase hex digits>"` text of a 20-octet authenticator response.
+pub fn authenticator_response_text(digest: &[u8; 20]) -> String {
+    format!("S={}", upper_hex(digest))
+}
+
+/// `GenerateAuthenticatorResponse()` (RFC 2759 §8.7) as the raw 20-octet SHA-1 digest.
+pub fn authenticator_response_bytes(
+    nt_hash: &[u8; 16],
+    nt_response: &[u8; 24],
+    peer_challenge: &[u8; 16],
+    authenticator_challenge: &[u8; 16],
+    user_name: &str,
+) -> [u8; 20] {
     let hash_hash = hash_nt_password_hash(nt_hash);
     let mut sha = Sha1::new();
     sha.update(hash_hash);
@@ -157,9 +180,7 @@ pub fn authenticator_response(
     sha.update(digest);
     sha.update(challenge);
     sha.update(MAGIC2);
-    let digest = sha.finalize();
-
-    format!("S={}", upper_hex(&digest))
+    sha.finalize().into()
 }
 
 /// The text of an MS-CHAPv2 Failure packet (RFC 2759 §6):
@@ -197,7 +218,7 @@ pub mod error {
     pub const CHANGING_PASSWORD: u32 = 709;
 }
 
-fn upper_hex(bytes: &[u8]) -> String {
+pub(crate) fn upper_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
