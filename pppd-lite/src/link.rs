@@ -198,6 +198,26 @@ pub enum DownReason {
     AuthTimeout,
 }
 
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownReason::PeerTerminated(text) if text.is_empty() => {
+                f.write_str("the client ended PPP")
+            }
+            DownReason::PeerTerminated(text) => {
+                write!(f, "the client ended PPP ({})", text.escape_debug())
+            }
+            DownReason::EchoTimeout => f.write_str("the client stopped answering LCP echo"),
+            DownReason::AuthFailed => f.write_str("authentication failed"),
+            DownReason::Negotiation(what) => write!(f, "{what} negotiation failed"),
+            DownReason::PoolExhausted => f.write_str("no address left in the pool"),
+            DownReason::Closed(why) => write!(f, "closed by the server ({why})"),
+            DownReason::LoopbackDetected => f.write_str("the link is looped back"),
+            DownReason::AuthTimeout => f.write_str("authentication took too long"),
+        }
+    }
+}
+
 /// What the owner must know or do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

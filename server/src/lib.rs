@@ -9,3 +9,4 @@ pub mod ike;
 pub mod io;
 pub mod isakmp;
 pub mod l2tp;
+pub mod session;

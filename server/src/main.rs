@@ -2,16 +2,19 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use pppd_lite::pool::AddressPool;
 use rand::Rng;
 use roadgate::aaa::local::{UserOptions, UserStore};
 use roadgate::ike;
 use roadgate::io::{Listen, Shell};
+use roadgate::l2tp::LnsConfig;
+use roadgate::session::Sessions;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -122,6 +125,89 @@ struct ServeArgs {
     /// Also accept 3DES in phase 1 and phase 2 (only very old clients need it).
     #[arg(long)]
     allow_3des: bool,
+    /// Client addresses, as FIRST-LAST (IPv4, inclusive).
+    #[arg(long, default_value = "10.77.0.10-10.77.0.250", value_parser = parse_range)]
+    pool: (Ipv4Addr, Ipv4Addr),
+    /// The server's own address on the PPP links (never handed to a client).
+    #[arg(long, default_value = "10.77.0.1")]
+    ppp_address: Ipv4Addr,
+    /// DNS server given to clients (IPCP, RFC 1877); up to two.
+    #[arg(long, value_name = "IPV4")]
+    dns: Vec<Ipv4Addr>,
+    /// WINS (NBNS) server given to clients; up to two.
+    #[arg(long, value_name = "IPV4")]
+    wins: Vec<Ipv4Addr>,
+    /// File holding the L2TP tunnel secret (tunnel authentication, RFC 2661 §5.1.1); most
+    /// clients use none.
+    #[arg(long)]
+    l2tp_secret_file: Option<PathBuf>,
+    /// Test only: serve L2TP on UDP 1701 WITHOUT IPsec (passwords then cross the network
+    /// unprotected). Without it, cleartext L2TP is dropped and logged.
+    #[arg(long, hide = true)]
+    plain_l2tp: bool,
+}
+
+fn parse_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 10.77.0.10-10.77.0.250"))?;
+    let a: Ipv4Addr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
+    let b: Ipv4Addr = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not an IPv4 address"))?;
+    if a > b {
+        return Err(format!("{s:?}: the first address is above the last"));
+    }
+    Ok((a, b))
+}
+
+/// The session layer (LNS, PPP template, pool) from the command line and the user database.
+fn sessions(args: &ServeArgs, users: &UserStore) -> Result<Sessions, String> {
+    if args.dns.len() > 2 || args.wins.len() > 2 {
+        return Err("at most two --dns and two --wins servers".into());
+    }
+    let mut pool = AddressPool::builder()
+        .range(args.pool.0, args.pool.1)
+        .exclude(args.ppp_address);
+    for (user, addr) in users.static_addresses().map_err(|e| e.to_string())? {
+        if addr == args.ppp_address {
+            return Err(format!(
+                "user {user}'s static address {addr} is the server's PPP address"
+            ));
+        }
+        pool = pool.static_address(user, addr);
+    }
+    let pool = pool.build().map_err(|e| format!("address pool: {e}"))?;
+    let secret = match &args.l2tp_secret_file {
+        Some(p) => Some(zeroize::Zeroizing::new(
+            read_secret(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let lns = LnsConfig {
+        secret,
+        ..LnsConfig::default()
+    };
+    let ppp = pppd_lite::Config::server(pppd_lite::ServerConfig {
+        auth: vec![
+            pppd_lite::AuthProtocol::MsChapV2,
+            pppd_lite::AuthProtocol::Pap,
+        ],
+        local_address: args.ppp_address,
+        dns: [args.dns.first().copied(), args.dns.get(1).copied()],
+        nbns: [args.wins.first().copied(), args.wins.get(1).copied()],
+        name: "roadgate".into(),
+    });
+    let mut seed = [0u8; 32];
+    rand::make_rng::<rand_chacha::ChaCha20Rng>().fill_bytes(&mut seed);
+    Ok(Sessions::new(
+        roadgate::session::Config { lns, ppp, pool },
+        seed,
+    ))
 }
 
 fn read_secret(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -182,12 +268,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         natt_port: args.natt_port,
         raw_esp: !args.no_raw_esp,
         test_echo: args.test_echo,
+        l2tp_port: Some(roadgate::io::L2TP_PORT),
+        plain_l2tp: args.plain_l2tp,
     };
+    let users = UserStore::open(&args.state).map_err(|e| e.to_string())?;
+    let sessions = sessions(&args, &users)?;
+    if users.list().map_err(|e| e.to_string())?.is_empty() {
+        tracing::warn!(
+            "no users yet: nobody can log in. Add one with: roadgate user --state {} add NAME",
+            args.state.display()
+        );
+    }
     // aws-lc collects its entropy on first use (tens of ms): do it now, not in the first handshake.
     let _ = aws_lc_rs::rand::generate::<[u8; 16]>(&aws_lc_rs::rand::SystemRandom::new());
     let shell = Shell::bind(Arc::new(cfg), listen)
         .await
-        .map_err(|e| format!("cannot listen: {e}"))?;
+        .map_err(|e| format!("cannot listen: {e}"))?
+        .with_sessions(sessions, users);
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

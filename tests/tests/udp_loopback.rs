@@ -41,6 +41,8 @@ fn start_server(
         natt_port,
         raw_esp: false,
         test_echo: true,
+        l2tp_port: None,
+        plain_l2tp: false,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -1,6 +1,77 @@
 //! Authentication, authorisation and accounting.
 //!
-//! Built so far: local users in the embedded SQLite database ([`local`]). RADIUS, PAM, system
-//! accounts and accounting are not built yet.
+//! Built so far: local users in the embedded SQLite database ([`local`]) and the decision a
+//! backend hands back to the session layer ([`Decision`]). RADIUS, PAM, system accounts and
+//! accounting are not built yet.
+
+use std::net::Ipv4Addr;
+
+use pppd_lite::{AuthRequest, Verdict};
+use tracing::info;
 
 pub mod local;
+
+/// The answer to a PPP authentication request, with what the backend knows of the user.
+#[derive(Debug)]
+pub struct Decision {
+    /// Accept or reject, as PPP needs it.
+    pub verdict: Verdict,
+    /// The user's canonical name (session limits, the pool), when known.
+    pub user: Option<String>,
+    /// The address this user always gets.
+    pub static_ip: Option<Ipv4Addr>,
+    /// Most simultaneous sessions of this user.
+    pub max_sessions: Option<u32>,
+}
+
+impl Decision {
+    /// A plain rejection.
+    pub fn reject(message: impl Into<String>) -> Self {
+        Decision {
+            verdict: Verdict::Reject {
+                message: message.into(),
+            },
+            user: None,
+            static_ip: None,
+            max_sessions: None,
+        }
+    }
+}
+
+/// What the client is told when authentication fails, whatever the cause: an unknown user, a
+/// wrong password and a disabled account look the same from outside (the log says which).
+const REJECTED: &str = "Authentication failed";
+
+/// Checks `req` against the local user store. The user is looked up by the name after any
+/// `DOMAIN\` prefix. An unknown user costs the same computation as a known one.
+pub fn local_decision(store: &local::UserStore, req: &AuthRequest) -> Decision {
+    let name = pppd_lite::mschapv2::strip_domain(&req.user);
+    let user = match store.find(name) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "user database unavailable: authentication refused");
+            return Decision::reject(REJECTED);
+        }
+    };
+    let Some(user) = user else {
+        // Same work as for a real user, then refuse.
+        let _ = pppd_lite::auth::verify_with_nt_hash(req, &[0u8; 16]);
+        info!(user = %name.escape_debug(), "authentication refused: no such local user");
+        return Decision::reject(REJECTED);
+    };
+    let verdict = pppd_lite::auth::verify_with_nt_hash(req, &user.nt_hash);
+    if !user.enabled {
+        info!(user = %user.name, "authentication refused: the account is disabled");
+        return Decision::reject(REJECTED);
+    }
+    if let Verdict::Reject { message } = &verdict {
+        info!(user = %user.name, reason = %message, "authentication refused");
+        return Decision::reject(REJECTED);
+    }
+    Decision {
+        verdict,
+        user: Some(user.name),
+        static_ip: user.static_ip,
+        max_sessions: user.max_sessions,
+    }
+}

@@ -1,10 +1,16 @@
 //! The tokio shell: it owns the sockets and the clock and drives the sans-IO cores.
 //!
-//! This first version carries the IPsec half: IKE on UDP 500 and 4500 (non-ESP marker demux,
-//! NAT keepalives), ESP over raw protocol 50 (when the process may open a raw socket) and over
-//! UDP 4500, the IPsec SA table, and a log line for every decrypted datagram. The L2TP LNS, PPP
-//! and the TUN data plane plug in behind [`Shell::deliver`] in later work; until then decrypted
-//! L2TP is only logged and counted.
+//! It carries IKE on UDP 500 and 4500 (non-ESP marker demux, NAT keepalives), ESP over raw
+//! protocol 50 (when the process may open a raw socket) and over UDP 4500, the IPsec SA table,
+//! and the session layer (L2TP LNS + PPP + local users): decrypted UDP/1701 goes to
+//! [`Sessions`], whose L2TP datagrams go back through the client's newest outbound SA.
+//!
+//! An IPsec client is one [`PeerId`]: its first IPsec SA gets a new id, and an SA that replaces
+//! another (a rekey) inherits it, so an L2TP tunnel outlives rekeys and two clients behind one
+//! NAT are two peers. When a client's last SA goes, its tunnels end.
+//!
+//! Cleartext L2TP on UDP 1701 is dropped and logged, unless the test-only plain mode is on.
+//! The TUN data plane is not built yet: IP packets from clients are counted and dropped.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,8 +23,17 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
+use crate::aaa::{self, Decision, local::UserStore};
 use crate::esp::{self, InboundSa, OutboundSa, Udp4500};
 use crate::ike::{self, ChildSa, Event, Responder};
+use crate::l2tp::{PeerId, SessionRef};
+use crate::session::{self, Sessions};
+
+/// The L2TP port (RFC 2661 §8.1).
+pub const L2TP_PORT: u16 = 1701;
+
+/// Plain-mode peers get ids from here up, apart from IPsec clients' ids.
+const PLAIN_PEER_BASE: PeerId = 1 << 48;
 
 /// Where to listen.
 #[derive(Debug, Clone)]
@@ -32,6 +47,11 @@ pub struct Listen {
     /// (ports swapped), so that a test client can check both directions of ESP before the L2TP
     /// layer exists. Off by default; never for production.
     pub test_echo: bool,
+    /// UDP port watched for cleartext L2TP (dropped and logged unless `plain_l2tp`); `None`
+    /// opens nothing.
+    pub l2tp_port: Option<u16>,
+    /// Test-only: serve L2TP without IPsec on `l2tp_port`. Never for production.
+    pub plain_l2tp: bool,
 }
 
 /// Counters of the ESP path (no secrets).
@@ -50,6 +70,26 @@ struct SaPair {
     outbound: OutboundSa,
     child: ChildSa,
     last_activity_report: Instant,
+    /// The IPsec client (L2TP peer) this SA belongs to.
+    client: PeerId,
+    /// Whether the first decrypted packet has been logged.
+    first_logged: bool,
+}
+
+/// The L2TP side: sessions and where credentials are checked.
+struct L2tpSide {
+    sessions: Sessions,
+    users: Arc<std::sync::Mutex<UserStore>>,
+    decisions_tx: tokio::sync::mpsc::UnboundedSender<(SessionRef, u64, Decision)>,
+    decisions_rx: tokio::sync::mpsc::UnboundedReceiver<(SessionRef, u64, Decision)>,
+    /// Inbound SPIs per IPsec client, oldest first.
+    clients: HashMap<PeerId, Vec<u32>>,
+    next_client: PeerId,
+    /// Plain mode: peers by address and back.
+    plain_peers: HashMap<SocketAddr, PeerId>,
+    plain_addrs: HashMap<PeerId, SocketAddr>,
+    /// Cleartext L2TP dropped (plain mode off).
+    cleartext_dropped: u64,
 }
 
 /// The running shell.
@@ -60,6 +100,8 @@ pub struct Shell {
     udp4500: UdpSocket,
     raw: Option<AsyncFd<Socket>>,
     sas: HashMap<u32, SaPair>,
+    udp1701: Option<UdpSocket>,
+    l2tp: Option<L2tpSide>,
     /// Test-echo datagrams waiting to be sent (inbound SPI, UDP datagram).
     echo: Vec<(u32, Vec<u8>)>,
     pub esp_stats: EspStats,
@@ -188,6 +230,23 @@ impl Shell {
             raw_esp = raw.is_some(),
             "listening"
         );
+        let udp1701 = match listen.l2tp_port {
+            Some(port) => match udp(SocketAddr::new(listen.addr, port)) {
+                Ok(s) => Some(s),
+                Err(e) if listen.plain_l2tp => return Err(e),
+                Err(e) => {
+                    warn!(port, error = %e, "cannot watch UDP {port} for cleartext L2TP (is xl2tpd running?); continuing");
+                    None
+                }
+            },
+            None => None,
+        };
+        if listen.plain_l2tp {
+            warn!(
+                port = listen.l2tp_port,
+                "TEST MODE: L2TP is accepted WITHOUT IPsec; passwords cross the network unprotected"
+            );
+        }
         Ok(Self {
             ike: Responder::new(cfg),
             listen,
@@ -195,9 +254,29 @@ impl Shell {
             udp4500,
             raw,
             sas: HashMap::new(),
+            udp1701,
+            l2tp: None,
             echo: Vec::new(),
             esp_stats: EspStats::default(),
         })
+    }
+
+    /// Adds the session layer: L2TP arriving through IPsec (or in clear, in plain mode) is
+    /// served, with credentials checked against `users`.
+    pub fn with_sessions(mut self, sessions: Sessions, users: UserStore) -> Self {
+        let (decisions_tx, decisions_rx) = tokio::sync::mpsc::unbounded_channel();
+        self.l2tp = Some(L2tpSide {
+            sessions,
+            users: Arc::new(std::sync::Mutex::new(users)),
+            decisions_tx,
+            decisions_rx,
+            clients: HashMap::new(),
+            next_client: 1,
+            plain_peers: HashMap::new(),
+            plain_addrs: HashMap::new(),
+            cleartext_dropped: 0,
+        });
+        self
     }
 
     fn local_for(&self, sock_port: u16, remote: SocketAddr) -> SocketAddr {
@@ -215,9 +294,15 @@ impl Shell {
         let mut buf500 = vec![0u8; 65536];
         let mut buf4500 = vec![0u8; 65536];
         let mut rawbuf = vec![0u8; 65536];
+        let mut buf1701 = vec![0u8; 65536];
         let mut keepalive = tokio::time::interval(Duration::from_secs(20));
         loop {
-            let deadline = self.ike.poll_timeout().map(tokio::time::Instant::from_std);
+            let session_deadline = self.l2tp.as_ref().and_then(|l| l.sessions.poll_timeout());
+            let deadline = match (self.ike.poll_timeout(), session_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -260,12 +345,43 @@ impl Shell {
                         self.raw_in(&mut rawbuf[..n]);
                     }
                 }
-                _ = sleep => self.ike.handle_timeout(Instant::now()),
+                r = async {
+                    match &self.udp1701 {
+                        Some(s) => s.recv_from(&mut buf1701).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let (n, remote) = r?;
+                    if let Some(data) = buf1701.get(..n) {
+                        self.cleartext_l2tp(data, remote);
+                    }
+                }
+                d = async {
+                    match self.l2tp.as_mut() {
+                        Some(l) => l.decisions_rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let (Some((session, id, decision)), Some(l)) = (d, self.l2tp.as_mut()) {
+                        l.sessions.authenticated(Instant::now(), session, id, decision);
+                    }
+                }
+                _ = sleep => {
+                    let now = Instant::now();
+                    self.ike.handle_timeout(now);
+                    if let Some(l) = self.l2tp.as_mut() {
+                        l.sessions.handle_timeout(now);
+                    }
+                }
                 _ = keepalive.tick() => self.keepalives().await,
             }
             self.drain().await;
         }
-        info!("shutting down: deleting every SA");
+        info!("shutting down: ending every L2TP tunnel and deleting every SA");
+        if let Some(l) = self.l2tp.as_mut() {
+            l.sessions.shutdown(Instant::now());
+        }
+        self.drain().await;
         self.ike.shutdown();
         self.drain().await;
         Ok(())
@@ -291,14 +407,62 @@ impl Shell {
     }
 
     fn esp_in(&mut self, packet: &mut [u8], from: SocketAddr) {
-        if let Some((spi, echo)) = self.esp_decrypt(packet, from)
-            && self.listen.test_echo
-        {
-            self.echo.push((spi, echo));
+        let Some((spi, inner)) = self.esp_decrypt(packet, from) else {
+            return;
+        };
+        if self.listen.test_echo {
+            self.echo.push((spi, inner));
+            return;
         }
+        // Transport mode: the client's UDP datagram to our port 1701 (RFC 3193 §4).
+        let (Some(sport), Some(dport), Some(body)) = (
+            inner.get(0..2).map(|b| u16::from_be_bytes([b[0], b[1]])),
+            inner.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]])),
+            inner.get(8..),
+        ) else {
+            return;
+        };
+        let (Some(l), Some(pair)) = (self.l2tp.as_mut(), self.sas.get(&spi)) else {
+            return;
+        };
+        if dport != L2TP_PORT {
+            debug!(
+                spi = format_args!("{spi:08x}"),
+                dport, "decrypted UDP not for L2TP; dropped"
+            );
+            return;
+        }
+        let client = pair.client;
+        let _ip = l.sessions.handle_l2tp(Instant::now(), client, sport, body);
+        // The TUN data plane is not built: client IP packets end here.
     }
 
-    /// Decrypts and logs; returns the UDP datagram to echo (ports swapped, checksum 0) in test mode.
+    /// A datagram on the cleartext L2TP port.
+    fn cleartext_l2tp(&mut self, data: &[u8], remote: SocketAddr) {
+        let Some(l) = self.l2tp.as_mut() else { return };
+        if !self.listen.plain_l2tp {
+            l.cleartext_dropped += 1;
+            if l.cleartext_dropped.is_power_of_two() {
+                warn!(%remote, dropped = l.cleartext_dropped, "L2TP without IPsec dropped: clients must connect with L2TP/IPsec");
+            }
+            return;
+        }
+        let peer = match l.plain_peers.get(&remote) {
+            Some(&p) => p,
+            None => {
+                let p = PLAIN_PEER_BASE + l.plain_peers.len() as PeerId;
+                l.plain_peers.insert(remote, p);
+                l.plain_addrs.insert(p, remote);
+                p
+            }
+        };
+        let _ip = l
+            .sessions
+            .handle_l2tp(Instant::now(), peer, remote.port(), data);
+    }
+
+    /// Decrypts; returns the SA and the inner datagram (in test-echo mode with its ports swapped
+    /// and checksum 0, ready to go back).
     fn esp_decrypt(&mut self, packet: &mut [u8], from: SocketAddr) -> Option<(u32, Vec<u8>)> {
         let Some(spi) = esp::peek_spi(packet) else {
             self.esp_stats.malformed += 1;
@@ -313,19 +477,26 @@ impl Shell {
             Ok(d) => {
                 self.esp_stats.decrypted += 1;
                 let inner = packet.get(d.payload.clone()).unwrap_or(&[]);
-                info!(
-                    %from,
-                    spi = format_args!("{spi:08x}"),
-                    seq = d.seq,
-                    "ESP decrypted: {}",
-                    describe_inner(d.next_header, inner)
-                );
+                if pair.first_logged {
+                    debug!(%from, spi = format_args!("{spi:08x}"), seq = d.seq, "ESP decrypted: {}", describe_inner(d.next_header, inner));
+                } else {
+                    pair.first_logged = true;
+                    info!(
+                        %from,
+                        spi = format_args!("{spi:08x}"),
+                        seq = d.seq,
+                        "ESP decrypted (first packet of the SA): {}",
+                        describe_inner(d.next_header, inner)
+                    );
+                }
                 let echo = (d.next_header == 17 && inner.len() >= 8).then(|| {
                     let mut e = inner.to_vec();
-                    let (sport, dport) = ([e[0], e[1]], [e[2], e[3]]);
-                    e[0..2].copy_from_slice(&dport);
-                    e[2..4].copy_from_slice(&sport);
-                    e[6..8].copy_from_slice(&[0, 0]);
+                    if self.listen.test_echo {
+                        let (sport, dport) = ([e[0], e[1]], [e[2], e[3]]);
+                        e[0..2].copy_from_slice(&dport);
+                        e[2..4].copy_from_slice(&sport);
+                        e[6..8].copy_from_slice(&[0, 0]);
+                    }
                     (spi, e)
                 });
                 let now = Instant::now();
@@ -382,6 +553,69 @@ impl Shell {
         while let Some(ev) = self.ike.poll_event() {
             self.on_event(ev);
         }
+        self.drain_sessions().await;
+    }
+
+    /// Sends what the session layer produced and starts authentication checks.
+    async fn drain_sessions(&mut self) {
+        let Some(l) = self.l2tp.as_mut() else { return };
+        let mut out = Vec::new();
+        while let Some(t) = l.sessions.poll_transmit() {
+            out.push(t);
+        }
+        while let Some(ev) = l.sessions.poll_event() {
+            match ev {
+                session::Event::Authenticate { session, request } => {
+                    let users = l.users.clone();
+                    let tx = l.decisions_tx.clone();
+                    let id = request.id;
+                    // SQLite is a blocking call: keep it off the control loop.
+                    tokio::task::spawn_blocking(move || {
+                        let decision = match users.lock() {
+                            Ok(store) => aaa::local_decision(&store, &request),
+                            Err(_) => Decision::reject("Authentication failed"),
+                        };
+                        let _ = tx.send((session, id, decision));
+                    });
+                }
+                session::Event::Up { .. } | session::Event::Down { .. } => {}
+            }
+        }
+        for t in out {
+            self.send_l2tp(t).await;
+        }
+    }
+
+    /// One L2TP datagram to a peer: in clear (plain mode) or as UDP in the client's newest SA.
+    async fn send_l2tp(&mut self, t: crate::l2tp::Transmit) {
+        let Some(l) = self.l2tp.as_ref() else { return };
+        if let Some(&addr) = l.plain_addrs.get(&t.peer) {
+            if let Some(s) = &self.udp1701 {
+                let to = SocketAddr::new(addr.ip(), t.port);
+                if let Err(e) = s.send_to(&t.payload, to).await {
+                    warn!(%to, error = %e, "L2TP send failed");
+                }
+            }
+            return;
+        }
+        let Some(&spi) = l.clients.get(&t.peer).and_then(|s| s.last()) else {
+            return;
+        };
+        // UDP header (RFC 768): 1701 -> the client's port; checksum 0 (none, allowed on IPv4,
+        // and the client's transport-mode NAT-T fix-up would rewrite it anyway: RFC 3948 §3.1.2).
+        let len = 8 + t.payload.len();
+        let Ok(len16) = u16::try_from(len) else {
+            return;
+        };
+        let mut datagram = Vec::with_capacity(len);
+        datagram.extend_from_slice(&L2TP_PORT.to_be_bytes());
+        datagram.extend_from_slice(&t.port.to_be_bytes());
+        datagram.extend_from_slice(&len16.to_be_bytes());
+        datagram.extend_from_slice(&[0, 0]);
+        datagram.extend_from_slice(&t.payload);
+        if let Err(e) = self.deliver(spi, &datagram, 17).await {
+            warn!(error = %e, "L2TP send through ESP failed");
+        }
     }
 
     fn on_event(&mut self, ev: Event) {
@@ -399,6 +633,7 @@ impl Shell {
                             udp_encap = child.udp_encap,
                             "IPsec SA installed"
                         );
+                        let client = self.client_for(&child);
                         self.sas.insert(
                             child.inbound_spi,
                             SaPair {
@@ -406,6 +641,8 @@ impl Shell {
                                 outbound,
                                 child: *child,
                                 last_activity_report: Instant::now(),
+                                client,
+                                first_logged: false,
                             },
                         );
                     }
@@ -417,12 +654,13 @@ impl Shell {
                 reason,
                 ..
             } => {
-                if self.sas.remove(&inbound_spi).is_some() {
+                if let Some(pair) = self.sas.remove(&inbound_spi) {
                     info!(
                         spi_in = format_args!("{inbound_spi:08x}"),
                         ?reason,
                         "IPsec SA removed"
                     );
+                    self.sa_gone(pair.client, inbound_spi);
                 }
             }
             Event::PeerMoved {
@@ -437,6 +675,37 @@ impl Shell {
                 }
             }
             Event::Phase1Up { .. } | Event::Phase1Down { .. } => {}
+        }
+    }
+
+    /// The L2TP peer of a new SA: that of the SA it replaces (a rekey), else a new client.
+    fn client_for(&mut self, child: &ChildSa) -> PeerId {
+        let inherited = child
+            .replaces
+            .iter()
+            .find_map(|spi| self.sas.get(spi).map(|p| p.client));
+        let Some(l) = self.l2tp.as_mut() else {
+            return inherited.unwrap_or(0);
+        };
+        let client = inherited.unwrap_or_else(|| {
+            let c = l.next_client;
+            l.next_client += 1;
+            c
+        });
+        l.clients.entry(client).or_default().push(child.inbound_spi);
+        client
+    }
+
+    /// An SA of `client` is gone; with its last one, its L2TP tunnels end.
+    fn sa_gone(&mut self, client: PeerId, inbound_spi: u32) {
+        let Some(l) = self.l2tp.as_mut() else { return };
+        let Some(spis) = l.clients.get_mut(&client) else {
+            return;
+        };
+        spis.retain(|&s| s != inbound_spi);
+        if spis.is_empty() {
+            l.clients.remove(&client);
+            l.sessions.peer_gone(Instant::now(), client);
         }
     }
 

@@ -1,0 +1,480 @@
+//! One user's connection: an L2TP session, its PPP link, the user and the address.
+//!
+//! [`Sessions`] is a sans-IO core like the others. It owns the L2TP LNS, one [`Ppp`] per L2TP
+//! session, the address pool and the per-user session counts. It is driven with L2TP datagrams
+//! (from a client's IPsec SA, or in clear in the test-only plain mode), timeouts and
+//! authentication decisions, and gives back L2TP datagrams to send and events:
+//! [`Event::Authenticate`] asks the owner to check credentials (local users, later RADIUS or
+//! PAM) without blocking anything; the answer comes back through [`Sessions::authenticated`].
+//!
+//! Ladder of a session: L2TP `SessionUp` → PPP opened (LCP) → `Authenticate` → decision →
+//! PPP `Authenticated` → an address from the pool (the user's static address, or a dynamic
+//! one) → IPCP → [`Event::Up`]. Any end (PPP down, L2TP CDN or StopCCN, the IPsec SA gone,
+//! administrative disconnect) releases the address and gives one [`Event::Down`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use pppd_lite::pool::{AddressPool, PoolError};
+use pppd_lite::{AuthRequest, Input, Ppp, Verdict};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tracing::{info, warn};
+
+use crate::aaa::Decision;
+use crate::l2tp::{self, Lns, LnsConfig, PeerId, SessionRef};
+
+/// Result Code of a CDN we send when PPP ends (RFC 2661 §4.4.2: 3 = administrative
+/// disconnect... we use 2, "call disconnected for the reasons indicated in error code" would
+/// need an error code; 3 fits a server-side PPP end best).
+const CDN_ADMIN: u16 = 3;
+
+/// Settings of the session layer.
+#[derive(Debug)]
+pub struct Config {
+    /// The LNS.
+    pub lns: LnsConfig,
+    /// The PPP template (server role) every session starts from.
+    pub ppp: pppd_lite::Config,
+    /// Addresses for the clients.
+    pub pool: AddressPool,
+}
+
+/// What the session layer tells its owner.
+#[derive(Debug)]
+pub enum Event {
+    /// Check these credentials and call [`Sessions::authenticated`].
+    Authenticate {
+        /// The session asking.
+        session: SessionRef,
+        /// What the client sent.
+        request: AuthRequest,
+    },
+    /// PPP is up: the user has an address.
+    Up {
+        /// The session.
+        session: SessionRef,
+        /// The authenticated user.
+        user: String,
+        /// The client's address.
+        address: Ipv4Addr,
+    },
+    /// The session ended.
+    Down {
+        /// The session.
+        session: SessionRef,
+        /// The user, if one had authenticated.
+        user: Option<String>,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// An IP packet a client sent, for the data plane.
+#[derive(Debug)]
+pub struct Inbound<'a> {
+    /// The session it came from.
+    pub session: SessionRef,
+    /// The IPv4 packet.
+    pub packet: &'a [u8],
+}
+
+/// Counters of the session layer (no secrets).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Sessions that reached Up.
+    pub up: u64,
+    /// Sessions refused: authentication.
+    pub auth_rejected: u64,
+    /// Sessions refused: per-user limit.
+    pub over_limit: u64,
+    /// Sessions refused: no address left.
+    pub pool_exhausted: u64,
+    /// IP packets whose source is not the session's address (spoofing), dropped.
+    pub spoofed: u64,
+    /// IP packets received before the session was up, or not IPv4, dropped.
+    pub not_routable: u64,
+}
+
+struct Link {
+    ppp: Ppp,
+    /// Pending authentication request id and what the backend said of the user.
+    user: Option<String>,
+    static_ip: Option<Ipv4Addr>,
+    /// Counted in `per_user` (authenticated).
+    counted: bool,
+    address: Option<Ipv4Addr>,
+    up: bool,
+}
+
+/// The session table and the cores it drives.
+pub struct Sessions {
+    lns: Lns,
+    template: pppd_lite::Config,
+    pool: AddressPool,
+    links: HashMap<SessionRef, Link>,
+    by_address: HashMap<Ipv4Addr, SessionRef>,
+    per_user: HashMap<String, u32>,
+    events: VecDeque<Event>,
+    transmits: VecDeque<l2tp::Transmit>,
+    rng: ChaCha20Rng,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("links", &self.links.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// A session layer; `seed` feeds every random choice (tunnel and session ids, PPP magic
+    /// numbers and challenges).
+    pub fn new(config: Config, seed: [u8; 32]) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut lns_seed = [0u8; 32];
+        rng.fill_bytes(&mut lns_seed);
+        Sessions {
+            lns: Lns::new(config.lns, lns_seed),
+            template: config.ppp,
+            pool: config.pool,
+            links: HashMap::new(),
+            by_address: HashMap::new(),
+            per_user: HashMap::new(),
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            rng,
+            stats: Stats::default(),
+        }
+    }
+
+    /// An L2TP datagram (the UDP payload) from `peer`'s UDP port `src_port`. Control messages
+    /// and PPP control frames are handled here; an IPv4 packet from an up session whose source
+    /// is the session's address is returned for the data plane.
+    pub fn handle_l2tp<'a>(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        src_port: u16,
+        datagram: &'a [u8],
+    ) -> Option<Inbound<'a>> {
+        let data = self.lns.handle_datagram(now, peer, src_port, datagram);
+        self.pump(now);
+        let (session, range) = data?;
+        let frame = datagram.get(range)?;
+        let link = self.links.get_mut(&session)?;
+        let input = link.ppp.handle_frame(now, frame);
+        let result = match input {
+            Input::Ipv4(packet) => {
+                let src = packet
+                    .get(12..16)
+                    .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
+                if link.up && src.is_some() && src == link.address {
+                    Some(Inbound { session, packet })
+                } else {
+                    if link.up {
+                        self.stats.spoofed += 1;
+                    } else {
+                        self.stats.not_routable += 1;
+                    }
+                    None
+                }
+            }
+            Input::Ipv6(_) | Input::Dropped(_) => {
+                self.stats.not_routable += 1;
+                None
+            }
+            Input::Handled => None,
+        };
+        self.pump(now);
+        result
+    }
+
+    /// The answer to an [`Event::Authenticate`].
+    pub fn authenticated(
+        &mut self,
+        now: Instant,
+        session: SessionRef,
+        id: u64,
+        decision: Decision,
+    ) {
+        let Some(link) = self.links.get_mut(&session) else {
+            return; // the session ended meanwhile
+        };
+        let mut verdict = decision.verdict;
+        if matches!(verdict, Verdict::Accept(_)) {
+            let user = decision.user.clone().or_else(|| link.user.clone());
+            if let (Some(user), Some(max)) = (&user, decision.max_sessions) {
+                let active = self.per_user.get(user).copied().unwrap_or(0);
+                if active >= max {
+                    self.stats.over_limit += 1;
+                    warn!(peer = session.peer, user = %user, active, max, "session refused: the user has reached the session limit");
+                    verdict = Verdict::Reject {
+                        message: format!("at most {max} simultaneous sessions"),
+                    };
+                }
+            }
+            if let Some(user) = user {
+                link.user = Some(user);
+            }
+            link.static_ip = decision.static_ip;
+        }
+        if matches!(verdict, Verdict::Reject { .. }) {
+            self.stats.auth_rejected += 1;
+        }
+        link.ppp.auth_decision(now, id, verdict);
+        self.pump(now);
+    }
+
+    /// Ends a session (admin disconnect): PPP terminates, then the call is cleared.
+    pub fn disconnect(&mut self, now: Instant, session: SessionRef, reason: &str) {
+        if let Some(link) = self.links.get_mut(&session) {
+            link.ppp.close(now, reason);
+        }
+        self.pump(now);
+    }
+
+    /// The IPsec SA (all SAs) of `peer` went away: its tunnels end without a word on the wire.
+    pub fn peer_gone(&mut self, now: Instant, peer: PeerId) {
+        self.lns.peer_gone(peer);
+        self.pump(now);
+    }
+
+    /// Server shutdown: every tunnel gets a StopCCN.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.lns.shutdown(now);
+        self.pump(now);
+    }
+
+    /// The next L2TP datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<l2tp::Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.links
+            .values()
+            .filter_map(|l| l.ppp.poll_timeout())
+            .chain(self.lns.poll_timeout())
+            .min()
+    }
+
+    /// Runs every due timer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.lns.handle_timeout(now);
+        for link in self.links.values_mut() {
+            if link.ppp.poll_timeout().is_some_and(|t| t <= now) {
+                link.ppp.handle_timeout(now);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Sessions in the table (any state).
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Whether no session exists.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The LNS (for its counters).
+    pub fn lns(&self) -> &Lns {
+        &self.lns
+    }
+
+    /// The address pool (for its use figures).
+    pub fn pool(&self) -> &AddressPool {
+        &self.pool
+    }
+
+    /// Moves everything the cores produced: L2TP events start and end PPP links, PPP events
+    /// become session events, PPP frames go out as L2TP data messages.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(ev) = self.lns.poll_event() {
+                progressed = true;
+                self.on_l2tp_event(now, ev);
+            }
+            let keys: Vec<SessionRef> = self.links.keys().copied().collect();
+            for key in keys {
+                progressed |= self.pump_link(now, key);
+            }
+            while let Some(t) = self.lns.poll_transmit() {
+                self.transmits.push_back(t);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn on_l2tp_event(&mut self, now: Instant, ev: l2tp::Event) {
+        match ev {
+            l2tp::Event::SessionUp { session, .. } => {
+                let mut seed = [0u8; 32];
+                self.rng.fill_bytes(&mut seed);
+                let mut ppp = Ppp::new(self.template.clone(), now, seed);
+                ppp.open(now);
+                self.links.insert(
+                    session,
+                    Link {
+                        ppp,
+                        user: None,
+                        static_ip: None,
+                        counted: false,
+                        address: None,
+                        up: false,
+                    },
+                );
+            }
+            l2tp::Event::SessionDown { session, reason } => {
+                self.end_link(session, format!("L2TP call cleared: {reason}"));
+            }
+            // The LNS logs tunnels coming and going.
+            l2tp::Event::TunnelUp { .. } | l2tp::Event::TunnelDown { .. } => {}
+        }
+    }
+
+    /// Drains one PPP link; returns whether anything happened.
+    fn pump_link(&mut self, now: Instant, key: SessionRef) -> bool {
+        let mut progressed = false;
+        loop {
+            let Some(link) = self.links.get_mut(&key) else {
+                return progressed;
+            };
+            if let Some(frame) = link.ppp.poll_transmit() {
+                progressed = true;
+                if let Some(h) = self.lns.data_header(key) {
+                    let mut payload = Vec::with_capacity(h.len + frame.len());
+                    payload.extend_from_slice(h.bytes.get(..h.len).unwrap_or(&[]));
+                    payload.extend_from_slice(&frame);
+                    self.transmits.push_back(l2tp::Transmit {
+                        peer: key.peer,
+                        port: h.port,
+                        payload,
+                    });
+                }
+                continue;
+            }
+            let Some(ev) = link.ppp.poll_event() else {
+                return progressed;
+            };
+            progressed = true;
+            self.on_ppp_event(now, key, ev);
+        }
+    }
+
+    fn on_ppp_event(&mut self, now: Instant, key: SessionRef, ev: pppd_lite::Event) {
+        match ev {
+            pppd_lite::Event::Authenticate(request) => {
+                if let Some(link) = self.links.get_mut(&key) {
+                    link.user = Some(pppd_lite::mschapv2::strip_domain(&request.user).to_string());
+                }
+                self.events.push_back(Event::Authenticate {
+                    session: key,
+                    request,
+                });
+            }
+            pppd_lite::Event::Authenticated { user, protocol } => {
+                let Some(link) = self.links.get_mut(&key) else {
+                    return;
+                };
+                let name = link
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| pppd_lite::mschapv2::strip_domain(&user).to_string());
+                info!(peer = key.peer, user = %name, ?protocol, "PPP authentication succeeded");
+                link.counted = true;
+                *self.per_user.entry(name.clone()).or_insert(0) += 1;
+                let result = match link.static_ip {
+                    Some(ip) => self.pool.allocate_static(&name, ip),
+                    None => self.pool.allocate(&name),
+                };
+                match result {
+                    Ok(addr) => {
+                        link.address = Some(addr);
+                        self.by_address.insert(addr, key);
+                        link.ppp.assign_address(now, addr);
+                    }
+                    Err(e) => {
+                        self.stats.pool_exhausted += u64::from(e == PoolError::Exhausted);
+                        warn!(peer = key.peer, user = %name, error = %e, "no address for the client: session refused");
+                        link.ppp.address_unavailable(now);
+                    }
+                }
+            }
+            pppd_lite::Event::AuthFailed {
+                user,
+                protocol,
+                reason,
+            } => {
+                info!(peer = key.peer, user = %user.escape_debug(), ?protocol, %reason, "PPP authentication failed");
+            }
+            pppd_lite::Event::Up(net) => {
+                let Some(link) = self.links.get_mut(&key) else {
+                    return;
+                };
+                link.up = true;
+                self.stats.up += 1;
+                let user = link.user.clone().unwrap_or_default();
+                let address = link.address.unwrap_or(net.peer);
+                info!(peer = key.peer, user = %user, %address, "session up");
+                self.events.push_back(Event::Up {
+                    session: key,
+                    user,
+                    address,
+                });
+            }
+            pppd_lite::Event::Ipv6Up { .. } => {}
+            pppd_lite::Event::Down(reason) => {
+                let reason = reason.to_string();
+                self.lns.close_session(now, key, CDN_ADMIN, &reason);
+                self.end_link(key, reason);
+            }
+        }
+    }
+
+    fn end_link(&mut self, key: SessionRef, reason: String) {
+        let Some(link) = self.links.remove(&key) else {
+            return;
+        };
+        if let Some(addr) = link.address {
+            self.pool.release(addr);
+            self.by_address.remove(&addr);
+        }
+        if link.counted
+            && let Some(user) = &link.user
+            && let Some(n) = self.per_user.get_mut(user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_user.remove(user);
+            }
+        }
+        info!(peer = key.peer, user = link.user.as_deref().unwrap_or("-"), %reason, "session down");
+        self.events.push_back(Event::Down {
+            session: key,
+            user: link.user,
+            reason,
+        });
+    }
+}
