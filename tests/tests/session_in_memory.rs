@@ -2,6 +2,8 @@
 //! local users in SQLite + address pool) against test clients made of the independent test LAC
 //! (`roadgate_tests::lac`) and a pppd-lite link in the client role, under a fake clock, with loss.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
