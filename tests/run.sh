@@ -26,8 +26,10 @@ if [ "$(id -u)" = 0 ]; then
     step "$t"
     bash "$t"
   done
-  step "tests/interop/ipsec_strongswan.sh (real strongSwan client in a VM)"
+  step "tests/interop/ipsec_strongswan.sh (real strongSwan + xl2tpd + pppd client in a VM)"
   bash tests/interop/ipsec_strongswan.sh
+  step "tests/interop/l2tp_plain.sh (real xl2tpd + pppd client in a VM, L2TP without IPsec)"
+  bash tests/interop/l2tp_plain.sh
 else
   echo "SKIP netns and interop tests: they need root"
 fi

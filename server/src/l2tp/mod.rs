@@ -10,6 +10,22 @@
 //! result codes, message decoding), `reliable` (Ns/Nr, window, retransmission), `tunnel`,
 //! `session`.
 
+/// Counts a dropped or refused input in `$counter` and logs it: at info level (with the count)
+/// the first time the cause occurs and then at every power of two, otherwise at debug level. Each
+/// cause shows in the log at once, a flood does not flood it, and a cause that keeps coming back
+/// stays visible.
+macro_rules! dropped {
+    ($counter:expr, $($field:tt)*) => {{
+        $counter += 1;
+        let count = $counter;
+        if count.is_power_of_two() {
+            tracing::info!(count, $($field)*);
+        } else {
+            tracing::debug!($($field)*);
+        }
+    }};
+}
+
 pub mod avp;
 pub mod reliable;
 mod session;
@@ -309,8 +325,8 @@ impl Lns {
         let h = match Header::decode(datagram) {
             Ok(h) => h,
             Err(HeaderError::Version(v)) => {
-                self.stats.unsupported_version += 1;
-                debug!(
+                dropped!(
+                    self.stats.unsupported_version,
                     peer,
                     version = v,
                     "dropped L2TP datagram of another version (L2F or L2TPv3)"
@@ -318,8 +334,7 @@ impl Lns {
                 return None;
             }
             Err(e) => {
-                self.stats.malformed_header += 1;
-                debug!(peer, error = %e, "dropped malformed L2TP datagram");
+                dropped!(self.stats.malformed_header, peer, error = %e, "dropped malformed L2TP datagram");
                 return None;
             }
         };
@@ -343,8 +358,8 @@ impl Lns {
             .get_mut(&h.tunnel)
             .filter(|t| t.peer == peer && t.state == TunnelState::Established)
         else {
-            self.stats.unknown_tunnel += 1;
-            debug!(
+            dropped!(
+                self.stats.unknown_tunnel,
                 peer,
                 tunnel = h.tunnel,
                 "dropped data for an unknown tunnel"
@@ -356,8 +371,8 @@ impl Lns {
             .get_mut(&h.session)
             .filter(|s| s.state == SessionState::Established)
         else {
-            self.stats.unknown_session += 1;
-            debug!(
+            dropped!(
+                self.stats.unknown_session,
                 peer,
                 tunnel = h.tunnel,
                 session = h.session,
@@ -397,8 +412,8 @@ impl Lns {
                 Some(m) if m.msg_type == msg::SCCRQ => self.sccrq(now, peer, port, ns, m),
                 _ => {
                     // Apple's pre-IPsec HELLO bursts, stray ZLBs: no reply (CLIENTS.md §2.3).
-                    self.stats.tunnel0_stray += 1;
-                    debug!(
+                    dropped!(
+                        self.stats.tunnel0_stray,
                         peer,
                         "ignored control message for tunnel 0 that is not SCCRQ"
                     );
@@ -408,8 +423,8 @@ impl Lns {
         }
         let tid = h.tunnel;
         if self.tunnels.get(&tid).is_none_or(|t| t.peer != peer) {
-            self.stats.unknown_tunnel += 1;
-            debug!(
+            dropped!(
+                self.stats.unknown_tunnel,
                 peer,
                 tunnel = tid,
                 "dropped control message for an unknown tunnel"
@@ -423,8 +438,7 @@ impl Lns {
             match Message::decode(body, self.secret()) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    self.stats.malformed_avp += 1;
-                    debug!(peer, tunnel = tid, error = %e, "dropped control message with malformed AVPs");
+                    dropped!(self.stats.malformed_avp, peer, tunnel = tid, error = %e, "dropped control message with malformed AVPs");
                     return;
                 }
             }
@@ -449,8 +463,8 @@ impl Lns {
                     }
                 }
                 Arrival::Duplicate => {
-                    self.stats.duplicates += 1;
-                    debug!(
+                    dropped!(
+                        self.stats.duplicates,
                         peer,
                         tunnel = tid,
                         ns,
@@ -465,8 +479,8 @@ impl Lns {
                     }
                 }
                 Arrival::Beyond => {
-                    self.stats.out_of_window += 1;
-                    debug!(
+                    dropped!(
+                        self.stats.out_of_window,
                         peer,
                         tunnel = tid,
                         ns,
@@ -490,8 +504,11 @@ impl Lns {
 
     fn sccrq(&mut self, now: Instant, peer: PeerId, port: u16, ns: u16, m: Message) {
         let Some(peer_tid) = m.assigned_tunnel.filter(|&t| t != 0) else {
-            self.stats.missing_avp += 1;
-            debug!(peer, "dropped SCCRQ without an Assigned Tunnel ID");
+            dropped!(
+                self.stats.missing_avp,
+                peer,
+                "dropped SCCRQ without an Assigned Tunnel ID"
+            );
             return;
         };
         if let Some(&tid) = self.by_peer_tunnel.get(&(peer, peer_tid)) {
@@ -508,18 +525,27 @@ impl Lns {
         }
         let of_peer = self.per_peer.get(&peer).copied().unwrap_or(0);
         if of_peer >= self.cfg.max_tunnels_per_peer {
-            self.stats.flood_per_peer += 1;
-            debug!(peer, "dropped SCCRQ: the peer has too many tunnels");
+            dropped!(
+                self.stats.flood_per_peer,
+                peer,
+                "dropped SCCRQ: the peer has too many tunnels"
+            );
             return;
         }
         if self.half_open >= self.cfg.max_half_open {
-            self.stats.flood_half_open += 1;
-            debug!(peer, "dropped SCCRQ: too many half-open tunnels");
+            dropped!(
+                self.stats.flood_half_open,
+                peer,
+                "dropped SCCRQ: too many half-open tunnels"
+            );
             return;
         }
         if self.tunnels.len() >= self.cfg.max_tunnels {
-            self.stats.tunnel_limit += 1;
-            debug!(peer, "dropped SCCRQ: tunnel limit reached");
+            dropped!(
+                self.stats.tunnel_limit,
+                peer,
+                "dropped SCCRQ: tunnel limit reached"
+            );
             return;
         }
         let Some(local_id) = self.alloc_tunnel_id() else {
@@ -703,8 +729,8 @@ impl Lns {
             | msg::CDN
             | msg::WEN
             | msg::SLI => {
-                self.stats.unexpected_message += 1;
-                debug!(
+                dropped!(
+                    self.stats.unexpected_message,
                     tunnel = tid,
                     msg = msg::name(m.msg_type),
                     ?state,
@@ -788,8 +814,11 @@ impl Lns {
             return;
         };
         let Some(peer_sid) = m.assigned_session.filter(|&s| s != 0) else {
-            self.stats.missing_avp += 1;
-            debug!(tunnel = tid, "ignored ICRQ without an Assigned Session ID");
+            dropped!(
+                self.stats.missing_avp,
+                tunnel = tid,
+                "ignored ICRQ without an Assigned Session ID"
+            );
             return;
         };
         if t.by_peer_session.contains_key(&peer_sid) {
@@ -842,8 +871,12 @@ impl Lns {
             .get_mut(&session)
             .filter(|s| s.state == SessionState::WaitConnect)
         else {
-            self.stats.unknown_session += 1;
-            debug!(tunnel = tid, session, "ignored ICCN for an unknown session");
+            dropped!(
+                self.stats.unknown_session,
+                tunnel = tid,
+                session,
+                "ignored ICCN for an unknown session"
+            );
             return;
         };
         s.state = SessionState::Established;
@@ -1117,8 +1150,8 @@ impl Lns {
                 return;
             }
             TunnelState::WaitConnect if now >= t.created + HALF_OPEN_TIMEOUT => {
-                self.stats.half_open_expired += 1;
-                debug!(
+                dropped!(
+                    self.stats.half_open_expired,
                     peer = t.peer,
                     tunnel = tid,
                     "half-open tunnel expired without SCCCN"
