@@ -637,3 +637,27 @@ fn administrative_disconnect_ends_ppp_then_the_call() {
     );
     assert_eq!(w.server.pool().in_use(), 0);
 }
+
+#[test]
+fn two_hundred_clients_come_up_and_stay_up_through_keepalives() {
+    let users: [(&str, &str); 2] = [("alice", "alice-pw"), ("bob", "bob-pw")];
+    let specs = (1..=200u64)
+        .map(|peer| {
+            let (u, p) = users[(peer % 2) as usize];
+            let lac = match peer % 3 {
+                0 => LacConfig::windows(),
+                1 => LacConfig::apple(),
+                _ => LacConfig::android(),
+            };
+            mk(peer, lac, u, p, MSCHAP)
+        })
+        .collect();
+    let mut w = World::new(server(pool(10, 250), SERVER_AUTH.to_vec()), specs);
+    w.run(Duration::from_secs(120), |w| w.ups.len() == 200);
+    assert_eq!(w.ups.len(), 200);
+    assert_eq!(w.server.pool().in_use(), 200);
+    // Ten quiet minutes: LCP echoes and L2TP HELLOs keep every session.
+    w.run(Duration::from_secs(600), |_| false);
+    assert!(w.downs.is_empty(), "{:?}", w.downs.first());
+    assert_eq!(w.server.len(), 200);
+}

@@ -12,12 +12,12 @@
 //! one) → IPCP → [`Event::Up`]. Any end (PPP down, L2TP CDN or StopCCN, the IPsec SA gone,
 //! administrative disconnect) releases the address and gives one [`Event::Down`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use pppd_lite::pool::{AddressPool, PoolError};
-use pppd_lite::{AuthRequest, Input, Ppp, Verdict};
+use pppd_lite::{AuthRequest, DropReason, Input, Ppp, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tracing::{info, warn};
@@ -95,6 +95,29 @@ pub struct Stats {
     pub spoofed: u64,
     /// IP packets received before the session was up, or not IPv4, dropped.
     pub not_routable: u64,
+    /// PPP frames dropped: malformed frame or control packet.
+    pub ppp_malformed: u64,
+    /// PPP frames dropped: a protocol before its phase (RFC 1661 §3: silently discarded).
+    pub ppp_out_of_phase: u64,
+    /// PPP frames of protocols we do not run (Protocol-Rejected once LCP is up).
+    pub ppp_unsupported: u64,
+}
+
+/// Counts a dropped input and logs it at info level the first time and at every power of two.
+fn note_drop(counter: &mut u64, peer: PeerId, what: &str) {
+    *counter += 1;
+    if counter.is_power_of_two() {
+        info!(peer, count = *counter, "PPP frame dropped: {what}");
+    } else {
+        tracing::debug!(peer, "PPP frame dropped: {what}");
+    }
+}
+
+/// A timer key: when, then which session (ordered so the earliest comes first).
+type TimerKey = (Instant, PeerId, u16, u16);
+
+fn timer_key(at: Instant, s: SessionRef) -> TimerKey {
+    (at, s.peer, s.tunnel, s.session)
 }
 
 struct Link {
@@ -106,6 +129,8 @@ struct Link {
     counted: bool,
     address: Option<Ipv4Addr>,
     up: bool,
+    /// This link's entry in `Sessions::timers`.
+    deadline: Option<Instant>,
 }
 
 /// The session table and the cores it drives.
@@ -116,6 +141,10 @@ pub struct Sessions {
     links: HashMap<SessionRef, Link>,
     by_address: HashMap<Ipv4Addr, SessionRef>,
     per_user: HashMap<String, u32>,
+    /// Links touched since the last pump (duplicates allowed): only these are drained.
+    dirty: Vec<SessionRef>,
+    /// PPP deadlines of every link, earliest first.
+    timers: BTreeSet<TimerKey>,
     events: VecDeque<Event>,
     transmits: VecDeque<l2tp::Transmit>,
     rng: ChaCha20Rng,
@@ -145,6 +174,8 @@ impl Sessions {
             links: HashMap::new(),
             by_address: HashMap::new(),
             per_user: HashMap::new(),
+            dirty: Vec::new(),
+            timers: BTreeSet::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             rng,
@@ -168,6 +199,7 @@ impl Sessions {
         let frame = datagram.get(range)?;
         let link = self.links.get_mut(&session)?;
         let input = link.ppp.handle_frame(now, frame);
+        self.dirty.push(session);
         let result = match input {
             Input::Ipv4(packet) => {
                 let src = packet
@@ -184,8 +216,29 @@ impl Sessions {
                     None
                 }
             }
-            Input::Ipv6(_) | Input::Dropped(_) => {
+            Input::Ipv6(_) => {
                 self.stats.not_routable += 1;
+                None
+            }
+            Input::Dropped(reason) => {
+                let (counter, what) = match reason {
+                    DropReason::MalformedFrame(_) => {
+                        (&mut self.stats.ppp_malformed, "malformed frame")
+                    }
+                    DropReason::MalformedPacket(_) => {
+                        (&mut self.stats.ppp_malformed, "malformed control packet")
+                    }
+                    DropReason::NotOpened => (&mut self.stats.not_routable, "IP before IPCP is up"),
+                    DropReason::TooEarly => (
+                        &mut self.stats.ppp_out_of_phase,
+                        "network-control packet before authentication",
+                    ),
+                    DropReason::ProtocolRejected(_) | DropReason::UnsupportedProtocol(_) => (
+                        &mut self.stats.ppp_unsupported,
+                        "protocol not supported (Protocol-Reject)",
+                    ),
+                };
+                note_drop(counter, session.peer, what);
                 None
             }
             Input::Handled => None,
@@ -227,6 +280,7 @@ impl Sessions {
             self.stats.auth_rejected += 1;
         }
         link.ppp.auth_decision(now, id, verdict);
+        self.dirty.push(session);
         self.pump(now);
     }
 
@@ -234,6 +288,7 @@ impl Sessions {
     pub fn disconnect(&mut self, now: Instant, session: SessionRef, reason: &str) {
         if let Some(link) = self.links.get_mut(&session) {
             link.ppp.close(now, reason);
+            self.dirty.push(session);
         }
         self.pump(now);
     }
@@ -262,19 +317,30 @@ impl Sessions {
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.links
-            .values()
-            .filter_map(|l| l.ppp.poll_timeout())
-            .chain(self.lns.poll_timeout())
-            .min()
+        let ppp = self.timers.first().map(|k| k.0);
+        match (ppp, self.lns.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs every due timer.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.lns.handle_timeout(now);
-        for link in self.links.values_mut() {
-            if link.ppp.poll_timeout().is_some_and(|t| t <= now) {
+        while let Some(&first) = self.timers.first() {
+            if first.0 > now {
+                break;
+            }
+            self.timers.remove(&first);
+            let key = SessionRef {
+                peer: first.1,
+                tunnel: first.2,
+                session: first.3,
+            };
+            if let Some(link) = self.links.get_mut(&key) {
+                link.deadline = None;
                 link.ppp.handle_timeout(now);
+                self.dirty.push(key);
             }
         }
         self.pump(now);
@@ -314,9 +380,10 @@ impl Sessions {
                 progressed = true;
                 self.on_l2tp_event(now, ev);
             }
-            let keys: Vec<SessionRef> = self.links.keys().copied().collect();
-            for key in keys {
+            let dirty = std::mem::take(&mut self.dirty);
+            for key in dirty {
                 progressed |= self.pump_link(now, key);
+                self.reschedule(key);
             }
             while let Some(t) = self.lns.poll_transmit() {
                 self.transmits.push_back(t);
@@ -325,6 +392,24 @@ impl Sessions {
                 break;
             }
         }
+    }
+
+    /// Puts `key`'s PPP deadline in the timer index.
+    fn reschedule(&mut self, key: SessionRef) {
+        let Some(link) = self.links.get_mut(&key) else {
+            return;
+        };
+        let next = link.ppp.poll_timeout();
+        if next == link.deadline {
+            return;
+        }
+        if let Some(old) = link.deadline {
+            self.timers.remove(&timer_key(old, key));
+        }
+        if let Some(at) = next {
+            self.timers.insert(timer_key(at, key));
+        }
+        link.deadline = next;
     }
 
     fn on_l2tp_event(&mut self, now: Instant, ev: l2tp::Event) {
@@ -343,8 +428,10 @@ impl Sessions {
                         counted: false,
                         address: None,
                         up: false,
+                        deadline: None,
                     },
                 );
+                self.dirty.push(session);
             }
             l2tp::Event::SessionDown { session, reason } => {
                 self.end_link(session, format!("L2TP call cleared: {reason}"));
@@ -457,6 +544,9 @@ impl Sessions {
         let Some(link) = self.links.remove(&key) else {
             return;
         };
+        if let Some(at) = link.deadline {
+            self.timers.remove(&timer_key(at, key));
+        }
         if let Some(addr) = link.address {
             self.pool.release(addr);
             self.by_address.remove(&addr);
