@@ -407,11 +407,21 @@ impl Shell {
     }
 
     fn esp_in(&mut self, packet: &mut [u8], from: SocketAddr) {
-        let Some((spi, inner)) = self.esp_decrypt(packet, from) else {
+        let Some((spi, payload, next_header)) = self.esp_decrypt(packet, from) else {
             return;
         };
+        let Some(inner) = packet.get(payload) else {
+            return;
+        };
+        if next_header != 17 || inner.len() < 8 {
+            return;
+        }
         if self.listen.test_echo {
-            self.echo.push((spi, inner));
+            let mut e = inner.to_vec();
+            e.swap(0, 2);
+            e.swap(1, 3);
+            e[6..8].copy_from_slice(&[0, 0]);
+            self.echo.push((spi, e));
             return;
         }
         // Transport mode: the client's UDP datagram to our port 1701 (RFC 3193 §4).
@@ -461,9 +471,13 @@ impl Shell {
             .handle_l2tp(Instant::now(), peer, remote.port(), data);
     }
 
-    /// Decrypts; returns the SA and the inner datagram (in test-echo mode with its ports swapped
-    /// and checksum 0, ready to go back).
-    fn esp_decrypt(&mut self, packet: &mut [u8], from: SocketAddr) -> Option<(u32, Vec<u8>)> {
+    /// Decrypts in place; returns the SA, where the inner datagram lies in `packet`, and its
+    /// protocol.
+    fn esp_decrypt(
+        &mut self,
+        packet: &mut [u8],
+        from: SocketAddr,
+    ) -> Option<(u32, std::ops::Range<usize>, u8)> {
         let Some(spi) = esp::peek_spi(packet) else {
             self.esp_stats.malformed += 1;
             return None;
@@ -489,23 +503,13 @@ impl Shell {
                         describe_inner(d.next_header, inner)
                     );
                 }
-                let echo = (d.next_header == 17 && inner.len() >= 8).then(|| {
-                    let mut e = inner.to_vec();
-                    if self.listen.test_echo {
-                        let (sport, dport) = ([e[0], e[1]], [e[2], e[3]]);
-                        e[0..2].copy_from_slice(&dport);
-                        e[2..4].copy_from_slice(&sport);
-                        e[6..8].copy_from_slice(&[0, 0]);
-                    }
-                    (spi, e)
-                });
                 let now = Instant::now();
                 if now.duration_since(pair.last_activity_report) > Duration::from_secs(1) {
                     pair.last_activity_report = now;
                     self.ike.esp_activity(now, spi);
                 }
                 self.check_limits(spi);
-                echo
+                Some((spi, d.payload, d.next_header))
             }
             Err(esp::EspError::Replay) => {
                 self.esp_stats.replayed += 1;
