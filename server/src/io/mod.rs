@@ -461,6 +461,7 @@ impl Shell {
             Some(&p) => p,
             None => {
                 let p = PLAIN_PEER_BASE + l.plain_peers.len() as PeerId;
+                info!(peer = p, %remote, "new cleartext L2TP peer (test mode)");
                 l.plain_peers.insert(remote, p);
                 l.plain_addrs.insert(p, remote);
                 p
@@ -694,6 +695,7 @@ impl Shell {
         let client = inherited.unwrap_or_else(|| {
             let c = l.next_client;
             l.next_client += 1;
+            info!(peer = c, remote = %child.remote, id = %child.peer_id, "new IPsec client (L2TP peer)");
             c
         });
         l.clients.entry(client).or_default().push(child.inbound_spi);
