@@ -952,12 +952,8 @@ impl Lns {
         };
         let peer_sid = m.assigned_session.unwrap_or(0);
         let taken = t.by_peer_session.contains_key(&peer_sid);
-        let Some(s) = t.sessions.get_mut(&local) else {
-            return;
-        };
         if peer_sid == 0 || taken {
-            // Not acceptable (§7.5.2): CDN, addressed to its session if it named one.
-            s.peer_id = peer_sid;
+            // Not acceptable (§7.5.2): CDN.
             let text = if taken {
                 "OCRP names a session ID already in use"
             } else {
@@ -966,6 +962,9 @@ impl Lns {
             self.session_fault(now, tid, local, m, error::INVALID_SESSION_ID, text);
             return;
         }
+        let Some(s) = t.sessions.get_mut(&local) else {
+            return;
+        };
         s.peer_id = peer_sid;
         s.state = SessionState::WaitConnect;
         t.by_peer_session.insert(peer_sid, local);
@@ -1071,7 +1070,15 @@ impl Lns {
             return;
         };
         if let Some(local) = Self::find_session(t, session, m) {
-            let peer_sid = t.sessions.get(&local).map_or(0, |s| s.peer_id);
+            let mut peer_sid = t.sessions.get(&local).map_or(0, |s| s.peer_id);
+            if peer_sid == 0 && m.msg_type == msg::OCRP {
+                // A call in wait-reply learns the peer's ID from this (faulty) OCRP, unless it
+                // is another call's: that call must not get this CDN.
+                peer_sid = m
+                    .assigned_session
+                    .filter(|p| !t.by_peer_session.contains_key(p))
+                    .unwrap_or(0);
+            }
             self.remove_session(tid, local, text);
             if let Some(t) = self.tunnels.get_mut(&tid) {
                 t.cdn(peer_sid, local, cdn::GENERAL_ERROR, Some(err), text);
