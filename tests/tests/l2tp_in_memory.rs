@@ -510,19 +510,26 @@ fn data_with_sequencing() {
     );
 }
 
+/// Two clients (peers 10 and 11, the second with window 1) connecting over a link that loses
+/// 30% of the datagrams (loss pattern from `seed`), after 20 s.
+fn lossy_pair(seed: u64, a: LacConfig, b: LacConfig) -> Net {
+    let mut net = Net::new(cfg());
+    net.rng = ChaCha20Rng::seed_from_u64(seed);
+    net.loss = 0.3;
+    net.add(10, 1701, a);
+    net.add(11, 40001, b);
+    for i in 0..2 {
+        let now = net.now;
+        net.clients[i].lac.connect(now);
+    }
+    net.run(Duration::from_secs(20));
+    net
+}
+
 #[test]
 fn lossy_link_still_establishes() {
     for seed in 0..8u64 {
-        let mut net = Net::new(cfg());
-        net.rng = ChaCha20Rng::seed_from_u64(seed);
-        net.loss = 0.3;
-        net.add(10, 1701, LacConfig::windows());
-        net.add(11, 40001, LacConfig::android());
-        for i in 0..2 {
-            let now = net.now;
-            net.clients[i].lac.connect(now);
-        }
-        net.run(Duration::from_secs(20));
+        let mut net = lossy_pair(seed, LacConfig::windows(), LacConfig::android());
         for i in 0..2 {
             if net.clients[i].lac.state == LacState::Established {
                 let now = net.now;
@@ -997,16 +1004,11 @@ fn outgoing_call_refused_by_the_client() {
 #[test]
 fn outgoing_call_over_a_lossy_link() {
     for seed in 0..8u64 {
-        let mut net = Net::new(cfg());
-        net.rng = ChaCha20Rng::seed_from_u64(seed);
-        net.loss = 0.3;
-        net.add(82, 1701, accepting(LacConfig::windows()));
-        net.add(83, 40001, accepting(LacConfig::android()));
-        for i in 0..2 {
-            let now = net.now;
-            net.clients[i].lac.connect(now);
-        }
-        net.run(Duration::from_secs(20));
+        let mut net = lossy_pair(
+            seed,
+            accepting(LacConfig::windows()),
+            accepting(LacConfig::android()),
+        );
         let mut refs = Vec::new();
         for i in 0..2 {
             let r = net.place(i, OutgoingCall::default(), Duration::ZERO);
