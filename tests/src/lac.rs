@@ -5,7 +5,9 @@
 //!
 //! Shape: `handle_datagram` / `poll_transmit` / `poll_event` / `poll_timeout` /
 //! `handle_timeout`, plus `connect`, `open_session`, `send_data`, `close_session`,
-//! `close_tunnel`.
+//! `close_tunnel`. An OCRQ from the LNS (an outgoing call, §7.5.1) is refused with CDN result 2
+//! error 6 (a client that takes no calls), or, with `accept_outgoing`, answered with OCRP and
+//! OCCN at once (the "call" connects instantly).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -21,6 +23,9 @@ pub const SCCRP: u16 = 2;
 pub const SCCCN: u16 = 3;
 pub const STOPCCN: u16 = 4;
 pub const HELLO: u16 = 6;
+pub const OCRQ: u16 = 7;
+pub const OCRP: u16 = 8;
+pub const OCCN: u16 = 9;
 pub const ICRQ: u16 = 10;
 pub const ICRP: u16 = 11;
 pub const ICCN: u16 = 12;
@@ -41,8 +46,12 @@ const A_CHALLENGE: u16 = 11;
 const A_CHALLENGE_RESP: u16 = 13;
 const A_SESSION_ID: u16 = 14;
 const A_CALL_SERIAL: u16 = 15;
+const A_MIN_BPS: u16 = 16;
+const A_MAX_BPS: u16 = 17;
 const A_BEARER_TYPE: u16 = 18;
 const A_FRAMING_TYPE: u16 = 19;
+const A_CALLED_NUMBER: u16 = 21;
+const A_SUB_ADDRESS: u16 = 23;
 const A_TX_SPEED: u16 = 24;
 const A_RANDOM_VECTOR: u16 = 36;
 const A_SEQ_REQUIRED: u16 = 39;
@@ -77,8 +86,14 @@ pub struct LacConfig {
     /// Extra AVPs appended to SCCRQ / ICRQ (to send unknown mandatory ones, short values...).
     pub extra_sccrq_avps: Vec<ExtraAvp>,
     pub extra_icrq_avps: Vec<ExtraAvp>,
+    pub extra_ocrp_avps: Vec<ExtraAvp>,
     /// Call Serial Number value bytes (normally 4).
     pub call_serial: Vec<u8>,
+    /// Answer an OCRQ with OCRP + OCCN; false: refuse it with CDN result 2 error 6.
+    pub accept_outgoing: bool,
+    /// Answer an OCRQ with this message type (carrying the OCCN AVPs) instead of either (to
+    /// drive the LNS's call state machine into a wrong message).
+    pub outgoing_reply_type: Option<u16>,
 }
 
 impl LacConfig {
@@ -99,7 +114,10 @@ impl LacConfig {
             hide_session_avps: false,
             extra_sccrq_avps: Vec::new(),
             extra_icrq_avps: Vec::new(),
+            extra_ocrp_avps: Vec::new(),
             call_serial: 1u32.to_be_bytes().to_vec(),
+            accept_outgoing: false,
+            outgoing_reply_type: None,
         }
     }
 
@@ -178,6 +196,22 @@ pub struct LacStats {
     pub received: Vec<u16>,
     pub hellos_sent: u64,
     pub auth_failed: u64,
+    /// Every OCRQ received, accepted or not.
+    pub ocrq: Vec<ReceivedOcrq>,
+}
+
+/// What an OCRQ asked for (RFC 2661 §6.9).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceivedOcrq {
+    /// The LNS's session ID (its Assigned Session ID).
+    pub lns_session: Option<u16>,
+    pub call_serial: Option<u32>,
+    pub minimum_bps: Option<u32>,
+    pub maximum_bps: Option<u32>,
+    pub bearer_type: Option<u32>,
+    pub framing_type: Option<u32>,
+    pub called_number: Option<Vec<u8>>,
+    pub sub_address: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -286,6 +320,10 @@ fn find(avps: &[Avp], attr: u16) -> Option<&[u8]> {
 
 fn u16_avp(avps: &[Avp], attr: u16) -> Option<u16> {
     find(avps, attr).and_then(|v| Some(u16::from_be_bytes(v.try_into().ok()?)))
+}
+
+fn u32_avp(avps: &[Avp], attr: u16) -> Option<u32> {
+    find(avps, attr).and_then(|v| Some(u32::from_be_bytes(v.try_into().ok()?)))
 }
 
 fn result_avp(avps: &[Avp]) -> Option<(u16, Option<u16>)> {
@@ -435,8 +473,8 @@ impl Lac {
         m
     }
 
-    /// Sends ICRQ; returns our session ID.
-    pub fn open_session(&mut self, now: Instant) -> u16 {
+    /// A new session (not up) with the LNS's session ID `remote`; returns our random ID.
+    fn new_session(&mut self, remote: u16) -> u16 {
         let sid = loop {
             let s = (self.rng.next_u32() & 0xffff) as u16;
             if s != 0 && !self.sessions.contains_key(&s) {
@@ -446,12 +484,30 @@ impl Lac {
         self.sessions.insert(
             sid,
             LacSession {
-                remote: 0,
+                remote,
                 up: false,
                 ns: 0,
                 nr: 0,
             },
         );
+        sid
+    }
+
+    /// The (Tx) Connect Speed, Framing Type and maybe Sequencing Required of ICCN / OCCN.
+    fn connected_avps(&self) -> Vec<ExtraAvp> {
+        let mut v: Vec<ExtraAvp> = vec![
+            (M, 0, A_TX_SPEED, 100_000_000u32.to_be_bytes().to_vec()),
+            (M, 0, A_FRAMING_TYPE, 3u32.to_be_bytes().to_vec()),
+        ];
+        if self.cfg.data_sequencing {
+            v.push((M, 0, A_SEQ_REQUIRED, Vec::new()));
+        }
+        v
+    }
+
+    /// Sends ICRQ; returns our session ID.
+    pub fn open_session(&mut self, now: Instant) -> u16 {
+        let sid = self.new_session(0);
         let mut avps: Vec<ExtraAvp> = Vec::new();
         match (&self.cfg.secret, self.cfg.hide_session_avps) {
             (Some(secret), true) => {
@@ -657,21 +713,27 @@ impl Lac {
                 };
                 s.remote = remote;
                 s.up = true;
-                let mut iccn: Vec<ExtraAvp> = vec![
-                    (M, 0, A_TX_SPEED, 100_000_000u32.to_be_bytes().to_vec()),
-                    (M, 0, A_FRAMING_TYPE, 3u32.to_be_bytes().to_vec()),
-                ];
-                if self.cfg.data_sequencing {
-                    iccn.push((M, 0, A_SEQ_REQUIRED, Vec::new()));
-                }
+                let iccn = self.connected_avps();
                 self.send_message(now, remote, ICCN, &iccn);
                 self.events.push_back(LacEvent::SessionUp {
                     session,
                     remote_session: remote,
                 });
             }
+            OCRQ if self.state == LacState::Established => self.ocrq(now, &avps),
             CDN => {
-                let sid = if session != 0 { Some(session) } else { None };
+                // Session 0: a CDN for a call whose ID the sender never learnt; its Assigned
+                // Session ID is the one it gave us.
+                let sid = if session != 0 {
+                    Some(session)
+                } else {
+                    u16_avp(&avps, A_SESSION_ID).and_then(|r| {
+                        self.sessions
+                            .iter()
+                            .find(|(_, s)| s.remote == r)
+                            .map(|(k, _)| *k)
+                    })
+                };
                 if let Some(sid) = sid
                     && let Some(s) = self.sessions.remove(&sid)
                 {
@@ -684,6 +746,52 @@ impl Lac {
             }
             _ => {}
         }
+    }
+
+    /// An outgoing call request from the LNS (§7.5.1).
+    fn ocrq(&mut self, now: Instant, avps: &[Avp]) {
+        let req = ReceivedOcrq {
+            lns_session: u16_avp(avps, A_SESSION_ID),
+            call_serial: u32_avp(avps, A_CALL_SERIAL),
+            minimum_bps: u32_avp(avps, A_MIN_BPS),
+            maximum_bps: u32_avp(avps, A_MAX_BPS),
+            bearer_type: u32_avp(avps, A_BEARER_TYPE),
+            framing_type: u32_avp(avps, A_FRAMING_TYPE),
+            called_number: find(avps, A_CALLED_NUMBER).map(<[u8]>::to_vec),
+            sub_address: find(avps, A_SUB_ADDRESS).map(<[u8]>::to_vec),
+        };
+        let remote = req.lns_session.unwrap_or(0);
+        self.stats.ocrq.push(req);
+        let refuse = !self.cfg.accept_outgoing && self.cfg.outgoing_reply_type.is_none();
+        if refuse || remote == 0 {
+            let mut result = 2u16.to_be_bytes().to_vec();
+            result.extend_from_slice(&6u16.to_be_bytes());
+            result.extend_from_slice(b"outgoing calls not supported");
+            let cdn = vec![
+                (M, 0, A_RESULT, result),
+                (M, 0, A_SESSION_ID, 0u16.to_be_bytes().to_vec()),
+            ];
+            self.send_message(now, remote, CDN, &cdn);
+            return;
+        }
+        let sid = self.new_session(remote);
+        if let Some(t) = self.cfg.outgoing_reply_type {
+            let avps = self.connected_avps();
+            self.send_message(now, remote, t, &avps);
+            return;
+        }
+        let mut ocrp: Vec<ExtraAvp> = vec![(M, 0, A_SESSION_ID, sid.to_be_bytes().to_vec())];
+        ocrp.extend(self.cfg.extra_ocrp_avps.iter().cloned());
+        self.send_message(now, remote, OCRP, &ocrp);
+        let occn = self.connected_avps();
+        self.send_message(now, remote, OCCN, &occn);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.up = true;
+        }
+        self.events.push_back(LacEvent::SessionUp {
+            session: sid,
+            remote_session: remote,
+        });
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

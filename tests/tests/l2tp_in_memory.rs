@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
-use roadgate::l2tp::{Event, Lns, LnsConfig, PeerId, SessionRef};
+use roadgate::l2tp::{
+    CallDirection, CallInfo, Event, Lns, LnsConfig, OutgoingCall, PeerId, SessionRef,
+};
 use roadgate_tests::lac::{self, Lac, LacConfig, LacEvent, LacState};
 
 struct Client {
@@ -243,6 +245,60 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Our tunnel ID for client `i` (from its TunnelUp).
+    fn tunnel_of(&self, i: usize) -> u16 {
+        let peer = self.clients[i].peer;
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                Event::TunnelUp {
+                    peer: p, tunnel, ..
+                } if *p == peer => Some(*tunnel),
+                _ => None,
+            })
+            .expect("tunnel up")
+    }
+
+    /// place_call on client `i`'s tunnel, then the network runs for `dur`.
+    fn place(&mut self, i: usize, call: OutgoingCall, dur: Duration) -> Option<SessionRef> {
+        let (now, peer, tunnel) = (self.now, self.clients[i].peer, self.tunnel_of(i));
+        let r = self.lns.place_call(now, peer, tunnel, call);
+        self.run(dur);
+        r
+    }
+
+    fn call_up(&self, sref: SessionRef) -> Option<CallInfo> {
+        self.events.iter().find_map(|e| match e {
+            Event::SessionUp { session, call } if *session == sref => Some(call.clone()),
+            _ => None,
+        })
+    }
+
+    fn call_down(&self, sref: SessionRef) -> Option<String> {
+        self.events.iter().find_map(|e| match e {
+            Event::SessionDown { session, reason } if *session == sref => Some(reason.clone()),
+            _ => None,
+        })
+    }
+
+    /// The LAC's session for an outgoing call (its SessionUp naming our session).
+    fn lac_session_of(&self, i: usize, sref: SessionRef) -> Option<u16> {
+        self.clients[i].events.iter().find_map(|e| match e {
+            LacEvent::SessionUp {
+                session,
+                remote_session,
+            } if *remote_session == sref.session => Some(*session),
+            _ => None,
+        })
+    }
+}
+
+fn accepting(mut c: LacConfig) -> LacConfig {
+    c.accept_outgoing = true;
+    c
+}
+
 fn establish(net: &mut Net, i: usize) -> (u16, SessionRef) {
     net.connect(i);
     assert_eq!(net.clients[i].lac.state, LacState::Established);
@@ -454,19 +510,26 @@ fn data_with_sequencing() {
     );
 }
 
+/// Two clients (peers 10 and 11, the second with window 1) connecting over a link that loses
+/// 30% of the datagrams (loss pattern from `seed`), after 20 s.
+fn lossy_pair(seed: u64, a: LacConfig, b: LacConfig) -> Net {
+    let mut net = Net::new(cfg());
+    net.rng = ChaCha20Rng::seed_from_u64(seed);
+    net.loss = 0.3;
+    net.add(10, 1701, a);
+    net.add(11, 40001, b);
+    for i in 0..2 {
+        let now = net.now;
+        net.clients[i].lac.connect(now);
+    }
+    net.run(Duration::from_secs(20));
+    net
+}
+
 #[test]
 fn lossy_link_still_establishes() {
     for seed in 0..8u64 {
-        let mut net = Net::new(cfg());
-        net.rng = ChaCha20Rng::seed_from_u64(seed);
-        net.loss = 0.3;
-        net.add(10, 1701, LacConfig::windows());
-        net.add(11, 40001, LacConfig::android());
-        for i in 0..2 {
-            let now = net.now;
-            net.clients[i].lac.connect(now);
-        }
-        net.run(Duration::from_secs(20));
+        let mut net = lossy_pair(seed, LacConfig::windows(), LacConfig::android());
         for i in 0..2 {
             if net.clients[i].lac.state == LacState::Established {
                 let now = net.now;
@@ -819,4 +882,320 @@ fn many_tunnels_many_sessions() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 100, "tunnel ids unique");
+}
+
+#[test]
+fn outgoing_call_accepted() {
+    let mut net = Net::new(cfg());
+    let mut x = accepting(LacConfig::xl2tpd());
+    x.data_sequencing = true;
+    let i = net.add(80, 1701, x);
+    net.connect(i);
+    let call = OutgoingCall {
+        called_number: "5551234".into(),
+        minimum_bps: 9600,
+        maximum_bps: 56_000,
+        sub_address: Some("42".into()),
+        ..OutgoingCall::default()
+    };
+    let sref = net
+        .place(i, call, Duration::from_millis(10))
+        .expect("call placed");
+    assert_eq!(sref.peer, 80);
+    // what the LAC was asked
+    let req = &net.clients[i].lac.stats.ocrq[0];
+    assert_eq!(req.called_number.as_deref(), Some(&b"5551234"[..]));
+    assert_eq!(req.sub_address.as_deref(), Some(&b"42"[..]));
+    assert_eq!(
+        (req.minimum_bps, req.maximum_bps),
+        (Some(9600), Some(56_000))
+    );
+    assert_eq!(req.lns_session, Some(sref.session));
+    assert_eq!(req.framing_type, Some(3), "the LAC can do both framings");
+    assert_eq!(
+        req.bearer_type,
+        Some(0),
+        "limited to the LAC's (empty) Bearer Capabilities"
+    );
+    // both sides see the session
+    let call = net.call_up(sref).expect("SessionUp for the outgoing call");
+    assert_eq!(call.direction, CallDirection::Outgoing);
+    assert_eq!(call.called_number.as_deref(), Some("5551234"));
+    assert_eq!(call.sub_address.as_deref(), Some("42"));
+    assert_eq!(Some(call.call_serial), req.call_serial);
+    assert_eq!((call.tx_connect_speed, call.framing_type), (100_000_000, 3));
+    assert!(call.sequencing_required);
+    let sid = net.lac_session_of(i, sref).expect("LAC SessionUp");
+    assert!(net.clients[i].lac.session_up(sid));
+    for k in 0..3 {
+        assert!(net.exchange_data(i, sid, sref, k), "data both ways");
+    }
+    let st = net.lns.stats();
+    assert_eq!(
+        (
+            st.outgoing_calls_placed,
+            st.outgoing_calls_connected,
+            st.outgoing_calls_refused
+        ),
+        (1, 1, 0)
+    );
+    // an incoming call beside it is still incoming
+    let (isid, iref) = {
+        let s = net.open(i);
+        (s, *net.session_ups().last().unwrap())
+    };
+    assert_eq!(
+        net.call_up(iref).unwrap().direction,
+        CallDirection::Incoming
+    );
+    assert!(net.exchange_data(i, isid, iref, 9));
+    // OCCN and ICCN repeated with new Ns (a confused LAC): ignored, both calls stay up
+    let now = net.now;
+    let occn = [(lac::M, 0, 24, 1u32.to_be_bytes().to_vec())];
+    net.clients[i]
+        .lac
+        .send_message(now, sref.session, lac::OCCN, &occn);
+    net.clients[i]
+        .lac
+        .send_message(now, iref.session, lac::ICCN, &occn);
+    net.run(Duration::from_millis(10));
+    assert_eq!(net.lns.stats().repeated_call_messages, 2);
+    assert_eq!(net.lns.stats().call_state_errors, 0);
+    assert_eq!(net.session_ups().len(), 2);
+    assert!(net.exchange_data(i, sid, sref, 10));
+    assert!(net.exchange_data(i, isid, iref, 11));
+    // the LAC hangs up the outgoing call
+    let now = net.now;
+    net.clients[i].lac.close_session(now, sid, 1);
+    net.run(Duration::from_millis(10));
+    assert!(net.call_down(sref).is_some());
+    assert_eq!(net.lns.session_count(), 1);
+}
+
+#[test]
+fn outgoing_call_refused_by_the_client() {
+    let mut net = Net::new(cfg());
+    let i = net.add(81, 1701, LacConfig::android());
+    net.connect(i);
+    let call = OutgoingCall {
+        called_number: "100".into(),
+        ..OutgoingCall::default()
+    };
+    let sref = net.place(i, call, Duration::from_millis(10)).unwrap();
+    assert_eq!(
+        net.clients[i].lac.stats.ocrq[0].called_number.as_deref(),
+        Some(&b"100"[..])
+    );
+    let reason = net
+        .call_down(sref)
+        .expect("SessionDown for the refused call");
+    assert!(
+        reason.contains("refused the outgoing call") && reason.contains("result 2 error 6"),
+        "{reason}"
+    );
+    assert!(net.call_up(sref).is_none());
+    assert_eq!(net.lns.session_count(), 0);
+    assert_eq!(net.lns.stats().outgoing_calls_refused, 1);
+    assert_eq!(net.lns.stats().outgoing_calls_connected, 0);
+    assert_eq!(net.lns.tunnel_count(), 1, "only the call is gone");
+    assert!(net.lns.data_header(sref).is_none());
+}
+
+#[test]
+fn outgoing_call_over_a_lossy_link() {
+    for seed in 0..8u64 {
+        let mut net = lossy_pair(
+            seed,
+            accepting(LacConfig::windows()),
+            accepting(LacConfig::android()),
+        );
+        let mut refs = Vec::new();
+        for i in 0..2 {
+            let r = net.place(i, OutgoingCall::default(), Duration::ZERO);
+            refs.push(r.expect("tunnel up, call placed"));
+        }
+        net.run(Duration::from_secs(30));
+        for (i, r) in refs.into_iter().enumerate() {
+            assert!(
+                net.call_up(r).is_some(),
+                "seed {seed}: call {i} up despite 30% loss"
+            );
+            assert!(net.lac_session_of(i, r).is_some());
+            assert_eq!(net.clients[i].lac.stats.ocrq.len(), 1, "one OCRQ taken");
+        }
+        assert_eq!(net.session_ups().len(), 2, "each call up once");
+        assert!(net.clients[1].max_in_flight <= 1);
+    }
+}
+
+#[test]
+fn outgoing_call_with_duplicated_and_reordered_deliveries() {
+    let mut net = Net::new(cfg());
+    net.duplicate = true;
+    net.reorder = true;
+    net.add(84, 1701, accepting(LacConfig::windows()));
+    net.connect(0);
+    let now = net.now;
+    let t = net.tunnel_of(0);
+    let refs: Vec<_> = (0..3)
+        .map(|_| {
+            net.lns
+                .place_call(now, 84, t, OutgoingCall::default())
+                .unwrap()
+        })
+        .collect();
+    net.run(Duration::from_secs(3));
+    for r in &refs {
+        assert!(net.call_up(*r).is_some());
+    }
+    assert_eq!(net.session_ups().len(), 3, "each OCCN counted once");
+    assert_eq!(
+        net.clients[0].lac.stats.ocrq.len(),
+        3,
+        "each OCRQ taken once"
+    );
+    assert!(net.lns.stats().duplicates > 0);
+    assert_eq!(net.lns.stats().call_state_errors, 0);
+}
+
+#[test]
+fn place_call_refused_locally() {
+    let mut c = cfg();
+    c.max_sessions_per_tunnel = 1;
+    let mut net = Net::new(c);
+    net.add(85, 1701, accepting(LacConfig::windows()));
+    net.add(86, 1701, accepting(LacConfig::apple()));
+    net.connect(0);
+    net.connect(1);
+    let (t0, t1) = (net.tunnel_of(0), net.tunnel_of(1));
+    let now = net.now;
+    let unknown = (1..=u16::MAX).find(|t| *t != t0 && *t != t1).unwrap();
+    assert_eq!(
+        net.lns
+            .place_call(now, 85, unknown, OutgoingCall::default()),
+        None
+    );
+    assert_eq!(
+        net.lns.place_call(now, 85, t1, OutgoingCall::default()),
+        None,
+        "another peer's tunnel"
+    );
+    assert!(net.lns.poll_transmit().is_none(), "nothing sent");
+    // the session limit counts outgoing calls too
+    assert!(
+        net.place(0, OutgoingCall::default(), Duration::from_millis(10))
+            .is_some()
+    );
+    let now = net.now;
+    assert_eq!(
+        net.lns.place_call(now, 85, t0, OutgoingCall::default()),
+        None
+    );
+    assert_eq!(net.lns.stats().session_limit, 1);
+    // a closing tunnel takes no calls
+    net.lns.close_tunnel(now, 86, t1, 1, "bye");
+    assert_eq!(
+        net.lns.place_call(now, 86, t1, OutgoingCall::default()),
+        None
+    );
+    assert_eq!(net.lns.stats().outgoing_calls_placed, 1);
+}
+
+#[test]
+fn wrong_answer_to_ocrq_gets_cdn() {
+    for wrong in [lac::ICCN, lac::OCCN] {
+        let mut net = Net::new(cfg());
+        let mut w = LacConfig::windows();
+        w.outgoing_reply_type = Some(wrong);
+        net.add(87, 1701, w);
+        net.connect(0);
+        let sref = net
+            .place(0, OutgoingCall::default(), Duration::from_millis(10))
+            .unwrap();
+        let reason = net.call_down(sref).expect("SessionDown");
+        assert!(reason.contains("unexpected"), "{reason}");
+        assert!(net.call_up(sref).is_none());
+        assert!(
+            net.clients[0].events.iter().any(|e| matches!(
+                e,
+                LacEvent::SessionDown {
+                    result: Some((2, Some(0))),
+                    ..
+                }
+            )),
+            "the LAC got CDN 2: {:?}",
+            net.clients[0].events
+        );
+        assert_eq!(net.lns.stats().call_state_errors, 1);
+        assert_eq!(net.lns.session_count(), 0);
+        assert_eq!(net.lns.tunnel_count(), 1);
+    }
+}
+
+#[test]
+fn unknown_mandatory_avp_in_ocrp_gets_cdn_2_8() {
+    let mut net = Net::new(cfg());
+    let mut w = accepting(LacConfig::windows());
+    w.extra_ocrp_avps.push((lac::M, 0, 200, vec![1]));
+    net.add(88, 1701, w);
+    net.connect(0);
+    let sref = net
+        .place(0, OutgoingCall::default(), Duration::from_millis(10))
+        .unwrap();
+    let sid = net
+        .lac_session_of(0, sref)
+        .expect("the LAC thought it was up");
+    assert!(net.clients[0].events.contains(&LacEvent::SessionDown {
+        session: sid,
+        result: Some((2, Some(8)))
+    }));
+    assert!(net.call_down(sref).is_some());
+    assert!(net.call_up(sref).is_none(), "the OCCN after it is ignored");
+    assert_eq!(net.lns.stats().unknown_mandatory_avp, 1);
+    assert_eq!(net.lns.session_count(), 0);
+}
+
+#[test]
+fn outgoing_call_closed_before_the_reply() {
+    let mut net = Net::new(cfg());
+    net.add(89, 1701, accepting(LacConfig::windows()));
+    net.connect(0);
+    let (now, t) = (net.now, net.tunnel_of(0));
+    let sref = net
+        .lns
+        .place_call(now, 89, t, OutgoingCall::default())
+        .unwrap();
+    // wait-reply, local close: CDN (to session 0, naming ours), SessionDown at once
+    net.lns.close_session(now, sref, 3, "changed my mind");
+    net.run(Duration::from_millis(10));
+    assert!(net.call_down(sref).unwrap().contains("changed my mind"));
+    assert!(
+        net.call_up(sref).is_none(),
+        "the crossing OCRP/OCCN are ignored"
+    );
+    let sid = net.lac_session_of(0, sref).unwrap();
+    assert!(net.clients[0].events.contains(&LacEvent::SessionDown {
+        session: sid,
+        result: Some((3, Some(0)))
+    }));
+    assert_eq!(net.lns.session_count(), 0);
+    assert_eq!(net.lns.tunnel_count(), 1);
+}
+
+#[test]
+fn ocrq_from_the_client_is_still_refused() {
+    let mut net = Net::new(cfg());
+    net.add(90, 1701, LacConfig::windows());
+    net.connect(0);
+    let now = net.now;
+    net.clients[0].lac.send_message(
+        now,
+        0,
+        lac::OCRQ,
+        &[(lac::M, 0, 14, 77u16.to_be_bytes().to_vec())],
+    );
+    net.run(Duration::from_millis(10));
+    assert_eq!(net.lns.stats().peer_ocrq_refused, 1);
+    assert!(net.clients[0].lac.stats.received.contains(&lac::CDN));
+    assert_eq!(net.lns.session_count(), 0);
 }

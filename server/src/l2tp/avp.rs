@@ -1,6 +1,7 @@
 //! AVP and message types, result and error codes (RFC 2661 §4.4, §6), and the decoding of a
 //! control message body into a [`Message`].
 
+use super::session::OutgoingCall;
 use super::wire::{self, AvpError, RawAvp};
 
 /// Attribute types (§4.4).
@@ -199,10 +200,14 @@ pub struct Message {
     pub challenge_response: Option<[u8; 16]>,
     pub assigned_session: Option<u16>,
     pub call_serial: Option<u32>,
+    pub minimum_bps: Option<u32>,
+    pub maximum_bps: Option<u32>,
     pub bearer_type: Option<u32>,
     pub framing_type: Option<u32>,
     pub called_number: Option<Vec<u8>>,
     pub calling_number: Option<Vec<u8>>,
+    pub sub_address: Option<Vec<u8>>,
+    pub physical_channel_id: Option<u32>,
     pub tx_connect_speed: Option<u32>,
     pub rx_connect_speed: Option<u32>,
     pub sequencing_required: bool,
@@ -357,6 +362,10 @@ impl Message {
             attr::FRAMING_TYPE => self.framing_type = Some(u32_of(v)?),
             attr::CALLED_NUMBER => self.called_number = Some(v.to_vec()),
             attr::CALLING_NUMBER => self.calling_number = Some(v.to_vec()),
+            attr::SUB_ADDRESS => self.sub_address = Some(v.to_vec()),
+            attr::MINIMUM_BPS => self.minimum_bps = Some(u32_of(v)?),
+            attr::MAXIMUM_BPS => self.maximum_bps = Some(u32_of(v)?),
+            attr::PHYSICAL_CHANNEL_ID => self.physical_channel_id = Some(u32_of(v)?),
             attr::TX_CONNECT_SPEED => self.tx_connect_speed = Some(u32_of(v)?),
             attr::RX_CONNECT_SPEED => self.rx_connect_speed = Some(u32_of(v)?),
             attr::SEQUENCING_REQUIRED => {
@@ -364,9 +373,6 @@ impl Message {
                     return None;
                 }
                 self.sequencing_required = true;
-            }
-            attr::MINIMUM_BPS | attr::MAXIMUM_BPS | attr::PHYSICAL_CHANNEL_ID => {
-                u32_of(v)?;
             }
             attr::Q931_CAUSE => {
                 v.get(..3)?;
@@ -377,8 +383,7 @@ impl Message {
             attr::ACCM => {
                 v.get(..10)?;
             }
-            attr::SUB_ADDRESS
-            | attr::INITIAL_RECEIVED_LCP_CONFREQ
+            attr::INITIAL_RECEIVED_LCP_CONFREQ
             | attr::LAST_SENT_LCP_CONFREQ
             | attr::LAST_RECEIVED_LCP_CONFREQ
             | attr::PROXY_AUTHEN_TYPE
@@ -390,6 +395,26 @@ impl Message {
             _ => return Some(false),
         }
         Some(true)
+    }
+}
+
+/// The AVPs of an OCRQ after its Message Type (§6.9): our session `session`, Call Serial
+/// Number `serial`, and the call as given (the caller has reduced the bearer and framing bits
+/// to the LAC's capabilities).
+pub fn put_ocrq(m: &mut Vec<u8>, session: u16, serial: u32, call: &OutgoingCall) {
+    wire::put_avp(m, true, attr::ASSIGNED_SESSION_ID, &session.to_be_bytes());
+    wire::put_avp(m, true, attr::CALL_SERIAL_NUMBER, &serial.to_be_bytes());
+    for (a, v) in [
+        (attr::MINIMUM_BPS, call.minimum_bps),
+        (attr::MAXIMUM_BPS, call.maximum_bps),
+        (attr::BEARER_TYPE, call.bearer_type),
+        (attr::FRAMING_TYPE, call.framing_type),
+    ] {
+        wire::put_avp(m, true, a, &v.to_be_bytes());
+    }
+    wire::put_avp(m, true, attr::CALLED_NUMBER, call.called_number.as_bytes());
+    if let Some(sub) = &call.sub_address {
+        wire::put_avp(m, true, attr::SUB_ADDRESS, sub.as_bytes());
     }
 }
 
@@ -613,5 +638,100 @@ mod tests {
         });
         let m = Message::decode(&opt, None).unwrap();
         assert_eq!((m.fault, m.ignored), (None, 1));
+    }
+
+    #[test]
+    fn ocrq_round_trip() {
+        let call = OutgoingCall {
+            called_number: "5551234".into(),
+            minimum_bps: 9600,
+            maximum_bps: 100_000_000,
+            bearer_type: 2,
+            framing_type: 1,
+            sub_address: Some("77".into()),
+        };
+        let b = body(|b| {
+            put_avp(b, true, attr::MESSAGE_TYPE, &msg::OCRQ.to_be_bytes());
+            put_ocrq(b, 0x1234, 42, &call);
+        });
+        let m = Message::decode(&b, None).unwrap();
+        assert_eq!(m.msg_type, msg::OCRQ);
+        assert_eq!(m.fault, None);
+        assert_eq!(m.assigned_session, Some(0x1234));
+        assert_eq!(m.call_serial, Some(42));
+        assert_eq!(
+            (m.minimum_bps, m.maximum_bps),
+            (Some(9600), Some(100_000_000))
+        );
+        assert_eq!((m.bearer_type, m.framing_type), (Some(2), Some(1)));
+        assert_eq!(m.called_number.as_deref(), Some(&b"5551234"[..]));
+        assert_eq!(m.sub_address.as_deref(), Some(&b"77"[..]));
+        // every AVP mandatory (§4.4.5)
+        let all_m = wire::avps(&b).all(|a| a.is_ok_and(|a| a.mandatory));
+        assert!(all_m);
+        // without a Sub-Address, none is sent
+        let b = body(|b| put_ocrq(b, 1, 1, &OutgoingCall::default()));
+        let n = wire::avps(&b)
+            .filter(|a| a.as_ref().is_ok_and(|a| a.attr == attr::SUB_ADDRESS))
+            .count();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn ocrp_and_occn_decode() {
+        let b = body(|b| {
+            put_avp(b, true, attr::MESSAGE_TYPE, &msg::OCRP.to_be_bytes());
+            put_avp(b, true, attr::ASSIGNED_SESSION_ID, &9u16.to_be_bytes());
+            put_avp(b, false, attr::PHYSICAL_CHANNEL_ID, &77u32.to_be_bytes());
+        });
+        let m = Message::decode(&b, None).unwrap();
+        assert_eq!(
+            (
+                m.msg_type,
+                m.assigned_session,
+                m.physical_channel_id,
+                m.fault
+            ),
+            (msg::OCRP, Some(9), Some(77), None)
+        );
+        let b = body(|b| {
+            put_avp(b, true, attr::MESSAGE_TYPE, &msg::OCCN.to_be_bytes());
+            put_avp(b, true, attr::TX_CONNECT_SPEED, &56_000u32.to_be_bytes());
+            put_avp(b, true, attr::FRAMING_TYPE, &2u32.to_be_bytes());
+            put_avp(b, false, attr::RX_CONNECT_SPEED, &33_600u32.to_be_bytes());
+            put_avp(b, true, attr::SEQUENCING_REQUIRED, &[]);
+        });
+        let m = Message::decode(&b, None).unwrap();
+        assert_eq!(m.tx_connect_speed, Some(56_000));
+        assert_eq!(m.rx_connect_speed, Some(33_600));
+        assert_eq!(m.framing_type, Some(2));
+        assert!(m.sequencing_required);
+        assert_eq!(m.fault, None);
+    }
+
+    #[test]
+    fn bps_and_channel_lengths_are_checked() {
+        for a in [
+            attr::MINIMUM_BPS,
+            attr::MAXIMUM_BPS,
+            attr::PHYSICAL_CHANNEL_ID,
+        ] {
+            for v in [&[][..], &[1, 2, 3], &[1, 2, 3, 4, 5]] {
+                let b = body(|b| {
+                    put_avp(b, true, attr::MESSAGE_TYPE, &msg::OCRQ.to_be_bytes());
+                    put_avp(b, true, a, v);
+                });
+                let m = Message::decode(&b, None).unwrap();
+                assert_eq!(m.fault, Some(Fault::BadLength { attr: a }), "{a} {v:?}");
+                assert_eq!((m.minimum_bps, m.maximum_bps), (None, None));
+            }
+        }
+        // an empty Sub-Address is a valid (empty) string
+        let b = body(|b| {
+            put_avp(b, true, attr::MESSAGE_TYPE, &msg::OCRQ.to_be_bytes());
+            put_avp(b, true, attr::SUB_ADDRESS, &[]);
+        });
+        let m = Message::decode(&b, None).unwrap();
+        assert_eq!((m.sub_address, m.fault), (Some(Vec::new()), None));
     }
 }

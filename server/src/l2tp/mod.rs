@@ -6,6 +6,18 @@
 //! [`Lns::poll_event`]). Tunnels belong to a [`PeerId`] (one IPsec client), never to an address,
 //! so two clients behind one NAT that both use UDP 1701 and Assigned Tunnel ID 1 are two tunnels.
 //!
+//! What is built: the tunnel (SCCRQ/SCCRP/SCCCN with the optional challenge, HELLO, StopCCN,
+//! the reliable control channel), incoming calls (ICRQ/ICRP/ICCN, §7.4.2) and outgoing calls
+//! placed by us ([`Lns::place_call`]: OCRQ/OCRP/OCCN, §7.5.2). Both kinds of call share
+//! wait-connect → established, the data path and CDN; [`CallInfo::direction`] tells them apart.
+//! An outgoing call is reported from the moment it is placed: [`Event::SessionDown`] follows
+//! when the LAC refuses it (CDN, e.g. result 2 error 6), SessionUp when OCCN comes.
+//! A call message the session's state does not take is answered with CDN result 2 (§7.4.2,
+//! §7.5.2); an OCRQ from a peer with CDN result 5 (only the LNS asks for outgoing calls). Not
+//! built: WEN and SLI are counted only; an outgoing call waits for OCRP/OCCN for
+//! as long as the tunnel lives (no call timer of our own); tunnels are only ever answered, never
+//! opened by us (§7.5.2 wait-tunnel).
+//!
 //! Module map: `wire` (header and AVP codec, hidden AVPs), `avp` (attribute and message types,
 //! result codes, message decoding), `reliable` (Ns/Nr, window, retransmission), `tunnel`,
 //! `session`.
@@ -45,7 +57,7 @@ use zeroize::Zeroizing;
 
 use avp::{Fault, Message, attr, cdn, error, msg, stopccn};
 use reliable::{Arrival, Channel, Timing};
-pub use session::CallInfo;
+pub use session::{CallDirection, CallInfo, OutgoingCall};
 use session::{Session, SessionState, text};
 use tunnel::{Tunnel, TunnelState};
 use wire::{Header, HeaderError};
@@ -190,7 +202,17 @@ pub struct Stats {
     pub auth_failed: u64,
     pub no_secret_configured: u64,
     pub protocol_version_refused: u64,
-    pub outgoing_call_refused: u64,
+    /// OCRQs from a peer, refused (a LAC does not send them).
+    pub peer_ocrq_refused: u64,
+    /// Outgoing calls we asked for ([`Lns::place_call`]): OCRQ sent, OCCN received, and
+    /// cleared by the peer's CDN before OCCN.
+    pub outgoing_calls_placed: u64,
+    pub outgoing_calls_connected: u64,
+    pub outgoing_calls_refused: u64,
+    /// A call message the session's state does not take (§7.4.2, §7.5.2): answered with CDN.
+    pub call_state_errors: u64,
+    /// ICCN, OCRP or OCCN repeated (with a new Ns) for a session already past it: ignored.
+    pub repeated_call_messages: u64,
     pub data_stale: u64,
     pub data_received: u64,
     pub zlb_sent: u64,
@@ -219,6 +241,8 @@ pub struct Lns {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Call Serial Number of our next OCRQ; 0 until the first one draws a random start.
+    next_call_serial: u32,
 }
 
 impl std::fmt::Debug for Lns {
@@ -258,6 +282,7 @@ impl Lns {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            next_call_serial: 0,
         }
     }
 
@@ -563,6 +588,8 @@ impl Lns {
             state: TunnelState::WaitConnect,
             host_name: text(&m.host_name).unwrap_or_default(),
             vendor: text(&m.vendor_name),
+            bearer_capabilities: m.bearer_capabilities,
+            framing_capabilities: m.framing_capabilities,
             our_challenge: None,
             channel,
             sessions: HashMap::new(),
@@ -699,13 +726,15 @@ impl Lns {
             msg::STOPCCN => self.peer_stopccn(now, tid, &m),
             msg::HELLO => {}
             msg::ICRQ if established => self.icrq(tid, &m),
-            msg::ICCN if established => self.iccn(tid, session, &m),
+            msg::ICRP | msg::ICCN | msg::OCRP | msg::OCCN if established => {
+                self.call_message(now, tid, session, &m)
+            }
             msg::CDN if established => self.peer_cdn(tid, session, &m),
             msg::WEN if established => self.stats.wen_received += 1,
             msg::SLI if established => self.stats.sli_received += 1,
             msg::OCRQ if established => {
                 // An LNS places outgoing calls; it does not take them (§5.5).
-                self.stats.outgoing_call_refused += 1;
+                self.stats.peer_ocrq_refused += 1;
                 if let (Some(peer_sid), Some(t)) = (m.assigned_session, self.tunnels.get_mut(&tid))
                 {
                     t.cdn(
@@ -836,11 +865,8 @@ impl Lns {
             );
             return;
         }
-        let local = loop {
-            let id = (self.rng.next_u32() & 0xffff) as u16;
-            if id != 0 && !t.sessions.contains_key(&id) {
-                break id;
-            }
+        let Some(local) = t.alloc_session_id(&mut self.rng) else {
+            return;
         };
         let call = CallInfo {
             call_serial: m.call_serial.unwrap_or(0),
@@ -862,36 +888,118 @@ impl Lns {
         t.send(r);
     }
 
-    fn iccn(&mut self, tid: u16, session: u16, m: &Message) {
-        let Some(t) = self.tunnels.get_mut(&tid) else {
-            return;
-        };
-        let Some(s) = t
-            .sessions
-            .get_mut(&session)
-            .filter(|s| s.state == SessionState::WaitConnect)
+    /// ICRP, ICCN, OCRP or OCCN for a session: the LNS call state machines of §7.4.2 (incoming)
+    /// and §7.5.2 (outgoing), which share wait-connect → established.
+    fn call_message(&mut self, now: Instant, tid: u16, session: u16, m: &Message) {
+        use CallDirection::{Incoming, Outgoing};
+        use SessionState::{Established, WaitConnect, WaitReply};
+        let Some(s) = self
+            .tunnels
+            .get(&tid)
+            .and_then(|t| t.sessions.get(&session))
         else {
+            // idle: "Receive ICCN / OCRP / OCCN → clean up", there is nothing to clean.
             dropped!(
                 self.stats.unknown_session,
                 tunnel = tid,
                 session,
-                "ignored ICCN for an unknown session"
+                msg = msg::name(m.msg_type),
+                "ignored call message for an unknown session"
             );
+            return;
+        };
+        let (direction, state) = (s.direction(), s.state);
+        let same_peer_session = m.assigned_session == Some(s.peer_id);
+        match (direction, state, m.msg_type) {
+            (Outgoing, WaitReply, msg::OCRP) => self.ocrp(now, tid, session, m),
+            (Incoming, WaitConnect, msg::ICCN) | (Outgoing, WaitConnect, msg::OCCN) => {
+                self.connected(tid, session, m)
+            }
+            // A repeat (new Ns) of the message that moved the session on: harmless, ignored.
+            (Incoming, Established, msg::ICCN)
+            | (Outgoing, Established, msg::OCCN)
+            | (Outgoing, WaitConnect | Established, msg::OCRP)
+                if m.msg_type != msg::OCRP || same_peer_session =>
+            {
+                dropped!(
+                    self.stats.repeated_call_messages,
+                    tunnel = tid,
+                    session,
+                    msg = msg::name(m.msg_type),
+                    "ignored a repeated call message"
+                );
+            }
+            _ => {
+                self.stats.call_state_errors += 1;
+                let text = format!(
+                    "{} unexpected: {} call in state {state:?}",
+                    msg::name(m.msg_type),
+                    match direction {
+                        Incoming => "incoming",
+                        Outgoing => "outgoing",
+                    }
+                );
+                info!(tunnel = tid, session, text, "L2TP call cleared");
+                self.session_fault(now, tid, session, m, error::NONE, &text);
+            }
+        }
+    }
+
+    /// OCRP in wait-reply: the LAC is placing the call; wait for OCCN.
+    fn ocrp(&mut self, now: Instant, tid: u16, local: u16, m: &Message) {
+        let Some(t) = self.tunnels.get_mut(&tid) else {
+            return;
+        };
+        let peer_sid = m.assigned_session.unwrap_or(0);
+        let taken = t.by_peer_session.contains_key(&peer_sid);
+        if peer_sid == 0 || taken {
+            // Not acceptable (§7.5.2): CDN.
+            let text = if taken {
+                "OCRP names a session ID already in use"
+            } else {
+                "OCRP without an Assigned Session ID"
+            };
+            self.session_fault(now, tid, local, m, error::INVALID_SESSION_ID, text);
+            return;
+        }
+        let Some(s) = t.sessions.get_mut(&local) else {
+            return;
+        };
+        s.peer_id = peer_sid;
+        s.state = SessionState::WaitConnect;
+        t.by_peer_session.insert(peer_sid, local);
+        debug!(
+            tunnel = tid,
+            session = local,
+            peer_session = peer_sid,
+            "outgoing call in progress (OCRP)"
+        );
+    }
+
+    /// ICCN or OCCN in wait-connect: the call is up.
+    fn connected(&mut self, tid: u16, session: u16, m: &Message) {
+        let Some(t) = self.tunnels.get_mut(&tid) else {
+            return;
+        };
+        let Some(s) = t.sessions.get_mut(&session) else {
             return;
         };
         s.state = SessionState::Established;
         s.call.tx_connect_speed = m.tx_connect_speed.unwrap_or(0);
         s.call.rx_connect_speed = m.rx_connect_speed;
-        s.call.framing_type = m.framing_type.unwrap_or(0);
+        s.call.framing_type = m.framing_type.unwrap_or(s.call.framing_type);
         s.call.sequencing_required = m.sequencing_required;
         s.sequencing |= m.sequencing_required;
         self.stats.sessions_established += 1;
+        if s.direction() == CallDirection::Outgoing {
+            self.stats.outgoing_calls_connected += 1;
+        }
         let sref = SessionRef {
             peer: t.peer,
             tunnel: tid,
             session,
         };
-        info!(peer = t.peer, tunnel = tid, session, "L2TP session up");
+        info!(peer = t.peer, tunnel = tid, session, direction = ?s.direction(), "L2TP session up");
         self.events.push_back(Event::SessionUp {
             session: sref,
             call: s.call.clone(),
@@ -922,10 +1030,29 @@ impl Lns {
             self.stats.unknown_session += 1;
             return;
         };
-        let reason = match &m.result {
+        let mut reason = match &m.result {
             Some(r) => format!("peer sent CDN: {r}"),
             None => "peer sent CDN".into(),
         };
+        if let Some(t) = self.tunnels.get(&tid)
+            && let Some(s) = t.sessions.get(&local)
+            && s.direction() == CallDirection::Outgoing
+            && s.state != SessionState::Established
+        {
+            self.stats.outgoing_calls_refused += 1;
+            reason = match &m.result {
+                Some(r) => format!("the client refused the outgoing call: {r}"),
+                None => "the client refused the outgoing call".into(),
+            };
+            info!(
+                peer = t.peer,
+                tunnel = tid,
+                session = local,
+                called = s.call.called_number.as_deref().unwrap_or(""),
+                reason,
+                "L2TP outgoing call refused"
+            );
+        }
         self.remove_session(tid, local, &reason);
     }
 
@@ -943,7 +1070,15 @@ impl Lns {
             return;
         };
         if let Some(local) = Self::find_session(t, session, m) {
-            let peer_sid = t.sessions.get(&local).map_or(0, |s| s.peer_id);
+            let mut peer_sid = t.sessions.get(&local).map_or(0, |s| s.peer_id);
+            if peer_sid == 0 && m.msg_type == msg::OCRP {
+                // A call in wait-reply learns the peer's ID from this (faulty) OCRP, unless it
+                // is another call's: that call must not get this CDN.
+                peer_sid = m
+                    .assigned_session
+                    .filter(|p| !t.by_peer_session.contains_key(p))
+                    .unwrap_or(0);
+            }
             self.remove_session(tid, local, text);
             if let Some(t) = self.tunnels.get_mut(&tid) {
                 t.cdn(peer_sid, local, cdn::GENERAL_ERROR, Some(err), text);
@@ -966,8 +1101,10 @@ impl Lns {
         let Some(s) = t.sessions.remove(&local) else {
             return;
         };
-        t.by_peer_session.remove(&s.peer_id);
-        if s.state == SessionState::Established {
+        if t.by_peer_session.get(&s.peer_id) == Some(&local) {
+            t.by_peer_session.remove(&s.peer_id);
+        }
+        if s.announced() {
             info!(
                 peer = t.peer,
                 tunnel = tid,
@@ -991,11 +1128,7 @@ impl Lns {
         let Some(t) = self.tunnels.get(&tid) else {
             return;
         };
-        for s in t
-            .sessions
-            .values()
-            .filter(|s| s.state == SessionState::Established)
-        {
+        for s in t.sessions.values().filter(|s| s.announced()) {
             self.events.push_back(Event::SessionDown {
                 session: SessionRef {
                     peer: t.peer,
@@ -1188,6 +1321,78 @@ impl Lns {
             bytes,
             len,
             port: t.port,
+        })
+    }
+
+    /// Asks the LAC of `peer`'s established `tunnel` to place a call (RFC 2661 §7.5.2): sends
+    /// OCRQ and returns the new session, in wait-reply. Later [`Event::SessionUp`] (OCCN: data
+    /// may flow) or [`Event::SessionDown`] (CDN: the LAC refused or the call failed) follows.
+    /// The Bearer and Framing Type bits are limited to the capabilities the LAC announced.
+    /// None when the tunnel is not established, not `peer`'s, full, or its LAC sent no Bearer
+    /// Capabilities (§6.9: it cannot place calls).
+    pub fn place_call(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        tunnel: u16,
+        call: OutgoingCall,
+    ) -> Option<SessionRef> {
+        let max = self.cfg.max_sessions_per_tunnel;
+        let t = self
+            .tunnels
+            .get_mut(&tunnel)
+            .filter(|t| t.peer == peer && t.state == TunnelState::Established)?;
+        let Some(bearer_caps) = t.bearer_capabilities else {
+            info!(
+                peer,
+                tunnel, "cannot place an outgoing call: the LAC sent no Bearer Capabilities"
+            );
+            return None;
+        };
+        if t.sessions.len() >= max {
+            self.stats.session_limit += 1;
+            return None;
+        }
+        let local = t.alloc_session_id(&mut self.rng)?;
+        if self.next_call_serial == 0 {
+            self.next_call_serial = self.rng.next_u32().max(1);
+        }
+        let serial = self.next_call_serial;
+        self.next_call_serial = serial.wrapping_add(1).max(1);
+        let call = OutgoingCall {
+            bearer_type: call.bearer_type & bearer_caps,
+            framing_type: t
+                .framing_capabilities
+                .map_or(call.framing_type, |caps| call.framing_type & caps),
+            ..call
+        };
+        let info = CallInfo {
+            direction: CallDirection::Outgoing,
+            call_serial: serial,
+            called_number: Some(call.called_number.clone()),
+            bearer_type: Some(call.bearer_type),
+            sub_address: call.sub_address.clone(),
+            framing_type: call.framing_type,
+            ..CallInfo::default()
+        };
+        t.sessions.insert(local, Session::new(local, 0, info));
+        let mut m = t.message(0, msg::OCRQ);
+        avp::put_ocrq(&mut m, local, serial, &call);
+        t.send(m);
+        self.stats.outgoing_calls_placed += 1;
+        info!(
+            peer,
+            tunnel,
+            session = local,
+            called = call.called_number,
+            serial,
+            "L2TP outgoing call requested (OCRQ)"
+        );
+        self.flush(now, tunnel);
+        Some(SessionRef {
+            peer,
+            tunnel,
+            session: local,
         })
     }
 

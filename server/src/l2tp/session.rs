@@ -1,22 +1,69 @@
-//! One call (session) inside a tunnel (RFC 2661 §5.6 incoming calls, §7.4.2 LNS states).
+//! One call (session) inside a tunnel (RFC 2661 §5.6; LNS states: §7.4.2 incoming calls,
+//! §7.5.2 outgoing calls).
 
-/// What the LAC told us about the call (ICRQ and ICCN).
+/// Who started the call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CallDirection {
+    /// The LAC asked for it (ICRQ, ICRP, ICCN): every remote-access client.
+    #[default]
+    Incoming,
+    /// We asked the LAC to place it ([`super::Lns::place_call`]: OCRQ, OCRP, OCCN).
+    Outgoing,
+}
+
+/// What we know about the call: for an incoming call what the LAC told us (ICRQ and ICCN); for
+/// an outgoing call what we asked for (OCRQ) and what the LAC obtained (OCCN).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallInfo {
+    pub direction: CallDirection,
     pub call_serial: u32,
     pub calling_number: Option<String>,
     pub called_number: Option<String>,
     pub bearer_type: Option<u32>,
+    /// Outgoing calls: the Sub-Address we sent.
+    pub sub_address: Option<String>,
     pub tx_connect_speed: u32,
     pub rx_connect_speed: Option<u32>,
     pub framing_type: u32,
-    /// The LAC asked for sequence numbers on data messages (Sequencing Required in ICCN).
+    /// The LAC asked for sequence numbers on data messages (Sequencing Required in ICCN/OCCN).
     pub sequencing_required: bool,
+}
+
+/// A call for the LAC to place (OCRQ, RFC 2661 §6.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingCall {
+    /// The number the LAC is to dial (Called Number AVP).
+    pub called_number: String,
+    /// Lowest and highest acceptable line speed, bits per second.
+    pub minimum_bps: u32,
+    pub maximum_bps: u32,
+    /// Bearer Type bits (2 analog, 1 digital); reduced to the LAC's Bearer Capabilities.
+    pub bearer_type: u32,
+    /// Framing Type bits (2 asynchronous, 1 synchronous); reduced to the LAC's Framing
+    /// Capabilities.
+    pub framing_type: u32,
+    pub sub_address: Option<String>,
+}
+
+impl Default for OutgoingCall {
+    /// No number, any speed, analog or digital, synchronous or asynchronous framing.
+    fn default() -> Self {
+        Self {
+            called_number: String::new(),
+            minimum_bps: 0,
+            maximum_bps: u32::MAX,
+            bearer_type: 3,
+            framing_type: 3,
+            sub_address: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SessionState {
-    /// ICRP sent, waiting for ICCN.
+    /// Outgoing: OCRQ sent, waiting for OCRP (the peer's session ID is not known yet).
+    WaitReply,
+    /// Incoming: ICRP sent, waiting for ICCN. Outgoing: OCRP received, waiting for OCCN.
     WaitConnect,
     Established,
 }
@@ -36,16 +83,32 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// An incoming call (ICRP sent: wait-connect) or an outgoing one (OCRQ sent, `peer_id` 0:
+    /// wait-reply).
     pub fn new(local_id: u16, peer_id: u16, call: CallInfo) -> Self {
+        let state = match call.direction {
+            CallDirection::Incoming => SessionState::WaitConnect,
+            CallDirection::Outgoing => SessionState::WaitReply,
+        };
         Self {
             local_id,
             peer_id,
-            state: SessionState::WaitConnect,
+            state,
             call,
             sequencing: false,
             data_ns: 0,
             data_nr: 0,
         }
+    }
+
+    pub fn direction(&self) -> CallDirection {
+        self.call.direction
+    }
+
+    /// Whether the shell knows this session, so its end is reported (SessionDown): an
+    /// established call, or an outgoing call at any stage (place_call returned its reference).
+    pub fn announced(&self) -> bool {
+        self.state == SessionState::Established || self.direction() == CallDirection::Outgoing
     }
 
     /// A data message from the peer: with Ns/Nr the session switches to sequencing (§5.4:

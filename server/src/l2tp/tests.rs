@@ -50,6 +50,40 @@ fn sccrq_gets_sccrp_and_repeat_is_acked_only() {
     assert_eq!(lns.half_open_count(), 0);
 }
 
+/// A tunnel up with peer 1 whose SCCRQ carried no Bearer Capabilities; returns our tunnel ID.
+fn tunnel_without_bearer_capabilities(lns: &mut Lns, now: Instant) -> u16 {
+    lns.handle_datagram(now, 1, 1701, &sccrq(5));
+    let reply = lns.poll_transmit().unwrap().payload;
+    let h = wire::Header::decode(&reply).unwrap();
+    let ours = super::avp::Message::decode(&reply[h.payload], None)
+        .unwrap()
+        .assigned_tunnel
+        .unwrap();
+    let mut m = wire::begin_control(ours, 0);
+    put_avp(&mut m, true, attr::MESSAGE_TYPE, &msg::SCCCN.to_be_bytes());
+    wire::finish_control(&mut m);
+    wire::set_sequence(&mut m, 1, 1);
+    lns.handle_datagram(now, 1, 1701, &m);
+    assert!(matches!(
+        lns.poll_event(),
+        Some(super::Event::TunnelUp { .. })
+    ));
+    ours
+}
+
+#[test]
+fn no_outgoing_call_without_bearer_capabilities() {
+    let now = Instant::now();
+    let mut lns = Lns::new(LnsConfig::default(), [3; 32]);
+    let t = tunnel_without_bearer_capabilities(&mut lns, now);
+    while lns.poll_transmit().is_some() {}
+    let call = super::OutgoingCall::default();
+    assert_eq!(lns.place_call(now, 1, t, call.clone()), None, "§6.9");
+    assert_eq!(lns.place_call(now, 2, t, call), None, "not this peer's");
+    assert!(lns.poll_transmit().is_none());
+    assert_eq!(lns.stats().outgoing_calls_placed, 0);
+}
+
 proptest::proptest! {
     #[test]
     fn handle_datagram_is_total(

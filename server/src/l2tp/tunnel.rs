@@ -33,12 +33,17 @@ pub(crate) struct Tunnel {
     pub state: TunnelState,
     pub host_name: String,
     pub vendor: Option<String>,
+    /// From SCCRQ: what the LAC can do (§4.4.3). An outgoing call needs Bearer Capabilities
+    /// (§6.9); the OCRQ's Bearer and Framing Type bits are limited to these.
+    pub bearer_capabilities: Option<u32>,
+    pub framing_capabilities: Option<u32>,
     /// The challenge we sent in SCCRP; SCCCN must answer it.
     pub our_challenge: Option<Zeroizing<Vec<u8>>>,
     /// Held out-of-order messages keep their header's session ID.
     pub channel: Channel<(u16, Message)>,
     pub sessions: HashMap<u16, Session>,
-    /// Peer's session ID → ours, to recognise a repeated ICRQ.
+    /// Peer's session ID → ours, to recognise a repeated ICRQ or OCRP (outgoing calls enter it
+    /// at OCRP).
     pub by_peer_session: HashMap<u16, u16>,
     pub created: Instant,
     /// Last control or data message from the peer (for HELLO).
@@ -105,6 +110,17 @@ impl Tunnel {
             &local_session.to_be_bytes(),
         );
         self.send(m);
+    }
+
+    /// A random non-zero session ID not in use; None if all are (only with an absurd limit).
+    pub fn alloc_session_id(&self, rng: &mut impl rand::Rng) -> Option<u16> {
+        for _ in 0..64 {
+            let id = (rng.next_u32() & 0xffff) as u16;
+            if id != 0 && !self.sessions.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        (1..=u16::MAX).find(|id| !self.sessions.contains_key(id))
     }
 
     /// The earliest instant this tunnel needs service.
