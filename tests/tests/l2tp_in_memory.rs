@@ -1199,3 +1199,29 @@ fn ocrq_from_the_client_is_still_refused() {
     assert!(net.clients[0].lac.stats.received.contains(&lac::CDN));
     assert_eq!(net.lns.session_count(), 0);
 }
+
+#[test]
+fn a_call_that_never_completes_is_cleared() {
+    let mut net = Net::new(cfg());
+    net.add(40, 1701, LacConfig::windows());
+    net.connect(0);
+    // An ICRQ the LAC itself forgets (no ICCN will follow): Assigned Session ID 77, serial 5.
+    let now = net.now;
+    net.clients[0].lac.send_message(
+        now,
+        0,
+        lac::ICRQ,
+        &[
+            (lac::M, 0, 14, 77u16.to_be_bytes().to_vec()),
+            (lac::M, 0, 15, 5u32.to_be_bytes().to_vec()),
+        ],
+    );
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.lns.session_count(), 1, "ICRP sent, waiting for ICCN");
+    net.run(Duration::from_secs(70));
+    assert_eq!(net.lns.session_count(), 0);
+    assert_eq!(net.lns.stats().call_setup_expired, 1);
+    // Never announced, so never reported down; the tunnel itself lives on.
+    assert!(net.session_ups().is_empty());
+    assert_eq!(net.lns.tunnel_count(), 1);
+}

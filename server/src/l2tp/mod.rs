@@ -71,6 +71,9 @@ pub type PeerId = u64;
 pub const CLOSE_LINGER: Duration = Duration::from_secs(31);
 /// How long a tunnel may stay half-open (SCCRP sent, no SCCCN).
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(31);
+/// How long a call may take to come up (ICRQ to ICCN, OCRQ to OCCN) before it is cleared with
+/// a CDN: the RFC sets no limit, and a call stuck half-way would hold a session slot for good.
+pub const CALL_SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Receive Window Size assumed when the peer sends none (§4.4.3).
 pub const DEFAULT_PEER_WINDOW: u16 = 4;
 
@@ -226,6 +229,7 @@ pub struct Stats {
     pub cdn_received: u64,
     pub wen_received: u64,
     pub sli_received: u64,
+    pub call_setup_expired: u64,
 }
 
 /// The sans-IO L2TP network server. See the module documentation.
@@ -725,7 +729,7 @@ impl Lns {
             msg::SCCCN if state == TunnelState::WaitConnect => self.scccn(now, tid, &m),
             msg::STOPCCN => self.peer_stopccn(now, tid, &m),
             msg::HELLO => {}
-            msg::ICRQ if established => self.icrq(tid, &m),
+            msg::ICRQ if established => self.icrq(now, tid, &m),
             msg::ICRP | msg::ICCN | msg::OCRP | msg::OCCN if established => {
                 self.call_message(now, tid, session, &m)
             }
@@ -837,7 +841,7 @@ impl Lns {
         }
     }
 
-    fn icrq(&mut self, tid: u16, m: &Message) {
+    fn icrq(&mut self, now: Instant, tid: u16, m: &Message) {
         let max = self.cfg.max_sessions_per_tunnel;
         let Some(t) = self.tunnels.get_mut(&tid) else {
             return;
@@ -876,7 +880,7 @@ impl Lns {
             ..CallInfo::default()
         };
         t.sessions
-            .insert(local, Session::new(local, peer_sid, call));
+            .insert(local, Session::new(local, peer_sid, call, now));
         t.by_peer_session.insert(peer_sid, local);
         let mut r = t.message(peer_sid, msg::ICRP);
         wire::put_avp(
@@ -1292,6 +1296,31 @@ impl Lns {
                 self.remove_tunnel(tid);
                 return;
             }
+            TunnelState::Established if t.calls_stuck(now, CALL_SETUP_TIMEOUT) => {
+                let peer = t.peer;
+                let stuck: Vec<u16> = t
+                    .sessions
+                    .values()
+                    .filter(|s| s.state != SessionState::Established)
+                    .filter(|s| now >= s.created + CALL_SETUP_TIMEOUT)
+                    .map(|s| s.local_id)
+                    .collect();
+                for session in stuck {
+                    dropped!(
+                        self.stats.call_setup_expired,
+                        peer,
+                        tunnel = tid,
+                        session,
+                        "call setup timed out; clearing it"
+                    );
+                    let s = SessionRef {
+                        peer,
+                        tunnel: tid,
+                        session,
+                    };
+                    self.close_session(now, s, cdn::ADMINISTRATIVE, "call setup timed out");
+                }
+            }
             TunnelState::Established
                 if t.channel.idle()
                     && !hello_interval.is_zero()
@@ -1375,7 +1404,7 @@ impl Lns {
             framing_type: call.framing_type,
             ..CallInfo::default()
         };
-        t.sessions.insert(local, Session::new(local, 0, info));
+        t.sessions.insert(local, Session::new(local, 0, info, now));
         let mut m = t.message(0, msg::OCRQ);
         avp::put_ocrq(&mut m, local, serial, &call);
         t.send(m);

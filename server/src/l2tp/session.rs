@@ -74,6 +74,8 @@ pub(crate) struct Session {
     pub peer_id: u16,
     pub state: SessionState,
     pub call: CallInfo,
+    /// When the call was asked for (ICRQ received, OCRQ sent): setup must end in time.
+    pub created: std::time::Instant,
     /// Data messages carry Ns/Nr (the peer asked for it or sends them itself).
     pub sequencing: bool,
     /// Ns of our next data message.
@@ -85,7 +87,7 @@ pub(crate) struct Session {
 impl Session {
     /// An incoming call (ICRP sent: wait-connect) or an outgoing one (OCRQ sent, `peer_id` 0:
     /// wait-reply).
-    pub fn new(local_id: u16, peer_id: u16, call: CallInfo) -> Self {
+    pub fn new(local_id: u16, peer_id: u16, call: CallInfo, now: std::time::Instant) -> Self {
         let state = match call.direction {
             CallDirection::Incoming => SessionState::WaitConnect,
             CallDirection::Outgoing => SessionState::WaitReply,
@@ -95,6 +97,7 @@ impl Session {
             peer_id,
             state,
             call,
+            created: now,
             sequencing: false,
             data_ns: 0,
             data_nr: 0,
@@ -148,7 +151,7 @@ mod tests {
 
     #[test]
     fn sequencing_follows_peer() {
-        let mut s = Session::new(1, 2, CallInfo::default());
+        let mut s = Session::new(1, 2, CallInfo::default(), std::time::Instant::now());
         assert!(s.on_data(None));
         assert_eq!(s.next_data_seq(), None);
         assert!(s.on_data(Some((0, 0))));

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::PeerId;
 use super::avp::{Message, ResultCode, attr, msg};
 use super::reliable::Channel;
-use super::session::Session;
+use super::session::{Session, SessionState};
 use super::wire;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +138,24 @@ impl Tunnel {
                 if self.channel.idle() && !hello_interval.is_zero() {
                     consider(self.last_heard + hello_interval);
                 }
+                if let Some(first) = self
+                    .sessions
+                    .values()
+                    .filter(|s| s.state != SessionState::Established)
+                    .map(|s| s.created)
+                    .min()
+                {
+                    consider(first + super::CALL_SETUP_TIMEOUT);
+                }
             }
         }
         d
+    }
+
+    /// Whether a call of this tunnel has been setting up for `timeout` or longer.
+    pub fn calls_stuck(&self, now: Instant, timeout: std::time::Duration) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.state != SessionState::Established && now >= s.created + timeout)
     }
 }
