@@ -14,27 +14,8 @@
 #
 # Needs root and the harness; prints SKIP with the reason otherwise. Exit 0 = every case passed.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-harness=${ROADGATE_HARNESS:-$top/../shared/harness}
-vm="$harness/vm.sh"
-out=${ROADGATE_INTEROP_OUT:-$top/target/interop}
-mkdir -p "$out"
-rm -f "$out/results.txt"
-
-skip() { echo "SKIP interop/ipsec_strongswan: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, VMs)"
-[ -x "$vm" ] || skip "harness not found at $vm"
-command -v qemu-system-x86_64 >/dev/null 2>&1 || "$vm" deps >/dev/null 2>&1 || skip "qemu could not be installed"
-
-bin=${ROADGATE_BIN:-$top/target/release/roadgate}
-if [ ! -x "$bin" ]; then
-  (cd "$top" && cargo build --release -p roadgate) || { echo "FAIL: build"; exit 1; }
-fi
-
-"$vm" build >"$out/vm-build.log" 2>&1 || { echo "FAIL: vm.sh build (see $out/vm-build.log)"; exit 1; }
-"$vm" net up >"$out/net-up.log" 2>&1 || { echo "FAIL: vm.sh net up"; exit 1; }
-trap '"$vm" net down >/dev/null 2>&1; [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null' EXIT
+name=ipsec_strongswan
+source "$(dirname "$0")/common.sh"
 
 psk="interop-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 rm -rf "$out/state"
