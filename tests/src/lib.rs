@@ -11,5 +11,6 @@ pub mod initiator;
 pub mod kdf;
 pub mod lac;
 pub mod pair;
+pub mod session_pair;
 pub mod udp_client;
 pub mod wire;

@@ -193,33 +193,33 @@ impl Sessions {
         src_port: u16,
         datagram: &'a [u8],
     ) -> Option<Inbound<'a>> {
-        let data = self.lns.handle_datagram(now, peer, src_port, datagram);
-        self.pump(now);
-        let (session, range) = data?;
+        let Some((session, range)) = self.lns.handle_datagram(now, peer, src_port, datagram) else {
+            // A control message (or a drop): the LNS may have events and replies.
+            self.pump(now);
+            return None;
+        };
         let frame = datagram.get(range)?;
         let link = self.links.get_mut(&session)?;
         let input = link.ppp.handle_frame(now, frame);
-        self.dirty.push(session);
-        let result = match input {
-            Input::Ipv4(packet) => {
-                let src = packet
-                    .get(12..16)
-                    .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
-                if link.up && src.is_some() && src == link.address {
-                    Some(Inbound { session, packet })
-                } else {
-                    if link.up {
-                        self.stats.spoofed += 1;
-                    } else {
-                        self.stats.not_routable += 1;
-                    }
-                    None
-                }
+        if let Input::Ipv4(packet) = input {
+            // The data path: nothing to send, no state to move, no allocation.
+            let src = packet
+                .get(12..16)
+                .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
+            if link.up && src.is_some() && src == link.address {
+                return Some(Inbound { session, packet });
             }
-            Input::Ipv6(_) => {
+            if link.up {
+                self.stats.spoofed += 1;
+            } else {
                 self.stats.not_routable += 1;
-                None
             }
+            return None;
+        }
+        self.dirty.push(session);
+        match input {
+            Input::Ipv4(_) => {}
+            Input::Ipv6(_) => self.stats.not_routable += 1,
             Input::Dropped(reason) => {
                 let (counter, what) = match reason {
                     DropReason::MalformedFrame(_) => {
@@ -239,12 +239,11 @@ impl Sessions {
                     ),
                 };
                 note_drop(counter, session.peer, what);
-                None
             }
-            Input::Handled => None,
-        };
+            Input::Handled => {}
+        }
         self.pump(now);
-        result
+        None
     }
 
     /// The answer to an [`Event::Authenticate`].
@@ -380,10 +379,14 @@ impl Sessions {
                 progressed = true;
                 self.on_l2tp_event(now, ev);
             }
-            let dirty = std::mem::take(&mut self.dirty);
-            for key in dirty {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for key in dirty.drain(..) {
                 progressed |= self.pump_link(now, key);
                 self.reschedule(key);
+            }
+            // Keep the buffer (and its capacity) for the next round.
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
             }
             while let Some(t) = self.lns.poll_transmit() {
                 self.transmits.push_back(t);
