@@ -6,7 +6,8 @@
 # harness's host namespace; then its xl2tpd sends SCCRQ through ESP (the server must log that it
 # decrypted it), the L2TP tunnel and call come up inside the SA, and pppd authenticates with
 # MS-CHAPv2 as a local user and gets an address from the pool. Cases: raw ESP, forced UDP
-# encapsulation, the client behind a real NAT, and other proposals.
+# encapsulation, the client behind a real NAT, other proposals, and two clients behind one NAT at
+# once.
 #
 # The TUN data plane is not built yet, so the client's ping through the tunnel fails by design:
 # this script checks the RESULT fields ike=up, esp=up (and encap), l2tp=up, ppp=up, auth=ok and
@@ -63,6 +64,45 @@ if grep -q "^windows-ecp: .*ike_alg=AES_CBC-256/HMAC_SHA1_96/PRF_HMAC_SHA1/ECP_3
 else
   echo "FAIL windows-ecp-choice: $(grep '^windows-ecp:' "$out/results.txt")"; fail=$((fail+1))
 fi
+
+# Two clients behind one NAT at the same time (CLIENTS.md §5.5-5.6): both send L2TP from UDP 1701
+# of the same public address. Each must get its own tunnel, call and address, and both sessions
+# must be up together.
+two_behind_nat() {
+  local log="$out/server-two-behind-nat.log"
+  ip netns exec l2tpv-host env RUST_LOG=info "$bin" serve --listen 192.0.2.1 --psk-file "$out/psk" \
+    --state "$out/state" >"$log" 2>&1 &
+  srv=$!
+  sleep 1
+  "$vm" client --server 192.0.2.1 --psk "$psk" --ppp-timeout 30 --behind-nat --name nat1 --hold 45 \
+    >"$out/nat1.out" 2>"$out/client-nat1.err" &
+  local first=$!
+  sleep 3
+  "$vm" client --server 192.0.2.1 --psk "$psk" --ppp-timeout 30 --behind-nat --name nat2 \
+    --ip 198.51.100.201 --hold 45 >"$out/nat2.out" 2>"$out/client-nat2.err"
+  wait "$first"
+  kill -TERM "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=
+  local r1 r2 ok=1
+  r1=$(grep '^RESULT' "$out/nat1.out" | tail -1); r2=$(grep '^RESULT' "$out/nat2.out" | tail -1)
+  echo "two-behind-nat/1: $r1" | tee -a "$out/results.txt"
+  echo "two-behind-nat/2: $r2" | tee -a "$out/results.txt"
+  for r in "$r1" "$r2"; do
+    [[ $r == *" encap=yes"* && $r == *" l2tp=up"* && $r == *" ppp=up"* && $r == *" auth=ok"* ]] || ok=0
+  done
+  local ip1 ip2
+  ip1=$(grep -o ' ip=[0-9.]*' <<<"$r1"); ip2=$(grep -o ' ip=[0-9.]*' <<<"$r2")
+  [ -n "$ip1" ] && [ "$ip1" != "$ip2" ] || ok=0
+  # Both sessions up at once: two "session up" lines before the first "session down".
+  [ "$(sed -n '/roadgate::session: session down/q;/roadgate::session: session up/p' "$log" | wc -l)" = 2 ] || ok=0
+  # Two IPsec clients seen from the same NAT address.
+  [ "$(grep -c 'new IPsec client' "$log")" = 2 ] || ok=0
+  if [ $ok = 1 ]; then
+    echo "PASS two-behind-nat:$ip1 and$ip2, both up at once"; pass=$((pass+1))
+  else
+    echo "FAIL two-behind-nat (server log: $log)"; fail=$((fail+1))
+  fi
+}
+two_behind_nat
 
 echo "interop ipsec_strongswan: $pass passed, $fail failed"
 [ $fail = 0 ]

@@ -14,9 +14,9 @@
 //! when the LAC refuses it (CDN, e.g. result 2 error 6), SessionUp when OCCN comes.
 //! A call message the session's state does not take is answered with CDN result 2 (§7.4.2,
 //! §7.5.2); an OCRQ from a peer with CDN result 5 (only the LNS asks for outgoing calls). Not
-//! built: WEN and SLI are counted only; an outgoing call waits for OCRP/OCCN for
-//! as long as the tunnel lives (no call timer of our own); tunnels are only ever answered, never
-//! opened by us (§7.5.2 wait-tunnel).
+//! A call not up [`CALL_SETUP_TIMEOUT`] after ICRQ / OCRQ is cleared with CDN result 3. Not
+//! built: WEN and SLI are counted only; tunnels are only ever answered, never opened by us
+//! (§7.5.2 wait-tunnel); no slow start on the control channel (Appendix A is optional).
 //!
 //! Module map: `wire` (header and AVP codec, hidden AVPs), `avp` (attribute and message types,
 //! result codes, message decoding), `reliable` (Ns/Nr, window, retransmission), `tunnel`,
