@@ -43,9 +43,9 @@ run_case() {
   grep -q "ISAKMP SA established" "$log" || ok=0
   [[ $result == *" l2tp=up"* && $result == *" ppp=up"* && $result == *" auth=ok"* ]] || ok=0
   [[ $result =~ \ ip=10\.77\.0\.[0-9]+ ]] || ok=0
-  grep -q "session up" "$log" || ok=0
+  grep -q "roadgate::session: session up" "$log" || ok=0
   if [ $ok = 1 ]; then
-    echo "PASS $name: $(grep -m1 -o 'algorithms=[^ ]*' "$log" | head -1); $(grep -m1 -o 'session up.*' "$log")"
+    echo "PASS $name: $(grep -m1 -o 'algorithms=[^ ]*' "$log" | head -1); $(grep -o 'roadgate::session: session up.*' "$log" | head -1 | sed 's/roadgate::session: //')"
     pass=$((pass+1))
   else
     echo "FAIL $name (server log: $log)"; fail=$((fail+1))

@@ -49,7 +49,7 @@ run_case() {
       [[ $result == *" ppp=up"* ]] || { ok=0; why+=" ppp"; }
       [[ $result == *" auth=ok"* ]] || { ok=0; why+=" auth"; }
       [[ $result =~ \ ip=10\.77\.0\.([0-9]+) ]] || { ok=0; why+=" ip"; }
-      grep -q "session up" "$log" || { ok=0; why+=" server-log"; } ;;
+      grep -q "roadgate::session: session up" "$log" || { ok=0; why+=" server-log"; } ;;
     auth-fail)
       [[ $result == *" l2tp=up"* ]] || { ok=0; why+=" l2tp"; }
       [[ $result != *" auth=ok"* ]] || { ok=0; why+=" auth-accepted"; }

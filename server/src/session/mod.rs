@@ -563,7 +563,7 @@ impl Sessions {
                 self.per_user.remove(user);
             }
         }
-        info!(peer = key.peer, user = link.user.as_deref().unwrap_or("-"), %reason, "session down");
+        info!(peer = key.peer, user = %link.user.as_deref().unwrap_or("-"), %reason, "session down");
         self.events.push_back(Event::Down {
             session: key,
             user: link.user,
