@@ -4,6 +4,7 @@
 //! events out. The tokio shell in `io` owns the sockets and the clock.
 
 pub mod aaa;
+pub mod dataplane;
 pub mod esp;
 pub mod ike;
 pub mod io;
