@@ -324,3 +324,48 @@ fn two_hundred_clients_come_up_and_stay_up_through_keepalives() {
     assert!(w.downs.is_empty(), "{:?}", w.downs.first());
     assert_eq!(w.server.len(), 200);
 }
+
+#[test]
+fn packets_to_a_clients_address_reach_its_ppp_link_and_nowhere_else() {
+    let specs = vec![
+        mk(1, LacConfig::windows(), "alice", "alice-pw", MSCHAP),
+        mk(2, LacConfig::android(), "bob", "bob-pw", MSCHAP),
+    ];
+    let mut w = World::new(server(pool(10, 99), SERVER_AUTH.to_vec()), specs);
+    w.run(Duration::from_secs(60), |w| w.ups.len() == 2);
+    for i in 0..2 {
+        let dst = w.clients[i].up.as_ref().unwrap().local;
+        let mut packet = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7];
+        packet.extend_from_slice(&dst.octets());
+        packet.extend_from_slice(&[0, 53, 0x30, 0x39, 0, 8, 0, 0]);
+        let h = w
+            .server
+            .outbound_header(dst)
+            .expect("an up session holds the address");
+        assert_eq!(h.session.peer, w.clients[i].peer);
+        assert_eq!(h.port, w.clients[i].port);
+        let mut datagram = h.bytes[..h.len].to_vec();
+        datagram.extend_from_slice(&packet);
+        let now = w.now;
+        let c = &mut w.clients[i];
+        let (_session, frame, _seq) = c
+            .lac
+            .handle_datagram(now, &datagram)
+            .expect("a data message");
+        match c.ppp.as_mut().unwrap().handle_frame(now, &frame) {
+            pppd_lite::Input::Ipv4(p) => assert_eq!(p, &packet[..]),
+            other => panic!("client {i} got {other:?}"),
+        }
+    }
+    assert!(
+        w.server
+            .outbound_header(Ipv4Addr::new(10, 77, 0, 98))
+            .is_none(),
+        "no such client"
+    );
+    // After the session ends, its address leads nowhere.
+    let gone = w.clients[0].up.as_ref().unwrap().local;
+    let now = w.now;
+    w.server.peer_gone(now, 1);
+    assert!(w.server.outbound_header(gone).is_none());
+}

@@ -80,6 +80,22 @@ pub struct Inbound<'a> {
     pub packet: &'a [u8],
 }
 
+/// Longest [`OutboundHeader`]: an L2TP data header with every optional field (16) and PPP's 4.
+pub const OUTBOUND_HEADER_MAX: usize = 20;
+
+/// What goes in front of an IPv4 packet to a client ([`Sessions::outbound_header`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundHeader {
+    /// The session (its `peer` is the IPsec client to send through).
+    pub session: SessionRef,
+    /// The client's L2TP UDP port.
+    pub port: u16,
+    /// L2TP data header then PPP address, control and protocol.
+    pub bytes: [u8; OUTBOUND_HEADER_MAX],
+    /// How much of `bytes` is used.
+    pub len: usize,
+}
+
 /// Counters of the session layer (no secrets).
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -244,6 +260,30 @@ impl Sessions {
         }
         self.pump(now);
         None
+    }
+
+    /// The headers to put in front of an IPv4 packet for the client that holds `destination`
+    /// (an up session): the L2TP data header and PPP's `FF 03 00 21`, ready to be followed by
+    /// the packet and sent to `peer`'s UDP `port`. `None` when no up session has that address.
+    /// Nothing is allocated: the caller writes `bytes[..len]` into the headroom it reserved.
+    pub fn outbound_header(&mut self, destination: Ipv4Addr) -> Option<OutboundHeader> {
+        let &session = self.by_address.get(&destination)?;
+        if !self.links.get(&session).is_some_and(|l| l.up) {
+            return None;
+        }
+        let h = self.lns.data_header(session)?;
+        let mut bytes = [0u8; OUTBOUND_HEADER_MAX];
+        let l2tp = h.bytes.get(..h.len)?;
+        bytes.get_mut(..h.len)?.copy_from_slice(l2tp);
+        bytes
+            .get_mut(h.len..h.len + pppd_lite::IPV4_HEADER.len())?
+            .copy_from_slice(&pppd_lite::IPV4_HEADER);
+        Some(OutboundHeader {
+            session,
+            port: h.port,
+            bytes,
+            len: h.len + pppd_lite::IPV4_HEADER.len(),
+        })
     }
 
     /// The answer to an [`Event::Authenticate`].
