@@ -223,22 +223,19 @@ fn state_psk(state: &Path) -> std::io::Result<Vec<u8>> {
     if path.exists() {
         return read_secret(&path);
     }
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut rng = rand::make_rng::<rand_chacha::ChaCha20Rng>();
-    let psk: String = (0..24)
-        .map(|_| char::from(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()]))
-        .collect();
+    let psk = random_text(24);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)?;
-    writeln!(f, "{psk}")?;
+    writeln!(f, "{}", psk.as_str())?;
     println!(
-        "Generated pre-shared key (shown once; kept in {}): {psk}",
-        path.display()
+        "Generated pre-shared key (shown once; kept in {}): {}",
+        path.display(),
+        psk.as_str()
     );
-    Ok(psk.into_bytes())
+    Ok(psk.as_bytes().to_vec())
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -271,7 +268,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         l2tp_port: Some(roadgate::io::L2TP_PORT),
         plain_l2tp: args.plain_l2tp,
     };
+    let fresh = !args
+        .state
+        .join(roadgate::aaa::local::DATABASE_FILE)
+        .exists();
     let users = UserStore::open(&args.state).map_err(|e| e.to_string())?;
+    if fresh {
+        // A new state folder: one user to connect with at once, its password shown this once.
+        let password = generate_password();
+        users
+            .add(FIRST_USER, &password, &UserOptions::default())
+            .map_err(|e| e.to_string())?;
+        println!(
+            "Created the first VPN user (password shown once): {FIRST_USER} / {}\n\
+             Add more with: roadgate user --state {} add NAME",
+            password.as_str(),
+            args.state.display()
+        );
+    }
     let sessions = sessions(&args, &users)?;
     if users.list().map_err(|e| e.to_string())?.is_empty() {
         tracing::warn!(
@@ -296,17 +310,32 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     shell.run(stop).await.map_err(|e| e.to_string())
 }
 
+/// The user a fresh state folder starts with.
+const FIRST_USER: &str = "vpnuser";
+
+/// `len` random characters from an alphabet without look-alikes (5.8 bits each).
+fn random_text(len: usize) -> zeroize::Zeroizing<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::make_rng::<rand_chacha::ChaCha20Rng>();
+    zeroize::Zeroizing::new(
+        (0..len)
+            .map(|_| char::from(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()]))
+            .collect(),
+    )
+}
+
+/// A user password: 16 characters (about 93 bits).
+fn generate_password() -> zeroize::Zeroizing<String> {
+    random_text(16)
+}
+
 /// The password for `user add` / `user passwd`.
 fn read_password(args: &PasswordArgs) -> Result<zeroize::Zeroizing<String>, String> {
     use std::io::{BufRead, IsTerminal};
     if args.generate_password {
-        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        let mut rng = rand::make_rng::<rand_chacha::ChaCha20Rng>();
-        let pw: String = (0..16)
-            .map(|_| char::from(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()]))
-            .collect();
-        println!("Generated password (shown once): {pw}");
-        return Ok(zeroize::Zeroizing::new(pw));
+        let pw = generate_password();
+        println!("Generated password (shown once): {}", pw.as_str());
+        return Ok(pw);
     }
     if std::io::stdin().is_terminal() {
         let a = zeroize::Zeroizing::new(
