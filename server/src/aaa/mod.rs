@@ -40,7 +40,7 @@ impl Decision {
 
 /// What the client is told when authentication fails, whatever the cause: an unknown user, a
 /// wrong password and a disabled account look the same from outside (the log says which).
-const REJECTED: &str = "Authentication failed";
+pub const REJECTED: &str = "Authentication failed";
 
 /// Checks `req` against the local user store. The user is looked up by the name after any
 /// `DOMAIN\` prefix. An unknown user costs the same computation as a known one.

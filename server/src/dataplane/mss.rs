@@ -119,28 +119,13 @@ mod tests {
         let ihl = usize::from(packet[0] & 0x0f) * 4;
         let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
         let seg = &packet[ihl..total];
-        let mut sum: u32 = 0;
-        let mut words = |b: &[u8]| {
-            for c in b.chunks(2) {
-                let w = if c.len() == 2 {
-                    u16::from_be_bytes([c[0], c[1]])
-                } else {
-                    u16::from_be_bytes([c[0], 0])
-                };
-                sum += u32::from(w);
-            }
-        };
-        words(&packet[12..20]);
-        words(&[0, 6]);
-        words(&(seg.len() as u16).to_be_bytes());
-        let mut s = seg.to_vec();
-        s[16] = 0;
-        s[17] = 0;
-        words(&s);
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+        let mut summed = packet[12..20].to_vec();
+        summed.extend_from_slice(&[0, 6]);
+        summed.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+        summed.extend_from_slice(seg);
+        let at = 12 + 16;
+        summed[at..at + 2].copy_from_slice(&[0, 0]);
+        crate::dataplane::icmp::checksum(&summed)
     }
 
     /// An IPv4 TCP packet with the given flags and options (padded to 4 bytes) and payload.

@@ -149,16 +149,21 @@ fn route_source(remote: SocketAddr) -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
-/// What a decrypted transport-mode datagram looks like, for the log (the L2TP LNS replaces this).
+/// A UDP datagram's source port, destination port and payload (RFC 768), if it has a header.
+fn split_udp(datagram: &[u8]) -> Option<(u16, u16, &[u8])> {
+    Some((
+        u16::from_be_bytes([*datagram.first()?, *datagram.get(1)?]),
+        u16::from_be_bytes([*datagram.get(2)?, *datagram.get(3)?]),
+        datagram.get(8..)?,
+    ))
+}
+
+/// What a decrypted transport-mode datagram looks like, for the log.
 pub fn describe_inner(next_header: u8, payload: &[u8]) -> String {
     if next_header != 17 {
         return format!("protocol {next_header}, {} bytes", payload.len());
     }
-    let (Some(sport), Some(dport), Some(body)) = (
-        payload.get(0..2).map(|b| u16::from_be_bytes([b[0], b[1]])),
-        payload.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]])),
-        payload.get(8..),
-    ) else {
+    let Some((sport, dport, body)) = split_udp(payload) else {
         return format!("truncated UDP, {} bytes", payload.len());
     };
     format!(
@@ -298,11 +303,11 @@ impl Shell {
         let mut keepalive = tokio::time::interval(Duration::from_secs(20));
         loop {
             let session_deadline = self.l2tp.as_ref().and_then(|l| l.sessions.poll_timeout());
-            let deadline = match (self.ike.poll_timeout(), session_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-            .map(tokio::time::Instant::from_std);
+            let deadline = [self.ike.poll_timeout(), session_deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -425,11 +430,7 @@ impl Shell {
             return;
         }
         // Transport mode: the client's UDP datagram to our port 1701 (RFC 3193 §4).
-        let (Some(sport), Some(dport), Some(body)) = (
-            inner.get(0..2).map(|b| u16::from_be_bytes([b[0], b[1]])),
-            inner.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]])),
-            inner.get(8..),
-        ) else {
+        let Some((sport, dport, body)) = split_udp(inner) else {
             return;
         };
         let (Some(l), Some(pair)) = (self.l2tp.as_mut(), self.sas.get(&spi)) else {
@@ -578,7 +579,7 @@ impl Shell {
                     tokio::task::spawn_blocking(move || {
                         let decision = match users.lock() {
                             Ok(store) => aaa::local_decision(&store, &request),
-                            Err(_) => Decision::reject("Authentication failed"),
+                            Err(_) => Decision::reject(aaa::REJECTED),
                         };
                         let _ = tx.send((session, id, decision));
                     });

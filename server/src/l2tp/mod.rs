@@ -22,22 +22,6 @@
 //! result codes, message decoding), `reliable` (Ns/Nr, window, retransmission), `tunnel`,
 //! `session`.
 
-/// Counts a dropped or refused input in `$counter` and logs it: at info level (with the count)
-/// the first time the cause occurs and then at every power of two, otherwise at debug level. Each
-/// cause shows in the log at once, a flood does not flood it, and a cause that keeps coming back
-/// stays visible.
-macro_rules! dropped {
-    ($counter:expr, $($field:tt)*) => {{
-        $counter += 1;
-        let count = $counter;
-        if count.is_power_of_two() {
-            tracing::info!(count, $($field)*);
-        } else {
-            tracing::debug!($($field)*);
-        }
-    }};
-}
-
 pub mod avp;
 pub mod reliable;
 mod session;

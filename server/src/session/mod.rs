@@ -25,11 +25,6 @@ use tracing::{info, warn};
 use crate::aaa::Decision;
 use crate::l2tp::{self, Lns, LnsConfig, PeerId, SessionRef};
 
-/// Result Code of a CDN we send when PPP ends (RFC 2661 §4.4.2: 3 = administrative
-/// disconnect... we use 2, "call disconnected for the reasons indicated in error code" would
-/// need an error code; 3 fits a server-side PPP end best).
-const CDN_ADMIN: u16 = 3;
-
 /// Settings of the session layer.
 #[derive(Debug)]
 pub struct Config {
@@ -117,16 +112,6 @@ pub struct Stats {
     pub ppp_out_of_phase: u64,
     /// PPP frames of protocols we do not run (Protocol-Rejected once LCP is up).
     pub ppp_unsupported: u64,
-}
-
-/// Counts a dropped input and logs it at info level the first time and at every power of two.
-fn note_drop(counter: &mut u64, peer: PeerId, what: &str) {
-    *counter += 1;
-    if counter.is_power_of_two() {
-        info!(peer, count = *counter, "PPP frame dropped: {what}");
-    } else {
-        tracing::debug!(peer, "PPP frame dropped: {what}");
-    }
 }
 
 /// A timer key: when, then which session (ordered so the earliest comes first).
@@ -254,7 +239,7 @@ impl Sessions {
                         "protocol not supported (Protocol-Reject)",
                     ),
                 };
-                note_drop(counter, session.peer, what);
+                dropped!(*counter, peer = session.peer, "PPP frame dropped: {what}");
             }
             Input::Handled => {}
         }
@@ -357,10 +342,7 @@ impl Sessions {
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ppp = self.timers.first().map(|k| k.0);
-        match (ppp, self.lns.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [ppp, self.lns.poll_timeout()].into_iter().flatten().min()
     }
 
     /// Runs every due timer.
@@ -577,7 +559,9 @@ impl Sessions {
             pppd_lite::Event::Ipv6Up { .. } => {}
             pppd_lite::Event::Down(reason) => {
                 let reason = reason.to_string();
-                self.lns.close_session(now, key, CDN_ADMIN, &reason);
+                // RFC 2661 §4.4.2 result 3: the server ended the call (PPP is down).
+                self.lns
+                    .close_session(now, key, l2tp::avp::cdn::ADMINISTRATIVE, &reason);
                 self.end_link(key, reason);
             }
         }
