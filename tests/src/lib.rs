@@ -7,6 +7,7 @@
 //! * [`pair`]: an in-memory harness with a fake clock, an impaired link and a NAT model.
 
 pub mod client;
+pub mod full_client;
 pub mod initiator;
 pub mod kdf;
 pub mod lac;

@@ -1,0 +1,217 @@
+//! The full-chain client (`full_client::run`: IKE + ESP + L2TP LAC + PPP) against the real tokio
+//! shell with its session layer on loopback UDP: MS-CHAPv2 and PAP logins up to the address, a
+//! wrong password (MS-CHAPv2 error 691) and a wrong PSK each failing at its stage, a clean stop
+//! (LCP Terminate, CDN, StopCCN, Deletes), and the server's shutdown reaching a client that is up.
+//! Unprivileged: high ports, UDP-encapsulated ESP, no TUN device.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use roadgate::aaa::local::{UserOptions, UserStore};
+use roadgate::ike::{self, PskStore};
+use roadgate::io::{Listen, Shell};
+use roadgate_tests::full_client::{Args, Config, Outcome, Stage, run};
+use roadgate_tests::session_pair;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const PSK: &[u8] = b"full-chain-psk";
+
+fn free_port() -> u16 {
+    UdpSocket::bind((LO, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Server {
+    thread: std::thread::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    ike_port: u16,
+    natt_port: u16,
+}
+
+fn start_server() -> Server {
+    let (ike_port, natt_port) = (free_port(), free_port());
+    let cfg = ike::Config {
+        psk: PskStore::with_default(PSK.to_vec()),
+        natt_port,
+        ..ike::Config::default()
+    };
+    let listen = Listen {
+        addr: LO,
+        ike_port,
+        natt_port,
+        raw_esp: false,
+        test_echo: false,
+        l2tp_port: None,
+        plain_l2tp: false,
+    };
+    let users = UserStore::in_memory().unwrap();
+    for (u, p) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        users.add(u, p, &UserOptions::default()).unwrap();
+    }
+    let sessions = session_pair::server(
+        session_pair::pool(10, 20),
+        vec![
+            pppd_lite::AuthProtocol::MsChapV2,
+            pppd_lite::AuthProtocol::Pap,
+        ],
+    );
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let shell = Shell::bind(Arc::new(cfg), listen)
+                .await
+                .expect("bind")
+                .with_sessions(sessions, users);
+            ready_tx.send(()).expect("ready");
+            shell
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("run");
+        });
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server ready");
+    Server {
+        thread,
+        stop,
+        ike_port,
+        natt_port,
+    }
+}
+
+/// A client on 127.0.0.N with the server's port numbers, as a real client binds them.
+fn args(srv: &Server, n: u8, user: &str, password: &str) -> Args {
+    let mut c = Config::new(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)),
+        LO,
+        PSK,
+        user,
+        password,
+    );
+    c.local.set_port(srv.ike_port);
+    c.local_natt_port = srv.natt_port;
+    c.server.set_port(srv.ike_port);
+    c.server_natt_port = srv.natt_port;
+    c.force_encap = true;
+    c.group = roadgate::ike::crypto::DhGroup::Ecp256;
+    c.connect_timeout = Duration::from_secs(20);
+    c.seed = [n; 32];
+    Args {
+        client: c,
+        tun: None,
+        tun_mtu: None,
+        routes: Vec::new(),
+        hold: None,
+        exit_after_up: true,
+        no_delete: false,
+    }
+}
+
+/// Runs a client to its end; its outcome and progress lines.
+fn connect(rt: &tokio::runtime::Runtime, a: &Args) -> (Outcome, Vec<String>) {
+    let mut lines = Vec::new();
+    let outcome = rt.block_on(async {
+        run(a, std::future::pending(), &mut |l: &str| {
+            lines.push(l.to_owned())
+        })
+        .await
+    });
+    (outcome, lines)
+}
+
+fn has(lines: &[String], prefix: &str) -> bool {
+    lines.iter().any(|l| l.starts_with(prefix))
+}
+
+#[test]
+fn full_chain_over_loopback() {
+    let srv = start_server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // MS-CHAPv2, up to the address, then a clean stop.
+    let (outcome, lines) = connect(&rt, &args(&srv, 2, "alice", "alice-pw"));
+    assert_eq!(outcome, Outcome::Stopped, "{lines:#?}");
+    for p in ["IKE up ", "L2TP up tunnel=", "PPP up ip=10.77.0.", "CLOSED"] {
+        assert!(has(&lines, p), "no {p:?} line: {lines:#?}");
+    }
+    assert!(lines.iter().any(|l| l.contains("encap=yes")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("PPP up") && l.contains("peer=10.77.0.1")),
+        "{lines:#?}"
+    );
+
+    // PAP.
+    let mut pap = args(&srv, 3, "bob", "bob-pw");
+    pap.client.pap = true;
+    let (outcome, lines) = connect(&rt, &pap);
+    assert_eq!(outcome, Outcome::Stopped, "{lines:#?}");
+    assert!(has(&lines, "PPP up ip=10.77.0."), "{lines:#?}");
+
+    // A wrong password: MS-CHAPv2 failure 691, stage auth.
+    let (outcome, lines) = connect(&rt, &args(&srv, 4, "bob", "not-bobs"));
+    match &outcome {
+        Outcome::Failed {
+            stage: Stage::Auth,
+            reason,
+        } => assert!(reason.contains("E=691"), "{reason}"),
+        other => panic!("expected an auth failure, got {other:?}: {lines:#?}"),
+    }
+    assert!(!has(&lines, "PPP up"), "{lines:#?}");
+
+    // A wrong pre-shared key: stage ike.
+    let mut wrong = args(&srv, 5, "alice", "alice-pw");
+    wrong.client.psk = b"not-the-psk".to_vec();
+    let (outcome, lines) = connect(&rt, &wrong);
+    match &outcome {
+        Outcome::Failed {
+            stage: Stage::Ike,
+            reason,
+        } => assert!(reason.contains("pre-shared key"), "{reason}"),
+        other => panic!("expected an IKE failure, got {other:?}: {lines:#?}"),
+    }
+
+    // A client that stays up, and the server shutting down: the client is told and says so.
+    let mut hold = args(&srv, 6, "alice", "alice-pw");
+    hold.exit_after_up = false;
+    hold.hold = Some(Duration::from_secs(60));
+    let (tx, rx) = std::sync::mpsc::channel::<(Outcome, Vec<String>)>();
+    let client = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tx.send(connect(&rt, &hold)).unwrap();
+    });
+    // Give it time to come up, then stop the server.
+    std::thread::sleep(Duration::from_secs(3));
+    srv.stop.send(()).unwrap();
+    srv.thread.join().unwrap();
+    let (outcome, lines) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("client ended");
+    client.join().unwrap();
+    assert!(has(&lines, "PPP up"), "{lines:#?}");
+    match &outcome {
+        Outcome::Down { .. } => assert_eq!(outcome.exit_code(), 3),
+        other => panic!("expected DOWN, got {other:?}: {lines:#?}"),
+    }
+    assert!(has(&lines, "DOWN reason="), "{lines:#?}");
+}
