@@ -276,7 +276,7 @@ rc=$?
 r=$(grep '^RESULT' "$out/e-pw.log")
 srv_line=$(grep "authentication refused" "$log" | grep "bob" | tail -1)
 if [ $rc = 1 ] && [[ $r == "RESULT status=FAIL stage=auth"*"691"* ]] && [ -n "$srv_line" ]; then
-  ok e-wrong-password "client: $r; server: $(echo "$srv_line" | grep -o 'user=.*')"
+  ok e-wrong-password "client: $r; server: $(echo "$srv_line" | grep -o 'authentication refused.*')"
 else
   bad e-wrong-password "exit $rc; $r; server: ${srv_line:-no 'authentication refused' line for bob}"
 fi

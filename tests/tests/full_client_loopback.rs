@@ -1,7 +1,8 @@
 //! The full-chain client (`full_client::run`: IKE + ESP + L2TP LAC + PPP) against the real tokio
 //! shell with its session layer on loopback UDP: MS-CHAPv2 and PAP logins up to the address, a
 //! wrong password (MS-CHAPv2 error 691) and a wrong PSK each failing at its stage, a clean stop
-//! (LCP Terminate, CDN, StopCCN, Deletes), and the server's shutdown reaching a client that is up.
+//! (LCP Terminate, CDN, StopCCN, Deletes), phase-1 and phase-2 rekeys with short lifetimes, and
+//! the server's shutdown reaching a client that is up.
 //! Unprivileged: high ports, UDP-encapsulated ESP, no TUN device.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -187,6 +188,20 @@ fn full_chain_over_loopback() {
         } => assert!(reason.contains("pre-shared key"), "{reason}"),
         other => panic!("expected an IKE failure, got {other:?}: {lines:#?}"),
     }
+
+    // Short lifetimes: phase 2 rekeyed at 2.4 s and 4.8 s, phase 1 at 4 s (after the Quick Mode
+    // under way, if they meet); the old IPsec SAs are deleted, and the link stays up throughout.
+    let mut rekey = args(&srv, 7, "alice", "alice-pw");
+    rekey.exit_after_up = false;
+    rekey.hold = Some(Duration::from_secs(6));
+    rekey.client.esp_lifetime = Duration::from_secs(3);
+    rekey.client.ike_lifetime = Duration::from_secs(5);
+    let (outcome, lines) = connect(&rt, &rekey);
+    assert_eq!(outcome, Outcome::Stopped, "{lines:#?}");
+    let count = |p: &str| lines.iter().filter(|l| l.starts_with(p)).count();
+    assert!(count("REKEY phase=2") >= 2, "{lines:#?}");
+    assert_eq!(count("REKEY phase=1"), 1, "{lines:#?}");
+    assert!(!has(&lines, "DOWN"), "{lines:#?}");
 
     // A client that stays up, and the server shutting down: the client is told and says so.
     let mut hold = args(&srv, 6, "alice", "alice-pw");
