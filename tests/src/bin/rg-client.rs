@@ -25,6 +25,14 @@ use std::time::Duration;
 use roadgate_tests::full_client::{Args, Config, Outcome, run};
 use roadgate_tests::initiator::group_by_name;
 
+const USAGE: &str =
+    "usage: rg-client --server IP --local IP --psk-file F --user U --password-file F
+          [--ike-port 500] [--natt-port 4500] [--server-ike-port 500] [--server-natt-port 4500]
+          [--pap] [--force-encap] [--group modp2048|modp1024|ecp256|ecp384]
+          [--tun NAME (rgc0) | --no-tun] [--tun-mtu N] [--route CIDR]...
+          [--lifetime-ike S] [--lifetime-esp S] [--connect-timeout S]
+          [--hold S] [--exit-after-up] [--no-delete] [--no-initial-contact]";
+
 fn read_line_file(path: &str) -> Result<String, String> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     Ok(s.trim_end_matches(['\r', '\n']).to_owned())
@@ -98,11 +106,7 @@ fn parse() -> Result<Args, String> {
             "--hold" => args.hold = Some(secs(&k, &v()?)?),
             "--exit-after-up" => args.exit_after_up = true,
             "--no-delete" => args.no_delete = true,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: see the comment at the top of tests/src/bin/rg-client.rs".into(),
-                );
-            }
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other}")),
         }
     }
