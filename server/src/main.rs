@@ -145,6 +145,12 @@ struct ServeArgs {
     /// unprotected). Without it, cleartext L2TP is dropped and logged.
     #[arg(long, hide = true)]
     plain_l2tp: bool,
+    /// No TUN device: clients connect but pass no traffic (for machines without CAP_NET_ADMIN).
+    #[arg(long)]
+    no_tun: bool,
+    /// Name of the TUN device.
+    #[arg(long, default_value = "rg0")]
+    tun_name: String,
 }
 
 fn parse_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
@@ -287,6 +293,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
     let sessions = sessions(&args, &users)?;
+    let dataplane = roadgate::dataplane::Config {
+        tun: !args.no_tun,
+        tun_name: args.tun_name.clone(),
+        local_address: args.ppp_address,
+        routes: roadgate::dataplane::range_prefixes(args.pool.0, args.pool.1),
+        ..roadgate::dataplane::Config::default()
+    };
     if users.list().map_err(|e| e.to_string())?.is_empty() {
         tracing::warn!(
             "no users yet: nobody can log in. Add one with: roadgate user --state {} add NAME",
@@ -298,7 +311,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let shell = Shell::bind(Arc::new(cfg), listen)
         .await
         .map_err(|e| format!("cannot listen: {e}"))?
-        .with_sessions(sessions, users);
+        .with_sessions(sessions, users, dataplane)
+        .map_err(|e| e.to_string())?;
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use pppd_lite::{AuthProtocol, DownReason};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use roadgate::session::NoHeader;
 use roadgate_tests::lac::{LacConfig, LacEvent};
 use roadgate_tests::session_pair::*;
 
@@ -333,20 +334,42 @@ fn packets_to_a_clients_address_reach_its_ppp_link_and_nowhere_else() {
     ];
     let mut w = World::new(server(pool(10, 99), SERVER_AUTH.to_vec()), specs);
     w.run(Duration::from_secs(60), |w| w.ups.len() == 2);
+    let udp_to = |dst: Ipv4Addr, len: u16, df: bool| {
+        let mut p = vec![
+            0x45,
+            0,
+            0,
+            0,
+            0,
+            0,
+            if df { 0x40 } else { 0 },
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
+        p[2..4].copy_from_slice(&len.to_be_bytes());
+        p.extend_from_slice(&[198, 51, 100, 7]);
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(&[0, 53, 0x30, 0x39]);
+        p.extend_from_slice(&(len - 20).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.resize(usize::from(len), 0xab);
+        p
+    };
     for i in 0..2 {
         let dst = w.clients[i].up.as_ref().unwrap().local;
-        let mut packet = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7];
-        packet.extend_from_slice(&dst.octets());
-        packet.extend_from_slice(&[0, 53, 0x30, 0x39, 0, 8, 0, 0]);
+        let packet = udp_to(dst, 28, true);
+        let now = w.now;
         let h = w
             .server
-            .outbound_header(dst)
+            .outbound_header(now, &packet)
             .expect("an up session holds the address");
         assert_eq!(h.session.peer, w.clients[i].peer);
         assert_eq!(h.port, w.clients[i].port);
         let mut datagram = h.bytes[..h.len].to_vec();
         datagram.extend_from_slice(&packet);
-        let now = w.now;
         let c = &mut w.clients[i];
         let (_session, frame, _seq) = c
             .lac
@@ -356,16 +379,40 @@ fn packets_to_a_clients_address_reach_its_ppp_link_and_nowhere_else() {
             pppd_lite::Input::Ipv4(p) => assert_eq!(p, &packet[..]),
             other => panic!("client {i} got {other:?}"),
         }
+        // Over the client's MTU (the PPP MRU, 1400 by default): with DF the sender is told
+        // (ICMP frag-needed), without DF it is sent.
+        let big = udp_to(dst, 1401, true);
+        assert_eq!(
+            w.server.outbound_header(now, &big).unwrap_err(),
+            NoHeader::TooBig { mtu: 1400 }
+        );
+        assert!(
+            w.server
+                .outbound_header(now, &udp_to(dst, 1401, false))
+                .is_ok()
+        );
     }
-    assert!(
+    // Counted once per packet sent (the refused one is not counted).
+    let info: Vec<_> = w.server.iter().filter(|s| s.up).collect();
+    assert_eq!(info.len(), 2);
+    for s in &info {
+        assert_eq!(s.traffic.packets_out, 2);
+        assert_eq!(s.traffic.bytes_out, 28 + 1401);
+    }
+    let now = w.now;
+    assert_eq!(
         w.server
-            .outbound_header(Ipv4Addr::new(10, 77, 0, 98))
-            .is_none(),
+            .outbound_header(now, &udp_to(Ipv4Addr::new(10, 77, 0, 98), 28, false))
+            .unwrap_err(),
+        NoHeader::NoSession,
         "no such client"
     );
     // After the session ends, its address leads nowhere.
     let gone = w.clients[0].up.as_ref().unwrap().local;
-    let now = w.now;
     w.server.peer_gone(now, 1);
-    assert!(w.server.outbound_header(gone).is_none());
+    assert!(
+        w.server
+            .outbound_header(now, &udp_to(gone, 28, false))
+            .is_err()
+    );
 }

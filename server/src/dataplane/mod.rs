@@ -8,8 +8,11 @@
 //! encrypted in place for the client that holds its destination address. The tokio shell in
 //! `io` owns the TUN device and the sockets.
 
+pub mod gateway;
 pub mod icmp;
 pub mod mss;
+
+pub use gateway::{FromTun, Gateway, HEADROOM, TAILROOM, Transmit, Via};
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

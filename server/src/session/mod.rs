@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pppd_lite::pool::{AddressPool, PoolError};
 use pppd_lite::{AuthRequest, DropReason, Input, Ppp, Verdict};
@@ -75,6 +75,66 @@ pub struct Inbound<'a> {
     pub packet: &'a [u8],
 }
 
+/// Packet and byte counts of one session, both directions (IP packets, PPP/L2TP/ESP overhead
+/// not included), and when it last passed a packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Traffic {
+    /// IP packets from the client.
+    pub packets_in: u64,
+    /// Bytes of those packets.
+    pub bytes_in: u64,
+    /// IP packets to the client.
+    pub packets_out: u64,
+    /// Bytes of those packets.
+    pub bytes_out: u64,
+    /// When the last IP packet passed, either way (the session's start before any).
+    pub last_packet: Instant,
+}
+
+impl Traffic {
+    fn new(now: Instant) -> Self {
+        Traffic {
+            packets_in: 0,
+            bytes_in: 0,
+            packets_out: 0,
+            bytes_out: 0,
+            last_packet: now,
+        }
+    }
+}
+
+/// What the admin sees of a session ([`Sessions::iter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionInfo<'a> {
+    /// The session.
+    pub session: SessionRef,
+    /// The user, once authentication has begun.
+    pub user: Option<&'a str>,
+    /// The client's address, once assigned.
+    pub address: Option<Ipv4Addr>,
+    /// Whether IP passes (IPCP is up).
+    pub up: bool,
+    /// When the L2TP call came up.
+    pub started: Instant,
+    /// When IPCP came up.
+    pub up_since: Option<Instant>,
+    /// Counters.
+    pub traffic: Traffic,
+}
+
+/// Why [`Sessions::outbound_header`] gives no header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoHeader {
+    /// No up session holds the destination address.
+    NoSession,
+    /// The packet is larger than the client's MTU and has Don't Fragment set: the sender should
+    /// get ICMP fragmentation-needed with this MTU (RFC 1191).
+    TooBig {
+        /// The largest packet the client takes.
+        mtu: u16,
+    },
+}
+
 /// Longest [`OutboundHeader`]: an L2TP data header with every optional field (16) and PPP's 4.
 pub const OUTBOUND_HEADER_MAX: usize = 20;
 
@@ -132,6 +192,11 @@ struct Link {
     up: bool,
     /// This link's entry in `Sessions::timers`.
     deadline: Option<Instant>,
+    /// The largest IP packet the client takes (negotiated MRU).
+    mtu: u16,
+    started: Instant,
+    up_since: Option<Instant>,
+    traffic: Traffic,
 }
 
 /// The session table and the cores it drives.
@@ -150,6 +215,12 @@ pub struct Sessions {
     transmits: VecDeque<l2tp::Transmit>,
     rng: ChaCha20Rng,
     stats: Stats,
+    /// End a session that passes no IP packet for this long.
+    idle_timeout: Option<Duration>,
+    /// End a session this long after it came up.
+    session_timeout: Option<Duration>,
+    /// When the idle and session timeouts are next checked.
+    next_sweep: Option<Instant>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -181,6 +252,54 @@ impl Sessions {
             transmits: VecDeque::new(),
             rng,
             stats: Stats::default(),
+            idle_timeout: None,
+            session_timeout: None,
+            next_sweep: None,
+        }
+    }
+
+    /// Sets the idle timeout (no IP packet either way) and the session timeout (time since the
+    /// session came up); `None` turns one off. Takes effect for running sessions too.
+    pub fn set_timeouts(&mut self, idle: Option<Duration>, session: Option<Duration>) {
+        self.idle_timeout = idle.filter(|d| !d.is_zero());
+        self.session_timeout = session.filter(|d| !d.is_zero());
+        self.next_sweep = None;
+    }
+
+    /// How often the idle and session timeouts are checked: a tenth of the shorter one, between
+    /// one and thirty seconds (a session ends at most that much late).
+    fn sweep_interval(&self) -> Option<Duration> {
+        let shortest = [self.idle_timeout, self.session_timeout]
+            .into_iter()
+            .flatten()
+            .min()?;
+        Some((shortest / 10).clamp(Duration::from_secs(1), Duration::from_secs(30)))
+    }
+
+    /// Ends the up sessions that are idle or past their time.
+    fn sweep(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (key, link) in &self.links {
+            let Some(up_since) = link.up_since else {
+                continue;
+            };
+            let idle = now.saturating_duration_since(link.traffic.last_packet);
+            if let Some(limit) = self.idle_timeout
+                && idle >= limit
+            {
+                expired.push((*key, "idle timeout"));
+            } else if let Some(limit) = self.session_timeout
+                && now.saturating_duration_since(up_since) >= limit
+            {
+                expired.push((*key, "session timeout"));
+            }
+        }
+        for (key, reason) in expired {
+            if let Some(link) = self.links.get_mut(&key) {
+                info!(peer = key.peer, user = %link.user.as_deref().unwrap_or("-"), %reason, "ending the session");
+                link.ppp.close(now, reason);
+                self.dirty.push(key);
+            }
         }
     }
 
@@ -208,6 +327,9 @@ impl Sessions {
                 .get(12..16)
                 .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
             if link.up && src.is_some() && src == link.address {
+                link.traffic.packets_in += 1;
+                link.traffic.bytes_in += packet.len() as u64;
+                link.traffic.last_packet = now;
                 return Some(Inbound { session, packet });
             }
             if link.up {
@@ -247,27 +369,67 @@ impl Sessions {
         None
     }
 
-    /// The headers to put in front of an IPv4 packet for the client that holds `destination`
-    /// (an up session): the L2TP data header and PPP's `FF 03 00 21`, ready to be followed by
-    /// the packet and sent to `peer`'s UDP `port`. `None` when no up session has that address.
-    /// Nothing is allocated: the caller writes `bytes[..len]` into the headroom it reserved.
-    pub fn outbound_header(&mut self, destination: Ipv4Addr) -> Option<OutboundHeader> {
-        let &session = self.by_address.get(&destination)?;
-        if !self.links.get(&session).is_some_and(|l| l.up) {
-            return None;
+    /// The headers to put in front of `packet` (IPv4) for the client that holds its destination
+    /// address (an up session): the L2TP data header and PPP's `FF 03 00 21`, ready to be
+    /// followed by the packet and sent to `peer`'s UDP `port`. The packet is counted in the
+    /// session's traffic. A packet with Don't Fragment set that is larger than the client's MTU
+    /// gets [`NoHeader::TooBig`] (the caller answers with ICMP); a larger one without DF is sent
+    /// as it is (PPP peers take frames above their MRU in practice, and it is never above the
+    /// TUN's MTU). Nothing is allocated: the caller writes `bytes[..len]` into its headroom.
+    pub fn outbound_header(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+    ) -> Result<OutboundHeader, NoHeader> {
+        let destination = packet
+            .get(16..20)
+            .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+            .ok_or(NoHeader::NoSession)?;
+        let &session = self
+            .by_address
+            .get(&destination)
+            .ok_or(NoHeader::NoSession)?;
+        let link = self
+            .links
+            .get_mut(&session)
+            .filter(|l| l.up)
+            .ok_or(NoHeader::NoSession)?;
+        let dont_fragment = packet.get(6).is_some_and(|f| f & 0x40 != 0);
+        if dont_fragment && packet.len() > usize::from(link.mtu) {
+            return Err(NoHeader::TooBig { mtu: link.mtu });
         }
-        let h = self.lns.data_header(session)?;
+        let h = self.lns.data_header(session).ok_or(NoHeader::NoSession)?;
         let mut bytes = [0u8; OUTBOUND_HEADER_MAX];
-        let l2tp = h.bytes.get(..h.len)?;
-        bytes.get_mut(..h.len)?.copy_from_slice(l2tp);
+        let l2tp = h.bytes.get(..h.len).ok_or(NoHeader::NoSession)?;
         bytes
-            .get_mut(h.len..h.len + pppd_lite::IPV4_HEADER.len())?
+            .get_mut(..h.len)
+            .ok_or(NoHeader::NoSession)?
+            .copy_from_slice(l2tp);
+        bytes
+            .get_mut(h.len..h.len + pppd_lite::IPV4_HEADER.len())
+            .ok_or(NoHeader::NoSession)?
             .copy_from_slice(&pppd_lite::IPV4_HEADER);
-        Some(OutboundHeader {
+        link.traffic.packets_out += 1;
+        link.traffic.bytes_out += packet.len() as u64;
+        link.traffic.last_packet = now;
+        Ok(OutboundHeader {
             session,
             port: h.port,
             bytes,
             len: h.len + pppd_lite::IPV4_HEADER.len(),
+        })
+    }
+
+    /// Every session, for the admin.
+    pub fn iter(&self) -> impl Iterator<Item = SessionInfo<'_>> {
+        self.links.iter().map(|(&session, l)| SessionInfo {
+            session,
+            user: l.user.as_deref(),
+            address: l.address,
+            up: l.up,
+            started: l.started,
+            up_since: l.up_since,
+            traffic: l.traffic,
         })
     }
 
@@ -323,8 +485,25 @@ impl Sessions {
         self.pump(now);
     }
 
-    /// Server shutdown: every tunnel gets a StopCCN.
+    /// Server shutdown, in the order Windows itself uses: every PPP link sends LCP
+    /// Terminate-Request, every call gets a CDN, then every tunnel a StopCCN.
     pub fn shutdown(&mut self, now: Instant) {
+        const REASON: &str = "server shutting down";
+        let keys: Vec<SessionRef> = self.links.keys().copied().collect();
+        for &key in &keys {
+            if let Some(link) = self.links.get_mut(&key) {
+                link.ppp.close(now, REASON);
+            }
+            self.pump_link(now, key);
+        }
+        while let Some(t) = self.lns.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        for key in keys {
+            self.lns
+                .close_session(now, key, l2tp::avp::cdn::ADMINISTRATIVE, REASON);
+            self.end_link(key, REASON.to_string());
+        }
         self.lns.shutdown(now);
         self.pump(now);
     }
@@ -342,12 +521,26 @@ impl Sessions {
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ppp = self.timers.first().map(|k| k.0);
-        [ppp, self.lns.poll_timeout()].into_iter().flatten().min()
+        let sweep = self.next_sweep.filter(|_| !self.links.is_empty());
+        [ppp, self.lns.poll_timeout(), sweep]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs every due timer.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.lns.handle_timeout(now);
+        if let Some(every) = self.sweep_interval() {
+            match self.next_sweep {
+                Some(at) if at <= now => {
+                    self.sweep(now);
+                    self.next_sweep = Some(now + every);
+                }
+                None => self.next_sweep = Some(now + every),
+                Some(_) => {}
+            }
+        }
         while let Some(&first) = self.timers.first() {
             if first.0 > now {
                 break;
@@ -454,6 +647,10 @@ impl Sessions {
                         address: None,
                         up: false,
                         deadline: None,
+                        mtu: self.template.mru,
+                        started: now,
+                        up_since: None,
+                        traffic: Traffic::new(now),
                     },
                 );
                 self.dirty.push(session);
@@ -546,9 +743,17 @@ impl Sessions {
                     return;
                 };
                 link.up = true;
+                link.mtu = net.mtu;
+                link.up_since = Some(now);
+                link.traffic.last_packet = now;
                 self.stats.up += 1;
                 let user = link.user.clone().unwrap_or_default();
                 let address = link.address.unwrap_or(net.peer);
+                if self.next_sweep.is_none()
+                    && let Some(every) = self.sweep_interval()
+                {
+                    self.next_sweep = Some(now + every);
+                }
                 info!(peer = key.peer, user = %user, %address, "session up");
                 self.events.push_back(Event::Up {
                     session: key,

@@ -1,0 +1,867 @@
+//! The sans-IO data plane: IPsec SAs, the clients they belong to, and the session layer.
+//!
+//! A packet's way in: [`Gateway::esp_in`] finds the SA by SPI, checks replay and decrypts in
+//! place; the inner UDP/1701 payload goes to [`Sessions::handle_l2tp`], which strips L2TP and
+//! PPP and checks the source address; the IPv4 packet is MSS-clamped in place and its range
+//! returned, for the caller to write to the TUN device.
+//!
+//! And out: the caller reads a packet from the TUN device into a buffer at offset [`HEADROOM`];
+//! [`Gateway::tun_in`] finds the session by destination address, writes the PPP, L2TP and UDP
+//! headers into the headroom, encrypts in place with the client's newest outbound SA and returns
+//! where the ESP packet lies and where it goes. Neither way allocates.
+//!
+//! The L2TP control channel and PPP control frames come out of [`Gateway::poll_transmit`],
+//! sealed the same way into a buffer the caller gives.
+//!
+//! An IPsec client is one [`PeerId`]: its first IPsec SA gets a new id, an SA that replaces
+//! another (a rekey) inherits it, so an L2TP tunnel outlives rekeys and two clients behind one
+//! NAT are two peers. When a client's last SA goes, its tunnels end.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::{Config, icmp, mss};
+use crate::esp::{self, InboundSa, OutboundSa};
+use crate::ike::{self, ChildSa, Responder};
+use crate::l2tp::{self, PeerId, SessionRef};
+use crate::session::{self, NoHeader, Sessions};
+
+/// The L2TP port (RFC 2661 §8.1).
+pub const L2TP_PORT: u16 = 1701;
+
+/// Room to leave in front of a packet read from the TUN device: ESP header and IV (at most
+/// 8 + 16), UDP (8), L2TP data header and PPP ([`session::OUTBOUND_HEADER_MAX`]).
+pub const HEADROOM: usize = 24 + 8 + session::OUTBOUND_HEADER_MAX;
+
+/// Room to leave behind a packet: ESP padding, pad length, next header and ICV (at most
+/// 15 + 2 + 32).
+pub const TAILROOM: usize = 15 + 2 + 32;
+
+/// Plain-mode (test-only) peers get ids from here up, apart from IPsec clients' ids.
+const PLAIN_PEER_BASE: PeerId = 1 << 48;
+
+/// How the SA's byte and sequence limits are checked: every this many packets per SA.
+const LIMIT_CHECK_EVERY: u64 = 64;
+
+/// Where a sealed packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// ESP in UDP (RFC 3948) from our NAT-T port at `local` to `remote`.
+    Udp {
+        /// Our address and port (the one the client talks to).
+        local: SocketAddr,
+        /// The client's address and port.
+        remote: SocketAddr,
+    },
+    /// ESP as IP protocol 50.
+    RawEsp {
+        /// Our address.
+        local: IpAddr,
+        /// The client's address.
+        remote: IpAddr,
+    },
+    /// Cleartext L2TP (test-only plain mode) from our UDP 1701.
+    PlainL2tp {
+        /// The client's address and port.
+        remote: SocketAddr,
+    },
+}
+
+/// A packet to send: `buf[range]` of the buffer given to the call, to `via`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where it goes.
+    pub via: Via,
+    /// Where it lies in the caller's buffer.
+    pub range: Range<usize>,
+}
+
+/// What [`Gateway::tun_in`] made of a packet from the TUN device.
+#[derive(Debug)]
+pub enum FromTun<'a> {
+    /// Send this.
+    Send(Transmit),
+    /// Write this ICMP error back to the TUN device (fragmentation needed, RFC 1191).
+    Icmp(&'a [u8]),
+    /// Dropped (counted).
+    Dropped,
+}
+
+/// Counters of the data plane (no secrets).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// ESP packets decrypted.
+    pub esp_decrypted: u64,
+    /// ESP packets for no SA we have.
+    pub esp_unknown_spi: u64,
+    /// ESP packets whose integrity check failed, or that could not be decrypted.
+    pub esp_auth_failed: u64,
+    /// ESP packets replayed or too old for the window.
+    pub esp_replayed: u64,
+    /// ESP packets too short to carry an SPI.
+    pub esp_malformed: u64,
+    /// Decrypted packets that were not UDP to port 1701.
+    pub esp_not_l2tp: u64,
+    /// IPv4 packets written towards the TUN device.
+    pub to_tun: u64,
+    /// Packets from the TUN device sent to a client.
+    pub from_tun: u64,
+    /// Packets from the TUN device for no up session.
+    pub tun_no_session: u64,
+    /// Packets from the TUN device that were not IPv4.
+    pub tun_not_ipv4: u64,
+    /// ICMP fragmentation-needed answers sent.
+    pub icmp_frag_needed: u64,
+    /// TCP SYNs whose MSS was lowered.
+    pub mss_clamped: u64,
+    /// ESP encryption failures (buffer too small, sequence numbers exhausted).
+    pub seal_failed: u64,
+    /// Cleartext L2TP dropped (plain mode off).
+    pub cleartext_l2tp_dropped: u64,
+}
+
+struct SaPair {
+    inbound: InboundSa,
+    outbound: OutboundSa,
+    child: ChildSa,
+    last_activity_report: Instant,
+    /// The IPsec client (L2TP peer) this SA belongs to.
+    client: PeerId,
+    /// Whether the first decrypted packet has been logged.
+    first_logged: bool,
+}
+
+/// What the admin sees of one session ([`Gateway::sessions`]).
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// `peer-tunnel-session`, unique while the session lasts.
+    pub id: String,
+    /// The session.
+    pub session: SessionRef,
+    /// The user, once known.
+    pub user: Option<String>,
+    /// The client's address, once assigned.
+    pub address: Option<Ipv4Addr>,
+    /// The client's public address and port (as the server sees it, after any NAT).
+    pub client: Option<SocketAddr>,
+    /// `up`, or `connecting` before IPCP is up.
+    pub up: bool,
+    /// How long ago the L2TP call came up.
+    pub age: Duration,
+    /// Counters.
+    pub traffic: session::Traffic,
+    /// IKE (phase 1) algorithms.
+    pub ike: String,
+    /// ESP algorithms and encapsulation.
+    pub esp: String,
+}
+
+/// The session id an admin types: `peer-tunnel-session`.
+pub fn session_id(s: SessionRef) -> String {
+    format!("{}-{}-{}", s.peer, s.tunnel, s.session)
+}
+
+/// The data plane.
+pub struct Gateway {
+    config: Config,
+    sessions: Sessions,
+    /// SAs by inbound SPI.
+    sas: HashMap<u32, SaPair>,
+    /// Inbound SPIs per IPsec client, oldest first.
+    clients: HashMap<PeerId, Vec<u32>>,
+    next_client: PeerId,
+    /// Phase-1 algorithms, by phase-1 id.
+    phase1: HashMap<u64, String>,
+    /// Plain mode (test only): peers by address and back.
+    plain: bool,
+    plain_peers: HashMap<SocketAddr, PeerId>,
+    plain_addrs: HashMap<PeerId, SocketAddr>,
+    /// Test-only: reflect every decrypted UDP datagram back to its sender.
+    test_echo: bool,
+    echo: VecDeque<(u32, Vec<u8>)>,
+    /// Scratch room for an ICMP answer.
+    icmp: [u8; 128],
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("sas", &self.sas.len())
+            .field("clients", &self.clients.len())
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A UDP datagram's source port, destination port and payload (RFC 768), if it has a header.
+pub fn split_udp(datagram: &[u8]) -> Option<(u16, u16, &[u8])> {
+    Some((
+        u16::from_be_bytes([*datagram.first()?, *datagram.get(1)?]),
+        u16::from_be_bytes([*datagram.get(2)?, *datagram.get(3)?]),
+        datagram.get(8..)?,
+    ))
+}
+
+/// Where `inner` lies within `outer` (`inner` must be a subslice of it).
+fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
+}
+
+impl Gateway {
+    /// A data plane over `sessions`.
+    pub fn new(config: Config, mut sessions: Sessions) -> Self {
+        sessions.set_timeouts(config.idle_timeout, config.session_timeout);
+        Gateway {
+            config,
+            sessions,
+            sas: HashMap::new(),
+            clients: HashMap::new(),
+            next_client: 1,
+            phase1: HashMap::new(),
+            plain: false,
+            plain_peers: HashMap::new(),
+            plain_addrs: HashMap::new(),
+            test_echo: false,
+            echo: VecDeque::new(),
+            icmp: [0; 128],
+            stats: Stats::default(),
+        }
+    }
+
+    /// Test-only: serve L2TP in clear ([`Gateway::plain_in`]). Never for production.
+    pub fn set_plain_l2tp(&mut self, on: bool) {
+        self.plain = on;
+    }
+
+    /// Test-only: send every decrypted UDP datagram back through the SA, ports swapped.
+    pub fn set_test_echo(&mut self, on: bool) {
+        self.test_echo = on;
+    }
+
+    /// New settings that can change while running (timeouts, MTU, MSS clamping); the TUN
+    /// device's name, address and routes stay as they were.
+    pub fn reconfigure(&mut self, config: Config) {
+        self.sessions
+            .set_timeouts(config.idle_timeout, config.session_timeout);
+        self.config = Config {
+            tun: self.config.tun,
+            tun_name: self.config.tun_name.clone(),
+            local_address: self.config.local_address,
+            routes: self.config.routes.clone(),
+            ..config
+        };
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The session layer.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// The session layer, to drive it (authentication answers).
+    pub fn sessions_mut(&mut self) -> &mut Sessions {
+        &mut self.sessions
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// IPsec SAs installed.
+    pub fn sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// The clients' public addresses for NAT keepalives (RFC 3948 §4): one per UDP-encapsulated
+    /// client, with the local address to send from.
+    pub fn keepalive_targets(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        let mut t: Vec<(SocketAddr, SocketAddr)> = self
+            .sas
+            .values()
+            .filter(|p| p.child.udp_encap)
+            .map(|p| (p.child.local, p.child.remote))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    // ---- IKE events -------------------------------------------------------------------------
+
+    /// Follows the IKE responder: SAs installed and removed, peers that moved.
+    pub fn on_ike_event(&mut self, now: Instant, ev: ike::Event) {
+        match ev {
+            ike::Event::Phase1Up { id, algorithms, .. } => {
+                self.phase1.insert(id, algorithms);
+            }
+            ike::Event::Phase1Down { id, .. } => {
+                self.phase1.remove(&id);
+            }
+            ike::Event::ChildSaUp(child) => self.install(now, *child),
+            ike::Event::ChildSaDown {
+                inbound_spi,
+                reason,
+                ..
+            } => {
+                if let Some(pair) = self.sas.remove(&inbound_spi) {
+                    info!(
+                        spi_in = format_args!("{inbound_spi:08x}"),
+                        ?reason,
+                        "IPsec SA removed"
+                    );
+                    self.sa_gone(now, pair.client, inbound_spi);
+                }
+            }
+            ike::Event::PeerMoved {
+                inbound_spis,
+                remote,
+                ..
+            } => {
+                for s in inbound_spis {
+                    if let Some(p) = self.sas.get_mut(&s) {
+                        p.child.remote = remote;
+                    }
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, now: Instant, child: ChildSa) {
+        let inbound = InboundSa::new(child.inbound_spi, child.suite, &child.inbound_keymat);
+        let outbound = OutboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat);
+        let (inbound, outbound) = match (inbound, outbound) {
+            (Ok(i), Ok(o)) => (i, o),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "cannot install IPsec SA");
+                return;
+            }
+        };
+        info!(
+            remote = %child.remote,
+            spi_in = format_args!("{:08x}", child.inbound_spi),
+            spi_out = format_args!("{:08x}", child.outbound_spi),
+            udp_encap = child.udp_encap,
+            "IPsec SA installed"
+        );
+        let client = child
+            .replaces
+            .iter()
+            .find_map(|spi| self.sas.get(spi).map(|p| p.client))
+            .unwrap_or_else(|| {
+                let c = self.next_client;
+                self.next_client += 1;
+                info!(peer = c, remote = %child.remote, id = %child.peer_id, "new IPsec client (L2TP peer)");
+                c
+            });
+        self.clients
+            .entry(client)
+            .or_default()
+            .push(child.inbound_spi);
+        self.sas.insert(
+            child.inbound_spi,
+            SaPair {
+                inbound,
+                outbound,
+                child,
+                last_activity_report: now,
+                client,
+                first_logged: false,
+            },
+        );
+    }
+
+    /// An SA of `client` is gone; with its last one, its L2TP tunnels end.
+    fn sa_gone(&mut self, now: Instant, client: PeerId, inbound_spi: u32) {
+        let Some(spis) = self.clients.get_mut(&client) else {
+            return;
+        };
+        spis.retain(|&s| s != inbound_spi);
+        if spis.is_empty() {
+            self.clients.remove(&client);
+            self.sessions.peer_gone(now, client);
+        }
+    }
+
+    // ---- the way in -------------------------------------------------------------------------
+
+    /// An ESP packet (from UDP 4500 after the non-ESP-marker check, or from a raw socket after
+    /// its IP header) from `from`. Returns where the client's IPv4 packet lies in `packet`, for
+    /// the TUN device; control traffic is handled and may leave datagrams for
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn esp_in(
+        &mut self,
+        ike: &mut Responder,
+        now: Instant,
+        packet: &mut [u8],
+        from: SocketAddr,
+    ) -> Option<Range<usize>> {
+        let Some(spi) = esp::peek_spi(packet) else {
+            self.stats.esp_malformed += 1;
+            return None;
+        };
+        let Some(pair) = self.sas.get_mut(&spi) else {
+            dropped!(self.stats.esp_unknown_spi, %from, spi = format_args!("{spi:08x}"), "ESP for an unknown SPI dropped");
+            return None;
+        };
+        let d = match pair.inbound.decrypt(packet) {
+            Ok(d) => d,
+            Err(esp::EspError::Replay) => {
+                self.stats.esp_replayed += 1;
+                return None;
+            }
+            Err(e) => {
+                dropped!(self.stats.esp_auth_failed, %from, spi = format_args!("{spi:08x}"), error = %e, "ESP packet rejected");
+                return None;
+            }
+        };
+        self.stats.esp_decrypted += 1;
+        if !pair.first_logged {
+            pair.first_logged = true;
+            let inner = packet.get(d.payload.clone()).unwrap_or(&[]);
+            info!(
+                %from,
+                spi = format_args!("{spi:08x}"),
+                seq = d.seq,
+                "ESP decrypted (first packet of the SA): {}",
+                describe_inner(d.next_header, inner)
+            );
+        }
+        if now.saturating_duration_since(pair.last_activity_report) > Duration::from_secs(1) {
+            pair.last_activity_report = now;
+            ike.esp_activity(now, spi);
+        }
+        let client = pair.client;
+        if pair.inbound.packets() % LIMIT_CHECK_EVERY == 0 {
+            self.check_limits(ike, spi);
+        }
+        let payload = d.payload;
+        let inner = packet.get(payload.clone())?;
+        if d.next_header != 17 {
+            dropped!(
+                self.stats.esp_not_l2tp,
+                spi = format_args!("{spi:08x}"),
+                next_header = d.next_header,
+                "decrypted packet is not UDP; dropped"
+            );
+            return None;
+        }
+        if self.test_echo {
+            let mut e = inner.to_vec();
+            if e.len() >= 8 {
+                e.swap(0, 2);
+                e.swap(1, 3);
+                e[6..8].copy_from_slice(&[0, 0]);
+                self.echo.push_back((spi, e));
+            }
+            return None;
+        }
+        // Transport mode: the client's UDP datagram to our port 1701 (RFC 3193 §4).
+        let (sport, dport, body) = split_udp(inner)?;
+        if dport != L2TP_PORT {
+            dropped!(
+                self.stats.esp_not_l2tp,
+                spi = format_args!("{spi:08x}"),
+                dport,
+                "decrypted UDP not for L2TP; dropped"
+            );
+            return None;
+        }
+        let body_at = payload.start + 8;
+        let ip = self.sessions.handle_l2tp(now, client, sport, body)?;
+        let start = body_at + offset_in(body, ip.packet);
+        let range = start..start + ip.packet.len();
+        self.finish_inbound(packet, range)
+    }
+
+    /// A datagram on the cleartext L2TP port: dropped and counted unless plain mode is on.
+    pub fn plain_in(
+        &mut self,
+        now: Instant,
+        data: &mut [u8],
+        remote: SocketAddr,
+    ) -> Option<Range<usize>> {
+        if !self.plain {
+            self.stats.cleartext_l2tp_dropped += 1;
+            if self.stats.cleartext_l2tp_dropped.is_power_of_two() {
+                warn!(%remote, dropped = self.stats.cleartext_l2tp_dropped, "L2TP without IPsec dropped: clients must connect with L2TP/IPsec");
+            }
+            return None;
+        }
+        let peer = match self.plain_peers.get(&remote) {
+            Some(&p) => p,
+            None => {
+                let p = PLAIN_PEER_BASE + self.plain_peers.len() as PeerId;
+                info!(peer = p, %remote, "new cleartext L2TP peer (test mode)");
+                self.plain_peers.insert(remote, p);
+                self.plain_addrs.insert(p, remote);
+                p
+            }
+        };
+        let ip = self.sessions.handle_l2tp(now, peer, remote.port(), data)?;
+        let start = offset_in(data, ip.packet);
+        let range = start..start + ip.packet.len();
+        self.finish_inbound(data, range)
+    }
+
+    /// The last step in: MSS clamping, counting.
+    fn finish_inbound(&mut self, buf: &mut [u8], range: Range<usize>) -> Option<Range<usize>> {
+        let packet = buf.get_mut(range.clone())?;
+        if self.config.mss_clamp && mss::clamp_ipv4(packet, mss::mss_for_mtu(self.config.mtu)) {
+            self.stats.mss_clamped += 1;
+        }
+        self.stats.to_tun += 1;
+        Some(range)
+    }
+
+    // ---- the way out ------------------------------------------------------------------------
+
+    /// A packet read from the TUN device into `buf[HEADROOM..HEADROOM + len]` (`buf` has at
+    /// least [`TAILROOM`] bytes after it). Seals it in place for its client.
+    pub fn tun_in(
+        &mut self,
+        ike: &mut Responder,
+        now: Instant,
+        buf: &mut [u8],
+        len: usize,
+    ) -> FromTun<'_> {
+        let range = HEADROOM..HEADROOM + len;
+        let Some(packet) = buf.get_mut(range.clone()) else {
+            return FromTun::Dropped;
+        };
+        if packet.first().is_none_or(|v| v >> 4 != 4) {
+            self.stats.tun_not_ipv4 += 1;
+            return FromTun::Dropped;
+        }
+        let h = match self.sessions.outbound_header(now, packet) {
+            Ok(h) => h,
+            Err(NoHeader::NoSession) => {
+                self.stats.tun_no_session += 1;
+                return FromTun::Dropped;
+            }
+            Err(NoHeader::TooBig { mtu }) => {
+                let from = self.config.local_address;
+                return match icmp::frag_needed(packet, mtu, from, &mut self.icmp) {
+                    Some(n) => {
+                        self.stats.icmp_frag_needed += 1;
+                        FromTun::Icmp(self.icmp.get(..n).unwrap_or(&[]))
+                    }
+                    None => FromTun::Dropped,
+                };
+            }
+        };
+        if self.config.mss_clamp && mss::clamp_ipv4(packet, mss::mss_for_mtu(self.config.mtu)) {
+            self.stats.mss_clamped += 1;
+        }
+        let Some(&spi) = self.clients.get(&h.session.peer).and_then(|s| s.last()) else {
+            // A plain-mode peer (test only): the caller sends L2TP in clear.
+            return match self.plain_addrs.get(&h.session.peer) {
+                Some(&addr) => {
+                    let start = HEADROOM - h.len;
+                    if let Some(head) = buf.get_mut(start..HEADROOM) {
+                        head.copy_from_slice(h.bytes.get(..h.len).unwrap_or(&[]));
+                    }
+                    self.stats.from_tun += 1;
+                    FromTun::Send(Transmit {
+                        via: Via::PlainL2tp {
+                            remote: SocketAddr::new(addr.ip(), h.port),
+                        },
+                        range: start..range.end,
+                    })
+                }
+                None => {
+                    self.stats.tun_no_session += 1;
+                    FromTun::Dropped
+                }
+            };
+        };
+        // UDP header (RFC 768) then L2TP + PPP, in front of the packet.
+        let l2tp_start = HEADROOM - h.len;
+        let udp_start = l2tp_start - 8;
+        let Some(head) = buf.get_mut(udp_start..HEADROOM) else {
+            return FromTun::Dropped;
+        };
+        write_udp_header(head, h.port, 8 + h.len + len);
+        if let Some(l2tp) = head.get_mut(8..) {
+            l2tp.copy_from_slice(h.bytes.get(..h.len).unwrap_or(&[]));
+        }
+        match self.seal(ike, spi, buf, udp_start..range.end) {
+            Some(t) => {
+                self.stats.from_tun += 1;
+                FromTun::Send(t)
+            }
+            None => FromTun::Dropped,
+        }
+    }
+
+    /// Encrypts `buf[datagram]` (a UDP datagram) with `spi`'s outbound SA, in place.
+    fn seal(
+        &mut self,
+        ike: &mut Responder,
+        spi: u32,
+        buf: &mut [u8],
+        datagram: Range<usize>,
+    ) -> Option<Transmit> {
+        let pair = self.sas.get_mut(&spi)?;
+        let range = match pair.outbound.encrypt(buf, datagram, 17) {
+            Ok(r) => r,
+            Err(e) => {
+                dropped!(self.stats.seal_failed, spi = format_args!("{spi:08x}"), error = %e, "ESP encryption failed");
+                return None;
+            }
+        };
+        let via = if pair.child.udp_encap {
+            Via::Udp {
+                local: pair.child.local,
+                remote: pair.child.remote,
+            }
+        } else {
+            Via::RawEsp {
+                local: pair.child.local.ip(),
+                remote: pair.child.remote.ip(),
+            }
+        };
+        if pair.outbound.packets() % LIMIT_CHECK_EVERY == 0 {
+            self.check_limits(ike, spi);
+        }
+        Some(Transmit { via, range })
+    }
+
+    /// The next control datagram (L2TP control, PPP control frames, test echoes), sealed into
+    /// `buf` (at least 64 KiB + [`HEADROOM`] + [`TAILROOM`] covers every datagram).
+    pub fn poll_transmit(&mut self, ike: &mut Responder, buf: &mut [u8]) -> Option<Transmit> {
+        loop {
+            if let Some((spi, datagram)) = self.echo.pop_front() {
+                let Some(end) = HEADROOM.checked_add(datagram.len()) else {
+                    continue;
+                };
+                let Some(dst) = buf.get_mut(HEADROOM..end) else {
+                    continue;
+                };
+                dst.copy_from_slice(&datagram);
+                if let Some(t) = self.seal(ike, spi, buf, HEADROOM..end) {
+                    return Some(t);
+                }
+                continue;
+            }
+            let t = self.sessions.poll_transmit()?;
+            if let Some(sent) = self.seal_l2tp(ike, &t, buf) {
+                return Some(sent);
+            }
+        }
+    }
+
+    fn seal_l2tp(
+        &mut self,
+        ike: &mut Responder,
+        t: &l2tp::Transmit,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        let udp_start = HEADROOM - 8;
+        let end = HEADROOM.checked_add(t.payload.len())?;
+        buf.get_mut(HEADROOM..end)?.copy_from_slice(&t.payload);
+        if let Some(&addr) = self.plain_addrs.get(&t.peer) {
+            return Some(Transmit {
+                via: Via::PlainL2tp {
+                    remote: SocketAddr::new(addr.ip(), t.port),
+                },
+                range: HEADROOM..end,
+            });
+        }
+        let &spi = self.clients.get(&t.peer).and_then(|s| s.last())?;
+        write_udp_header(
+            buf.get_mut(udp_start..HEADROOM)?,
+            t.port,
+            8 + t.payload.len(),
+        );
+        self.seal(ike, spi, buf, udp_start..end)
+    }
+
+    /// Ends an IPsec SA whose kilobyte lifetime is used up or whose outbound sequence numbers run
+    /// out (RFC 4303 §3.3.3). The server never starts a Quick Mode (NATed Windows clients reject
+    /// it, CLIENTS.md §5.11): it deletes the SA and the client negotiates a new one.
+    fn check_limits(&mut self, ike: &mut Responder, inbound_spi: u32) {
+        let Some(pair) = self.sas.get(&inbound_spi) else {
+            return;
+        };
+        let bytes = pair.inbound.bytes() + pair.outbound.bytes();
+        let kb_used = pair.child.lifetime_kb.is_some_and(|kb| bytes / 1024 >= kb);
+        let seq_used = pair.outbound.needs_rekey();
+        if kb_used || seq_used {
+            info!(
+                spi_in = format_args!("{inbound_spi:08x}"),
+                bytes,
+                reason = if kb_used {
+                    "kilobyte lifetime reached"
+                } else {
+                    "sequence numbers nearly exhausted"
+                },
+                "deleting the IPsec SA so that the client negotiates a new one"
+            );
+            ike.close_child(inbound_spi);
+        }
+    }
+
+    // ---- control ----------------------------------------------------------------------------
+
+    /// Every session, for the admin.
+    pub fn sessions_view(&self, now: Instant) -> Vec<SessionView> {
+        let mut v: Vec<SessionView> = self
+            .sessions
+            .iter()
+            .map(|s| {
+                let newest = self
+                    .clients
+                    .get(&s.session.peer)
+                    .and_then(|spis| spis.last())
+                    .and_then(|spi| self.sas.get(spi));
+                let client = newest
+                    .map(|p| p.child.remote)
+                    .or_else(|| self.plain_addrs.get(&s.session.peer).copied());
+                let ike = newest
+                    .and_then(|p| self.phase1.get(&p.child.phase1))
+                    .cloned()
+                    .unwrap_or_default();
+                let esp = newest
+                    .map(|p| {
+                        let encap = if p.child.udp_encap { "UDP 4500" } else { "ESP" };
+                        format!("{} ({encap})", p.child.algorithms)
+                    })
+                    .unwrap_or_else(|| "none (plain L2TP, test mode)".into());
+                SessionView {
+                    id: session_id(s.session),
+                    session: s.session,
+                    user: s.user.map(str::to_string),
+                    address: s.address,
+                    client,
+                    up: s.up,
+                    age: now.saturating_duration_since(s.started),
+                    traffic: s.traffic,
+                    ike,
+                    esp,
+                }
+            })
+            .collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.age));
+        v
+    }
+
+    /// Ends the sessions whose id is `target`, or whose user is `target` (any case). Returns how
+    /// many.
+    pub fn disconnect(&mut self, now: Instant, target: &str) -> usize {
+        let hits: Vec<SessionRef> = self
+            .sessions
+            .iter()
+            .filter(|s| {
+                session_id(s.session) == target
+                    || s.user.is_some_and(|u| u.eq_ignore_ascii_case(target))
+            })
+            .map(|s| s.session)
+            .collect();
+        for &s in &hits {
+            info!(id = %session_id(s), "administrative disconnect");
+            self.sessions
+                .disconnect(now, s, "administrative disconnect");
+        }
+        hits.len()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions.poll_timeout()
+    }
+
+    /// Runs every due timer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.sessions.handle_timeout(now);
+    }
+
+    /// Server shutdown: LCP Terminate, CDN and StopCCN to every client (through
+    /// [`poll_transmit`](Self::poll_transmit)); the caller then deletes the IPsec SAs.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.sessions.shutdown(now);
+    }
+
+    /// Tunnels still open (closing ones included).
+    pub fn tunnels(&self) -> usize {
+        self.sessions.lns().tunnel_count()
+    }
+}
+
+/// A UDP header from port 1701 to `port` for `len` bytes (header included); checksum 0 (none,
+/// allowed on IPv4, and the client's transport-mode NAT-T fix-up would rewrite it anyway:
+/// RFC 3948 §3.1.2).
+fn write_udp_header(head: &mut [u8], port: u16, len: usize) {
+    let len = u16::try_from(len).unwrap_or(u16::MAX);
+    if let Some(h) = head.get_mut(..8) {
+        h[0..2].copy_from_slice(&L2TP_PORT.to_be_bytes());
+        h[2..4].copy_from_slice(&port.to_be_bytes());
+        h[4..6].copy_from_slice(&len.to_be_bytes());
+        h[6..8].copy_from_slice(&[0, 0]);
+    }
+}
+
+/// What a decrypted transport-mode datagram looks like, for the log.
+pub fn describe_inner(next_header: u8, payload: &[u8]) -> String {
+    if next_header != 17 {
+        return format!("protocol {next_header}, {} bytes", payload.len());
+    }
+    let Some((sport, dport, body)) = split_udp(payload) else {
+        return format!("truncated UDP, {} bytes", payload.len());
+    };
+    format!(
+        "UDP {sport}->{dport}, {} bytes: {}",
+        body.len(),
+        describe_l2tp(body)
+    )
+}
+
+/// A peek at an L2TP header (RFC 2661 §3.1) and, for control messages, the Message Type AVP.
+pub fn describe_l2tp(b: &[u8]) -> String {
+    let Some(flags) = b.get(0..2).map(|f| u16::from_be_bytes([f[0], f[1]])) else {
+        return "not L2TP".into();
+    };
+    if flags & 0x000f != 2 {
+        return format!("not L2TPv2 (version {})", flags & 0xf);
+    }
+    let control = flags & 0x8000 != 0;
+    if !control {
+        return "L2TP data message".into();
+    }
+    // Control messages carry L and S: flags(2) length(2) tunnel(2) session(2) Ns(2) Nr(2), then AVPs.
+    let tunnel = b.get(4..6).map_or(0, |t| u16::from_be_bytes([t[0], t[1]]));
+    let Some(avp) = b.get(12..) else {
+        return format!("L2TP control, tunnel {tunnel}, no AVPs (ZLB)");
+    };
+    if avp.len() < 8 {
+        return format!("L2TP control, tunnel {tunnel}, ZLB acknowledgement");
+    }
+    let attr = u16::from_be_bytes([avp[4], avp[5]]);
+    let vendor = u16::from_be_bytes([avp[2], avp[3]]);
+    let mtype = u16::from_be_bytes([avp[6], avp[7]]);
+    if vendor != 0 || attr != 0 {
+        return format!("L2TP control, tunnel {tunnel}, first AVP is not Message Type");
+    }
+    let name = match mtype {
+        1 => "SCCRQ",
+        2 => "SCCRP",
+        3 => "SCCCN",
+        4 => "StopCCN",
+        6 => "HELLO",
+        10 => "ICRQ",
+        11 => "ICRP",
+        12 => "ICCN",
+        14 => "CDN",
+        _ => "other",
+    };
+    format!("L2TP control message {name} (type {mtype}), tunnel {tunnel}")
+}
