@@ -20,6 +20,7 @@ macro_rules! dropped {
 }
 
 pub mod aaa;
+pub mod config;
 pub mod dataplane;
 pub mod esp;
 pub mod ike;
@@ -27,3 +28,6 @@ pub mod io;
 pub mod isakmp;
 pub mod l2tp;
 pub mod session;
+
+#[cfg(test)]
+mod scratch;
