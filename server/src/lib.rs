@@ -20,6 +20,7 @@ macro_rules! dropped {
 }
 
 pub mod aaa;
+pub mod admin;
 pub mod config;
 pub mod dataplane;
 pub mod esp;
