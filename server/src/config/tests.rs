@@ -145,6 +145,17 @@ fn errors_name_the_file_the_key_and_the_reason() {
         "roadgate.toml: ppp.pool[1]: \"10.77.0.15-10.77.0.30\" overlaps ppp.pool[0] \
          (\"10.77.0.10-10.77.0.20\")"
     );
+    // Sharing one address is an overlap; adjoining ranges are not.
+    assert!(
+        error("[ppp]\npool = [\"10.77.0.20-10.77.0.30\", \"10.77.0.10-10.77.0.20\"]\n")
+            .contains("ppp.pool[1]: \"10.77.0.10-10.77.0.20\" overlaps ppp.pool[0]")
+    );
+    assert_eq!(
+        check("[ppp]\npool = [\"10.77.0.21-10.77.0.30\", \"10.77.0.10-10.77.0.20\"]\n")
+            .unwrap()
+            .pool_size(),
+        21
+    );
     let e = error("[ppp]\npool = [\"10.77.0.0/24\"]\n");
     assert!(
         e.starts_with(
