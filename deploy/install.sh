@@ -138,7 +138,8 @@ elif [ -f "$top/Cargo.toml" ]; then
 else
   die "no roadgate binary: pass --binary PATH"
 fi
-if [ -x "$binary" ] && ! "$binary" serve --help 2>/dev/null | grep -q -- '--config'; then
+# (The help text is read whole first: grep -q would stop early, and pipefail count the SIGPIPE.)
+if [ -x "$binary" ] && ! grep -q -- '--config' <<<"$("$binary" serve --help 2>/dev/null || true)"; then
   warn "$binary has no 'serve --config' (it predates the configuration file):" \
     "roadgate.service cannot start with it. Install a newer build."
 fi
