@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks the files in deploy/ without changing the host: shellcheck on the scripts, the nftables
-# rules and the sysctl file in a throwaway network namespace, the systemd unit with
-# systemd-analyze (against a temporary root), and install.sh --dry-run.
+# Checks the files in deploy/ without changing the host: shellcheck on the scripts; the nftables
+# rules and the sysctl file in throwaway network namespaces (syntax, reload, include, and the
+# forwarding rules at work between a client, the server and a LAN host); the systemd unit with
+# systemd-analyze (against a temporary root); install.sh --dry-run.
 # Prints PASS / FAIL / SKIP (with the reason) per check; exits 1 if any check failed.
 # Needs root for the namespace checks (they SKIP otherwise). Takes a few seconds.
 set -uo pipefail
@@ -12,9 +13,9 @@ ok() { echo "PASS $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1${2:+: $2}"; fail=$((fail + 1)); }
 skip() { echo "SKIP $1: $2"; skip=$((skip + 1)); }
 
-ns="" tmp=$(mktemp -d)
+ns="" fwd_ns="" tmp=$(mktemp -d)
 cleanup() {
-  if [ -n "$ns" ]; then ip netns del "$ns" 2>/dev/null; fi
+  for n in $ns $fwd_ns; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -89,6 +90,49 @@ EOF
     if [ -z "$wrong" ]; then ok "sysctl.conf applies (in the namespace) and reads back"; else bad sysctl "$wrong"; fi
   else
     bad "sysctl -p sysctl.conf (in the namespace)" "$out"
+  fi
+fi
+
+# --- the forwarding rules at work -----------------------------------------------------------------
+# A client (10.77.0.10, also holding a foreign 10.99.0.5) behind a veth named rg0, the server with
+# the rules and the sysctl file, a LAN host (198.51.100.2) on its eth0 = WAN_IF = LAN_IF.
+if [ -z "$ns" ] || ! command -v nft >/dev/null; then
+  skip forwarding "needs root, iproute2 and nft (see above)"
+elif ! command -v ping >/dev/null; then
+  skip forwarding "ping not installed (apt-get install iputils-ping)"
+else
+  cl=rg-dcl-$$ srv=rg-dsrv-$$ lan=rg-dlan-$$
+  fwd_ns="$cl $srv $lan"
+  for n in $fwd_ns; do ip netns add "$n" && ip -n "$n" link set lo up; done
+  ip link add rg0 netns "$srv" type veth peer name c0 netns "$cl"
+  ip link add eth0 netns "$srv" type veth peer name l0 netns "$lan"
+  ip -n "$srv" addr add 10.77.0.1/24 dev rg0 && ip -n "$srv" link set rg0 up
+  ip -n "$srv" addr add 198.51.100.1/24 dev eth0 && ip -n "$srv" link set eth0 up
+  ip -n "$srv" route add default via 198.51.100.2
+  ip -n "$cl" addr add 10.77.0.10/24 dev c0 && ip -n "$cl" addr add 10.99.0.5/32 dev c0
+  ip -n "$cl" link set c0 up && ip -n "$cl" route add default via 10.77.0.1
+  ip -n "$lan" addr add 198.51.100.2/24 dev l0 && ip -n "$lan" link set l0 up
+  ip -n "$lan" route add 10.77.0.0/24 via 198.51.100.1
+  ip netns exec "$srv" sysctl -q -p "$here/sysctl.conf" && ip netns exec "$srv" nft -f "$here/nftables.conf"
+  counter() { # packets counted by the rule of table inet roadgate that matches $1
+    ip netns exec "$srv" nft list table inet roadgate | grep -F -- "$1" | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -1
+  }
+  png() { ip netns exec "$1" ping -c1 -W1 "$2" >/dev/null 2>&1; }
+  if png "$cl" 198.51.100.2 && [ "$(counter masquerade)" = 1 ]; then
+    ok "forwarding: a client reaches the LAN, masqueraded"
+  else
+    bad "forwarding: client to LAN" "ping failed or masquerade counter $(counter masquerade)"
+  fi
+  if ! png "$lan" 10.77.0.10 && [ "$(counter 'oifname "rg0" counter')" = 1 ]; then
+    ok "forwarding: a new connection from the LAN to a client is dropped"
+  else
+    bad "forwarding: LAN to client" "not dropped by the rules"
+  fi
+  ip -n "$cl" route replace default via 10.77.0.1 src 10.99.0.5
+  if ! png "$cl" 198.51.100.2 && [ "$(counter 'iifname "rg0" counter')" = 1 ]; then
+    ok "forwarding: a client source outside the pool is dropped"
+  else
+    bad "forwarding: spoofed client source" "not dropped by the rules"
   fi
 fi
 
