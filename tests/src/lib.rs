@@ -4,8 +4,10 @@
 //! * [`initiator`]: the IKEv1 initiator (Main Mode, Quick Mode, Informational, NAT-T, DPD),
 //!   written from the RFCs independently of the server's responder;
 //! * [`client`]: the initiator plus ESP SAs, sealing and opening L2TP in transport mode;
-//! * [`pair`]: an in-memory harness with a fake clock, an impaired link and a NAT model.
+//! * [`pair`]: an in-memory harness with a fake clock, an impaired link and a NAT model;
+//! * [`chain_world`]: the real Responder and Gateway against full-chain clients, in memory.
 
+pub mod chain_world;
 pub mod client;
 pub mod full_client;
 pub mod initiator;

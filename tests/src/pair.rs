@@ -40,7 +40,9 @@ impl Nat {
         }
     }
 
-    fn outbound(&mut self, client: usize, private: SocketAddr) -> SocketAddr {
+    /// The public address and port of client `client`'s `private` address and port (a new
+    /// mapping on first use).
+    pub fn outbound(&mut self, client: usize, private: SocketAddr) -> SocketAddr {
         let port = match self.out.get(&(client, private)) {
             Some(p) => *p,
             None => {
@@ -54,7 +56,8 @@ impl Nat {
         SocketAddr::new(self.public_ip, port)
     }
 
-    fn inbound(&self, public: SocketAddr) -> Option<(usize, SocketAddr)> {
+    /// The client and its private address and port behind the public `public`, if mapped.
+    pub fn inbound(&self, public: SocketAddr) -> Option<(usize, SocketAddr)> {
         (public.ip() == self.public_ip)
             .then(|| self.back.get(&public.port()).copied())
             .flatten()
