@@ -145,6 +145,8 @@ pub struct Link {
     pub latency: Duration,
     pub loss: f64,
     pub duplicate: f64,
+    /// Everything towards the server is lost (the clients' uplink is cut).
+    pub upstream_cut: bool,
 }
 
 impl Default for Link {
@@ -153,6 +155,7 @@ impl Default for Link {
             latency: Duration::from_millis(2),
             loss: 0.0,
             duplicate: 0.0,
+            upstream_cut: false,
         }
     }
 }
@@ -216,6 +219,9 @@ enum Hop {
     },
 }
 
+/// A datagram on the wire, and what the tap made of it (towards a client, read when sent).
+type InFlight = (Hop, Vec<u8>, Option<Seen>);
+
 /// What became of a packet injected on the LAN side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromLan {
@@ -255,7 +261,8 @@ pub struct ChainWorld {
     pub lost: u64,
     pub unrouted: u64,
     rng: ChaCha20Rng,
-    queue: BTreeMap<(Instant, u64), (Hop, Vec<u8>)>,
+    /// Datagrams in flight, and what the tap made of those to a client (read when sent).
+    queue: BTreeMap<(Instant, u64), InFlight>,
     seq: u64,
     auth: VecDeque<(Instant, SessionRef, u64, Decision)>,
     /// Server → client SAs, by SPI, for the tap.
@@ -338,6 +345,13 @@ impl ChainWorld {
         i
     }
 
+    /// Replaces client `i` by a new one with `cfg` (a user dialling again, from the same
+    /// address or behind the same NAT); it starts Main Mode at once. What the old one got stays.
+    pub fn redial(&mut self, i: usize, cfg: full_client::Config) {
+        self.clients[i].client = FullClient::new(cfg, self.now);
+        self.dirty.push(i);
+    }
+
     /// Runs `f` on the server, adding its time to `server_time`.
     fn timed<R>(&mut self, f: impl FnOnce(&mut Server) -> R) -> R {
         let t0 = (self.clock)();
@@ -348,9 +362,10 @@ impl ChainWorld {
 
     // ---- the wire ---------------------------------------------------------------------------
 
-    fn enqueue(&mut self, hop: Hop, data: Vec<u8>) {
+    fn enqueue(&mut self, hop: Hop, data: Vec<u8>, seen: Option<Seen>) {
         let link = self.link;
-        if link.loss > 0.0 && self.rng.random_bool(link.loss) {
+        let cut = link.upstream_cut && matches!(hop, Hop::ToServer { .. });
+        if cut || (link.loss > 0.0 && self.rng.random_bool(link.loss)) {
             self.lost += 1;
             return;
         }
@@ -362,11 +377,11 @@ impl ChainWorld {
         for c in 0..copies {
             self.seq += 1;
             let at = self.now + link.latency + Duration::from_micros(c * 100);
-            self.queue.insert((at, self.seq), (hop, data.clone()));
+            self.queue.insert((at, self.seq), (hop, data.clone(), seen));
         }
     }
 
-    fn from_client(&mut self, i: usize, d: Datagram) {
+    fn send_from_client(&mut self, i: usize, d: Datagram) {
         let (ip, nat) = (self.clients[i].ip, self.clients[i].nat);
         match d {
             Datagram::Udp {
@@ -386,6 +401,7 @@ impl ChainWorld {
                         raw: false,
                     },
                     data,
+                    None,
                 );
             }
             Datagram::Esp { remote, data } => {
@@ -400,47 +416,34 @@ impl ChainWorld {
                         raw: true,
                     },
                     data,
+                    None,
                 );
             }
         }
     }
 
     /// A datagram from the server's `from` to `to`: finds the client, through its NAT.
-    fn to_client(&mut self, from: SocketAddr, to: SocketAddr, raw: bool, data: Vec<u8>) {
-        if let Some(nat) = self.nats.iter().find(|n| n.public_ip == to.ip()) {
+    fn send_to_client(&mut self, from: SocketAddr, to: SocketAddr, raw: bool, data: Vec<u8>) {
+        let dest = match self.nats.iter().find(|n| n.public_ip == to.ip()) {
             // A NAT maps UDP back by port; it has no port for raw ESP.
-            match nat.inbound(to).filter(|_| !raw) {
-                Some((i, private)) => self.enqueue(
-                    Hop::ToClient {
-                        i,
-                        from,
-                        port: private.port(),
-                        raw,
-                    },
-                    data,
-                ),
-                None => self.unrouted += 1,
-            }
+            Some(nat) => nat
+                .inbound(to)
+                .filter(|_| !raw)
+                .map(|(i, private)| (i, private.port())),
+            None => self.by_ip.get(&to.ip()).map(|&i| (i, to.port())),
+        };
+        let Some((i, port)) = dest else {
+            self.unrouted += 1;
             return;
-        }
-        match self.by_ip.get(&to.ip()) {
-            Some(&i) => self.enqueue(
-                Hop::ToClient {
-                    i,
-                    from,
-                    port: to.port(),
-                    raw,
-                },
-                data,
-            ),
-            None => self.unrouted += 1,
-        }
+        };
+        let seen = self.tap(port, raw, &data);
+        self.enqueue(Hop::ToClient { i, from, port, raw }, data, seen);
     }
 
     fn send_sealed(&mut self, via: Via, data: Vec<u8>) {
         match via {
-            Via::Udp { local, remote } => self.to_client(local, remote, false, data),
-            Via::RawEsp { local, remote } => self.to_client(
+            Via::Udp { local, remote } => self.send_to_client(local, remote, false, data),
+            Via::RawEsp { local, remote } => self.send_to_client(
                 SocketAddr::new(local, 0),
                 SocketAddr::new(remote, 0),
                 true,
@@ -450,11 +453,11 @@ impl ChainWorld {
         }
     }
 
-    fn deliver(&mut self, hop: Hop, mut data: Vec<u8>) {
+    fn deliver(&mut self, hop: Hop, mut data: Vec<u8>, seen: Option<Seen>) {
         match hop {
             Hop::ToServer { src, dst, raw } => self.server_receive(src, dst, raw, &mut data),
             Hop::ToClient { i, from, port, raw } => {
-                self.tap(i, port, raw, &data);
+                self.clients[i].seen.extend(seen);
                 let now = self.now;
                 let c = &mut self.clients[i].client;
                 if raw {
@@ -526,7 +529,7 @@ impl ChainWorld {
             let mut progressed = false;
             while let Some(t) = self.timed(|s| s.ike.poll_transmit()) {
                 progressed = true;
-                self.to_client(t.local, t.remote, false, t.data);
+                self.send_to_client(t.local, t.remote, false, t.data);
             }
             progressed |= self.follow_ike();
             let mut buf = std::mem::take(&mut self.txbuf);
@@ -571,40 +574,27 @@ impl ChainWorld {
         }
     }
 
-    /// Decodes what reaches client `i` from the server into its `seen` list.
-    fn tap(&mut self, i: usize, port: u16, raw: bool, data: &[u8]) {
-        let esp_packet = if raw {
-            Some(data)
-        } else if port == NATT_PORT || port != IKE_PORT {
-            match esp::classify_udp4500(data) {
-                Udp4500::Esp(p) => Some(p),
-                Udp4500::Ike(m) => {
-                    if let Some(h) = wire::Header::parse(m) {
-                        self.clients[i].seen.push(Seen::Ike(h.exchange));
-                    }
-                    return;
-                }
-                Udp4500::Keepalive | Udp4500::Malformed => return,
-            }
+    /// What a datagram from the server to a client's `port` is, read with the server's SAs.
+    fn tap(&mut self, port: u16, raw: bool, data: &[u8]) -> Option<Seen> {
+        let packet = if raw {
+            data
+        } else if port == IKE_PORT {
+            return wire::Header::parse(data).map(|h| Seen::Ike(h.exchange));
         } else {
-            if let Some(h) = wire::Header::parse(data) {
-                self.clients[i].seen.push(Seen::Ike(h.exchange));
+            match esp::classify_udp4500(data) {
+                Udp4500::Esp(p) => p,
+                Udp4500::Ike(m) => return wire::Header::parse(m).map(|h| Seen::Ike(h.exchange)),
+                Udp4500::Keepalive | Udp4500::Malformed => return None,
             }
-            return;
         };
-        let Some(packet) = esp_packet else { return };
-        let seen = match esp::peek_spi(packet).and_then(|spi| self.taps.get_mut(&spi)) {
-            None => Some(Seen::Esp),
-            Some(sa) => match esp_open(sa, packet) {
-                Ok((_, IPPROTO_UDP, inner)) => {
-                    parse_udp(&inner).and_then(|(_, _, l2tp)| decode_l2tp(l2tp))
-                }
-                // A duplicate the tap has seen already, or something it cannot read.
-                _ => None,
-            },
+        let Some(sa) = esp::peek_spi(packet).and_then(|spi| self.taps.get_mut(&spi)) else {
+            return Some(Seen::Esp);
         };
-        if let Some(s) = seen {
-            self.clients[i].seen.push(s);
+        match esp_open(sa, packet) {
+            Ok((_, IPPROTO_UDP, inner)) => {
+                parse_udp(&inner).and_then(|(_, _, l2tp)| decode_l2tp(l2tp))
+            }
+            _ => None,
         }
     }
 
@@ -615,7 +605,7 @@ impl ChainWorld {
         let mut moved = false;
         while let Some(d) = self.clients[i].client.poll_transmit() {
             moved = true;
-            self.from_client(i, d);
+            self.send_from_client(i, d);
         }
         let slot = &mut self.clients[i];
         while let Some(ev) = slot.client.poll_event() {
@@ -642,9 +632,9 @@ impl ChainWorld {
                 if entry.key().0 > self.now {
                     break;
                 }
-                let (hop, data) = entry.remove();
+                let (hop, data, seen) = entry.remove();
                 moved = true;
-                self.deliver(hop, data);
+                self.deliver(hop, data, seen);
                 while let Some(i) = self.dirty.pop() {
                     self.poll_client(i);
                 }

@@ -183,8 +183,8 @@ pub struct Gateway {
     /// Test-only: reflect every decrypted UDP datagram back to its sender.
     test_echo: bool,
     echo: VecDeque<(u32, Vec<u8>)>,
-    /// Scratch room for an ICMP answer.
-    icmp: [u8; 128],
+    /// Scratch room for an ICMP answer (it quotes up to 548 bytes of the packet).
+    icmp: [u8; icmp::MAX_LEN],
     stats: Stats,
 }
 
@@ -228,7 +228,7 @@ impl Gateway {
             plain_addrs: HashMap::new(),
             test_echo: false,
             echo: VecDeque::new(),
-            icmp: [0; 128],
+            icmp: [0; icmp::MAX_LEN],
             stats: Stats::default(),
         }
     }
@@ -791,9 +791,11 @@ impl Gateway {
         self.sessions.shutdown(now);
     }
 
-    /// Tunnels still open (closing ones included).
+    /// Tunnels still open, closing ones included until the client has acknowledged their StopCCN
+    /// (or stopped answering): after [`shutdown`](Self::shutdown), the caller waits for this to
+    /// reach zero before deleting the IPsec SAs.
     pub fn tunnels(&self) -> usize {
-        self.sessions.lns().tunnel_count()
+        self.sessions.lns().unfinished_tunnel_count()
     }
 }
 

@@ -10,6 +10,9 @@ const HEADERS: usize = 28;
 /// allows; 548 keeps the answer within 576 bytes.
 const QUOTE_MAX: usize = 548;
 
+/// The longest answer [`frag_needed`] writes: a buffer this long takes any of them.
+pub const MAX_LEN: usize = HEADERS + QUOTE_MAX;
+
 /// RFC 1071 checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
@@ -162,6 +165,7 @@ mod tests {
         ) {
             let mut out = [0u8; 600];
             if let Some(n) = frag_needed(&bytes, mtu, SERVER, &mut out) {
+                prop_assert!(n <= MAX_LEN);
                 prop_assert_eq!(checksum(&out[..20]), 0);
                 prop_assert_eq!(checksum(&out[20..n]), 0);
             }

@@ -283,6 +283,15 @@ impl Lns {
         self.tunnels.values().filter(|t| !t.is_closing()).count()
     }
 
+    /// Tunnels not closing, and closing ones whose last messages (the StopCCN) the peer has not
+    /// acknowledged yet: what a shutdown waits for before the IPsec SAs go.
+    pub fn unfinished_tunnel_count(&self) -> usize {
+        self.tunnels
+            .values()
+            .filter(|t| !t.is_closing() || !t.channel.idle())
+            .count()
+    }
+
     /// Tunnels answered with SCCRP, waiting for SCCCN.
     pub fn half_open_count(&self) -> usize {
         self.half_open
