@@ -18,6 +18,9 @@ step "cargo test (unit, property, in-memory end-to-end, crypto cross-check)"
 if [ "${CI:-}" = true ]; then export ROADGATE_REQUIRE_PYTHON=1; fi
 cargo test --workspace --locked
 
+step "deploy/test_deploy.sh (unit, nftables rules, sysctl, install script; nothing on the host changes)"
+bash deploy/test_deploy.sh
+
 if [ "$(id -u)" = 0 ]; then
   step "build release binaries for the system tests (server, test client)"
   cargo build --release --locked -p roadgate -p roadgate-tests --bins

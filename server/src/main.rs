@@ -207,7 +207,56 @@ fn check_config(args: &ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(mut settings: Settings) -> Result<(), String> {
+/// What SIGHUP (and `roadgate reload`) does: reads the file again with the same flags, and
+/// says which changes wait for a restart.
+fn reloader(running: Settings, args: ServeArgs) -> roadgate::io::Reloader {
+    Box::new(move || {
+        let mut new = args.settings().map_err(|e| e.to_string())?;
+        // A pre-shared key kept in the state folder: read it again.
+        new.prepare_state()?;
+        let mut restart = Vec::new();
+        if new.listen_addrs != running.listen_addrs
+            || new.listen.ike_port != running.listen.ike_port
+            || new.listen.natt_port != running.listen.natt_port
+            || new.listen.raw_esp != running.listen.raw_esp
+        {
+            restart.push("server.listen, ports and raw_esp");
+        }
+        if new.state_dir != running.state_dir || new.admin_socket != running.admin_socket {
+            restart.push("server.state_dir and admin_socket");
+        }
+        if new.pool != running.pool || new.local_address() != running.local_address() {
+            restart.push("ppp.pool and ppp.local_address");
+        }
+        if new.dataplane.tun != running.dataplane.tun
+            || new.dataplane.tun_name != running.dataplane.tun_name
+        {
+            restart.push("dataplane.tun and tun_name");
+        }
+        if format!("{:?}", new.lns) != format!("{:?}", running.lns) {
+            restart.push("[l2tp]");
+        }
+        if new.auth_backends != running.auth_backends {
+            restart.push("auth.backends");
+        }
+        let mut summary = "applied: [ipsec] (keys, proposals, DPD), [ppp] DNS, WINS, MTU, echo and \
+                           methods for new sessions, [dataplane] timeouts and MSS clamping; users are \
+                           always read at login"
+            .to_string();
+        if !restart.is_empty() {
+            summary.push_str("; changed but waiting for a restart: ");
+            summary.push_str(&restart.join(", "));
+        }
+        Ok(roadgate::io::Reload {
+            ike: Arc::new(new.ike),
+            ppp: new.ppp,
+            dataplane: new.dataplane,
+            summary,
+        })
+    })
+}
+
+async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
     tracing::info!(
         config = %settings.file.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
         "configuration loaded"
@@ -252,7 +301,10 @@ async fn serve(mut settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen: {e}"))?
         .with_sessions(sessions, users, dataplane)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_admin_socket(&settings.admin_socket)
+        .map_err(|e| format!("admin socket: {e}"))?
+        .with_reloader(reloader(settings.clone(), args));
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -410,7 +462,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            report(rt.block_on(serve(settings)))
+            report(rt.block_on(serve(settings, args)))
         }
         Command::CheckConfig(args) => check_config(&args),
         Command::User(args) => {

@@ -867,3 +867,241 @@ pub fn describe_l2tp(b: &[u8]) -> String {
     };
     format!("L2TP control message {name} (type {mtype}), tunnel {tunnel}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esp::{Encryption, Integrity, Suite};
+    use crate::ike::Selector;
+    use std::sync::Arc;
+    use zeroize::Zeroizing;
+
+    const SPI_IN: u32 = 0x1000_0001;
+    const SPI_OUT: u32 = 0x2000_0002;
+
+    fn suite() -> Suite {
+        Suite {
+            encryption: Encryption::AesCbc { key_len: 16 },
+            integrity: Integrity::HmacSha1_96,
+        }
+    }
+
+    fn keymat(byte: u8) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(vec![byte; suite().keymat_len()])
+    }
+
+    fn any_selector() -> Selector {
+        Selector {
+            first: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            last: IpAddr::V4(Ipv4Addr::BROADCAST),
+            protocol: 17,
+            port: 1701,
+        }
+    }
+
+    /// A gateway with one installed SA from 192.0.2.100:4500, and the client's halves of it.
+    fn world() -> (Gateway, Responder, OutboundSa, InboundSa) {
+        let pool = pppd_lite::pool::AddressPool::builder()
+            .range(Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 20))
+            .build()
+            .unwrap();
+        let sessions = Sessions::new(
+            session::Config {
+                lns: l2tp::LnsConfig::default(),
+                ppp: pppd_lite::Config::server(pppd_lite::ServerConfig::default()),
+                pool,
+            },
+            [3; 32],
+        );
+        let mut gw = Gateway::new(
+            Config {
+                tun: false,
+                ..Config::default()
+            },
+            sessions,
+        );
+        let ike = Responder::seeded(Arc::new(ike::Config::default()), 1);
+        let child = ChildSa {
+            phase1: 1,
+            peer_id: "192.0.2.100".into(),
+            inbound_spi: SPI_IN,
+            outbound_spi: SPI_OUT,
+            suite: suite(),
+            inbound_keymat: keymat(1),
+            outbound_keymat: keymat(2),
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "192.0.2.100:4500".parse().unwrap(),
+            udp_encap: true,
+            tunnel: false,
+            peer_original: None,
+            local_selector: any_selector(),
+            remote_selector: any_selector(),
+            lifetime: Duration::from_secs(3600),
+            lifetime_kb: None,
+            replaces: Vec::new(),
+            algorithms: "AES-CBC-128/HMAC-SHA1-96".into(),
+        };
+        gw.on_ike_event(Instant::now(), ike::Event::ChildSaUp(Box::new(child)));
+        let client_out = OutboundSa::new(SPI_IN, suite(), &keymat(1)).unwrap();
+        let client_in = InboundSa::new(SPI_OUT, suite(), &keymat(2)).unwrap();
+        (gw, ike, client_out, client_in)
+    }
+
+    /// `datagram` (UDP) sealed by the client for the server.
+    fn seal(out: &mut OutboundSa, datagram: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; HEADROOM + datagram.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + datagram.len()].copy_from_slice(datagram);
+        let r = out
+            .encrypt(&mut buf, HEADROOM..HEADROOM + datagram.len(), 17)
+            .unwrap();
+        buf[r].to_vec()
+    }
+
+    fn udp_1701(body: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; 8];
+        write_udp_header(&mut d, 1701, 8 + body.len());
+        d.extend_from_slice(body);
+        d
+    }
+
+    #[test]
+    fn sccrq_through_esp_gets_a_sealed_answer_to_the_client() {
+        let (mut gw, mut ike, mut out, mut inb) = world();
+        // A minimal SCCRQ (RFC 2661 §6.1): Message Type, Protocol Version, Host Name, Framing
+        // Capabilities, Assigned Tunnel ID.
+        let mut avps = Vec::new();
+        let mut avp = |attr: u16, value: &[u8]| {
+            let len = (6 + value.len()) as u16 | 0x8000;
+            avps.extend_from_slice(&len.to_be_bytes());
+            avps.extend_from_slice(&0u16.to_be_bytes());
+            avps.extend_from_slice(&attr.to_be_bytes());
+            avps.extend_from_slice(value);
+        };
+        avp(0, &1u16.to_be_bytes());
+        avp(2, &[1, 0]);
+        avp(7, b"client");
+        avp(3, &3u32.to_be_bytes());
+        avp(9, &77u16.to_be_bytes());
+        let mut l2tp = vec![0xc8, 0x02];
+        l2tp.extend_from_slice(&((12 + avps.len()) as u16).to_be_bytes());
+        l2tp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        l2tp.extend_from_slice(&avps);
+        let mut esp = seal(&mut out, &udp_1701(&l2tp));
+        let from: SocketAddr = "192.0.2.100:4500".parse().unwrap();
+        assert!(
+            gw.esp_in(&mut ike, Instant::now(), &mut esp, from)
+                .is_none()
+        );
+        let mut buf = vec![0u8; HEADROOM + 65536 + TAILROOM];
+        let t = gw.poll_transmit(&mut ike, &mut buf).expect("the SCCRP");
+        assert_eq!(
+            t.via,
+            Via::Udp {
+                local: "192.0.2.1:4500".parse().unwrap(),
+                remote: from
+            }
+        );
+        let mut packet = buf[t.range].to_vec();
+        let d = inb.decrypt(&mut packet).expect("the client opens it");
+        let inner = &packet[d.payload];
+        let (sport, dport, body) = split_udp(inner).unwrap();
+        assert_eq!((sport, dport), (1701, 1701));
+        assert_eq!(&body[..2], &[0xc8, 0x02], "an L2TP control message");
+        assert_eq!(
+            u16::from_be_bytes([body[4], body[5]]),
+            77,
+            "to the client's tunnel"
+        );
+        assert!(describe_l2tp(body).contains("SCCRP"));
+    }
+
+    #[test]
+    fn packets_for_no_session_are_counted_not_sent() {
+        let (mut gw, mut ike, _, _) = world();
+        let mut buf = vec![0u8; HEADROOM + 1500 + TAILROOM];
+        let packet = [
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7, 10, 77, 0, 15, 0, 53, 0,
+            53, 0, 8, 0, 0,
+        ];
+        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(&packet);
+        assert!(matches!(
+            gw.tun_in(&mut ike, Instant::now(), &mut buf, packet.len()),
+            FromTun::Dropped
+        ));
+        buf[HEADROOM] = 0x60;
+        assert!(matches!(
+            gw.tun_in(&mut ike, Instant::now(), &mut buf, packet.len()),
+            FromTun::Dropped
+        ));
+        assert_eq!(gw.stats().tun_no_session, 1);
+        assert_eq!(gw.stats().tun_not_ipv4, 1);
+        // ESP for an SPI we do not have, and a tampered packet.
+        let mut stray = vec![0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 1, 2, 3];
+        let from: SocketAddr = "203.0.113.9:4500".parse().unwrap();
+        assert!(
+            gw.esp_in(&mut ike, Instant::now(), &mut stray, from)
+                .is_none()
+        );
+        assert_eq!(gw.stats().esp_unknown_spi, 1);
+    }
+
+    #[test]
+    fn a_rekeyed_sa_keeps_the_client_and_its_last_sa_going_ends_it() {
+        let (mut gw, _ike, _, _) = world();
+        let now = Instant::now();
+        let peer = gw.sas[&SPI_IN].client;
+        // The client's phase-2 rekey: a new SA that replaces the first one.
+        let mut child = gw.sas[&SPI_IN].child.clone();
+        child.inbound_spi = SPI_IN + 1;
+        child.outbound_spi = SPI_OUT + 1;
+        child.replaces = vec![SPI_IN];
+        gw.on_ike_event(now, ike::Event::ChildSaUp(Box::new(child)));
+        assert_eq!(gw.sas[&(SPI_IN + 1)].client, peer, "same L2TP peer");
+        let down = |spi: u32| ike::Event::ChildSaDown {
+            inbound_spi: spi,
+            outbound_spi: 0,
+            reason: ike::DownReason::Expired,
+        };
+        gw.on_ike_event(now, down(SPI_IN));
+        assert_eq!(gw.clients[&peer], vec![SPI_IN + 1], "the client stays");
+        gw.on_ike_event(now, down(SPI_IN + 1));
+        assert_eq!(gw.sa_count(), 0);
+        assert!(
+            gw.clients.is_empty(),
+            "its last SA gone, the client is gone"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn esp_in_is_total(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200), spi_ok in proptest::bool::ANY) {
+            let (mut gw, mut ike, _, _) = world();
+            let mut packet = bytes;
+            if spi_ok && packet.len() >= 4 {
+                packet[..4].copy_from_slice(&SPI_IN.to_be_bytes());
+            }
+            let from: SocketAddr = "192.0.2.100:4500".parse().unwrap();
+            let _ = gw.esp_in(&mut ike, Instant::now(), &mut packet, from);
+        }
+
+        #[test]
+        fn anything_inside_valid_esp_is_total(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300), port in 1700u16..1703) {
+            let (mut gw, mut ike, mut out, _) = world();
+            let mut d = udp_1701(&body);
+            d[2..4].copy_from_slice(&port.to_be_bytes());
+            let mut esp = seal(&mut out, &d);
+            let from: SocketAddr = "192.0.2.100:4500".parse().unwrap();
+            let _ = gw.esp_in(&mut ike, Instant::now(), &mut esp, from);
+            let mut buf = vec![0u8; HEADROOM + 65536 + TAILROOM];
+            while gw.poll_transmit(&mut ike, &mut buf).is_some() {}
+        }
+
+        #[test]
+        fn tun_in_is_total(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1600)) {
+            let (mut gw, mut ike, _, _) = world();
+            let mut buf = vec![0u8; HEADROOM + bytes.len() + TAILROOM];
+            buf[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(&bytes);
+            let _ = gw.tun_in(&mut ike, Instant::now(), &mut buf, bytes.len());
+        }
+    }
+}
