@@ -72,7 +72,15 @@ fn start_server() -> Server {
             let shell = Shell::bind(Arc::new(cfg), listen)
                 .await
                 .expect("bind")
-                .with_sessions(sessions, users);
+                .with_sessions(
+                    sessions,
+                    users,
+                    roadgate::dataplane::Config {
+                        tun: false,
+                        ..roadgate::dataplane::Config::default()
+                    },
+                )
+                .expect("sessions");
             ready_tx.send(()).expect("ready");
             shell
                 .run(async {
