@@ -20,6 +20,8 @@ macro_rules! dropped {
 }
 
 pub mod aaa;
+pub mod admin;
+pub mod config;
 pub mod dataplane;
 pub mod esp;
 pub mod ike;
@@ -27,3 +29,6 @@ pub mod io;
 pub mod isakmp;
 pub mod l2tp;
 pub mod session;
+
+#[cfg(test)]
+mod scratch;

@@ -1,21 +1,15 @@
 //! `roadgate`: the server binary.
 
-use std::fs;
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use pppd_lite::pool::AddressPool;
-use rand::Rng;
 use roadgate::aaa::local::{UserOptions, UserStore};
-use roadgate::ike;
-use roadgate::io::{Listen, Shell};
-use roadgate::l2tp::LnsConfig;
-use roadgate::session::Sessions;
-use tracing_subscriber::EnvFilter;
+use roadgate::admin::{self, Request};
+use roadgate::config::{self, LogSettings, Overrides, Settings};
+use roadgate::io::Shell;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,8 +26,40 @@ struct Cli {
 enum Command {
     /// Run the server. With no options it uses ./state for its state and a generated pre-shared key.
     Serve(ServeArgs),
+    /// Check a configuration as `serve` would (no sockets, no state), print a summary: exit 0 when
+    /// it is good, 2 when it is not.
+    CheckConfig(ServeArgs),
     /// Manage local users (kept in the SQLite database of the state folder).
     User(UserArgs),
+    /// Show the running server's figures.
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Print the server's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the running server's sessions.
+    Sessions {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Print the server's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End the sessions of a user, or one session by its id (exit 1 when none matched).
+    Disconnect {
+        /// A user name or a session id (as `roadgate sessions` shows them).
+        #[arg(value_name = "USER|ID")]
+        target_name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Have the running server read its configuration file again (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -98,187 +124,156 @@ enum UserCommand {
     },
 }
 
+/// The `serve` and `check-config` options: the configuration file, and flags that override its keys.
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Address to listen on (0.0.0.0: all IPv4 addresses).
-    #[arg(long, default_value = "0.0.0.0")]
-    listen: IpAddr,
-    /// State folder (pre-shared key, later the database and the CA).
-    #[arg(long, default_value = "state")]
-    state: PathBuf,
-    /// Read the pre-shared key from this file instead of the state folder.
-    #[arg(long)]
-    psk_file: Option<PathBuf>,
-    /// IKE port.
-    #[arg(long, default_value_t = 500)]
-    ike_port: u16,
-    /// NAT-T port (IKE with the non-ESP marker, and UDP-encapsulated ESP).
-    #[arg(long, default_value_t = 4500)]
-    natt_port: u16,
-    /// Do not open the raw ESP (protocol 50) socket.
-    #[arg(long)]
-    no_raw_esp: bool,
-    /// Test only: echo every decrypted UDP datagram back through ESP (checks both directions of
-    /// ESP before the L2TP layer exists). Never use in production.
-    #[arg(long, hide = true)]
-    test_echo: bool,
-    /// Also accept 3DES in phase 1 and phase 2 (only very old clients need it).
-    #[arg(long)]
-    allow_3des: bool,
-    /// Client addresses, as FIRST-LAST (IPv4, inclusive).
-    #[arg(long, default_value = "10.77.0.10-10.77.0.250", value_parser = parse_range)]
-    pool: (Ipv4Addr, Ipv4Addr),
-    /// The server's own address on the PPP links (never handed to a client).
-    #[arg(long, default_value = "10.77.0.1")]
-    ppp_address: Ipv4Addr,
-    /// DNS server given to clients (IPCP, RFC 1877); up to two.
-    #[arg(long, value_name = "IPV4")]
-    dns: Vec<Ipv4Addr>,
-    /// WINS (NBNS) server given to clients; up to two.
-    #[arg(long, value_name = "IPV4")]
-    wins: Vec<Ipv4Addr>,
-    /// File holding the L2TP tunnel secret (tunnel authentication, RFC 2661 §5.1.1); most
-    /// clients use none.
-    #[arg(long)]
-    l2tp_secret_file: Option<PathBuf>,
-    /// Test only: serve L2TP on UDP 1701 WITHOUT IPsec (passwords then cross the network
-    /// unprotected). Without it, cleartext L2TP is dropped and logged.
-    #[arg(long, hide = true)]
-    plain_l2tp: bool,
-    /// No TUN device: clients connect but pass no traffic (for machines without CAP_NET_ADMIN).
-    #[arg(long)]
-    no_tun: bool,
-    /// Name of the TUN device.
-    #[arg(long, default_value = "rg0")]
-    tun_name: String,
+    /// The configuration file (TOML; see deploy/roadgate.example.toml). Without it every setting
+    /// has its default and the flags below adjust them.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
-fn parse_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 10.77.0.10-10.77.0.250"))?;
-    let a: Ipv4Addr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
-    let b: Ipv4Addr = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("{b:?} is not an IPv4 address"))?;
-    if a > b {
-        return Err(format!("{s:?}: the first address is above the last"));
+impl ServeArgs {
+    /// The settings exactly as `serve` takes them.
+    fn settings(&self) -> Result<Settings, config::ConfigError> {
+        config::load_with(self.config.as_deref(), &self.overrides)
     }
-    Ok((a, b))
 }
 
-/// The session layer (LNS, PPP template, pool) from the command line and the user database.
-fn sessions(args: &ServeArgs, users: &UserStore) -> Result<Sessions, String> {
-    if args.dns.len() > 2 || args.wins.len() > 2 {
-        return Err("at most two --dns and two --wins servers".into());
-    }
-    let mut pool = AddressPool::builder()
-        .range(args.pool.0, args.pool.1)
-        .exclude(args.ppp_address);
-    for (user, addr) in users.static_addresses().map_err(|e| e.to_string())? {
-        if addr == args.ppp_address {
-            return Err(format!(
-                "user {user}'s static address {addr} is the server's PPP address"
-            ));
+/// How the admin commands find the server's socket.
+#[derive(clap::Args, Debug)]
+struct AdminTarget {
+    /// The admin socket.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "state"])]
+    socket: Option<PathBuf>,
+    /// The server's configuration file (its server.admin_socket, or admin.sock in its state folder).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The server's state folder (its admin.sock).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// How long to wait for the server.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
+    timeout: Duration,
+}
+
+/// Asks the server and prints its answer; the exit status.
+fn admin(target: &AdminTarget, req: Request, json: bool) -> ExitCode {
+    let socket = match &target.socket {
+        Some(p) => p.clone(),
+        None => {
+            match config::admin_socket_path(target.config.as_deref(), target.state.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("roadgate: {e}");
+                    return ExitCode::from(2);
+                }
+            }
         }
-        pool = pool.static_address(user, addr);
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match admin::query(&socket, &req, target.timeout)
+        .and_then(|resp| admin::render(&req, &resp, json, now))
+    {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roadgate: {e}");
+            ExitCode::FAILURE
+        }
     }
-    let pool = pool.build().map_err(|e| format!("address pool: {e}"))?;
-    let secret = match &args.l2tp_secret_file {
-        Some(p) => Some(zeroize::Zeroizing::new(
-            read_secret(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        )),
-        None => None,
-    };
-    let lns = LnsConfig {
-        secret,
-        ..LnsConfig::default()
-    };
-    let ppp = pppd_lite::Config::server(pppd_lite::ServerConfig {
-        auth: vec![
-            pppd_lite::AuthProtocol::MsChapV2,
-            pppd_lite::AuthProtocol::Pap,
-        ],
-        local_address: args.ppp_address,
-        dns: [args.dns.first().copied(), args.dns.get(1).copied()],
-        nbns: [args.wins.first().copied(), args.wins.get(1).copied()],
-        name: "roadgate".into(),
-    });
-    let mut seed = [0u8; 32];
-    rand::make_rng::<rand_chacha::ChaCha20Rng>().fill_bytes(&mut seed);
-    Ok(Sessions::new(
-        roadgate::session::Config { lns, ppp, pool },
-        seed,
-    ))
 }
 
-fn read_secret(path: &Path) -> std::io::Result<Vec<u8>> {
-    let s = fs::read_to_string(path)?;
-    Ok(s.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
+/// `check-config`: the summary and exit 0, or the error and exit 2.
+fn check_config(args: &ServeArgs) -> ExitCode {
+    match args.settings() {
+        Ok(settings) => {
+            print!("{}", settings.summary());
+            for w in &settings.warnings {
+                eprintln!("roadgate: warning: {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roadgate: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
-/// The pre-shared key of the state folder, made on first start and printed once.
-fn state_psk(state: &Path) -> std::io::Result<Vec<u8>> {
-    fs::create_dir_all(state)?;
-    fs::set_permissions(state, fs::Permissions::from_mode(0o700))?;
-    let path = state.join("psk");
-    if path.exists() {
-        return read_secret(&path);
-    }
-    let psk = random_text(24);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    writeln!(f, "{}", psk.as_str())?;
-    println!(
-        "Generated pre-shared key (shown once; kept in {}): {}",
-        path.display(),
-        psk.as_str()
+/// What SIGHUP (and `roadgate reload`) does: reads the file again with the same flags, and
+/// says which changes wait for a restart.
+fn reloader(running: Settings, args: ServeArgs) -> roadgate::io::Reloader {
+    Box::new(move || {
+        let mut new = args.settings().map_err(|e| e.to_string())?;
+        // A pre-shared key kept in the state folder: read it again.
+        new.prepare_state()?;
+        let mut restart = Vec::new();
+        if new.listen_addrs != running.listen_addrs
+            || new.listen.ike_port != running.listen.ike_port
+            || new.listen.natt_port != running.listen.natt_port
+            || new.listen.raw_esp != running.listen.raw_esp
+        {
+            restart.push("server.listen, ports and raw_esp");
+        }
+        if new.state_dir != running.state_dir || new.admin_socket != running.admin_socket {
+            restart.push("server.state_dir and admin_socket");
+        }
+        if new.pool != running.pool || new.local_address() != running.local_address() {
+            restart.push("ppp.pool and ppp.local_address");
+        }
+        if new.dataplane.tun != running.dataplane.tun
+            || new.dataplane.tun_name != running.dataplane.tun_name
+        {
+            restart.push("dataplane.tun and tun_name");
+        }
+        if format!("{:?}", new.lns) != format!("{:?}", running.lns) {
+            restart.push("[l2tp]");
+        }
+        if new.auth_backends != running.auth_backends {
+            restart.push("auth.backends");
+        }
+        let mut summary = "applied: [ipsec] (keys, proposals, DPD), [ppp] DNS, WINS, MTU, echo and \
+                           methods for new sessions, [dataplane] timeouts and MSS clamping; users are \
+                           always read at login"
+            .to_string();
+        if !restart.is_empty() {
+            summary.push_str("; changed but waiting for a restart: ");
+            summary.push_str(&restart.join(", "));
+        }
+        Ok(roadgate::io::Reload {
+            ike: Arc::new(new.ike),
+            ppp: new.ppp,
+            dataplane: new.dataplane,
+            summary,
+        })
+    })
+}
+
+async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
+    tracing::info!(
+        config = %settings.file.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+        "configuration loaded"
     );
-    Ok(psk.as_bytes().to_vec())
-}
-
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    let psk = match &args.psk_file {
-        Some(p) => read_secret(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => state_psk(&args.state).map_err(|e| format!("{}: {e}", args.state.display()))?,
-    };
-    if psk.is_empty() {
-        return Err("the pre-shared key is empty".into());
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
     }
-    let mut cfg = ike::Config {
-        psk: ike::PskStore::with_default(psk),
-        natt_port: args.natt_port,
-        ..ike::Config::default()
-    };
-    if args.allow_3des {
-        cfg.phase1
-            .encryption
-            .push(ike::crypto::CipherAlg::TripleDesCbc);
-        cfg.phase2
-            .encryption
-            .push(roadgate::esp::Encryption::TripleDesCbc);
+    let state = settings.state_dir.clone();
+    if let Some(psk) = settings.prepare_state()? {
+        println!(
+            "Generated pre-shared key (shown once; kept in {}): {}",
+            state.join(config::STATE_PSK_FILE).display(),
+            psk.as_str()
+        );
     }
-    let listen = Listen {
-        addr: args.listen,
-        ike_port: args.ike_port,
-        natt_port: args.natt_port,
-        raw_esp: !args.no_raw_esp,
-        test_echo: args.test_echo,
-        l2tp_port: Some(roadgate::io::L2TP_PORT),
-        plain_l2tp: args.plain_l2tp,
-    };
-    let fresh = !args
-        .state
-        .join(roadgate::aaa::local::DATABASE_FILE)
-        .exists();
-    let users = UserStore::open(&args.state).map_err(|e| e.to_string())?;
+    let fresh = !state.join(roadgate::aaa::local::DATABASE_FILE).exists();
+    let users = UserStore::open(&state).map_err(|e| e.to_string())?;
     if fresh {
         // A new state folder: one user to connect with at once, its password shown this once.
         let password = generate_password();
@@ -289,30 +284,27 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             "Created the first VPN user (password shown once): {FIRST_USER} / {}\n\
              Add more with: roadgate user --state {} add NAME",
             password.as_str(),
-            args.state.display()
+            state.display()
         );
     }
-    let sessions = sessions(&args, &users)?;
-    let dataplane = roadgate::dataplane::Config {
-        tun: !args.no_tun,
-        tun_name: args.tun_name.clone(),
-        local_address: args.ppp_address,
-        routes: roadgate::dataplane::range_prefixes(args.pool.0, args.pool.1),
-        ..roadgate::dataplane::Config::default()
-    };
+    let sessions = settings.sessions(&users)?;
     if users.list().map_err(|e| e.to_string())?.is_empty() {
         tracing::warn!(
             "no users yet: nobody can log in. Add one with: roadgate user --state {} add NAME",
-            args.state.display()
+            state.display()
         );
     }
     // aws-lc collects its entropy on first use (tens of ms): do it now, not in the first handshake.
     let _ = aws_lc_rs::rand::generate::<[u8; 16]>(&aws_lc_rs::rand::SystemRandom::new());
-    let shell = Shell::bind(Arc::new(cfg), listen)
+    let dataplane = settings.dataplane.clone();
+    let shell = Shell::bind(Arc::new(settings.ike.clone()), settings.listen.clone())
         .await
         .map_err(|e| format!("cannot listen: {e}"))?
         .with_sessions(sessions, users, dataplane)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_admin_socket(&settings.admin_socket)
+        .map_err(|e| format!("admin socket: {e}"))?
+        .with_reloader(reloader(settings.clone(), args));
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -327,20 +319,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 /// The user a fresh state folder starts with.
 const FIRST_USER: &str = "vpnuser";
 
-/// `len` random characters from an alphabet without look-alikes (5.8 bits each).
-fn random_text(len: usize) -> zeroize::Zeroizing<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut rng = rand::make_rng::<rand_chacha::ChaCha20Rng>();
-    zeroize::Zeroizing::new(
-        (0..len)
-            .map(|_| char::from(ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()]))
-            .collect(),
-    )
-}
-
 /// A user password: 16 characters (about 93 bits).
 fn generate_password() -> zeroize::Zeroizing<String> {
-    random_text(16)
+    config::random_text(16)
 }
 
 /// The password for `user add` / `user passwd`.
@@ -459,32 +440,58 @@ fn user(args: UserArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn main() {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("roadgate: cannot start the runtime: {e}");
-            std::process::exit(1);
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = match args.settings() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("roadgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            settings.log.install();
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("roadgate: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            report(rt.block_on(serve(settings, args)))
         }
-    };
-    let result = match cli.command {
-        Command::Serve(args) => rt.block_on(serve(args)),
-        Command::User(args) => user(args),
-    };
-    if let Err(e) = result {
-        eprintln!("roadgate: {e}");
-        std::process::exit(1);
+        Command::CheckConfig(args) => check_config(&args),
+        Command::User(args) => {
+            LogSettings::default().install();
+            report(user(args))
+        }
+        Command::Status { target, json } => admin(&target, Request::Status, json),
+        Command::Sessions { target, json } => admin(&target, Request::Sessions, json),
+        Command::Disconnect {
+            target_name,
+            target,
+        } => admin(
+            &target,
+            Request::Disconnect {
+                target: target_name,
+            },
+            false,
+        ),
+        Command::Reload { target } => admin(&target, Request::Reload, false),
+    }
+}
+
+/// Exit 0, or print the error and exit 1.
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roadgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -9,9 +9,12 @@
 # encapsulation, the client behind a real NAT, other proposals, and two clients behind one NAT at
 # once.
 #
-# The TUN data plane is not built yet, so the client's ping through the tunnel fails by design:
-# this script checks the RESULT fields ike=up, esp=up (and encap), l2tp=up, ppp=up, auth=ok and
-# ip=, and the server's "ESP decrypted ... SCCRQ" and "session up" log lines.
+# Then IP through the whole chain: the client pings the server's PPP address (the kernel answers
+# on the server's TUN device) and, in the raw-ESP, UDP-encapsulated and behind-NAT cases, runs
+# iperf3 both ways through the tunnel against an iperf3 server in the host namespace. Checked:
+# the RESULT fields ike=up, esp=up (and encap), l2tp=up, ppp=up, auth=ok, ip=, ping=ok, the
+# iperf3 figures, the server's "ESP decrypted ... SCCRQ" and "session up" log lines, and, with
+# two clients behind one NAT, that `roadgate sessions` (the admin socket) lists both.
 #
 # Needs root and the harness; prints SKIP with the reason otherwise. Exit 0 = every case passed.
 set -uo pipefail
@@ -44,17 +47,26 @@ run_case() {
   [[ $result == *" l2tp=up"* && $result == *" ppp=up"* && $result == *" auth=ok"* ]] || ok=0
   [[ $result =~ \ ip=10\.77\.0\.[0-9]+ ]] || ok=0
   grep -q "roadgate::session: session up" "$log" || ok=0
+  # The data plane: the client pings the server's PPP address through the tunnel (TUN device),
+  # and with --iperf, TCP both ways.
+  [[ $result == *" ping=ok"* ]] || ok=0
+  case " $* " in *" --iperf "*) [[ $result =~ \ tunnel_mbps=[0-9] && $result =~ \ tunnel_rev_mbps=[0-9] ]] || ok=0 ;; esac
   if [ $ok = 1 ]; then
-    echo "PASS $name: $(grep -m1 -o 'algorithms=[^ ]*' "$log" | head -1); $(grep -o 'roadgate::session: session up.*' "$log" | head -1 | sed 's/roadgate::session: //')"
+    echo "PASS $name: $(grep -m1 -o 'algorithms=[^ ]*' "$log" | head -1); $(grep -o 'roadgate::session: session up.*' "$log" | head -1 | sed 's/roadgate::session: //'); $(grep -o 'ping=[a-z]*\|tunnel_mbps=[0-9.]*\|tunnel_rev_mbps=[0-9.]*' <<<"$result" | tr '\n' ' ')"
     pass=$((pass+1))
   else
     echo "FAIL $name (server log: $log)"; fail=$((fail+1))
   fi
 }
 
-run_case raw-esp
-run_case udp-encap --encap
-run_case behind-nat --behind-nat
+# iperf3 through the tunnel to the server's PPP address (it exists while the TUN device is up).
+command -v iperf3 >/dev/null || { echo "FAIL: iperf3 missing (tests/install-deps.sh installs it)"; exit 1; }
+ip netns exec l2tpv-host iperf3 -s -D --pidfile "$out/iperf3.pid" >/dev/null 2>&1 || { echo "FAIL: iperf3 -s"; exit 1; }
+trap '"$vm" net down >/dev/null 2>&1; [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null; [ -f "$out/iperf3.pid" ] && kill "$(cat "$out/iperf3.pid")" 2>/dev/null' EXIT
+iperf=(--iperf --iperf-reverse --iperf-time 5)
+run_case raw-esp "${iperf[@]}"
+run_case udp-encap --encap "${iperf[@]}"
+run_case behind-nat --behind-nat "${iperf[@]}"
 run_case modp2048-sha256 --ike aes256-sha256-modp2048 --esp aes128gcm16
 # Windows-like phase 1 (ECP-384 first, CLIENTS.md §1.1); ESP offers SHA2-256 before SHA1, and the
 # server must prefer HMAC-SHA1 (CLIENTS.md §5.13).
@@ -79,8 +91,16 @@ two_behind_nat() {
   local first=$!
   sleep 3
   "$vm" client --server 192.0.2.1 --psk "$psk" --ppp-timeout 30 --behind-nat --name nat2 \
-    --ip 198.51.100.201 --hold 45 >"$out/nat2.out" 2>"$out/client-nat2.err"
-  wait "$first"
+    --ip 198.51.100.201 --hold 45 >"$out/nat2.out" 2>"$out/client-nat2.err" &
+  local second=$!
+  # While both are up, the admin socket lists them (roadgate sessions).
+  local i
+  for i in $(seq 1 90); do
+    "$bin" sessions --state "$out/state" >"$out/sessions.txt" 2>&1
+    [ "$(grep -c ' up ' "$out/sessions.txt")" -ge 2 ] && break
+    sleep 2
+  done
+  wait "$second"; wait "$first"
   kill -TERM "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=
   local r1 r2 ok=1
   r1=$(grep '^RESULT' "$out/nat1.out" | tail -1); r2=$(grep '^RESULT' "$out/nat2.out" | tail -1)
@@ -96,8 +116,12 @@ two_behind_nat() {
   [ "$(sed -n '/roadgate::session: session down/q;/roadgate::session: session up/p' "$log" | wc -l)" = 2 ] || ok=0
   # Two IPsec clients seen from the same NAT address.
   [ "$(grep -c 'new IPsec client' "$log")" = 2 ] || ok=0
+  [[ $r1 == *" ping=ok"* && $r2 == *" ping=ok"* ]] || ok=0
+  # `roadgate sessions` showed both, each with the NAT's public address and its own client address.
+  [ "$(grep -c ' up .*192\.0\.2\.254:' "$out/sessions.txt")" = 2 ] || ok=0
+  grep -q "${ip1# ip=} " "$out/sessions.txt" && grep -q "${ip2# ip=} " "$out/sessions.txt" || ok=0
   if [ $ok = 1 ]; then
-    echo "PASS two-behind-nat:$ip1 and$ip2, both up at once"; pass=$((pass+1))
+    echo "PASS two-behind-nat:$ip1 and$ip2, both up at once, both pinging, both in roadgate sessions"; pass=$((pass+1))
   else
     echo "FAIL two-behind-nat (server log: $log)"; fail=$((fail+1))
   fi

@@ -61,6 +61,10 @@ impl PskStore {
     pub fn insert(&mut self, peer: IpAddr, psk: impl Into<Vec<u8>>) {
         self.by_addr.insert(peer, Zeroizing::new(psk.into()));
     }
+    /// How many peers have a key of their own.
+    pub fn peers(&self) -> usize {
+        self.by_addr.len()
+    }
     pub fn lookup(&self, peer: IpAddr) -> Option<&[u8]> {
         self.by_addr
             .get(&peer)

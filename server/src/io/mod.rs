@@ -9,6 +9,7 @@
 //!
 //! Cleartext L2TP on UDP 1701 is dropped and logged, unless the test-only plain mode is on.
 
+pub mod admin;
 mod tun;
 
 use std::io;
@@ -22,6 +23,7 @@ use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use crate::aaa::{self, Decision, local::UserStore};
+use crate::admin::{Request, Response, SessionInfo, StatusInfo};
 use crate::dataplane::{self, FromTun, Gateway, HEADROOM, TAILROOM, Transmit, Via};
 use crate::esp::{self, Udp4500};
 use crate::ike::{self, Responder};
@@ -119,6 +121,22 @@ fn allow_fragmentation(fd: std::os::fd::BorrowedFd<'_>, v6: bool) -> io::Result<
     }
 }
 
+/// Settings read again on SIGHUP (or `roadgate reload`): what can change while running.
+#[derive(Debug)]
+pub struct Reload {
+    /// IKE: pre-shared keys, proposals, DPD, NAT-T behaviour (new negotiations use them).
+    pub ike: Arc<ike::Config>,
+    /// The PPP template of new sessions (DNS, WINS, MRU, echo, auth methods).
+    pub ppp: pppd_lite::Config,
+    /// Timeouts, MTU, MSS clamping.
+    pub dataplane: dataplane::Config,
+    /// What changed, and what needs a restart, in words.
+    pub summary: String,
+}
+
+/// Reads the settings again.
+pub type Reloader = Box<dyn FnMut() -> Result<Reload, String> + Send>;
+
 /// Packets taken from one ready socket before the loop looks at the others.
 const BATCH: usize = 64;
 
@@ -147,6 +165,12 @@ pub struct Shell {
     txbuf: Vec<u8>,
     /// NAT keepalives and IKE datagrams dropped because a socket refused them.
     send_errors: u64,
+    /// Requests from the admin socket, and its path (removed at exit).
+    admin: Option<tokio::sync::mpsc::Receiver<admin::Call>>,
+    admin_path: Option<std::path::PathBuf>,
+    /// Reads the configuration again (SIGHUP, `roadgate reload`).
+    reloader: Option<Reloader>,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Shell {
@@ -221,6 +245,10 @@ impl Shell {
             decisions_rx,
             txbuf: packet_buffer(),
             send_errors: 0,
+            admin: None,
+            admin_path: None,
+            reloader: None,
+            started: Instant::now(),
         };
         if test_echo {
             shell.with_test_echo()
@@ -277,6 +305,19 @@ impl Shell {
         Ok(self)
     }
 
+    /// Serves the admin socket at `path` (mode 0600).
+    pub fn with_admin_socket(mut self, path: &std::path::Path) -> io::Result<Self> {
+        self.admin = Some(admin::listen(path)?);
+        self.admin_path = Some(path.to_path_buf());
+        Ok(self)
+    }
+
+    /// Reads the configuration again with `reloader` on SIGHUP and `roadgate reload`.
+    pub fn with_reloader(mut self, reloader: Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
     /// Runs until `stop` resolves, then ends every session (LCP Terminate, CDN, StopCCN), waits
     /// briefly for the clients' acknowledgements, and deletes every SA.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
@@ -297,6 +338,9 @@ impl Shell {
         }
         self.ike.shutdown();
         self.drain().await;
+        if let Some(p) = &self.admin_path {
+            let _ = std::fs::remove_file(p);
+        }
         Ok(())
     }
 
@@ -312,6 +356,8 @@ impl Shell {
         let mut buf1701 = packet_buffer();
         let mut tunbuf = packet_buffer();
         let mut keepalive = tokio::time::interval(Duration::from_secs(20));
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let deadline = [
                 self.ike.poll_timeout(),
@@ -398,6 +444,29 @@ impl Shell {
                     }
                 }
                 _ = keepalive.tick() => self.keepalives().await,
+                call = async {
+                    match self.admin.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match call {
+                        Some((request, reply)) => {
+                            let answer = self.admin_request(request);
+                            let _ = reply.send(answer);
+                        }
+                        None => self.admin = None,
+                    }
+                }
+                _ = async {
+                    match hangup.as_mut() {
+                        Some(h) => { h.recv().await; }
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    info!("SIGHUP: reading the configuration again");
+                    let _ = self.reload();
+                }
             }
             self.drain().await;
         }
@@ -629,6 +698,132 @@ impl Shell {
             };
             let _ = tx.send((session, id, decision));
         });
+    }
+
+    /// Applies the settings the reloader reads; users need nothing (each login reads them).
+    fn reload(&mut self) -> Response {
+        let Some(reloader) = self.reloader.as_mut() else {
+            return Response::Error {
+                message: "this server was started without a reloadable configuration".into(),
+            };
+        };
+        match reloader() {
+            Ok(r) => {
+                self.ike.set_config(r.ike);
+                if let Some(gw) = self.gw.as_mut() {
+                    gw.sessions_mut().set_ppp_template(r.ppp);
+                    gw.reconfigure(r.dataplane);
+                }
+                info!(summary = %r.summary, "configuration reloaded");
+                Response::Reloaded { summary: r.summary }
+            }
+            Err(e) => {
+                warn!(error = %e, "configuration NOT reloaded: the running settings stay");
+                Response::Error {
+                    message: format!("not reloaded (the running settings stay): {e}"),
+                }
+            }
+        }
+    }
+
+    fn admin_request(&mut self, request: Request) -> Response {
+        let now = Instant::now();
+        match request {
+            Request::Status => Response::Status(self.status(now)),
+            Request::Sessions => {
+                let now_unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let sessions = self
+                    .gw
+                    .as_ref()
+                    .map(|gw| gw.sessions_view(now))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| SessionInfo {
+                        id: v.id,
+                        user: v.user,
+                        address: v.address,
+                        client: v.client.map_or_else(|| "-".into(), |c| c.to_string()),
+                        since_unix: now_unix.saturating_sub(v.age.as_secs()),
+                        state: if v.up { "up" } else { "connecting" }.into(),
+                        bytes_in: v.traffic.bytes_in,
+                        bytes_out: v.traffic.bytes_out,
+                        packets_in: v.traffic.packets_in,
+                        packets_out: v.traffic.packets_out,
+                        ike: v.ike,
+                        esp: v.esp,
+                    })
+                    .collect();
+                Response::Sessions { sessions }
+            }
+            Request::Disconnect { target } => match self.gw.as_mut() {
+                Some(gw) => Response::Disconnected {
+                    count: gw.disconnect(now, target.trim()),
+                },
+                None => Response::Disconnected { count: 0 },
+            },
+            Request::Reload => self.reload(),
+        }
+    }
+
+    fn status(&self, now: Instant) -> StatusInfo {
+        let ike = self.ike.stats();
+        let mut counters: Vec<(String, u64)> = vec![
+            ("ike_phase1_established".into(), ike.phase1_established),
+            (
+                "ike_child_sas_established".into(),
+                ike.child_sas_established,
+            ),
+            (
+                "ike_auth_failed".into(),
+                ike.auth_failed + ike.hash_mismatch,
+            ),
+            ("ike_no_proposal_chosen".into(), ike.no_proposal_chosen),
+            ("ike_malformed".into(), ike.malformed),
+            ("ike_dpd_dead".into(), ike.dpd_dead),
+            ("send_errors".into(), self.send_errors),
+        ];
+        let (mut up, mut total, mut used, mut size) = (0, 0, 0, 0);
+        if let Some(gw) = &self.gw {
+            let d = gw.stats();
+            let s = gw.sessions().stats();
+            let pool = gw.sessions().pool();
+            used = pool.in_use();
+            size = pool.capacity();
+            total = gw.sessions().len();
+            up = gw.sessions().iter().filter(|s| s.up).count();
+            counters.extend([
+                ("esp_decrypted".into(), d.esp_decrypted),
+                ("esp_unknown_spi".into(), d.esp_unknown_spi),
+                ("esp_auth_failed".into(), d.esp_auth_failed),
+                ("esp_replayed".into(), d.esp_replayed),
+                ("esp_not_l2tp".into(), d.esp_not_l2tp),
+                ("ip_to_tun".into(), d.to_tun),
+                ("ip_from_tun".into(), d.from_tun),
+                ("ip_from_tun_no_session".into(), d.tun_no_session),
+                ("icmp_frag_needed".into(), d.icmp_frag_needed),
+                ("tcp_mss_clamped".into(), d.mss_clamped),
+                ("cleartext_l2tp_dropped".into(), d.cleartext_l2tp_dropped),
+                ("sessions_up_total".into(), s.up),
+                ("auth_rejected".into(), s.auth_rejected),
+                ("over_session_limit".into(), s.over_limit),
+                ("pool_exhausted".into(), s.pool_exhausted),
+                ("ip_spoofed_dropped".into(), s.spoofed),
+                ("l2tp_tunnels".into(), gw.tunnels() as u64),
+            ]);
+        }
+        StatusInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: now.saturating_duration_since(self.started).as_secs(),
+            sessions_up: up,
+            sessions_total: total,
+            ike_sas: self.ike.phase1_count(),
+            ipsec_sas: self.gw.as_ref().map_or(0, Gateway::sa_count),
+            pool_used: used,
+            pool_size: size,
+            counters,
+        }
     }
 
     pub fn ike(&self) -> &Responder {

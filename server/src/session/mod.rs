@@ -258,6 +258,11 @@ impl Sessions {
         }
     }
 
+    /// The PPP settings of sessions that start from now on (a reload).
+    pub fn set_ppp_template(&mut self, ppp: pppd_lite::Config) {
+        self.template = ppp;
+    }
+
     /// Sets the idle timeout (no IP packet either way) and the session timeout (time since the
     /// session came up); `None` turns one off. Takes effect for running sessions too.
     pub fn set_timeouts(&mut self, idle: Option<Duration>, session: Option<Duration>) {
