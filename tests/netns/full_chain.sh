@@ -150,7 +150,7 @@ if wait_up c3 "$c3pid"; then
   msg="first user vpnuser up in ${up_ms} ms, ip=$ip3 encap=$encap"
   good=1
   [ "$encap" = no ] || { good=0; msg="$msg; expected raw ESP without NAT"; }
-  if ping_ok $c3 192.0.2.10 10 a-lan; then msg="$msg; ping LAN 10/10 rtt ${rtt_of a-lan} ms"
+  if ping_ok $c3 192.0.2.10 10 a-lan; then msg="$msg; ping LAN 10/10 rtt $(rtt_of a-lan) ms"
   else good=0; msg="$msg; ping LAN lost $(loss_of a-lan)"; fi
   if ping_ok $c3 10.77.0.1 5 a-gw; then msg="$msg; ping 10.77.0.1 5/5"
   else good=0; msg="$msg; ping 10.77.0.1 lost $(loss_of a-gw)"; fi
@@ -174,6 +174,7 @@ if wait_up c3 "$c3pid"; then
   if grep -q "bytes=4194304 sha256=$want" "$out/a-up.txt"; then
     msg="$msg; TCP client->LAN 4 MiB sha256 ok at $(sed -n 's/.*mbit=\([0-9.]*\).*/\1/p' "$out/a-up.txt") Mbit/s"
   else good=0; msg="$msg; TCP client->LAN: $(tr '\n' ' ' <"$out/a-up.txt")"; fi
+  rm -f "$out/blob"
   rc=0; stop_client "$c3pid" || rc=$?
   if [ "$rc" = 0 ] && grep -q '^CLOSED' "$out/c3.log" && grep -q '^RESULT status=PASS' "$out/c3.log"; then
     msg="$msg; clean stop"
@@ -282,36 +283,44 @@ else
 fi
 
 # ---- f. TCP MSS clamping -----------------------------------------------------------------------
-# f1: the client's TUN has MTU 1500, so its SYN offers MSS 1460; the LAN host must see it clamped.
-# f2: the LAN host (MTU 1500) offers 1460 to the client; the client must see it clamped.
+# The SYN is captured where it leaves and where it arrives. f1: the client's TUN has MTU 1500, so
+# its SYN offers MSS 1460, and the LAN host must see it lowered; f2: the LAN host (MTU 1500)
+# offers 1460, and the client must see it lowered. The PPP MTU is 1400: 1360 at most fits.
+# syn_capture NS IF PORT NAME: capture the first SYN to PORT on IF in NS into NAME.pcap.txt.
+syn_capture() {
+  ip netns exec "$1" timeout 15 tcpdump -n -l -v -c 1 -i "$2" \
+    "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and dst port $3" >"$out/$4.pcap.txt" 2>&1 &
+  pids+=($!)
+}
+mss_in() { grep -o 'mss [0-9]*' "$out/$1.pcap.txt" | head -1 | cut -d' ' -f2; }
+# syn_through FROM_NS TO_NS TO_IP PORT: one small TCP connection.
+syn_through() {
+  ip netns exec "$2" python3 "$here/fc_tcp.py" serve-recv "$4" >"$out/f-$4.txt" 2>&1 & local lp=$!
+  pids+=("$lp")
+  for _ in $(seq 50); do grep -q listening "$out/f-$4.txt" && break; sleep 0.1; done
+  echo hello | ip netns exec "$1" timeout 20 python3 "$here/fc_tcp.py" send "$3" "$4" /dev/stdin >/dev/null 2>&1
+  wait "$lp" 2>/dev/null
+}
 if ! command -v tcpdump >/dev/null; then
   skp f-mss "tcpdump missing (tests/install-deps.sh installs it)"
-elif ! "$bin" serve --help 2>&1 | grep -qi "mss"; then
-  skp f-mss "this server's data plane does not clamp the TCP MSS yet (no MSS option in roadgate serve --help)"
 else
   start_client $c3 203.0.113.3 vpnuser f-c3 --tun rgc0 --tun-mtu 1500
   fpid=$cpid
   if wait_up f-c3 "$fpid"; then
-    good=1; msg=""
-    ip netns exec $lan timeout 15 tcpdump -n -l -v -c 1 -i lan0 'tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and dst port 5003' >"$out/f1.pcap.txt" 2>&1 & td=$!
-    ip netns exec $lan python3 "$here/fc_tcp.py" serve-recv 5003 >"$out/f1.txt" 2>&1 & lp=$!; pids+=("$lp")
-    sleep 1
-    echo hello >"$out/small"
-    ip netns exec $c3 timeout 20 python3 "$here/fc_tcp.py" send 192.0.2.10 5003 "$out/small" >/dev/null 2>&1
-    wait "$td"; wait "$lp" 2>/dev/null
-    m1=$(grep -o 'mss [0-9]*' "$out/f1.pcap.txt" | head -1 | cut -d' ' -f2)
-    msg="client->LAN SYN (client offered 1460) arrived with mss ${m1:-none}"
-    [ -n "$m1" ] && [ "$m1" -le 1360 ] || good=0
     ip3=$(field f-c3 "PPP up" ip)
-    ip netns exec $c3 timeout 15 tcpdump -n -l -v -c 1 -i rgc0 'tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and dst port 5004' >"$out/f2.pcap.txt" 2>&1 & td=$!
-    ip netns exec $c3 python3 "$here/fc_tcp.py" serve-recv 5004 >"$out/f2.txt" 2>&1 & lp=$!; pids+=("$lp")
+    syn_capture $c3 rgc0 5003 f1-sent; syn_capture $lan lan0 5003 f1-got
+    syn_capture $lan lan0 5004 f2-sent; syn_capture $c3 rgc0 5004 f2-got
     sleep 1
-    ip netns exec $lan timeout 20 python3 "$here/fc_tcp.py" send "$ip3" 5004 "$out/small" >/dev/null 2>&1
-    wait "$td"; wait "$lp" 2>/dev/null
-    m2=$(grep -o 'mss [0-9]*' "$out/f2.pcap.txt" | head -1 | cut -d' ' -f2)
-    msg="$msg; LAN->client SYN (LAN host offered 1460) arrived with mss ${m2:-none}"
-    [ -n "$m2" ] && [ "$m2" -le 1360 ] || good=0
-    [ $good = 1 ] && ok f-mss "$msg" || bad f-mss "$msg"
+    syn_through $c3 $lan 192.0.2.10 5003
+    syn_through $lan $c3 "$ip3" 5004
+    sleep 0.5
+    s1=$(mss_in f1-sent); g1=$(mss_in f1-got); s2=$(mss_in f2-sent); g2=$(mss_in f2-got)
+    msg="client->LAN SYN: mss ${s1:-none} sent, ${g1:-none} arrived; LAN->client SYN: mss ${s2:-none} sent, ${g2:-none} arrived"
+    if [ "${s1:-0}" = 1460 ] && [ "${s2:-0}" = 1460 ] && [ "${g1:-9999}" -le 1360 ] && [ "${g2:-9999}" -le 1360 ]; then
+      ok f-mss "$msg"
+    else
+      bad f-mss "$msg"
+    fi
   else
     bad f-mss "not up: $(tail -1 "$out/f-c3.log")"
   fi

@@ -13,6 +13,7 @@ pub mod full_client;
 pub mod initiator;
 pub mod kdf;
 pub mod lac;
+pub mod loopback;
 pub mod pair;
 pub mod session_pair;
 pub mod udp_client;

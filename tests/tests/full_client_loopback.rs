@@ -7,49 +7,18 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use roadgate::aaa::local::{UserOptions, UserStore};
-use roadgate::ike::{self, PskStore};
-use roadgate::io::{Listen, Shell};
 use roadgate_tests::full_client::{Args, Config, Outcome, Stage, run};
+use roadgate_tests::loopback::{LO, LoopbackServer};
 use roadgate_tests::session_pair;
 
-const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const PSK: &[u8] = b"full-chain-psk";
 
-fn free_port() -> u16 {
-    UdpSocket::bind((LO, 0))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Server {
-    thread: std::thread::JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    ike_port: u16,
-    natt_port: u16,
-}
-
-fn start_server() -> Server {
-    let (ike_port, natt_port) = (free_port(), free_port());
-    let cfg = ike::Config {
-        psk: PskStore::with_default(PSK.to_vec()),
-        natt_port,
-        ..ike::Config::default()
-    };
-    let listen = Listen {
-        addr: LO,
-        ike_port,
-        natt_port,
-        raw_esp: false,
-        test_echo: false,
-        l2tp_port: None,
-        plain_l2tp: false,
-    };
+/// The shell with its session layer (users alice and bob, MS-CHAPv2 and PAP) and no TUN device.
+fn start_server() -> LoopbackServer {
     let users = UserStore::in_memory().unwrap();
     for (u, p) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
         users.add(u, p, &UserOptions::default()).unwrap();
@@ -61,40 +30,20 @@ fn start_server() -> Server {
             pppd_lite::AuthProtocol::Pap,
         ],
     );
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let shell = Shell::bind(Arc::new(cfg), listen)
-                .await
-                .expect("bind")
-                .with_sessions(sessions, users);
-            ready_tx.send(()).expect("ready");
-            shell
-                .run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .expect("run");
-        });
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server ready");
-    Server {
-        thread,
-        stop,
-        ike_port,
-        natt_port,
-    }
+    LoopbackServer::start(PSK, false, move |shell| {
+        shell.with_sessions(
+            sessions,
+            users,
+            roadgate::dataplane::Config {
+                tun: false,
+                ..roadgate::dataplane::Config::default()
+            },
+        )
+    })
 }
 
 /// A client on 127.0.0.N with the server's port numbers, as a real client binds them.
-fn args(srv: &Server, n: u8, user: &str, password: &str) -> Args {
+fn args(srv: &LoopbackServer, n: u8, user: &str, password: &str) -> Args {
     let mut c = Config::new(
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)),
         LO,
@@ -217,8 +166,7 @@ fn full_chain_over_loopback() {
     });
     // Give it time to come up, then stop the server.
     std::thread::sleep(Duration::from_secs(3));
-    srv.stop.send(()).unwrap();
-    srv.thread.join().unwrap();
+    srv.stop();
     let (outcome, lines) = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("client ended");
