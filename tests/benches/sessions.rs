@@ -11,53 +11,18 @@
 //!    address check), with the heap allocations made in the loop, next to the ESP decryption of
 //!    the same packet (AES-128-CBC + HMAC-SHA1-96) measured in the same run, the step before it.
 
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pppd_lite::pool::AddressPool;
 use roadgate::esp::{Encryption, InboundSa, Integrity, OutboundSa, Suite};
 use roadgate::l2tp::LnsConfig;
 use roadgate_tests::lac::LacConfig;
+use roadgate_tests::measure::{Counting, allocations, live};
 use roadgate_tests::session_pair::{MSCHAP, SERVER_AUTH, SERVER_PPP, Spec, World, mk, server_with};
-
-/// Counts allocations and live bytes.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's own arguments, so the
-// GlobalAlloc contract is exactly System's; the counters are relaxed atomic adds.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: `ptr` came from this allocator (i.e. System) with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: `ptr` came from this allocator (i.e. System) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -105,7 +70,7 @@ fn main() {
         .unwrap_or(2000);
 
     // 1 and 2: setups and memory.
-    let live_before = LIVE.load(Ordering::Relaxed);
+    let live_before = live();
     let wall = Instant::now();
     // Every client starts at the same instant of the fake clock: let them all be half-open at
     // once (the default bound, 256, would spread them over the clients' retransmissions).
@@ -119,7 +84,7 @@ fn main() {
     w.run(Duration::from_secs(3600), |w| w.ups.len() as u64 == n);
     let wall = wall.elapsed();
     assert_eq!(w.ups.len() as u64, n, "every session came up");
-    let live_after = LIVE.load(Ordering::Relaxed);
+    let live_after = live();
     println!(
         "session setups (L2TP tunnel + call, LCP, MS-CHAPv2 with an SQLite lookup, IPCP): {n} in \
          {:.3} s server time = {:.0} setups/s on one core ({:.0}/s with the clients' side, {:.2} s wall)",
@@ -146,7 +111,7 @@ fn main() {
     let frame = c.ppp.as_ref().unwrap().encapsulate_ipv4(&ip);
     let datagram = c.lac.send_data(c.session.unwrap(), &frame).unwrap();
     let (peer, port, now) = (c.peer, c.port, w.now);
-    let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocs_before = allocations();
     let mut handled = 0u64;
     let l2tp_rate = rate(Duration::from_secs(2), || {
         if w.server
@@ -156,7 +121,7 @@ fn main() {
             handled += 1;
         }
     });
-    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
+    let allocs = allocations() - allocs_before;
     assert!(handled > 0, "the data packets reached the data plane");
 
     let suite = Suite {

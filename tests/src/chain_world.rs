@@ -260,6 +260,9 @@ pub struct ChainWorld {
     /// Datagrams the link lost, and datagrams the server sent to no client.
     pub lost: u64,
     pub unrouted: u64,
+    /// Decode what reaches the clients into [`Slot::seen`] (a decryption per ESP packet: benches
+    /// turn it off).
+    pub tap: bool,
     rng: ChaCha20Rng,
     /// Datagrams in flight, and what the tap made of those to a client (read when sent).
     queue: BTreeMap<(Instant, u64), InFlight>,
@@ -301,6 +304,7 @@ impl ChainWorld {
             clock: monotonic,
             lost: 0,
             unrouted: 0,
+            tap: true,
             rng: ChaCha20Rng::seed_from_u64(seed),
             queue: BTreeMap::new(),
             seq: 0,
@@ -350,6 +354,11 @@ impl ChainWorld {
     pub fn redial(&mut self, i: usize, cfg: full_client::Config) {
         self.clients[i].client = FullClient::new(cfg, self.now);
         self.dirty.push(i);
+    }
+
+    /// The server, the rest of the world dropped.
+    pub fn into_server(self) -> Server {
+        self.server
     }
 
     /// Runs `f` on the server, adding its time to `server_time`.
@@ -436,7 +445,11 @@ impl ChainWorld {
             self.unrouted += 1;
             return;
         };
-        let seen = self.tap(port, raw, &data);
+        let seen = if self.tap {
+            self.tapped(port, raw, &data)
+        } else {
+            None
+        };
         self.enqueue(Hop::ToClient { i, from, port, raw }, data, seen);
     }
 
@@ -575,7 +588,7 @@ impl ChainWorld {
     }
 
     /// What a datagram from the server to a client's `port` is, read with the server's SAs.
-    fn tap(&mut self, port: u16, raw: bool, data: &[u8]) -> Option<Seen> {
+    fn tapped(&mut self, port: u16, raw: bool, data: &[u8]) -> Option<Seen> {
         let packet = if raw {
             data
         } else if port == IKE_PORT {

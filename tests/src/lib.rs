@@ -14,6 +14,7 @@ pub mod initiator;
 pub mod kdf;
 pub mod lac;
 pub mod loopback;
+pub mod measure;
 pub mod pair;
 pub mod session_pair;
 pub mod udp_client;

@@ -1,0 +1,353 @@
+//! The whole server chain (IKE Responder + data plane Gateway: ESP, L2TP, PPP, sessions, MSS
+//! clamping, local users in SQLite) in memory on one core, against full-chain clients
+//! (`roadgate_tests::chain_world`). Figures, printed, not judged:
+//! `cargo bench -p roadgate-tests --bench chain` (`CHAIN_BENCH_SECONDS`, default 2: the time
+//! each throughput figure runs for; `CHAIN_MEMORY_SESSIONS`, default `1000,10000`).
+//!
+//! 1. Throughput of 1400-byte IPv4 packets through the chain, each direction on its own:
+//!    client → LAN is `Gateway::esp_in` on ESP packets the client sealed (made beforehand, in
+//!    order, so that the replay window takes them all); LAN → client is `Gateway::tun_in` on a
+//!    packet copied into the buffer as a TUN read would. Rates are per second of this thread's
+//!    CPU time, next to `openssl speed` (which also counts CPU time) for the same cipher and MAC
+//!    at its 1024-byte block size, run in the same process: CBC + HMAC combined as
+//!    1/(1/cipher + 1/mac), decryption for client → LAN and encryption for LAN → client.
+//! 2. Connects per second: clients doing Main Mode + Quick Mode, L2TP, LCP, MS-CHAPv2 (an SQLite
+//!    lookup) and IPCP until they have an address, in batches, with no latency. Server CPU time is
+//!    the time inside the Responder's and Gateway's calls and the authentication decision; the
+//!    whole-world figure includes the clients' side (as much Diffie-Hellman again).
+//! 3. Heap per idle session with many sessions up: the bytes the Responder and the Gateway free
+//!    when they are dropped (after the clients are gone), divided by the sessions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use roadgate::dataplane::{FromTun, HEADROOM, TAILROOM};
+use roadgate::ike::crypto::DhGroup;
+use roadgate::l2tp::LnsConfig;
+use roadgate_tests::chain_world::{
+    ChainWorld, LAN_HOST, Server, client_config, client_ip, dataplane_config, ike_config, pool,
+    sessions, udp_packet,
+};
+use roadgate_tests::full_client::Datagram;
+use roadgate_tests::measure::{Counting, live, thread_cpu_time};
+use roadgate_tests::session_pair;
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const PACKET: usize = 1400;
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A server for `n` clients: a pool of 10.77.0.0/16 and room for every tunnel.
+fn big_server(n: usize) -> Server {
+    let lns = LnsConfig {
+        max_half_open: n + 16,
+        max_tunnels: n + 16,
+        ..LnsConfig::default()
+    };
+    let pool = pool(Ipv4Addr::new(10, 77, 0, 2), Ipv4Addr::new(10, 77, 255, 254));
+    Server::new(
+        ike_config(),
+        dataplane_config(),
+        sessions(lns, pool),
+        session_pair::users(),
+        0xbe9c,
+    )
+}
+
+/// Connects clients `from..to` (each on its own address) in batches; returns how many are up.
+fn connect(w: &mut ChainWorld, from: u32, to: u32, group: DhGroup) -> usize {
+    const BATCH: u32 = 250;
+    let mut next = from;
+    while next < to {
+        let end = (next + BATCH).min(to);
+        for n in next..end {
+            let (u, p) = if n % 2 == 0 {
+                ("alice", "alice-pw")
+            } else {
+                ("bob", "bob-pw")
+            };
+            let mut cfg = client_config(u64::from(n), client_ip(n), u, p);
+            cfg.group = group;
+            w.add_client(cfg, None);
+        }
+        w.run_until_up(MINUTE);
+        next = end;
+    }
+    w.clients.iter().filter(|c| c.client.is_up()).count()
+}
+
+fn quiet_world(server: Server) -> ChainWorld {
+    let mut w = ChainWorld::new(server, 1);
+    w.link.latency = Duration::ZERO;
+    w.auth_delay = Duration::ZERO;
+    w.tap = false;
+    w.clock = thread_cpu_time;
+    w
+}
+
+// ---- 1. throughput -------------------------------------------------------------------------
+
+/// Bytes per second from `openssl speed -mr -bytes 1024` (CPU time), if openssl runs.
+fn openssl_rate(seconds: u64, args: &[&str]) -> Option<f64> {
+    let seconds = seconds.to_string();
+    let out = Command::new("openssl")
+        .args(["speed", "-mr", "-seconds", &seconds, "-bytes", "1024"])
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| l.starts_with("+F:"))
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse::<f64>().ok())
+        .next_back()
+}
+
+/// The openssl limits for a suite, in bytes per second: (decryption side, encryption side).
+fn openssl_limits(cipher: &str, mac: Option<&str>, seconds: u64) -> Option<(f64, f64, String)> {
+    let enc = openssl_rate(seconds, &["-evp", cipher])?;
+    let dec = openssl_rate(seconds, &["-evp", cipher, "-decrypt"])?;
+    let mb = |x: f64| x / 1e6;
+    Some(match mac {
+        Some(m) => {
+            let h = openssl_rate(seconds, &["-hmac", m])?;
+            let both = |a: f64| 1.0 / (1.0 / a + 1.0 / h);
+            (
+                both(dec),
+                both(enc),
+                format!(
+                    "openssl speed -evp {cipher}: enc {:.0} MB/s, dec {:.0} MB/s; -hmac {m}: {:.0} MB/s",
+                    mb(enc),
+                    mb(dec),
+                    mb(h)
+                ),
+            )
+        }
+        None => (
+            dec,
+            enc,
+            format!(
+                "openssl speed -evp {cipher}: enc {:.0} MB/s, dec {:.0} MB/s",
+                mb(enc),
+                mb(dec)
+            ),
+        ),
+    })
+}
+
+/// Client → LAN and LAN → client rates (packets per CPU second) of the chain for one client.
+fn chain_rates(mut w: ChainWorld, seconds: f64) -> (f64, f64) {
+    let me = w.clients[0].address().expect("up");
+    let from = SocketAddr::new(IpAddr::V4(w.clients[0].ip), 0);
+    let now = w.now;
+    // Client → LAN: batches of packets the client sealed, in sequence order.
+    const BATCH: usize = 20_000;
+    let (mut made, mut done, mut spent) = (0usize, 0usize, Duration::ZERO);
+    let mut id = 0u16;
+    while spent.as_secs_f64() < seconds {
+        let mut batch: Vec<Vec<u8>> = (0..BATCH)
+            .map(|_| {
+                id = id.wrapping_add(1);
+                let p = udp_packet(me, LAN_HOST, PACKET, false, id);
+                let c = &mut w.clients[0].client;
+                assert!(c.send_ip(now, &p));
+                match c.poll_transmit() {
+                    Some(Datagram::Esp { data, .. } | Datagram::Udp { data, .. }) => data,
+                    None => panic!("the client sealed nothing"),
+                }
+            })
+            .collect();
+        made += batch.len();
+        let s = &mut w.server;
+        let t0 = thread_cpu_time();
+        for p in &mut batch {
+            if s.gw.esp_in(&mut s.ike, now, black_box(p), from).is_some() {
+                done += 1;
+            }
+        }
+        spent += thread_cpu_time() - t0;
+    }
+    assert_eq!(done, made, "every packet reached the TUN side");
+    let up = done as f64 / spent.as_secs_f64();
+
+    // LAN → client: the same packet read from the TUN device again and again.
+    let packet = udp_packet(LAN_HOST, me, PACKET, false, 1);
+    let mut buf = vec![0u8; HEADROOM + PACKET + TAILROOM];
+    let s = &mut w.server;
+    let (mut n, t0) = (0u64, thread_cpu_time());
+    loop {
+        for _ in 0..256 {
+            buf[HEADROOM..HEADROOM + PACKET].copy_from_slice(&packet);
+            match s.gw.tun_in(&mut s.ike, now, black_box(&mut buf), PACKET) {
+                FromTun::Send(t) => {
+                    black_box(t);
+                }
+                other => panic!("not sent: {other:?}"),
+            }
+        }
+        n += 256;
+        if (thread_cpu_time() - t0).as_secs_f64() >= seconds {
+            break;
+        }
+    }
+    let down = n as f64 / (thread_cpu_time() - t0).as_secs_f64();
+    (up, down)
+}
+
+fn throughput(seconds: f64, openssl_seconds: Option<u64>) {
+    println!(
+        "1. Throughput on one core, {PACKET}-byte IPv4 packets through the whole chain (packets per \
+         CPU second; Gbit/s of inner IP); limits from openssl speed at 1024-byte blocks (CPU time)"
+    );
+    let mut w = quiet_world(big_server(1));
+    assert_eq!(connect(&mut w, 0, 1, DhGroup::Ecp256), 1);
+    // One packet each way through the world first: the chain works and is byte-exact.
+    let me = w.clients[0].address().unwrap();
+    let p = udp_packet(me, LAN_HOST, PACKET, false, 0);
+    w.client_send(0, &p);
+    let q = udp_packet(LAN_HOST, me, PACKET, false, 0);
+    w.lan_send(&q);
+    w.run_for(Duration::from_millis(1));
+    assert_eq!(w.lan.last(), Some(&p));
+    assert_eq!(w.clients[0].tun.last(), Some(&q));
+    let esp = w.server.gw.sessions_view(w.now)[0].esp.clone();
+    let (up, down) = chain_rates(w, seconds);
+    let limits = openssl_seconds.and_then(|s| openssl_limits("aes-128-cbc", Some("sha1"), s));
+    let gbit = |pps: f64| pps * (PACKET * 8) as f64 / 1e9;
+    println!("  AES-128-CBC + HMAC-SHA1-96 (the client proposed it; the server chose {esp})");
+    for (dir, pps, limit) in [
+        ("client -> LAN (esp_in) ", up, limits.as_ref().map(|l| l.0)),
+        (
+            "LAN -> client (tun_in) ",
+            down,
+            limits.as_ref().map(|l| l.1),
+        ),
+    ] {
+        match limit {
+            Some(bytes) => {
+                let lim = bytes * 8.0 / 1e9;
+                println!(
+                    "    {dir} {pps:>9.0} packets/s  {:>5.2} Gbit/s   cipher+MAC limit {lim:>5.2} Gbit/s   = {:>5.1} %",
+                    gbit(pps),
+                    100.0 * gbit(pps) / lim
+                );
+            }
+            None => println!("    {dir} {pps:>9.0} packets/s  {:>5.2} Gbit/s", gbit(pps)),
+        }
+    }
+    match (&limits, openssl_seconds) {
+        (Some(l), _) => println!("    ({})", l.2),
+        (None, Some(_)) => println!("    (openssl speed did not run: absolute figures only)"),
+        (None, None) => {}
+    }
+    println!(
+        "  AES-128-GCM-16: not measured: the full-chain client (full_client::Config) has no setting \
+         for the ESP suite it proposes, and always proposes AES-128-CBC + HMAC-SHA1-96"
+    );
+    if let Some(s) = openssl_seconds
+        && let Some((dec, enc, text)) = openssl_limits("aes-128-gcm", None, s)
+    {
+        println!(
+            "    (its limit for reference: {:.2} Gbit/s decrypting, {:.2} Gbit/s encrypting; {text})",
+            dec * 8.0 / 1e9,
+            enc * 8.0 / 1e9
+        );
+    }
+}
+
+// ---- 2. connects ---------------------------------------------------------------------------
+
+fn connects(n: u32) {
+    println!(
+        "2. Connects per second on one core (Main Mode + Quick Mode, L2TP, LCP, MS-CHAPv2 with an \
+         SQLite lookup, IPCP), {n} clients in batches of 250, no latency:"
+    );
+    for group in [DhGroup::Ecp256, DhGroup::Modp2048] {
+        let mut w = quiet_world(big_server(n as usize));
+        let (wall, cpu) = (Instant::now(), thread_cpu_time());
+        let up = connect(&mut w, 0, n, group);
+        let (wall, cpu) = (wall.elapsed(), thread_cpu_time() - cpu);
+        assert_eq!(up, n as usize, "every client came up");
+        println!(
+            "  {:<10} {:>7.0} connects/s server CPU time ({:.3} s for {n})   {:>6.0}/s whole world \
+             CPU time, clients included ({:.2} s; {:.2} s wall)",
+            group.name(),
+            f64::from(n) / w.server_time.as_secs_f64(),
+            w.server_time.as_secs_f64(),
+            f64::from(n) / cpu.as_secs_f64(),
+            cpu.as_secs_f64(),
+            wall.as_secs_f64(),
+        );
+    }
+}
+
+// ---- 3. memory -----------------------------------------------------------------------------
+
+fn memory(counts: &[u32]) {
+    println!(
+        "3. Heap per idle session (bytes the Responder and the Gateway free when dropped, after \
+         the clients are gone), ECP-256 clients:"
+    );
+    for &n in counts {
+        let mut w = quiet_world(big_server(n as usize));
+        let up = connect(&mut w, 0, n, DhGroup::Ecp256);
+        assert_eq!(up, n as usize);
+        let sessions = w.server.gw.sessions().len();
+        let Server { ike, gw, users } = w.into_server();
+        let before = live();
+        drop(ike);
+        let after_ike = live();
+        drop(gw);
+        let after_gw = live();
+        drop(users);
+        let (r, g) = (before - after_ike, after_ike - after_gw);
+        let kib = |b: i64| b as f64 / 1024.0 / f64::from(n);
+        println!(
+            "  {n:>6} sessions up ({sessions} in the table): {:>5.1} KiB per session = Responder \
+             {:.1} KiB + Gateway {:.1} KiB   (total {:.1} MiB)",
+            kib(r + g),
+            kib(r),
+            kib(g),
+            (r + g) as f64 / 1024.0 / 1024.0
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else (`cargo test --all-targets`) gets a quick
+    // smoke run that only checks that the three parts work.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let seconds: f64 = std::env::var("CHAIN_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2.0);
+    let have_openssl = !smoke
+        && Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if smoke {
+        println!("smoke run (no --bench argument): the figures below are not measurements");
+    } else if !have_openssl {
+        println!("openssl not on PATH: absolute figures only");
+    }
+    throughput(
+        if smoke { 0.01 } else { seconds },
+        have_openssl.then_some(seconds.ceil() as u64),
+    );
+    connects(if smoke { 4 } else { 1000 });
+    let counts: Vec<u32> = if smoke {
+        vec![4]
+    } else {
+        std::env::var("CHAIN_MEMORY_SESSIONS")
+            .unwrap_or_else(|_| "1000,10000".into())
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect()
+    };
+    memory(&counts);
+}
