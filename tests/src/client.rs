@@ -218,8 +218,11 @@ impl IpsecClient {
         remote: SocketAddr,
         data: &[u8],
     ) -> Received {
-        let natt = self.init.config().natt_port;
-        if local.port() != natt && remote.port() != natt {
+        let (natt, local_natt) = (
+            self.init.config().natt_port,
+            self.init.config().local_natt_port(),
+        );
+        if local.port() != local_natt && remote.port() != natt {
             self.init.handle_datagram(now, local, remote, data);
             return Received::Ike;
         }

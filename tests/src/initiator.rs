@@ -124,7 +124,11 @@ pub struct InitiatorConfig {
     pub dpd: bool,
     /// strongSwan's `encap=yes`: a fake NAT-D for our own address, so that the server sees a NAT.
     pub force_encap: bool,
+    /// The server's NAT-T port.
     pub natt_port: u16,
+    /// Our NAT-T port when it differs from the server's (several clients on one host); `None`:
+    /// the same number as `natt_port`.
+    pub local_natt_port: Option<u16>,
     /// INITIAL-CONTACT in message 5 of the first Main Mode.
     pub initial_contact: bool,
     pub my_id: Ipv4Addr,
@@ -173,6 +177,7 @@ impl InitiatorConfig {
             dpd: true,
             force_encap: false,
             natt_port: 4500,
+            local_natt_port: None,
             initial_contact: true,
             my_id,
             my_id_proto_port: (17, 500),
@@ -184,6 +189,13 @@ impl InitiatorConfig {
             seed: 1,
             hooks: TestHooks::default(),
         }
+    }
+}
+
+impl InitiatorConfig {
+    /// Our NAT-T port.
+    pub fn local_natt_port(&self) -> u16 {
+        self.local_natt_port.unwrap_or(self.natt_port)
     }
 }
 
@@ -476,6 +488,17 @@ pub fn group_number(g: DhGroup) -> u16 {
     }
 }
 
+/// A group by its command-line name (`modp2048`, `modp1024`, `ecp256`, `ecp384`).
+pub fn group_by_name(name: &str) -> Option<DhGroup> {
+    match name {
+        "modp2048" => Some(DhGroup::Modp2048),
+        "modp1024" => Some(DhGroup::Modp1024),
+        "ecp256" => Some(DhGroup::Ecp256),
+        "ecp384" => Some(DhGroup::Ecp384),
+        _ => None,
+    }
+}
+
 fn group_name(g: DhGroup) -> String {
     match g {
         DhGroup::Ecp256 => "ECP-256".into(),
@@ -611,13 +634,13 @@ fn parse_lifetimes(attrs: &[Attr], type_kind: u16, dur_kind: u16) -> LifetimeInf
 fn send_to(
     out: &mut VecDeque<Transmit>,
     stats: &mut InitiatorStats,
-    natt_port: u16,
+    (natt_port, local_natt_port): (u16, u16),
     local: SocketAddr,
     remote: SocketAddr,
     msg: &[u8],
 ) {
     let mut data = Vec::with_capacity(msg.len() + 4);
-    if local.port() == natt_port || remote.port() == natt_port {
+    if local.port() == local_natt_port || remote.port() == natt_port {
         data.extend_from_slice(&[0, 0, 0, 0]);
     }
     data.extend_from_slice(msg);
@@ -860,7 +883,7 @@ impl Initiator {
         send_to(
             &mut self.out,
             &mut self.stats,
-            self.cfg.natt_port,
+            (self.cfg.natt_port, self.cfg.local_natt_port()),
             local,
             remote,
             msg,
@@ -1097,7 +1120,7 @@ impl Initiator {
         }
         // RFC 3947 §4: with a NAT found, the initiator moves to port 4500 for message 5 on.
         if sa.nat.udp_encap {
-            sa.local.set_port(self.cfg.natt_port);
+            sa.local.set_port(self.cfg.local_natt_port());
             sa.remote.set_port(self.cfg.natt_port);
         }
         // Message 5: IDii, HASH_I, [N(INITIAL-CONTACT)].

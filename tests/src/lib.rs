@@ -7,9 +7,11 @@
 //! * [`pair`]: an in-memory harness with a fake clock, an impaired link and a NAT model.
 
 pub mod client;
+pub mod full_client;
 pub mod initiator;
 pub mod kdf;
 pub mod lac;
+pub mod loopback;
 pub mod pair;
 pub mod session_pair;
 pub mod udp_client;

@@ -4,69 +4,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use roadgate::ike::crypto::DhGroup;
-use roadgate::ike::{self, PskStore};
-use roadgate::io::{Listen, Shell};
+use roadgate_tests::loopback::{LO, LoopbackServer};
 use roadgate_tests::udp_client::{Args, run};
-
-const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_port() -> u16 {
-    UdpSocket::bind((LO, 0))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start_server(
-    psk: &[u8],
-    ike_port: u16,
-    natt_port: u16,
-) -> (
-    std::thread::JoinHandle<()>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let cfg = ike::Config {
-        psk: PskStore::with_default(psk.to_vec()),
-        natt_port,
-        ..ike::Config::default()
-    };
-    let listen = Listen {
-        addr: LO,
-        ike_port,
-        natt_port,
-        raw_esp: false,
-        test_echo: true,
-        l2tp_port: None,
-        plain_l2tp: false,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let shell = Shell::bind(Arc::new(cfg), listen).await.expect("bind");
-            ready_tx.send(()).expect("ready");
-            shell
-                .run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .expect("run");
-        });
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server ready");
-    (handle, stop_tx)
-}
 
 fn client_args(server_ike: u16, server_natt: u16, psk: &[u8]) -> Args {
     // The client binds the same port numbers on another loopback address, as a real client does.
@@ -85,8 +28,8 @@ fn client_args(server_ike: u16, server_natt: u16, psk: &[u8]) -> Args {
 
 #[test]
 fn ike_and_esp_over_loopback_udp() {
-    let (ike_port, natt_port) = (free_port(), free_port());
-    let (server, stop) = start_server(b"loopback-psk", ike_port, natt_port);
+    let server = LoopbackServer::start(b"loopback-psk", true, Ok);
+    let (ike_port, natt_port) = (server.ike_port, server.natt_port);
     let summary = run(&client_args(ike_port, natt_port, b"loopback-psk")).expect("client run");
     assert!(
         summary.contains("ike=up esp=up encap=yes echo=10/10"),
@@ -108,6 +51,5 @@ fn ike_and_esp_over_loopback_udp() {
         "client must see AUTHENTICATION-FAILED, got {err}"
     );
 
-    stop.send(()).expect("stop");
-    server.join().expect("server thread");
+    server.stop();
 }

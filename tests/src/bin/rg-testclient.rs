@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use roadgate::ike::crypto::DhGroup;
+use roadgate_tests::initiator::group_by_name;
 use roadgate_tests::udp_client::{Args, run};
 
 fn parse() -> Result<Args, String> {
@@ -52,13 +53,8 @@ fn parse() -> Result<Args, String> {
             }
             "--force-encap" => args.force_encap = true,
             "--proposal" => {
-                args.group = match v()?.as_str() {
-                    "modp2048" => DhGroup::Modp2048,
-                    "modp1024" => DhGroup::Modp1024,
-                    "ecp256" => DhGroup::Ecp256,
-                    "ecp384" => DhGroup::Ecp384,
-                    other => return Err(format!("unknown --proposal {other}")),
-                }
+                let name = v()?;
+                args.group = group_by_name(&name).ok_or(format!("unknown --proposal {name}"))?;
             }
             other => return Err(format!("unknown option {other}")),
         }

@@ -1,0 +1,91 @@
+//! The real tokio shell (`roadgate::io::Shell`) on loopback UDP in a thread of its own, for tests
+//! that drive it with clients over real sockets. High ports, no raw socket: unprivileged.
+
+#![allow(clippy::expect_used)]
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use roadgate::ike::{self, PskStore};
+use roadgate::io::{Listen, Shell};
+
+pub const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A UDP port free on 127.0.0.1 just now.
+pub fn free_port() -> u16 {
+    UdpSocket::bind((LO, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running server; [`LoopbackServer::stop`] ends it (as SIGTERM does) and waits for it.
+#[derive(Debug)]
+pub struct LoopbackServer {
+    pub ike_port: u16,
+    pub natt_port: u16,
+    thread: JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl LoopbackServer {
+    /// Binds a shell on 127.0.0.1 (two free ports) with this PSK, lets `setup` add to it (the
+    /// session layer), and runs it.
+    pub fn start<F>(psk: &[u8], test_echo: bool, setup: F) -> Self
+    where
+        F: FnOnce(Shell) -> io::Result<Shell> + Send + 'static,
+    {
+        let (ike_port, natt_port) = (free_port(), free_port());
+        let cfg = ike::Config {
+            psk: PskStore::with_default(psk.to_vec()),
+            natt_port,
+            ..ike::Config::default()
+        };
+        let listen = Listen {
+            addr: LO,
+            ike_port,
+            natt_port,
+            raw_esp: false,
+            test_echo,
+            l2tp_port: None,
+            plain_l2tp: false,
+        };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let shell = Shell::bind(Arc::new(cfg), listen).await.expect("bind");
+                let shell = setup(shell).expect("server setup");
+                ready_tx.send(()).expect("ready");
+                shell
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .expect("run");
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server ready");
+        Self {
+            ike_port,
+            natt_port,
+            thread,
+            stop,
+        }
+    }
+
+    /// Shuts the server down and waits until it has.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        self.thread.join().expect("server thread");
+    }
+}
