@@ -97,7 +97,8 @@ two_behind_nat() {
   local i
   for i in $(seq 1 90); do
     "$bin" sessions --state "$out/state" >"$out/sessions.txt" 2>&1
-    [ "$(grep -c ' up ' "$out/sessions.txt")" -ge 2 ] && break
+    "$bin" sessions --json --state "$out/state" >"$out/sessions.json" 2>&1
+    [ "$(grep -o '"state":"up"' "$out/sessions.json" | wc -l)" -ge 2 ] && break
     sleep 2
   done
   wait "$second"; wait "$first"
@@ -118,7 +119,8 @@ two_behind_nat() {
   [ "$(grep -c 'new IPsec client' "$log")" = 2 ] || ok=0
   [[ $r1 == *" ping=ok"* && $r2 == *" ping=ok"* ]] || ok=0
   # `roadgate sessions` showed both, each with the NAT's public address and its own client address.
-  [ "$(grep -c ' up .*192\.0\.2\.254:' "$out/sessions.txt")" = 2 ] || ok=0
+  [ "$(grep -o '"state":"up"' "$out/sessions.json" | wc -l)" = 2 ] || ok=0
+  [ "$(grep -c ' 192\.0\.2\.254:[0-9]' "$out/sessions.txt")" = 2 ] || ok=0
   grep -q "${ip1# ip=} " "$out/sessions.txt" && grep -q "${ip2# ip=} " "$out/sessions.txt" || ok=0
   if [ $ok = 1 ]; then
     echo "PASS two-behind-nat:$ip1 and$ip2, both up at once, both pinging, both in roadgate sessions"; pass=$((pass+1))

@@ -156,7 +156,7 @@ pub struct SessionView {
     pub traffic: session::Traffic,
     /// IKE (phase 1) algorithms.
     pub ike: String,
-    /// ESP algorithms and encapsulation.
+    /// ESP algorithms, mode and encapsulation.
     pub esp: String,
 }
 
@@ -731,12 +731,10 @@ impl Gateway {
                     .and_then(|p| self.phase1.get(&p.child.phase1))
                     .cloned()
                     .unwrap_or_default();
-                let esp = newest
-                    .map(|p| {
-                        let encap = if p.child.udp_encap { "UDP 4500" } else { "ESP" };
-                        format!("{} ({encap})", p.child.algorithms)
-                    })
-                    .unwrap_or_else(|| "none (plain L2TP, test mode)".into());
+                let esp = newest.map_or_else(
+                    || "none (plain L2TP, test mode)".into(),
+                    |p| p.child.algorithms.clone(),
+                );
                 SessionView {
                     id: session_id(s.session),
                     session: s.session,
