@@ -81,6 +81,9 @@ pub struct Config {
     /// Proposed phase-2 lifetime (or the server's, if shorter); rekeyed at four fifths of it.
     pub esp_lifetime: Duration,
     pub initial_contact: bool,
+    /// The ESP transforms proposed, in order; empty: the initiator's default (AES-128-CBC +
+    /// HMAC-SHA1-96, as Windows offers first).
+    pub esp: Vec<roadgate::esp::Suite>,
     /// Give up when PPP is not up this long after the start.
     pub connect_timeout: Duration,
     /// Seeds the IKE, L2TP and PPP randomness (a fresh random one for real use).
@@ -119,6 +122,7 @@ impl Config {
             ike_lifetime: Duration::from_secs(8 * 3600),
             esp_lifetime: Duration::from_secs(3600),
             initial_contact: true,
+            esp: Vec::new(),
             connect_timeout: Duration::from_secs(30),
             seed: [1; 32],
         }
@@ -374,6 +378,9 @@ impl FullClient {
             HashAlg::Sha256,
             cfg.group,
         )];
+        if !cfg.esp.is_empty() {
+            ic.esp_proposals = cfg.esp.clone();
+        }
         ic.lifetimes = Lifetimes {
             p1_seconds: Some(cfg.ike_lifetime.as_secs().max(1)),
             p2_seconds: Some(cfg.esp_lifetime.as_secs().max(1)),

@@ -322,7 +322,7 @@ impl Shell {
     /// briefly for the clients' acknowledgements, and deletes every SA.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
         tokio::pin!(stop);
-        self.event_loop(&mut stop).await?;
+        self.event_loop(&mut stop, false).await?;
         info!("shutting down: ending every session and L2TP tunnel, then deleting every SA");
         if let Some(gw) = self.gw.as_mut() {
             gw.shutdown(Instant::now());
@@ -330,11 +330,8 @@ impl Shell {
         self.drain().await;
         let grace = tokio::time::sleep(SHUTDOWN_GRACE);
         tokio::pin!(grace);
-        while self.gw.as_ref().is_some_and(|g| g.tunnels() > 0) {
-            self.event_loop(&mut grace).await?;
-            if grace.is_elapsed() {
-                break;
-            }
+        if self.gw.as_ref().is_some_and(|g| g.tunnels() > 0) {
+            self.event_loop(&mut grace, true).await?;
         }
         self.ike.shutdown();
         self.drain().await;
@@ -344,11 +341,12 @@ impl Shell {
         Ok(())
     }
 
-    /// One round of the loop until `stop` resolves (or, during shutdown, until the tunnels are
-    /// gone).
+    /// The loop, until `stop` resolves (or, with `until_tunnels_closed`, during shutdown, until
+    /// every L2TP tunnel is closed and its StopCCN acknowledged).
     async fn event_loop<F: std::future::Future<Output = ()>>(
         &mut self,
         stop: &mut std::pin::Pin<&mut F>,
+        until_tunnels_closed: bool,
     ) -> io::Result<()> {
         let mut buf500 = vec![0u8; 65536];
         let mut buf4500 = packet_buffer();
@@ -469,6 +467,9 @@ impl Shell {
                 }
             }
             self.drain().await;
+            if until_tunnels_closed && self.gw.as_ref().is_none_or(|g| g.tunnels() == 0) {
+                return Ok(());
+            }
         }
     }
 
