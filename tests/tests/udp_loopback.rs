@@ -1,10 +1,12 @@
 //! The real tokio shell (`roadgate::io::Shell`) on loopback UDP with the test client over real
 //! sockets: IKE on the IKE port, the float to the NAT-T port, UDP-encapsulated ESP both ways (the
-//! shell's test echo), Deletes. Unprivileged: high ports, no raw socket.
+//! shell's test echo), Deletes; over IPv4 and IPv6, on specific and on wildcard addresses. The
+//! test client fails on any datagram that does not come from the address it talks to, and on
+//! echoed UDP over IPv6 without a right checksum. Unprivileged: high ports, no raw socket.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,15 +16,19 @@ use roadgate::io::{Listen, Shell};
 use roadgate_tests::udp_client::{Args, run};
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const LO6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
+/// A UDP port free on IPv4 and IPv6 (a dual-stack `::` socket takes both).
 fn free_port() -> u16 {
-    UdpSocket::bind((LO, 0))
+    UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-fn start_server(
+/// The shell listening on every address of `addrs`.
+fn start_server_on(
+    addrs: &[IpAddr],
     psk: &[u8],
     ike_port: u16,
     natt_port: u16,
@@ -35,8 +41,9 @@ fn start_server(
         natt_port,
         ..ike::Config::default()
     };
+    let more = addrs[1..].to_vec();
     let listen = Listen {
-        addr: LO,
+        addr: addrs[0],
         ike_port,
         natt_port,
         raw_esp: false,
@@ -52,7 +59,9 @@ fn start_server(
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let shell = Shell::bind(Arc::new(cfg), listen).await.expect("bind");
+            let shell = Shell::bind_all(Arc::new(cfg), listen, &more)
+                .await
+                .expect("bind");
             ready_tx.send(()).expect("ready");
             shell
                 .run(async {
@@ -80,13 +89,68 @@ fn client_args(server_ike: u16, server_natt: u16, psk: &[u8]) -> Args {
         force_encap: true,
         timeout: Duration::from_secs(20),
         group: DhGroup::Ecp256,
+        local_ports: None,
+        raw_esp: false,
     }
+}
+
+/// A client on `local` for the server at `server`, on ports of its own (a wildcard listener or
+/// `::1`, the only IPv6 loopback address, leaves it no other way to share the host).
+fn client_to(server: IpAddr, local: IpAddr, ports: (u16, u16), psk: &[u8]) -> Args {
+    Args {
+        server,
+        local,
+        local_ports: Some((free_port(), free_port())),
+        ..client_args(ports.0, ports.1, psk)
+    }
+}
+
+/// Starts the shell on `addrs`, then runs one client per (address asked, client address), each
+/// on ports of its own: each must echo 10 datagrams through ESP, every reply from the address
+/// asked.
+fn clients_against(addrs: &[IpAddr], psk: &[u8], clients: &[(IpAddr, IpAddr)]) {
+    let ports = (free_port(), free_port());
+    let (server, stop) = start_server_on(addrs, psk, ports.0, ports.1);
+    for &(asked, local) in clients {
+        let summary = run(&client_to(asked, local, ports, psk))
+            .unwrap_or_else(|e| panic!("client {local} -> {asked}: {e}"));
+        assert!(
+            summary.contains(&format!(
+                "ike=up esp=up encap=yes echo=10/10 replies_from={asked}"
+            )),
+            "{summary}"
+        );
+    }
+    stop.send(()).expect("stop");
+    server.join().expect("server thread");
+}
+
+#[test]
+fn ike_and_esp_over_ipv6_loopback() {
+    clients_against(&[LO6], b"loopback-v6-psk", &[(LO6, LO6)]);
+}
+
+/// The server on 0.0.0.0 and :: (side by side on the same ports); clients ask it on 127.0.0.1,
+/// on 127.0.0.5 (another address of the host: every reply, IKE and ESP, must come from it, not
+/// from the address the routing table would pick) and on ::1.
+#[test]
+fn wildcard_listeners_answer_from_the_address_asked() {
+    let wildcards = [
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    ];
+    let v4 = |d| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d));
+    clients_against(
+        &wildcards,
+        b"wildcard-psk",
+        &[(LO, v4(2)), (v4(5), v4(3)), (LO6, LO6)],
+    );
 }
 
 #[test]
 fn ike_and_esp_over_loopback_udp() {
     let (ike_port, natt_port) = (free_port(), free_port());
-    let (server, stop) = start_server(b"loopback-psk", ike_port, natt_port);
+    let (server, stop) = start_server_on(&[LO], b"loopback-psk", ike_port, natt_port);
     let summary = run(&client_args(ike_port, natt_port, b"loopback-psk")).expect("client run");
     assert!(
         summary.contains("ike=up esp=up encap=yes echo=10/10"),
