@@ -14,28 +14,11 @@
 # (where the client also checks the echoed UDP's checksum). The server runs with --test-echo, so
 # ESP is checked both ways. Needs root and iproute2; prints SKIP otherwise.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-out=${ROADGATE_NETNS_OUT:-$top/target/netns}/multihomed
-mkdir -p "$out"
-skip() { echo "SKIP netns/multihomed: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root"
-command -v ip >/dev/null || skip "iproute2 missing"
-
-bin=${ROADGATE_BIN:-$top/target/release/roadgate}
-client=${ROADGATE_TESTCLIENT:-$top/target/release/rg-testclient}
-if [ ! -x "$bin" ] || [ ! -x "$client" ]; then
-  (cd "$top" && cargo build --release -p roadgate -p roadgate-tests --bins) || { echo "FAIL: build"; exit 1; }
-fi
-
+name=multihomed
 nss="rgmh-srv rgmh-cli"
-cleanup() {
-  [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null
-  for n in $nss; do ip netns del "$n" 2>/dev/null; done
-}
-trap cleanup EXIT
-cleanup
-for n in $nss; do ip netns add "$n"; ip -n "$n" link set lo up; done
+subdir=/multihomed
+source "$(dirname "$0")/common.bash"
+make_namespaces
 ip link add eth0 netns rgmh-srv type veth peer name eth0 netns rgmh-cli
 ip -n rgmh-srv addr add 203.0.113.2/24 dev eth0
 ip -n rgmh-srv addr add 203.0.113.5/24 dev eth0
@@ -54,9 +37,6 @@ ip netns exec rgmh-srv env RUST_LOG=info "$bin" serve --listen 0.0.0.0 --listen 
 srv=$!
 for _ in $(seq 1 50); do grep -q "listening.*natt=\[::\]:4500" "$log" && break; sleep 0.1; done
 
-pass=0; fail=0
-ok()  { echo "PASS $1: $2"; pass=$((pass+1)); }
-bad() { echo "FAIL $1: $2 (server log: $log)"; fail=$((fail+1)); }
 # case NAME SERVER-ADDRESS CLIENT-ADDRESS EXPECTED-ENCAP [client options]
 case_() {
   local name=$1 server=$2 local=$3 encap=$4; shift 4
@@ -86,5 +66,4 @@ else
 fi
 kill -TERM "$srv"; wait "$srv" 2>/dev/null; srv=
 grep -q "shutting down" "$log" && ok clean-shutdown "SIGTERM handled" || bad clean-shutdown "no shutdown line"
-echo "netns multihomed: $pass passed, $fail failed"
-[ $fail = 0 ]
+finish
