@@ -402,6 +402,14 @@ pub struct Listeners {
     endpoints: Vec<Endpoint>,
 }
 
+/// Whether this host has IPv6 at all (a kernel booted with `ipv6.disable=1` has not).
+fn ipv6_available() -> bool {
+    !matches!(
+        Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)),
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+    )
+}
+
 /// `addrs` without repeats and without addresses a wildcard of their family in the list covers
 /// (a raw socket bound to `0.0.0.0` already receives what one bound to `192.0.2.1` would, and
 /// both would take every packet).
@@ -435,23 +443,12 @@ impl Listeners {
             info!(address = %a, "served through the wildcard address of its family");
         }
         let mut endpoints = Vec::new();
-        for (i, &addr) in addrs.iter().enumerate() {
-            match Self::bind_one(listen, addr, &mut endpoints) {
-                Ok(()) => {}
-                Err(e)
-                    if addr == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-                        && e.raw_os_error() == Some(libc::EAFNOSUPPORT)
-                        && addrs.len() > 1 =>
-                {
-                    warn!(index = i, error = %e, "IPv6 is not available on this host: not listening on ::");
-                }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot listen on {addr}: {e}"),
-                    ));
-                }
+        for &addr in &addrs {
+            if addr == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && addrs.len() > 1 && !ipv6_available() {
+                warn!("IPv6 is not available on this host: not listening on ::");
+                continue;
             }
+            Self::bind_one(listen, addr, &mut endpoints)?;
         }
         if endpoints.is_empty() {
             return Err(io::Error::other("no address to listen on"));
@@ -460,8 +457,13 @@ impl Listeners {
     }
 
     fn bind_one(listen: &Listen, addr: IpAddr, out: &mut Vec<Endpoint>) -> io::Result<()> {
-        let ike = DgramSocket::udp(SocketAddr::new(addr, listen.ike_port))?;
-        let natt = DgramSocket::udp(SocketAddr::new(addr, listen.natt_port))?;
+        // The error names the socket: "UDP 192.0.2.1:500: Address already in use".
+        let udp = |port| {
+            let sa = SocketAddr::new(addr, port);
+            DgramSocket::udp(sa).map_err(|e| io::Error::new(e.kind(), format!("UDP {sa}: {e}")))
+        };
+        let ike = udp(listen.ike_port)?;
+        let natt = udp(listen.natt_port)?;
         let raw = if listen.raw_esp {
             match DgramSocket::raw_esp(addr) {
                 Ok(r) => Some(r),
@@ -474,7 +476,7 @@ impl Listeners {
             None
         };
         let l2tp = match listen.l2tp_port {
-            Some(port) => match DgramSocket::udp(SocketAddr::new(addr, port)) {
+            Some(port) => match udp(port) {
                 Ok(s) => Some(s),
                 Err(e) if listen.plain_l2tp => return Err(e),
                 Err(e) => {
@@ -511,11 +513,6 @@ impl Listeners {
             });
         }
         Ok(())
-    }
-
-    /// Every socket.
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
     }
 
     /// The socket at `index` ([`Ready::index`]).
