@@ -52,8 +52,11 @@ pub const STATE_PSK_FILE: &str = "psk";
 pub const DEFAULT_POOL: &str = "10.77.0.10-10.77.0.250";
 /// The server's own PPP address when none is configured.
 pub const DEFAULT_PPP_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
-/// Where the server listens when nothing is configured: every IPv4 address.
-pub const DEFAULT_LISTEN: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// Where the server listens when nothing is configured: every IPv4 and every IPv6 address.
+pub const DEFAULT_LISTEN: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+];
 /// The smallest and largest PPP MTU: IPv4's minimum datagram every host takes (RFC 791), and
 /// Ethernet's 1500, above which the ESP packets carrying the link could not leave the server
 /// unfragmented.
@@ -268,9 +271,10 @@ struct LogSection {
 /// relative to the working folder. The field documentation is the flags' help text.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
-    /// Address to listen on (0.0.0.0: all IPv4 addresses). Replaces server.listen.
+    /// Address to listen on; repeat for several (0.0.0.0: every IPv4 address, ::: every IPv6
+    /// address). Replaces server.listen.
     #[arg(long, value_name = "ADDR")]
-    pub listen: Option<IpAddr>,
+    pub listen: Vec<IpAddr>,
     /// State folder: user database, generated pre-shared key, admin socket (default ./state).
     /// Sets server.state_dir.
     #[arg(long = "state", value_name = "DIR")]
@@ -328,8 +332,8 @@ impl Overrides {
     /// Writes the flags into the file's keys; returns which flag set which key.
     fn apply(&self, file: &mut FileConfig) -> BTreeMap<&'static str, &'static str> {
         let mut flags = BTreeMap::new();
-        if let Some(a) = self.listen {
-            file.server.listen = Some(vec![a.to_string()]);
+        if !self.listen.is_empty() {
+            file.server.listen = Some(self.listen.iter().map(ToString::to_string).collect());
             flags.insert("server.listen", "--listen");
         }
         if let Some(p) = &self.state_dir {
@@ -464,7 +468,8 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     /// The state folder (user database, generated key, admin socket by default).
     pub state_dir: PathBuf,
-    /// Every address of `server.listen`. Only `listen.addr`, the first IPv4 one, is bound for now.
+    /// Every address the server listens on (`server.listen` without the addresses a wildcard of
+    /// their family covers); `listen.addr` is the first. Bind them with [`crate::io::Shell::bind_all`].
     pub listen_addrs: Vec<IpAddr>,
     /// What the shell binds.
     pub listen: Listen,
@@ -649,16 +654,7 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         ));
     }
     let listen_addrs = listen_addresses(&file.server, ctx, &mut warnings)?;
-    let bind = listen_addrs
-        .iter()
-        .copied()
-        .find(IpAddr::is_ipv4)
-        .ok_or_else(|| {
-            ctx.err(
-                "server.listen",
-                "no IPv4 address: the server serves IPv4 only for now (add \"0.0.0.0\")",
-            )
-        })?;
+    let bind = listen_addrs.first().copied().unwrap_or(DEFAULT_LISTEN[0]);
     let ike_port = port(ctx, "server.ike_port", file.server.ike_port, 500)?;
     let natt_port = port(ctx, "server.natt_port", file.server.natt_port, 4500)?;
     if ike_port == natt_port {
@@ -782,7 +778,7 @@ fn listen_addresses(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<IpAddr>, ConfigError> {
     let Some(list) = &server.listen else {
-        return Ok(vec![DEFAULT_LISTEN]);
+        return Ok(DEFAULT_LISTEN.to_vec());
     };
     if list.is_empty() {
         return Err(ctx.err("server.listen", "is empty: name at least one address"));
@@ -799,19 +795,12 @@ fn listen_addresses(
         }
         addrs.push(a);
     }
-    if addrs.len() > 1 {
-        let first = addrs.iter().find(|a| a.is_ipv4());
-        if let Some(first) = first {
-            let rest: Vec<String> = addrs
-                .iter()
-                .filter(|a| *a != first)
-                .map(ToString::to_string)
-                .collect();
-            warnings.push(format!(
-                "server.listen: only {first} is served for now; not yet: {}",
-                rest.join(", ")
-            ));
-        }
+    let (addrs, covered) = crate::io::listen::distinct_addrs(&addrs);
+    for a in covered {
+        let wildcard = if a.is_ipv4() { "0.0.0.0" } else { "::" };
+        warnings.push(format!(
+            "server.listen: {a} is served through {wildcard}, which is listed too"
+        ));
     }
     Ok(addrs)
 }
@@ -1722,25 +1711,15 @@ impl Settings {
                 .map_or("built-in defaults".into(), |p| p.display().to_string()),
         );
         line("state:", self.state_dir.display().to_string());
-        let others: Vec<String> = self
-            .listen_addrs
-            .iter()
-            .filter(|a| **a != self.listen.addr)
-            .map(|a| format!("{a} (not served yet)"))
-            .collect();
+        let addrs: Vec<String> = self.listen_addrs.iter().map(ToString::to_string).collect();
         line(
             "listen:",
             format!(
-                "{} IKE {} NAT-T {} raw ESP {}{}",
-                self.listen.addr,
+                "{} IKE {} NAT-T {} raw ESP {}",
+                addrs.join(", "),
                 self.listen.ike_port,
                 self.listen.natt_port,
                 if self.listen.raw_esp { "on" } else { "off" },
-                if others.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", others.join(", "))
-                }
             ),
         );
         line("admin socket:", self.admin_socket.display().to_string());

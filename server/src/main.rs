@@ -297,14 +297,18 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
     // aws-lc collects its entropy on first use (tens of ms): do it now, not in the first handshake.
     let _ = aws_lc_rs::rand::generate::<[u8; 16]>(&aws_lc_rs::rand::SystemRandom::new());
     let dataplane = settings.dataplane.clone();
-    let shell = Shell::bind(Arc::new(settings.ike.clone()), settings.listen.clone())
-        .await
-        .map_err(|e| format!("cannot listen: {e}"))?
-        .with_sessions(sessions, users, dataplane)
-        .map_err(|e| e.to_string())?
-        .with_admin_socket(&settings.admin_socket)
-        .map_err(|e| format!("admin socket: {e}"))?
-        .with_reloader(reloader(settings.clone(), args));
+    let shell = Shell::bind_all(
+        Arc::new(settings.ike.clone()),
+        settings.listen.clone(),
+        &settings.listen_addrs,
+    )
+    .await
+    .map_err(|e| format!("cannot listen: {e}"))?
+    .with_sessions(sessions, users, dataplane)
+    .map_err(|e| e.to_string())?
+    .with_admin_socket(&settings.admin_socket)
+    .map_err(|e| format!("admin socket: {e}"))?
+    .with_reloader(reloader(settings.clone(), args));
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -61,7 +61,7 @@ fn check_config_summarises_a_good_file() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     for want in [
-        "listen:         0.0.0.0 IKE 500 NAT-T 4500",
+        "listen:         0.0.0.0, :: IKE 500 NAT-T 4500",
         "pool:           10.77.0.10-10.77.0.250 (241 addresses)",
         "authentication: local users; mschapv2, pap",
         "phase 1:        aes256, aes192, aes128",

@@ -30,12 +30,13 @@ pass=0; fail=0
 run_case() {
   local name=$1; shift
   local log="$out/server-$name.log"
-  ip netns exec l2tpv-host env RUST_LOG=info,roadgate=debug "$bin" serve --listen 192.0.2.1 --psk-file "$out/psk" \
+  # listen_on and server_addr: see multi_homed.
+  ip netns exec l2tpv-host env RUST_LOG=info,roadgate=debug "$bin" serve --listen "${listen_on:-192.0.2.1}" --psk-file "$out/psk" \
     --state "$out/state" >"$log" 2>&1 &
   srv=$!
   sleep 1
   local result
-  result=$("$vm" client --server 192.0.2.1 --psk "$psk" --ppp-timeout 20 "$@" 2>"$out/client-$name.err" | grep '^RESULT' | tail -1)
+  result=$("$vm" client --server "${server_addr:-192.0.2.1}" --psk "$psk" --ppp-timeout 20 "$@" 2>"$out/client-$name.err" | grep '^RESULT' | tail -1)
   kill -TERM "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=
   echo "$name: $result" | tee -a "$out/results.txt"
   local ok=1
@@ -129,6 +130,17 @@ two_behind_nat() {
   fi
 }
 two_behind_nat
+
+# A multi-homed server: a second address on the host's interface, the server on 0.0.0.0, the
+# client (raw ESP) talks to the second address. The routing table would answer from 192.0.2.1;
+# strongSwan takes IKE and ESP only from the address it talks to, so ping=ok shows that every
+# reply left from 192.0.2.3.
+multi_homed() {
+  ip -n l2tpv-host addr add 192.0.2.3/24 dev eth0 || { echo "FAIL multi-homed: cannot add 192.0.2.3"; fail=$((fail+1)); return; }
+  listen_on=0.0.0.0 server_addr=192.0.2.3 run_case multi-homed
+  ip -n l2tpv-host addr del 192.0.2.3/24 dev eth0
+}
+multi_homed
 
 echo "interop ipsec_strongswan: $pass passed, $fail failed"
 [ $fail = 0 ]

@@ -11,29 +11,11 @@
 # SAs). The server runs with --test-echo, so every case checks ESP in both directions.
 # Needs root, iproute2 and nft; prints SKIP otherwise.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-out=${ROADGATE_NETNS_OUT:-$top/target/netns}
-mkdir -p "$out"
-skip() { echo "SKIP netns/ipsec_nat: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root"
-command -v ip >/dev/null || skip "iproute2 missing"
-command -v nft >/dev/null || skip "nft missing (apt-get install nftables)"
-
-bin=${ROADGATE_BIN:-$top/target/release/roadgate}
-client=${ROADGATE_TESTCLIENT:-$top/target/release/rg-testclient}
-if [ ! -x "$bin" ] || [ ! -x "$client" ]; then
-  (cd "$top" && cargo build --release -p roadgate -p roadgate-tests --bins) || { echo "FAIL: build"; exit 1; }
-fi
-
+name=ipsec_nat
 nss="rg-srv rg-nat rg-c1 rg-c2 rg-c3"
-cleanup() {
-  [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null
-  for n in $nss; do ip netns del "$n" 2>/dev/null; done
-}
-trap cleanup EXIT
-cleanup
-for n in $nss; do ip netns add "$n"; ip -n "$n" link set lo up; done
+source "$(dirname "$0")/common.bash"
+command -v nft >/dev/null || skip "nft missing (apt-get install nftables)"
+make_namespaces
 # WAN: a bridge in rg-nat's peer side is not needed; rg-srv and rg-c3 hang off a bridge in rg-srv.
 ip -n rg-srv link add br-wan type bridge; ip -n rg-srv link set br-wan up
 ip -n rg-srv addr add 203.0.113.2/24 dev br-wan
@@ -68,9 +50,6 @@ ip netns exec rg-srv env RUST_LOG=info "$bin" serve --listen 203.0.113.2 --psk-f
 srv=$!
 sleep 0.5
 
-pass=0; fail=0
-ok()  { echo "PASS $1: $2"; pass=$((pass+1)); }
-bad() { echo "FAIL $1: $2 (server log: $log)"; fail=$((fail+1)); }
 tc() { local ns=$1 local=$2; shift 2; ip netns exec "$ns" "$client" --server 203.0.113.2 --local "$local" "$@"; }
 
 r=$(tc rg-c3 203.0.113.3 --psk-file "$out/psk" --force-encap --count 5)
@@ -108,5 +87,4 @@ fi
 
 kill -TERM "$srv"; wait "$srv" 2>/dev/null; srv=
 grep -q "shutting down" "$log" && ok clean-shutdown "SIGTERM handled" || bad clean-shutdown "no shutdown line"
-echo "netns ipsec_nat: $pass passed, $fail failed"
-[ $fail = 0 ]
+finish

@@ -2,7 +2,7 @@
 //! opening L2TP-over-UDP in transport mode (RFC 4303; RFC 3948 UDP encapsulation on port 4500).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use roadgate::esp::{self, EspError, InboundSa, OutboundSa, Udp4500};
@@ -15,7 +15,8 @@ pub const IPPROTO_UDP: u8 = 17;
 pub const L2TP_PORT: u16 = 1701;
 
 /// A UDP header (1701 → 1701, checksum 0: RFC 3948 §3.1.2 lets the receiver skip it in transport
-/// mode, and the inner checksum is covered by ESP integrity) and `payload`.
+/// mode, and the inner checksum is covered by ESP integrity; over IPv6 [`set_udp6_checksum`]
+/// fills it in) and `payload`.
 pub fn udp_l2tp(payload: &[u8]) -> Vec<u8> {
     let len = u16::try_from(payload.len() + 8).unwrap_or(u16::MAX);
     let mut v = Vec::with_capacity(payload.len() + 8);
@@ -25,6 +26,31 @@ pub fn udp_l2tp(payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&[0, 0]);
     v.extend_from_slice(payload);
     v
+}
+
+/// The RFC 1071 sum (roadgate's ICMP `checksum`, independent of its UDP code) over the IPv6
+/// pseudo-header of RFC 8200 §8.1 and `seg` as it is: 0 when `seg` carries a right checksum.
+pub fn udp6_verify(seg: &[u8], a: Ipv6Addr, b: Ipv6Addr) -> u16 {
+    let mut v = Vec::with_capacity(40 + seg.len());
+    v.extend_from_slice(&a.octets());
+    v.extend_from_slice(&b.octets());
+    v.extend_from_slice(&u32::try_from(seg.len()).unwrap_or(u32::MAX).to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, IPPROTO_UDP]);
+    v.extend_from_slice(seg);
+    roadgate::dataplane::icmp::checksum(&v)
+}
+
+/// Fills in the checksum of the UDP segment `seg` sent over IPv6 between `a` and `b`.
+pub fn set_udp6_checksum(seg: &mut [u8], a: Ipv6Addr, b: Ipv6Addr) {
+    if seg.len() < 8 {
+        return;
+    }
+    seg[6..8].copy_from_slice(&[0, 0]);
+    let c = match udp6_verify(seg, a, b) {
+        0 => 0xffff,
+        c => c,
+    };
+    seg[6..8].copy_from_slice(&c.to_be_bytes());
 }
 
 /// The payload of a UDP segment, checking its length field. Returns (source port, destination
@@ -90,6 +116,11 @@ pub enum Received {
     },
     /// An ESP packet for no SA of ours.
     UnknownSpi(u32),
+    /// Transport-mode UDP over IPv6 with a zero or wrong checksum (RFC 8200 §8.1).
+    BadUdpChecksum {
+        spi: u32,
+        checksum: u16,
+    },
     EspError {
         spi: u32,
         error: EspError,
@@ -200,7 +231,11 @@ impl IpsecClient {
             .sas
             .iter_mut()
             .find(|s| s.info.inbound_spi == inbound_spi)?;
-        let data = esp_seal(&mut sa.out, &udp_l2tp(payload), IPPROTO_UDP).ok()?;
+        let mut seg = udp_l2tp(payload);
+        if let (IpAddr::V6(a), IpAddr::V6(b)) = (sa.info.local.ip(), sa.info.remote.ip()) {
+            set_udp6_checksum(&mut seg, a, b);
+        }
+        let data = esp_seal(&mut sa.out, &seg, IPPROTO_UDP).ok()?;
         Some(EspDatagram {
             local: sa.info.local,
             remote: sa.info.remote,
@@ -245,7 +280,23 @@ impl IpsecClient {
         let Some(sa) = self.sas.iter_mut().find(|s| s.info.inbound_spi == spi) else {
             return Received::UnknownSpi(spi);
         };
+        let v6 = match (sa.info.local.ip(), sa.info.remote.ip()) {
+            (IpAddr::V6(a), IpAddr::V6(b)) => Some((a, b)),
+            _ => None,
+        };
         match esp_open(&mut sa.inb, packet) {
+            Ok((_, IPPROTO_UDP, seg))
+                if v6.is_some_and(|(a, b)| {
+                    seg.len() < 8 || seg[6..8] == [0, 0] || udp6_verify(&seg, a, b) != 0
+                }) =>
+            {
+                Received::BadUdpChecksum {
+                    spi,
+                    checksum: seg
+                        .get(6..8)
+                        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]])),
+                }
+            }
             Ok((seq, IPPROTO_UDP, seg)) => match parse_udp(&seg) {
                 Some((_, L2TP_PORT, p)) => Received::L2tp {
                     spi,

@@ -689,7 +689,9 @@ impl FullClient {
                 }
             }
             Received::UnknownSpi(_) => self.stats.unknown_spi += 1,
-            Received::EspError { .. } => self.stats.esp_errors += 1,
+            Received::EspError { .. } | Received::BadUdpChecksum { .. } => {
+                self.stats.esp_errors += 1;
+            }
             Received::Ike | Received::Keepalive | Received::Other { .. } | Received::Malformed => {}
         }
     }

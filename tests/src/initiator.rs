@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -131,7 +131,8 @@ pub struct InitiatorConfig {
     pub local_natt_port: Option<u16>,
     /// INITIAL-CONTACT in message 5 of the first Main Mode.
     pub initial_contact: bool,
-    pub my_id: Ipv4Addr,
+    /// The phase-1 ID (ID_IPV4_ADDR or ID_IPV6_ADDR).
+    pub my_id: IpAddr,
     /// Protocol and port of the phase-1 ID (RFC 2407 §4.6.2: 0/0 or UDP/500).
     pub my_id_proto_port: (u8, u16),
     /// Set the commit bit in Quick Mode message 1 and wait for CONNECTED.
@@ -150,10 +151,7 @@ impl InitiatorConfig {
     /// A Linux-like client: AES-256/SHA2-256/MODP-2048, ESP AES-128-CBC with HMAC-SHA1, transport
     /// mode for L2TP, NAT-T and DPD advertised.
     pub fn new(local: SocketAddr, server: SocketAddr, psk: &[u8]) -> Self {
-        let my_id = match local.ip() {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-        };
+        let my_id = local.ip();
         Self {
             local,
             server,
@@ -1125,7 +1123,7 @@ impl Initiator {
         }
         // Message 5: IDii, HASH_I, [N(INITIAL-CONTACT)].
         let (idp, idport) = self.cfg.my_id_proto_port;
-        let idii_b = Id::ipv4(self.cfg.my_id, idp, idport).encode();
+        let idii_b = Id::addr(self.cfg.my_id, idp, idport).encode();
         let hash_i = h.prf(
             &keys.skeyid,
             &[&sa.gxi, &sa.gxr, &sa.icky, &sa.rcky, &sa.sai_b, &idii_b],

@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used)]
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,10 +13,11 @@ use roadgate::ike::{self, PskStore};
 use roadgate::io::{Listen, Shell};
 
 pub const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub const LO6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
-/// A UDP port free on 127.0.0.1 just now.
+/// A UDP port free on IPv4 and IPv6 just now (a dual-stack `::` socket takes both).
 pub fn free_port() -> u16 {
-    UdpSocket::bind((LO, 0))
+    UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .expect("a free port")
@@ -38,6 +39,15 @@ impl LoopbackServer {
     where
         F: FnOnce(Shell) -> io::Result<Shell> + Send + 'static,
     {
+        Self::start_on(&[LO], psk, test_echo, setup)
+    }
+
+    /// The same on every address of `addrs` (wildcards too).
+    pub fn start_on<F>(addrs: &[IpAddr], psk: &[u8], test_echo: bool, setup: F) -> Self
+    where
+        F: FnOnce(Shell) -> io::Result<Shell> + Send + 'static,
+    {
+        let more = addrs.get(1..).unwrap_or(&[]).to_vec();
         let (ike_port, natt_port) = (free_port(), free_port());
         let cfg = ike::Config {
             psk: PskStore::with_default(psk.to_vec()),
@@ -45,7 +55,7 @@ impl LoopbackServer {
             ..ike::Config::default()
         };
         let listen = Listen {
-            addr: LO,
+            addr: addrs.first().copied().unwrap_or(LO),
             ike_port,
             natt_port,
             raw_esp: false,
@@ -61,7 +71,9 @@ impl LoopbackServer {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let shell = Shell::bind(Arc::new(cfg), listen).await.expect("bind");
+                let shell = Shell::bind_all(Arc::new(cfg), listen, &more)
+                    .await
+                    .expect("bind");
                 let shell = setup(shell).expect("server setup");
                 ready_tx.send(()).expect("ready");
                 shell

@@ -32,7 +32,8 @@ fn builtin_is_todays_behaviour() {
     assert_eq!(s.admin_socket, PathBuf::from("state/admin.sock"));
     assert_eq!(s.psk_source, PskSource::StateDir);
     assert_eq!(s.ike.psk.lookup("192.0.2.1".parse().unwrap()), None);
-    assert_eq!(s.listen.addr, DEFAULT_LISTEN);
+    assert_eq!(s.listen.addr, DEFAULT_LISTEN[0]);
+    assert_eq!(s.listen_addrs, DEFAULT_LISTEN);
     assert_eq!((s.listen.ike_port, s.listen.natt_port), (500, 4500));
     assert!(s.listen.raw_esp && !s.listen.test_echo && !s.listen.plain_l2tp);
     assert_eq!(s.listen.l2tp_port, Some(L2TP_PORT));
@@ -101,6 +102,7 @@ fn the_example_parses_and_documents_the_defaults() {
             )
         );
         assert_eq!(format!("{:?}", a.listen), format!("{:?}", b.listen));
+        assert_eq!(a.listen_addrs, b.listen_addrs);
         let lns = |l: &LnsConfig| {
             (
                 l.host_name.clone(),
@@ -431,7 +433,7 @@ fn flags_override_the_file() {
     let dir = Scratch::new("flags");
     let psk = dir.write("psk", "flag-psk-5678\n");
     let o = Overrides {
-        listen: Some("203.0.113.2".parse().unwrap()),
+        listen: vec![ip("203.0.113.2").into(), "2001:db8::2".parse().unwrap()],
         natt_port: Some(14500),
         psk_file: Some(psk.clone()),
         no_raw_esp: true,
@@ -447,6 +449,10 @@ fn flags_override_the_file() {
     };
     let s = parse(file, Some(Path::new("roadgate.toml")), &o).unwrap();
     assert_eq!(s.listen.addr, "203.0.113.2".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        s.listen_addrs,
+        ["203.0.113.2", "2001:db8::2"].map(|a| a.parse::<IpAddr>().unwrap())
+    );
     assert_eq!((s.listen.ike_port, s.listen.natt_port), (1500, 14500));
     assert!(!s.listen.raw_esp && s.listen.test_echo && s.listen.plain_l2tp);
     assert_eq!(s.psk_source, PskSource::File(psk));
@@ -519,11 +525,18 @@ fn flags_override_the_file() {
 #[test]
 fn listen_addresses() {
     let s = check("[server]\nlisten = [\"::\", \"0.0.0.0\", \"192.0.2.1\"]\n").unwrap();
-    assert_eq!(s.listen.addr, DEFAULT_LISTEN);
+    assert_eq!(s.listen.addr, DEFAULT_LISTEN[1]);
+    assert_eq!(s.listen_addrs, [DEFAULT_LISTEN[1], DEFAULT_LISTEN[0]]);
+    assert_eq!(
+        s.warnings,
+        ["server.listen: 192.0.2.1 is served through 0.0.0.0, which is listed too"]
+    );
+    // IPv6 only, and several addresses of one family.
+    let s = check("[server]\nlisten = [\"2001:db8::2\"]\n").unwrap();
+    assert_eq!(s.listen.addr, "2001:db8::2".parse::<IpAddr>().unwrap());
+    let s = check("[server]\nlisten = [\"203.0.113.2\", \"203.0.113.5\", \"::\"]\n").unwrap();
     assert_eq!(s.listen_addrs.len(), 3);
-    assert_eq!(s.warnings.len(), 1);
-    assert!(s.warnings[0].contains("only 0.0.0.0 is served for now; not yet: ::, 192.0.2.1"));
-    assert!(error("[server]\nlisten = [\"::\"]\n").contains("server.listen: no IPv4 address"));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert!(error("[server]\nlisten = []\n").contains("server.listen: is empty"));
     assert_eq!(
         error("[server]\nlisten = [\"0.0.0.0\", \"localhost\"]\n"),
@@ -710,7 +723,7 @@ fn summary_names_the_essentials() {
     let text = s.summary();
     for want in [
         "config:         roadgate.toml",
-        "listen:         0.0.0.0 IKE 500 NAT-T 4500 raw ESP on",
+        "listen:         0.0.0.0, :: IKE 500 NAT-T 4500 raw ESP on",
         "pool:           10.77.0.10-10.77.0.250 (241 addresses); server address 10.77.0.1",
         "authentication: local users; mschapv2, pap",
         "phase 1:        aes256, aes192, aes128 / sha1, sha256, sha384, sha512 / ecp384",

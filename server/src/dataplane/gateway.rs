@@ -18,7 +18,7 @@
 //! NAT are two peers. When a client's last SA goes, its tunnels end.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -603,7 +603,8 @@ impl Gateway {
         }
     }
 
-    /// Encrypts `buf[datagram]` (a UDP datagram) with `spi`'s outbound SA, in place.
+    /// Encrypts `buf[datagram]` (a UDP datagram) with `spi`'s outbound SA, in place. Over IPv6
+    /// its checksum is filled in first.
     fn seal(
         &mut self,
         ike: &mut Responder,
@@ -612,6 +613,13 @@ impl Gateway {
         datagram: Range<usize>,
     ) -> Option<Transmit> {
         let pair = self.sas.get_mut(&spi)?;
+        // Transport mode: the datagram's pseudo-header has the outer packet's addresses, ours and
+        // the client's. IPv6 forbids a zero UDP checksum (RFC 8200 §8.1); IPv4 keeps none.
+        if let (IpAddr::V6(ours), IpAddr::V6(theirs)) =
+            (pair.child.local.ip(), pair.child.remote.ip())
+        {
+            set_udp6_checksum(buf.get_mut(datagram.clone())?, ours, theirs);
+        }
         let range = match pair.outbound.encrypt(buf, datagram, 17) {
             Ok(r) => r,
             Err(e) => {
@@ -799,7 +807,7 @@ impl Gateway {
 
 /// A UDP header from port 1701 to `port` for `len` bytes (header included); checksum 0 (none,
 /// allowed on IPv4, and the client's transport-mode NAT-T fix-up would rewrite it anyway:
-/// RFC 3948 §3.1.2).
+/// RFC 3948 §3.1.2). Over IPv6 [`Gateway::seal`] fills it in ([`set_udp6_checksum`]).
 fn write_udp_header(head: &mut [u8], port: u16, len: usize) {
     let len = u16::try_from(len).unwrap_or(u16::MAX);
     if let Some(h) = head.get_mut(..8) {
@@ -807,6 +815,48 @@ fn write_udp_header(head: &mut [u8], port: u16, len: usize) {
         h[2..4].copy_from_slice(&port.to_be_bytes());
         h[4..6].copy_from_slice(&len.to_be_bytes());
         h[6..8].copy_from_slice(&[0, 0]);
+    }
+}
+
+/// The 16-bit one's-complement sum (RFC 1071) of `data` added to `acc`, unfolded: big-endian
+/// 32-bit words add up in 64 bits (2^16 is 1 modulo 2^16 - 1, so folding later gives the sum of
+/// the 16-bit words), an odd last byte counts as its word's high byte.
+fn ones_sum(mut acc: u64, data: &[u8]) -> u64 {
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    match *words.remainder() {
+        [a] => acc += u64::from(a) << 8,
+        [a, b] => acc += u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c] => acc += u64::from(u16::from_be_bytes([a, b])) + (u64::from(c) << 8),
+        _ => {}
+    }
+    acc
+}
+
+/// Writes the checksum of the UDP `datagram` (header first; its checksum field is ignored) sent
+/// over IPv6 between `a` and `b` (either way round: the sum does not depend on the order): the
+/// RFC 1071 sum over the pseudo-header of RFC 8200 §8.1 (both addresses, the upper-layer length,
+/// next header 17) and the datagram, a result of zero sent as 0xFFFF.
+pub fn set_udp6_checksum(datagram: &mut [u8], a: Ipv6Addr, b: Ipv6Addr) {
+    let Some(field) = datagram.get_mut(6..8) else {
+        return;
+    };
+    field.copy_from_slice(&[0, 0]);
+    let mut sum = ones_sum(0, &a.octets());
+    sum = ones_sum(sum, &b.octets());
+    sum += datagram.len() as u64 + 17;
+    sum = ones_sum(sum, datagram);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let c = match !(sum as u16) {
+        0 => 0xffff,
+        c => c,
+    };
+    if let Some(field) = datagram.get_mut(6..8) {
+        field.copy_from_slice(&c.to_be_bytes());
     }
 }
 
@@ -1101,5 +1151,75 @@ mod tests {
             buf[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(&bytes);
             let _ = gw.tun_in(&mut ike, Instant::now(), &mut buf, bytes.len());
         }
+    }
+}
+
+/// The IPv6 UDP checksum (RFC 8200 §8.1).
+#[cfg(test)]
+mod udp6_tests {
+    use super::*;
+
+    /// The reference: RFC 1071 over the pseudo-header and the datagram laid out in one buffer.
+    fn reference(datagram: &[u8], src: Ipv6Addr, dst: Ipv6Addr) -> u16 {
+        let mut v = Vec::new();
+        v.extend_from_slice(&src.octets());
+        v.extend_from_slice(&dst.octets());
+        v.extend_from_slice(&(datagram.len() as u32).to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 17]);
+        v.extend_from_slice(datagram);
+        v[40 + 6] = 0;
+        v[40 + 7] = 0;
+        icmp::checksum(&v)
+    }
+
+    fn datagram(len: usize, seed: u8) -> Vec<u8> {
+        let mut d: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect();
+        write_udp_header(&mut d, 1701, len);
+        d
+    }
+
+    #[test]
+    fn udp6_checksum_matches_rfc1071_over_the_pseudo_header() {
+        let src: Ipv6Addr = "2001:db8::2".parse().unwrap_or(Ipv6Addr::LOCALHOST);
+        let dst: Ipv6Addr = "2001:db8:ffff::fffe".parse().unwrap_or(Ipv6Addr::LOCALHOST);
+        // Every remainder of 4, short and long, with garbage in the checksum field first.
+        for len in (8..80).chain([1399, 1400, 1401, 1402, 65_000]) {
+            let mut d = datagram(len, len as u8);
+            d[6] = 0xab;
+            set_udp6_checksum(&mut d, src, dst);
+            let c = u16::from_be_bytes([d[6], d[7]]);
+            assert_ne!(c, 0, "len {len}");
+            assert_eq!(c, reference(&d, src, dst), "len {len}");
+            // A receiver sums everything, checksum included, and must find zero; either order
+            // of the addresses.
+            let mut whole = Vec::new();
+            whole.extend_from_slice(&dst.octets());
+            whole.extend_from_slice(&src.octets());
+            whole.extend_from_slice(&(len as u32).to_be_bytes());
+            whole.extend_from_slice(&[0, 0, 0, 17]);
+            whole.extend_from_slice(&d);
+            assert_eq!(icmp::checksum(&whole), 0, "len {len}");
+        }
+    }
+
+    #[test]
+    fn udp6_checksum_zero_is_sent_as_ffff() {
+        let (src, dst) = (Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST);
+        // Two spare bytes at the end: set them to the checksum of the rest, and the sum of
+        // everything becomes 0xFFFF, whose complement (0) must go out as 0xFFFF.
+        let mut d = datagram(20, 7);
+        d[18] = 0;
+        d[19] = 0;
+        set_udp6_checksum(&mut d, src, dst);
+        let first = [d[6], d[7]];
+        d[18..20].copy_from_slice(&first);
+        set_udp6_checksum(&mut d, src, dst);
+        assert_eq!([d[6], d[7]], [0xff, 0xff]);
+        // Different address families never reach it: IPv4 keeps checksum 0.
+        let mut v4 = datagram(12, 1);
+        write_udp_header(&mut v4, 1701, 12);
+        assert_eq!([v4[6], v4[7]], [0, 0]);
     }
 }

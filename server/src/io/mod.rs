@@ -2,25 +2,24 @@
 //! cores: the IKE [`Responder`] and the data plane [`Gateway`] (IPsec SAs, L2TP, PPP, sessions).
 //!
 //! It carries IKE on UDP 500 and 4500 (non-ESP marker demux, NAT keepalives), ESP over raw
-//! protocol 50 (when the process may open a raw socket) and over UDP 4500, and IPv4 between the
-//! TUN device and the clients. One task runs everything; packets that are ready are taken in
-//! batches before the task waits again. Credentials are checked off the loop (SQLite is a
-//! blocking call) and the answers come back through a channel.
+//! protocol 50 (when the process may open a raw socket) and over UDP 4500, on every address it
+//! listens on, IPv4 and IPv6 ([`listen`]): each reply leaves from the local address its request
+//! came to. Between the TUN device and the clients goes IPv4. One task runs everything; packets
+//! that are ready are taken in batches before the task waits again. Credentials are checked off
+//! the loop (SQLite is a blocking call) and the answers come back through a channel.
 //!
 //! Cleartext L2TP on UDP 1701 is dropped and logged, unless the test-only plain mode is on.
 
 pub mod admin;
+pub mod listen;
 mod tun;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::unix::AsyncFd;
-use tokio::net::UdpSocket;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::aaa::{self, Decision, local::UserStore};
 use crate::admin::{Request, Response, SessionInfo, StatusInfo};
@@ -29,12 +28,14 @@ use crate::esp::{self, Udp4500};
 use crate::ike::{self, Responder};
 use crate::l2tp::SessionRef;
 use crate::session::{self, Sessions};
+use listen::{Datagram, Kind, Listeners};
 
 pub use crate::dataplane::gateway::{L2TP_PORT, describe_inner, describe_l2tp};
 
-/// Where to listen.
+/// Where to listen, and how.
 #[derive(Debug, Clone)]
 pub struct Listen {
+    /// The address [`Shell::bind`] listens on; [`Shell::bind_all`] takes more.
     pub addr: IpAddr,
     pub ike_port: u16,
     pub natt_port: u16,
@@ -51,73 +52,11 @@ pub struct Listen {
     pub plain_l2tp: bool,
 }
 
-fn udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
-}
-
-#[allow(unsafe_code)]
-fn raw_esp(addr: IpAddr) -> io::Result<AsyncFd<Socket>> {
-    let s = Socket::new(
-        Domain::for_address(SocketAddr::new(addr, 0)),
-        Type::RAW,
-        Some(Protocol::from(50)),
-    )?;
-    s.set_nonblocking(true)?;
-    s.bind(&SocketAddr::new(addr, 0).into())?;
-    // SAFETY: `Socket` owns its file descriptor, keeps it open until it is dropped, and
-    // `as_raw_fd` always returns that same descriptor; the AsyncFd owns the Socket.
-    unsafe { AsyncFd::register(s) }.map_err(io::Error::from)
-}
-
-/// The local address the kernel would use towards `remote` (for a wildcard listener).
-fn route_source(remote: SocketAddr) -> Option<IpAddr> {
-    let unspecified: SocketAddr = match remote {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let s = StdUdpSocket::bind(unspecified).ok()?;
-    s.connect(remote).ok()?;
-    s.local_addr().ok().map(|a| a.ip())
-}
-
-/// Lets the kernel fragment our outer packets instead of refusing them (IP_PMTUDISC_DONT): a
-/// full-size ESP packet must still reach a client whose path has a smaller MTU, and clients and
-/// their NATs reassemble (the inner MSS is clamped, so this is rare).
-#[allow(unsafe_code)]
-fn allow_fragmentation(fd: std::os::fd::BorrowedFd<'_>, v6: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (level, name, value) = if v6 {
-        (
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_DONT,
-        )
-    } else {
-        (
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_DONT,
-        )
-    };
-    // SAFETY: `fd` is an open socket for the duration of the call (a borrowed descriptor), and
-    // the option value is a c_int on the stack whose size is passed with it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(&value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// The unspecified address of `ip`'s family.
+fn unspecified(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     }
 }
 
@@ -153,10 +92,8 @@ pub struct Shell {
     ike: Responder,
     gw: Option<Gateway>,
     listen: Listen,
-    udp500: UdpSocket,
-    udp4500: UdpSocket,
-    raw: Option<AsyncFd<Socket>>,
-    udp1701: Option<UdpSocket>,
+    /// Every socket, on every address.
+    sockets: Listeners,
     tun: Option<tokio_tun::Tun>,
     users: Option<Arc<std::sync::Mutex<UserStore>>>,
     decisions_tx: tokio::sync::mpsc::UnboundedSender<(SessionRef, u64, Decision)>,
@@ -183,46 +120,25 @@ impl std::fmt::Debug for Shell {
 }
 
 impl Shell {
+    /// Listens on `listen.addr`.
     pub async fn bind(cfg: Arc<ike::Config>, listen: Listen) -> io::Result<Self> {
-        let udp500 = udp(SocketAddr::new(listen.addr, listen.ike_port))?;
-        let udp4500 = udp(SocketAddr::new(listen.addr, listen.natt_port))?;
-        let v6 = listen.addr.is_ipv6();
-        {
-            use std::os::fd::AsFd;
-            allow_fragmentation(udp4500.as_fd(), v6)?;
+        Self::bind_all(cfg, listen, &[]).await
+    }
+
+    /// Listens on `listen.addr` and every address of `more` (IPv4 and IPv6, wildcards or not;
+    /// an address given twice, or covered by a wildcard of its family, is bound once).
+    pub async fn bind_all(
+        cfg: Arc<ike::Config>,
+        listen: Listen,
+        more: &[IpAddr],
+    ) -> io::Result<Self> {
+        let addrs: Vec<IpAddr> = std::iter::once(listen.addr)
+            .chain(more.iter().copied())
+            .collect();
+        let sockets = Listeners::bind(&listen, &addrs)?;
+        if listen.raw_esp && !sockets.has_raw_esp() {
+            warn!("no raw ESP socket: clients that are not behind NAT cannot pass ESP");
         }
-        let raw = if listen.raw_esp {
-            match raw_esp(listen.addr) {
-                Ok(r) => {
-                    use std::os::fd::AsFd;
-                    allow_fragmentation(r.get_ref().as_fd(), v6)?;
-                    Some(r)
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot open a raw ESP socket (needs CAP_NET_RAW): only UDP-encapsulated ESP will work");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        info!(
-            ike = %SocketAddr::new(listen.addr, listen.ike_port),
-            natt = %SocketAddr::new(listen.addr, listen.natt_port),
-            raw_esp = raw.is_some(),
-            "listening"
-        );
-        let udp1701 = match listen.l2tp_port {
-            Some(port) => match udp(SocketAddr::new(listen.addr, port)) {
-                Ok(s) => Some(s),
-                Err(e) if listen.plain_l2tp => return Err(e),
-                Err(e) => {
-                    warn!(port, error = %e, "cannot watch UDP {port} for cleartext L2TP (is xl2tpd running?); continuing");
-                    None
-                }
-            },
-            None => None,
-        };
         if listen.plain_l2tp {
             warn!(
                 port = listen.l2tp_port,
@@ -235,10 +151,7 @@ impl Shell {
             ike: Responder::new(cfg),
             gw: None,
             listen,
-            udp500,
-            udp4500,
-            raw,
-            udp1701,
+            sockets,
             tun: None,
             users: None,
             decisions_tx,
@@ -356,7 +269,10 @@ impl Shell {
         let mut keepalive = tokio::time::interval(Duration::from_secs(20));
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        // Which socket is looked at first, so that a busy one does not starve the others.
+        let mut turn = 0usize;
         loop {
+            turn = turn.wrapping_add(1);
             let deadline = [
                 self.ike.poll_timeout(),
                 self.gw.as_ref().and_then(Gateway::poll_timeout),
@@ -371,54 +287,17 @@ impl Shell {
                     None => std::future::pending().await,
                 }
             };
+            let sockets = &self.sockets;
             tokio::select! {
                 _ = stop.as_mut() => return Ok(()),
-                r = self.udp500.recv_from(&mut buf500) => {
-                    let (n, remote) = r?;
-                    let local = self.local_for(self.listen.ike_port, remote);
-                    if let Some(data) = buf500.get(..n) {
-                        self.ike.handle_datagram(Instant::now(), local, remote, data);
-                    }
-                }
-                r = self.udp4500.recv_from(&mut buf4500) => {
-                    let first = r?;
-                    self.udp4500_batch(&mut buf4500, first).await;
-                }
-                r = async {
-                    match &self.raw {
-                        Some(fd) => fd.readable().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let mut guard = r?;
-                    let first = guard.try_io(|inner| {
-                        let sock: &Socket = inner.get_ref();
-                        let mut b = sock;
-                        io::Read::read(&mut b, &mut rawbuf)
-                    });
-                    drop(guard);
-                    if let Ok(Ok(n)) = first {
-                        self.raw_in(&mut rawbuf, n).await;
-                        // More that is ready; a WouldBlock here leaves the readiness set, and
-                        // the next `try_io` clears it.
-                        for _ in 1..BATCH {
-                            let Some(raw) = &self.raw else { break };
-                            let mut b: &Socket = raw.get_ref();
-                            match io::Read::read(&mut b, &mut rawbuf) {
-                                Ok(n) => self.raw_in(&mut rawbuf, n).await,
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                }
-                r = async {
-                    match &self.udp1701 {
-                        Some(s) => s.recv_from(&mut buf1701).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let (n, remote) = r?;
-                    self.cleartext_l2tp(&mut buf1701, n, remote).await;
+                ready = std::future::poll_fn(|cx| sockets.poll_ready(cx, turn)) => {
+                    let buf = match ready.kind {
+                        Kind::Ike => &mut buf500,
+                        Kind::Natt => &mut buf4500,
+                        Kind::RawEsp => &mut rawbuf,
+                        Kind::L2tp => &mut buf1701,
+                    };
+                    self.socket_batch(ready.index, ready.kind, buf).await;
                 }
                 r = async {
                     match &self.tun {
@@ -473,65 +352,54 @@ impl Shell {
         }
     }
 
-    fn local_for(&self, sock_port: u16, remote: SocketAddr) -> SocketAddr {
-        let ip = if self.listen.addr.is_unspecified() {
-            route_source(remote).unwrap_or(self.listen.addr)
-        } else {
-            self.listen.addr
-        };
-        SocketAddr::new(ip, sock_port)
-    }
-
-    /// The datagram in `buf` from `first` and whatever else UDP 4500 has ready.
-    async fn udp4500_batch(&mut self, buf: &mut [u8], first: (usize, SocketAddr)) {
-        let mut next = Some(first);
-        let mut taken = 0;
-        while let Some((n, remote)) = next.take() {
-            self.udp4500_in(buf, n, remote).await;
-            taken += 1;
-            if taken == BATCH {
-                break;
+    /// The datagrams waiting on socket `index` (of `kind`), up to a batch.
+    async fn socket_batch(&mut self, index: usize, kind: Kind, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let Some(sock) = self.sockets.get_mut(index) else {
+                return;
+            };
+            let d = match sock.try_recv(buf) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(socket = %sock.bound(), error = %e, "receive failed");
+                    return;
+                }
+            };
+            match kind {
+                Kind::Ike => {
+                    if let Some(data) = buf.get(d.range) {
+                        self.ike
+                            .handle_datagram(Instant::now(), d.local, d.remote, data);
+                    }
+                }
+                Kind::Natt => self.udp4500_in(buf, d).await,
+                Kind::RawEsp => {
+                    if let Some(esp) = buf.get_mut(d.range) {
+                        self.esp_in(esp, d.remote).await;
+                    }
+                }
+                Kind::L2tp => self.cleartext_l2tp(buf, d).await,
             }
-            next = self.udp4500.try_recv_from(buf).ok();
         }
     }
 
-    async fn udp4500_in(&mut self, buf: &mut [u8], n: usize, remote: SocketAddr) {
-        let Some(data) = buf.get_mut(..n) else { return };
+    async fn udp4500_in(&mut self, buf: &mut [u8], d: Datagram) {
+        let Some(data) = buf.get_mut(d.range) else {
+            return;
+        };
         match esp::classify_udp4500(data) {
             Udp4500::Keepalive => {}
             Udp4500::Ike(msg) => {
-                let local = self.local_for(self.listen.natt_port, remote);
-                let msg = msg.to_vec();
                 self.ike
-                    .handle_datagram(Instant::now(), local, remote, &msg);
+                    .handle_datagram(Instant::now(), d.local, d.remote, msg);
                 // An SA that this message completed must be in place for the ESP right behind
                 // it in the same batch.
                 self.follow_ike();
             }
-            Udp4500::Esp(_) => self.esp_in(data, remote).await,
+            Udp4500::Esp(_) => self.esp_in(data, d.remote).await,
             Udp4500::Malformed => {}
         }
-    }
-
-    async fn raw_in(&mut self, buf: &mut [u8], n: usize) {
-        // A raw IPv4 socket hands over the IP header too.
-        let Some(pkt) = buf.get_mut(..n) else { return };
-        let Some(&vihl) = pkt.first() else { return };
-        if vihl >> 4 != 4 {
-            return;
-        }
-        let ihl = usize::from(vihl & 0x0f) * 4;
-        let Some(src) = pkt
-            .get(12..16)
-            .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]))
-        else {
-            return;
-        };
-        let Some(esp) = pkt.get_mut(ihl..) else {
-            return;
-        };
-        self.esp_in(esp, SocketAddr::new(IpAddr::V4(src), 0)).await;
     }
 
     /// ESP from a client: the IPv4 packet inside goes to the TUN device.
@@ -555,10 +423,12 @@ impl Shell {
     }
 
     /// A datagram on the cleartext L2TP port.
-    async fn cleartext_l2tp(&mut self, buf: &mut [u8], n: usize, remote: SocketAddr) {
+    async fn cleartext_l2tp(&mut self, buf: &mut [u8], d: Datagram) {
         let Some(gw) = self.gw.as_mut() else { return };
-        let Some(data) = buf.get_mut(..n) else { return };
-        let Some(range) = gw.plain_in(Instant::now(), data, remote) else {
+        let Some(data) = buf.get_mut(d.range) else {
+            return;
+        };
+        let Some(range) = gw.plain_in(Instant::now(), data, d.remote) else {
             return;
         };
         if let Some(ip) = data.get(range) {
@@ -598,24 +468,32 @@ impl Shell {
         }
     }
 
-    /// Sends `buf[t.range]` where `t.via` says.
+    /// Sends `buf[t.range]` where `t.via` says, from the local address it names.
     async fn send(&mut self, t: &Transmit, buf: &[u8]) {
         let Some(pkt) = buf.get(t.range.clone()) else {
             return;
         };
-        let r = match t.via {
-            Via::Udp { remote, .. } => self.udp4500.send_to(pkt, remote).await.map(|_| ()),
-            Via::RawEsp { remote, .. } => match &self.raw {
-                Some(raw) => raw
-                    .get_ref()
-                    .send_to(pkt, &SocketAddr::new(remote, 0).into())
-                    .map(|_| ()),
-                None => Ok(()),
-            },
-            Via::PlainL2tp { remote } => match &self.udp1701 {
-                Some(s) => s.send_to(pkt, remote).await.map(|_| ()),
-                None => Ok(()),
-            },
+        let (sock, from, to) = match t.via {
+            Via::Udp { local, remote } => (
+                self.sockets.for_local(Kind::Natt, local.ip()),
+                local.ip(),
+                remote,
+            ),
+            Via::RawEsp { local, remote } => (
+                self.sockets.for_local(Kind::RawEsp, local),
+                local,
+                SocketAddr::new(remote, 0),
+            ),
+            // Test-only plain mode: the kernel picks the source address.
+            Via::PlainL2tp { remote } => (
+                self.sockets.for_family(Kind::L2tp, remote.ip()),
+                unspecified(remote.ip()),
+                remote,
+            ),
+        };
+        let r = match sock {
+            Some(s) => s.send(pkt, from, to).await,
+            None => Err(io::Error::other("no socket for this local address")),
         };
         if let Err(e) = r {
             dropped!(self.send_errors, via = ?t.via, error = %e, "send failed");
@@ -625,8 +503,14 @@ impl Shell {
     async fn keepalives(&mut self) {
         // RFC 3948 §4: a host behind NAT keeps the mapping open with 0xFF keepalives.
         let Some(gw) = self.gw.as_ref() else { return };
-        for (_, remote) in gw.keepalive_targets() {
-            let _ = self.udp4500.send_to(&esp::NAT_KEEPALIVE, remote).await;
+        for (local, remote) in gw.keepalive_targets() {
+            let r = match self.sockets.for_local(Kind::Natt, local.ip()) {
+                Some(s) => s.send(&esp::NAT_KEEPALIVE, local.ip(), remote).await,
+                None => Err(io::Error::other("no socket for this local address")),
+            };
+            if let Err(e) = r {
+                dropped!(self.send_errors, %local, %remote, error = %e, "NAT keepalive not sent");
+            }
         }
     }
 
@@ -636,13 +520,17 @@ impl Shell {
             let mut progressed = false;
             while let Some(t) = self.ike.poll_transmit() {
                 progressed = true;
-                let sock = if t.local.port() == self.listen.natt_port {
-                    &self.udp4500
+                let kind = if t.local.port() == self.listen.natt_port {
+                    Kind::Natt
                 } else {
-                    &self.udp500
+                    Kind::Ike
                 };
-                if let Err(e) = sock.send_to(&t.data, t.remote).await {
-                    warn!(remote = %t.remote, error = %e, "send failed");
+                let r = match self.sockets.for_local(kind, t.local.ip()) {
+                    Some(s) => s.send(&t.data, t.local.ip(), t.remote).await,
+                    None => Err(io::Error::other("no socket for this local address")),
+                };
+                if let Err(e) = r {
+                    warn!(local = %t.local, remote = %t.remote, error = %e, "send failed");
                 }
             }
             progressed |= self.follow_ike();

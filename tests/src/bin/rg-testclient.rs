@@ -5,10 +5,12 @@
 //!
 //! ```text
 //! rg-testclient --server ADDR --local ADDR --psk-file FILE [--ike-port 500] [--natt-port 4500]
-//!               [--count 5] [--force-encap] [--timeout-s 20] [--proposal modp2048|ecp256|modp1024]
+//!               [--local-ports IKE,NATT] [--count 5] [--force-encap] [--raw-esp] [--timeout-s 20]
+//!               [--proposal modp2048|ecp256|modp1024]
 //! ```
-//! ESP goes over UDP only (NAT found, or `--force-encap`); raw protocol-50 ESP is exercised by the
-//! strongSwan interop test instead.
+//! Addresses are IPv4 or IPv6. ESP goes over UDP (NAT found, or `--force-encap`) or, with
+//! `--raw-esp` (needs CAP_NET_RAW), as IP protocol 50 when the server chooses it. Every datagram
+//! must come from `--server` (a multi-homed server answers from the address it was asked on).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -31,6 +33,8 @@ fn parse() -> Result<Args, String> {
         force_encap: false,
         timeout: Duration::from_secs(20),
         group: DhGroup::Modp2048,
+        local_ports: None,
+        raw_esp: false,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or(format!("{k} needs a value"));
@@ -52,6 +56,15 @@ fn parse() -> Result<Args, String> {
                     Duration::from_secs(v()?.parse().map_err(|e| format!("--timeout-s: {e}"))?)
             }
             "--force-encap" => args.force_encap = true,
+            "--raw-esp" => args.raw_esp = true,
+            "--local-ports" => {
+                let v = v()?;
+                let (i, n) = v
+                    .split_once(',')
+                    .ok_or("--local-ports wants IKE,NATT (two ports)")?;
+                let p = |s: &str| s.parse::<u16>().map_err(|e| format!("--local-ports: {e}"));
+                args.local_ports = Some((p(i)?, p(n)?));
+            }
             "--proposal" => {
                 let name = v()?;
                 args.group = group_by_name(&name).ok_or(format!("unknown --proposal {name}"))?;
