@@ -147,6 +147,8 @@ pub struct Link {
     pub duplicate: f64,
     /// Everything towards the server is lost (the clients' uplink is cut).
     pub upstream_cut: bool,
+    /// Datagrams towards the server for which this says `true` (raw ESP?, the bytes) are lost.
+    pub drop_to_server: Option<fn(bool, &[u8]) -> bool>,
 }
 
 impl Default for Link {
@@ -156,6 +158,7 @@ impl Default for Link {
             loss: 0.0,
             duplicate: 0.0,
             upstream_cut: false,
+            drop_to_server: None,
         }
     }
 }
@@ -373,7 +376,12 @@ impl ChainWorld {
 
     fn enqueue(&mut self, hop: Hop, data: Vec<u8>, seen: Option<Seen>) {
         let link = self.link;
-        let cut = link.upstream_cut && matches!(hop, Hop::ToServer { .. });
+        let cut = match hop {
+            Hop::ToServer { raw, .. } => {
+                link.upstream_cut || link.drop_to_server.is_some_and(|f| f(raw, &data))
+            }
+            _ => false,
+        };
         if cut || (link.loss > 0.0 && self.rng.random_bool(link.loss)) {
             self.lost += 1;
             return;

@@ -104,6 +104,8 @@ pub struct Stats {
     pub esp_replayed: u64,
     /// ESP packets too short to carry an SPI.
     pub esp_malformed: u64,
+    /// Quick Modes completed by authentic ESP before their message 3.
+    pub implicit_qm3: u64,
     /// Decrypted packets that were not UDP to port 1701.
     pub esp_not_l2tp: u64,
     /// IPv4 packets written towards the TUN device.
@@ -409,10 +411,11 @@ impl Gateway {
             self.stats.esp_malformed += 1;
             return None;
         };
-        let Some(pair) = self.sas.get_mut(&spi) else {
+        if !self.sas.contains_key(&spi) && !self.confirm_pending(ike, now, spi, packet) {
             dropped!(self.stats.esp_unknown_spi, %from, spi = format_args!("{spi:08x}"), "ESP for an unknown SPI dropped");
             return None;
-        };
+        }
+        let pair = self.sas.get_mut(&spi)?;
         let d = match pair.inbound.decrypt(packet) {
             Ok(d) => d,
             Err(esp::EspError::Replay) => {
@@ -481,6 +484,34 @@ impl Gateway {
         let start = body_at + offset_in(body, ip.packet);
         let range = start..start + ip.packet.len();
         self.finish_inbound(packet, range)
+    }
+
+    /// ESP for an SPI of a Quick Mode that waits for its message 3 (lost, or overtaken by this
+    /// packet on another socket): if the pending keys authenticate the packet, the exchange is
+    /// complete and its SA installed (the responder's events are followed here). Costs one trial
+    /// decryption of a copy, and only for an SPI the responder just handed out.
+    fn confirm_pending(
+        &mut self,
+        ike: &mut Responder,
+        now: Instant,
+        spi: u32,
+        packet: &[u8],
+    ) -> bool {
+        let Some((suite, keymat)) = ike.pending_child_keys(spi) else {
+            return false;
+        };
+        let Ok(mut trial) = InboundSa::new(spi, suite, &keymat) else {
+            return false;
+        };
+        let mut copy = packet.to_vec();
+        if trial.decrypt(&mut copy).is_err() || !ike.confirm_quick_mode(now, spi) {
+            return false;
+        }
+        self.stats.implicit_qm3 += 1;
+        while let Some(ev) = ike.poll_event() {
+            self.on_ike_event(now, ev);
+        }
+        self.sas.contains_key(&spi)
     }
 
     /// A datagram on the cleartext L2TP port: dropped and counted unless plain mode is on.

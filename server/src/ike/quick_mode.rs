@@ -440,6 +440,7 @@ impl Responder {
             return;
         };
         p1.dpd.last_activity = now;
+        self.pending_spis.insert(qm.our_spi, (c, mid));
         p1.quick.insert(mid, qm);
         let (l, r) = (p1.local, p1.remote);
         self.arm(now + self.cfg.retransmit_initial, TimerKey::Phase1(c));
@@ -455,7 +456,6 @@ impl Responder {
         header: &Header,
         data: &[u8],
     ) {
-        let natt_port = self.cfg.natt_port;
         let mid = header.message_id;
         let Some(p1) = self.p1.get(&c) else { return };
         let Some(qm) = p1.quick.get(&mid) else { return };
@@ -480,6 +480,67 @@ impl Responder {
             warn!(%remote, "Quick Mode HASH(3) does not match; message dropped");
             return;
         }
+        self.complete_quick_mode(now, c, mid, Some((data, last_block)));
+    }
+
+    /// The inbound keys of a Quick Mode whose message 2 is out and whose message 3 has not come:
+    /// ESP on `spi` that these keys authenticate shows that the initiator has the keys and took
+    /// our proposal, which is what message 3 would say ([`Responder::confirm_quick_mode`]).
+    pub fn pending_child_keys(&self, spi: u32) -> Option<(crate::esp::Suite, Zeroizing<Vec<u8>>)> {
+        let &(c, mid) = self.pending_spis.get(&spi)?;
+        let p1 = self.p1.get(&c)?;
+        let qm = p1.quick.get(&mid).filter(|q| q.our_spi == spi)?;
+        let keys = p1.keys()?;
+        let len = qm.choice.suite.keymat_len();
+        let keymat = crypto::keymat(
+            p1.choice.prf,
+            &keys.skeyid_d,
+            qm.pfs_gxy.as_ref().map(|g| g.as_slice()),
+            protocol::IPSEC_ESP,
+            &spi.to_be_bytes(),
+            &qm.ni,
+            &qm.nr,
+            len,
+        );
+        Some((qm.choice.suite, Zeroizing::new(keymat.to_vec())))
+    }
+
+    /// Completes the Quick Mode of `spi` as if its message 3 had come: the caller has
+    /// authenticated ESP with [`Responder::pending_child_keys`]. A lost message 3 (or ESP that
+    /// overtakes it on another socket) then costs no retransmission round. Exchanges with the
+    /// commit bit are left alone: their initiator sends nothing before our CONNECTED.
+    pub fn confirm_quick_mode(&mut self, now: Instant, spi: u32) -> bool {
+        let Some(&(c, mid)) = self.pending_spis.get(&spi) else {
+            return false;
+        };
+        let pending = self
+            .p1
+            .get(&c)
+            .and_then(|p| p.quick.get(&mid))
+            .is_some_and(|q| q.our_spi == spi && !q.commit);
+        if !pending {
+            return false;
+        }
+        info!(
+            spi_in = format_args!("{spi:08x}"),
+            "authentic ESP before Quick Mode message 3: the exchange is complete"
+        );
+        self.complete_quick_mode(now, c, mid, None);
+        true
+    }
+
+    /// Installs the IPsec SA of Quick Mode `mid`: message 3 (`qm3`: the message and the last
+    /// ciphertext block) came and was checked, or ESP showed it was sent.
+    fn complete_quick_mode(
+        &mut self,
+        now: Instant,
+        c: Cookies,
+        mid: u32,
+        qm3: Option<(&[u8], Vec<u8>)>,
+    ) {
+        let natt_port = self.cfg.natt_port;
+        let Some(p1) = self.p1.get(&c) else { return };
+        let Some(keys) = p1.keys() else { return };
         let prf = p1.choice.prf;
         let skeyid_d = keys.skeyid_d.clone();
         let skeyid_a = keys.skeyid_a.clone();
@@ -490,6 +551,7 @@ impl Responder {
         let Some(qm) = p1.quick.remove(&mid) else {
             return;
         };
+        self.pending_spis.remove(&qm.our_spi);
         p1.remember_mid(mid);
         p1.dpd.last_activity = now;
         let (local, remote_now) = (p1.local, p1.remote);
@@ -558,7 +620,7 @@ impl Responder {
         );
         self.register_child(&child, c, peer, now);
         self.events.push_back(Event::ChildSaUp(Box::new(child)));
-        if qm.commit {
+        if let (true, Some((data, last_block))) = (qm.commit, qm3) {
             // RFC 2408 §4.? commit bit: the responder confirms with a CONNECTED notify under the
             // exchange's own IV chain.
             let mut rest = PayloadChain::new();

@@ -65,6 +65,9 @@ pub struct Responder {
     pub(crate) half_open_by_src: HashMap<IpAddr, usize>,
     pub(crate) half_open: usize,
     pub(crate) children: HashMap<u32, ChildEntry>,
+    /// Our SPI of every Quick Mode whose message 2 is out and message 3 awaited → its phase 1
+    /// and message ID (entries of exchanges that ended otherwise are checked and dropped).
+    pub(crate) pending_spis: HashMap<u32, (Cookies, u32)>,
     pub(crate) timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     pub(crate) out: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
@@ -100,6 +103,7 @@ impl Responder {
             half_open_by_src: HashMap::new(),
             half_open: 0,
             children: HashMap::new(),
+            pending_spis: HashMap::new(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -357,6 +361,9 @@ impl Responder {
     pub(crate) fn remove_phase1(&mut self, c: Cookies) -> Option<Phase1> {
         let p1 = self.p1.remove(&c)?;
         self.mm1_index.remove(&(p1.icky, p1.mm1_from));
+        for qm in p1.quick.values() {
+            self.pending_spis.remove(&qm.our_spi);
+        }
         if p1.state != P1State::Established {
             self.release_half_open(p1.remote.ip());
         }
@@ -541,11 +548,10 @@ impl Responder {
     pub(crate) fn new_spi(&mut self) -> u32 {
         loop {
             let spi = self.random_u32_nonzero();
-            let pending = self
-                .p1
-                .values()
-                .any(|p| p.quick.values().any(|q| q.our_spi == spi));
-            if spi > 255 && !self.children.contains_key(&spi) && !pending {
+            if spi > 255
+                && !self.children.contains_key(&spi)
+                && !self.pending_spis.contains_key(&spi)
+            {
                 return spi;
             }
         }
