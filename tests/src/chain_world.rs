@@ -266,6 +266,8 @@ pub struct ChainWorld {
     /// Decode what reaches the clients into [`Slot::seen`] (a decryption per ESP packet: benches
     /// turn it off).
     pub tap: bool,
+    /// Route what reaches the TUN side as the server's kernel and LAN would ([`ChainWorld::route`]).
+    pub kernel: bool,
     rng: ChaCha20Rng,
     /// Datagrams in flight, and what the tap made of those to a client (read when sent).
     queue: BTreeMap<(Instant, u64), InFlight>,
@@ -308,6 +310,7 @@ impl ChainWorld {
             lost: 0,
             unrouted: 0,
             tap: true,
+            kernel: false,
             rng: ChaCha20Rng::seed_from_u64(seed),
             queue: BTreeMap::new(),
             seq: 0,
@@ -517,7 +520,36 @@ impl ChainWorld {
         let now = self.now;
         let range = self.timed(|s| s.gw.esp_in(&mut s.ike, now, packet, from));
         if let Some(ip) = range.and_then(|r| packet.get(r)) {
-            self.lan.push(ip.to_vec());
+            let ip = ip.to_vec();
+            self.lan.push(ip.clone());
+            if self.kernel {
+                self.route(&ip);
+            }
+        }
+    }
+
+    /// What the server's kernel and LAN would do with a packet from the TUN device: the LAN host
+    /// and the server's PPP address answer pings, and a packet for another client's address goes
+    /// back into the TUN device.
+    fn route(&mut self, ip: &[u8]) {
+        let Some(dst) = ip
+            .get(16..20)
+            .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+        else {
+            return;
+        };
+        if dst == LAN_HOST || dst == SERVER_PPP {
+            if let Some(reply) = echo_reply(ip) {
+                self.lan_send(&reply);
+            }
+        } else if self
+            .server
+            .gw
+            .sessions()
+            .iter()
+            .any(|s| s.address == Some(dst))
+        {
+            self.lan_send(ip);
         }
     }
 
@@ -903,4 +935,54 @@ pub fn tcp_mss(packet: &[u8]) -> u16 {
 /// Whether a TCP packet's checksum is right (recomputed over the pseudo-header: sums to zero).
 pub fn tcp_checksum_ok(packet: &[u8]) -> bool {
     tcp_sum(packet) == 0
+}
+
+/// An IPv4 packet (no options, DF set) carrying `payload` of protocol `proto`.
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(20 + payload.len()).unwrap_or(u16::MAX);
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let c = checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// An ICMP echo request with sequence number `seq`.
+pub fn ping(src: Ipv4Addr, dst: Ipv4Addr, seq: u16) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34];
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    icmp.extend_from_slice(&[0xab; 56]);
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv4(src, dst, 1, &icmp)
+}
+
+/// The echo reply to an ICMP echo request, if `ip` is one.
+pub fn echo_reply(ip: &[u8]) -> Option<Vec<u8>> {
+    let icmp = ip.get(20..)?;
+    if ip.get(9) != Some(&1) || icmp.first() != Some(&8) || icmp.len() < 8 {
+        return None;
+    }
+    let mut r = icmp.to_vec();
+    r[0] = 0;
+    r[2..4].copy_from_slice(&[0, 0]);
+    let c = checksum(&r);
+    r[2..4].copy_from_slice(&c.to_be_bytes());
+    let (src, dst) = (
+        Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+    );
+    Some(ipv4(dst, src, 1, &r))
+}
+
+/// Whether `ip` is the echo reply from `from` with sequence number `seq`.
+pub fn is_echo_reply(ip: &[u8], from: Ipv4Addr, seq: u16) -> bool {
+    ip.len() >= 28
+        && ip[9] == 1
+        && ip[12..16] == from.octets()
+        && ip[20] == 0
+        && ip[26..28] == seq.to_be_bytes()
 }

@@ -697,3 +697,122 @@ fn authentic_esp_completes_a_quick_mode_whose_message_3_is_lost() {
     // garbage floods, which never install an SA.
     assert_eq!(w.server.gw.sa_count(), 1);
 }
+
+#[test]
+fn twenty_clients_reach_the_lan_the_server_and_each_other() {
+    let mut w = ChainWorld::new(server(), 20);
+    w.kernel = true;
+    for n in 0..20u32 {
+        let (u, p) = if n % 2 == 0 {
+            ("alice", "alice-pw")
+        } else {
+            ("bob", "bob-pw")
+        };
+        let mut cfg = client_config(u64::from(n), client_ip(n), u, p);
+        cfg.force_encap = n % 2 == 0;
+        cfg.pap = n % 4 == 1;
+        w.add_client(cfg, None);
+    }
+    assert!(w.run_until_up(MINUTE), "not up: {:?}", events(&w));
+    let mut addrs: Vec<Ipv4Addr> = (0..20).map(|i| addr(&w, i)).collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 20, "every client has its own address");
+    for i in 0..20 {
+        let (me, next) = (addr(&w, i), addr(&w, (i + 1) % 20));
+        let seq = i as u16;
+        assert!(w.client_send(i, &ping(me, LAN_HOST, seq)));
+        assert!(w.client_send(i, &ping(me, SERVER_PPP, 1000 + seq)));
+        // Client to client: through the server's TUN side and back in, unchanged.
+        let p = ping(me, next, 2000 + seq);
+        assert!(w.client_send(i, &p));
+        w.run_for(Duration::from_millis(50));
+        assert!(
+            w.clients[(i + 1) % 20].tun.contains(&p),
+            "client {i} -> {} not delivered",
+            (i + 1) % 20
+        );
+    }
+    for (i, c) in w.clients.iter().enumerate() {
+        let seq = i as u16;
+        assert!(
+            c.tun.iter().any(|p| is_echo_reply(p, LAN_HOST, seq)),
+            "client {i}: no reply from the LAN host"
+        );
+        assert!(
+            c.tun
+                .iter()
+                .any(|p| is_echo_reply(p, SERVER_PPP, 1000 + seq)),
+            "client {i}: no reply from 10.77.0.1"
+        );
+        assert_eq!(c.client.stats().esp_errors, 0);
+    }
+    assert_eq!(w.server.gw.stats().esp_auth_failed, 0);
+}
+
+#[test]
+fn two_hours_of_rekeys_under_traffic_lose_nothing_and_leave_no_old_sa() {
+    // ESP 10 min (the client rekeys at 8), IKE 30 min (at 24); a ping every 5 s.
+    let mut w = ChainWorld::new(server(), 21);
+    w.kernel = true;
+    for n in 0..2u32 {
+        let mut cfg = client_config(u64::from(n), client_ip(n), "alice", "alice-pw");
+        cfg.force_encap = n == 0;
+        cfg.ike_lifetime = Duration::from_secs(1800);
+        cfg.esp_lifetime = Duration::from_secs(600);
+        w.add_client(cfg, None);
+    }
+    assert!(w.run_until_up(MINUTE));
+    let mut sent = 0u16;
+    for _ in 0..(2 * 3600 / 5) {
+        for i in 0..2 {
+            let me = addr(&w, i);
+            assert!(w.client_send(i, &ping(me, LAN_HOST, sent)));
+        }
+        sent += 1;
+        w.run_for(Duration::from_secs(5));
+    }
+    for (i, c) in w.clients.iter().enumerate() {
+        let answered = (0..sent)
+            .filter(|&s| c.tun.iter().any(|p| is_echo_reply(p, LAN_HOST, s)))
+            .count();
+        assert_eq!(answered, usize::from(sent), "client {i} lost pings");
+        let count = |f: fn(&Event) -> bool| c.events.iter().filter(|e| f(e)).count();
+        let p2 = count(|e| matches!(e, Event::Phase2Rekeyed { .. }));
+        let p1 = count(|e| matches!(e, Event::Phase1Rekeyed { .. }));
+        assert!(p2 >= 14, "client {i}: {p2} phase-2 rekeys");
+        assert!(p1 >= 4, "client {i}: {p1} phase-1 rekeys");
+        assert!(
+            c.client.is_up(),
+            "client {i} went down: {:?}",
+            c.client.ending()
+        );
+        assert_eq!(c.client.spis().len(), 1, "client {i} keeps old SAs");
+    }
+    assert_eq!(w.server.gw.sa_count(), 2, "the server keeps old SAs");
+}
+
+#[test]
+fn a_client_that_stops_leaves_nothing_behind_on_the_server() {
+    let mut w = world_up(
+        server(),
+        &[
+            ("alice", "alice-pw"),
+            ("bob", "bob-pw"),
+            ("alice", "alice-pw"),
+        ],
+    );
+    assert_eq!(w.server.gw.tunnels(), 3);
+    // Client 0 stops as Windows does: LCP Terminate, CDN, StopCCN, Deletes.
+    w.client_close(0);
+    w.run_for(Duration::from_secs(3));
+    assert_eq!(w.clients[0].client.ending(), Some(&Ending::Stopped));
+    assert_eq!(w.server.gw.tunnels(), 2);
+    assert_eq!(w.server.gw.sa_count(), 2);
+    assert_eq!(w.server.gw.sessions().len(), 2);
+    assert_eq!(
+        w.server.gw.sessions().pool().in_use(),
+        2,
+        "its address is back"
+    );
+}
