@@ -107,6 +107,8 @@ pub struct Shell {
     admin_path: Option<std::path::PathBuf>,
     /// Reads the configuration again (SIGHUP, `roadgate reload`).
     reloader: Option<Reloader>,
+    /// Host routes added for sessions whose static address lies outside the pool's routes.
+    host_routes: std::collections::HashMap<SessionRef, Ipv4Addr>,
     started: Instant,
 }
 
@@ -161,6 +163,7 @@ impl Shell {
             admin: None,
             admin_path: None,
             reloader: None,
+            host_routes: std::collections::HashMap::new(),
             started: Instant::now(),
         };
         if test_echo {
@@ -550,8 +553,18 @@ impl Shell {
                 .and_then(|gw| gw.sessions_mut().poll_event())
             {
                 progressed = true;
-                if let session::Event::Authenticate { session, request } = ev {
-                    self.authenticate(session, request);
+                match ev {
+                    session::Event::Authenticate { session, request } => {
+                        self.authenticate(session, request);
+                    }
+                    session::Event::Up {
+                        session, address, ..
+                    } => self.route_outside_pool(session, address),
+                    session::Event::Down { session, .. } => {
+                        if let Some(address) = self.host_routes.remove(&session) {
+                            self.host_route("del", address);
+                        }
+                    }
                 }
             }
             if !progressed {
@@ -571,6 +584,29 @@ impl Shell {
             }
         }
         any
+    }
+
+    /// A user's static address outside the pool's routes gets a host route to the TUN device
+    /// while its session lasts (the pool's own ranges are routed at start).
+    fn route_outside_pool(&mut self, session: SessionRef, address: Ipv4Addr) {
+        let Some(gw) = &self.gw else { return };
+        if self.tun.is_none() || tun::covered(&gw.config().routes, address) {
+            return;
+        }
+        self.host_routes.insert(session, address);
+        self.host_route("replace", address);
+    }
+
+    /// `ip route ACTION address/32 dev <tun>`, off the loop (it runs a program).
+    fn host_route(&self, action: &'static str, address: Ipv4Addr) {
+        let Some(dev) = self.tun.as_ref().map(|t| t.name().to_string()) else {
+            return;
+        };
+        tokio::task::spawn_blocking(move || {
+            if tun::ip_route(action, &dev, address, 32).is_ok() {
+                info!(%address, device = %dev, action, "host route for a static address outside the pool");
+            }
+        });
     }
 
     fn authenticate(&mut self, session: SessionRef, request: pppd_lite::AuthRequest) {

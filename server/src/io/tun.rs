@@ -45,18 +45,57 @@ pub fn open(cfg: &dataplane::Config) -> io::Result<Tun> {
 /// `ip route replace PREFIX dev NAME` (iproute2 is on every Linux server; the kernel's netlink
 /// API would need a crate for one call at start).
 fn route(dev: &str, addr: Ipv4Addr, len: u8) -> io::Result<()> {
+    ip_route("replace", dev, addr, len)
+}
+
+/// `ip route ACTION PREFIX dev NAME`.
+pub fn ip_route(action: &str, dev: &str, addr: Ipv4Addr, len: u8) -> io::Result<()> {
     let prefix = format!("{addr}/{len}");
     let out = Command::new("ip")
-        .args(["route", "replace", &prefix, "dev", dev])
+        .args(["route", action, &prefix, "dev", dev])
         .output()
         .map_err(|e| io::Error::other(format!("cannot run `ip route` (iproute2): {e}")))?;
     if out.status.success() {
         return Ok(());
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    warn!(%prefix, device = dev, error = %err.trim(), "cannot route the pool to the TUN device");
+    warn!(%prefix, device = dev, action, error = %err.trim(), "cannot change a route of the TUN device");
     Err(io::Error::other(format!(
-        "ip route replace {prefix} dev {dev}: {}",
+        "ip route {action} {prefix} dev {dev}: {}",
         err.trim()
     )))
+}
+
+/// Whether `addr` lies in one of `routes` (prefix, length).
+pub fn covered(routes: &[(Ipv4Addr, u8)], addr: Ipv4Addr) -> bool {
+    routes.iter().any(|&(net, len)| {
+        let mask = if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len.min(32)))
+        };
+        u32::from(addr) & mask == u32::from(net) & mask
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coverage_of_the_pool_routes() {
+        let routes = crate::dataplane::range_prefixes(
+            Ipv4Addr::new(10, 77, 0, 10),
+            Ipv4Addr::new(10, 77, 0, 99),
+        );
+        assert!(covered(&routes, Ipv4Addr::new(10, 77, 0, 10)));
+        assert!(covered(&routes, Ipv4Addr::new(10, 77, 0, 99)));
+        assert!(!covered(&routes, Ipv4Addr::new(10, 77, 0, 9)));
+        assert!(!covered(&routes, Ipv4Addr::new(10, 77, 0, 200)));
+        assert!(covered(
+            &[(Ipv4Addr::UNSPECIFIED, 0)],
+            Ipv4Addr::new(1, 2, 3, 4)
+        ));
+        assert!(!covered(&[], Ipv4Addr::new(1, 2, 3, 4)));
+    }
 }
