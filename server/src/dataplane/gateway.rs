@@ -408,7 +408,7 @@ impl Gateway {
         from: SocketAddr,
     ) -> Option<Range<usize>> {
         let Some(spi) = esp::peek_spi(packet) else {
-            self.stats.esp_malformed += 1;
+            dropped!(self.stats.esp_malformed, %from, len = packet.len(), "ESP packet too short for an SPI; dropped");
             return None;
         };
         if !self.sas.contains_key(&spi) && !self.confirm_pending(ike, now, spi, packet) {
@@ -419,7 +419,7 @@ impl Gateway {
         let d = match pair.inbound.decrypt(packet) {
             Ok(d) => d,
             Err(esp::EspError::Replay) => {
-                self.stats.esp_replayed += 1;
+                dropped!(self.stats.esp_replayed, %from, spi = format_args!("{spi:08x}"), "ESP packet replayed or older than the replay window; dropped");
                 return None;
             }
             Err(e) => {
@@ -570,13 +570,19 @@ impl Gateway {
             return FromTun::Dropped;
         };
         if packet.first().is_none_or(|v| v >> 4 != 4) {
-            self.stats.tun_not_ipv4 += 1;
+            dropped!(
+                self.stats.tun_not_ipv4,
+                "packet from the TUN device is not IPv4; dropped"
+            );
             return FromTun::Dropped;
         }
         let h = match self.sessions.outbound_header(now, packet) {
             Ok(h) => h,
             Err(NoHeader::NoSession) => {
-                self.stats.tun_no_session += 1;
+                dropped!(
+                    self.stats.tun_no_session,
+                    "packet from the TUN device for an address with no session; dropped"
+                );
                 return FromTun::Dropped;
             }
             Err(NoHeader::TooBig { mtu }) => {
