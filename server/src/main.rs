@@ -159,12 +159,22 @@ struct AdminTarget {
     timeout: Duration,
 }
 
+/// Where deploy/install.sh puts the configuration.
+const INSTALLED_CONFIG: &str = "/etc/roadgate/roadgate.toml";
+
 /// Asks the server and prints its answer; the exit status.
 fn admin(target: &AdminTarget, req: Request, json: bool) -> ExitCode {
     let socket = match &target.socket {
         Some(p) => p.clone(),
         None => {
-            match config::admin_socket_path(target.config.as_deref(), target.state.as_deref()) {
+            // An installed server (deploy/install.sh) has its file here: the commands find its
+            // socket without options.
+            let installed = std::path::Path::new(INSTALLED_CONFIG);
+            let config = match (&target.config, &target.state) {
+                (None, None) if installed.exists() => Some(installed),
+                (c, _) => c.as_deref(),
+            };
+            match config::admin_socket_path(config, target.state.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("roadgate: {e}");
