@@ -243,7 +243,7 @@ fn reloader(running: Settings, args: ServeArgs) -> roadgate::io::Reloader {
         {
             restart.push("dataplane.tun and tun_name");
         }
-        if format!("{:?}", new.lns) != format!("{:?}", running.lns) {
+        if new.lns != running.lns {
             restart.push("[l2tp]");
         }
         if new.auth_backends != running.auth_backends {

@@ -61,7 +61,7 @@ pub const CALL_SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Receive Window Size assumed when the peer sends none (§4.4.3).
 pub const DEFAULT_PEER_WINDOW: u16 = 4;
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LnsConfig {
     pub host_name: String,
     pub vendor_name: String,
