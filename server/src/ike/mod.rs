@@ -14,7 +14,7 @@ mod informational;
 mod main_mode;
 pub mod nat_t;
 pub mod proposals;
-mod quick_mode;
+pub(crate) mod quick_mode;
 mod responder;
 mod sa;
 

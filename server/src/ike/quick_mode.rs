@@ -56,7 +56,8 @@ fn selector_of(identity: &Identity<'_>, protocol: u8, port: u16) -> Option<Selec
     })
 }
 
-fn in_prefix(addr: IpAddr, net: IpAddr, len: u8) -> bool {
+/// Whether `addr` lies in `net`/`len` (false across address families).
+pub(crate) fn in_prefix(addr: IpAddr, net: IpAddr, len: u8) -> bool {
     match (addr, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if len == 0 {

@@ -14,6 +14,8 @@ pub mod admin;
 pub mod listen;
 mod tun;
 
+pub use tun::ip_route;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -463,9 +465,13 @@ impl Shell {
                 let t = t.clone();
                 self.send(&t, buf).await;
             }
+            // The answer lives in the gateway: written from there, with no copy.
             FromTun::Icmp(answer) => {
-                let answer = answer.to_vec();
-                self.write_tun(&answer).await;
+                if let Some(tun) = &self.tun
+                    && let Err(e) = tun.send(answer).await
+                {
+                    dropped!(self.send_errors, error = %e, "write to the TUN device failed");
+                }
             }
             FromTun::Dropped => {}
         }

@@ -1,13 +1,14 @@
 //! The TUN device: the server's PPP address on it, the pool routed to it.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
 use tokio_tun::Tun;
 use tracing::{info, warn};
 
 use crate::dataplane;
+use crate::ike::quick_mode::in_prefix;
 
 /// Opens (creates) the TUN device, brings it up with the server's address and MTU, and routes
 /// the pool's prefixes to it. Needs CAP_NET_ADMIN.
@@ -68,14 +69,9 @@ pub fn ip_route(action: &str, dev: &str, addr: Ipv4Addr, len: u8) -> io::Result<
 
 /// Whether `addr` lies in one of `routes` (prefix, length).
 pub fn covered(routes: &[(Ipv4Addr, u8)], addr: Ipv4Addr) -> bool {
-    routes.iter().any(|&(net, len)| {
-        let mask = if len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(len.min(32)))
-        };
-        u32::from(addr) & mask == u32::from(net) & mask
-    })
+    routes
+        .iter()
+        .any(|&(net, len)| in_prefix(IpAddr::V4(addr), IpAddr::V4(net), len))
 }
 
 #[cfg(test)]

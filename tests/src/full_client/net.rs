@@ -152,15 +152,8 @@ fn open_tun(
         .build()
         .map_err(|e| format!("TUN device {name}: {e}"))?;
     let tun = tuns.pop().ok_or("no TUN queue")?;
-    for (addr, len) in routes {
-        let cidr = format!("{addr}/{len}");
-        let st = std::process::Command::new("ip")
-            .args(["route", "replace", &cidr, "dev", name])
-            .status()
-            .map_err(|e| format!("ip route replace {cidr} dev {name}: {e}"))?;
-        if !st.success() {
-            return Err(format!("ip route replace {cidr} dev {name}: {st}"));
-        }
+    for &(addr, len) in routes {
+        roadgate::io::ip_route("replace", name, addr, len).map_err(|e| e.to_string())?;
     }
     Ok(tun)
 }
