@@ -142,6 +142,17 @@ ping_ok() {
 loss_of() { sed -n 's/.*received, \([0-9.]*%\) packet loss.*/\1/p' "$out/$1.ping"; }
 rtt_of() { sed -n 's/^rtt .* = [0-9.]*\/\([0-9.]*\)\/.*/\1/p' "$out/$1.ping"; }
 
+# The LAN host sends $out/blob (4 MiB, sha256 $want) over TCP to the client in namespace $1, port
+# $2; $3 names the logs. True when every byte arrived.
+tcp_down() {
+  ip netns exec $lan python3 "$here/fc_tcp.py" serve-send "$2" "$out/blob" >"$out/$3-srv.txt" 2>&1 &
+  local lp=$!; pids+=("$lp")
+  for _ in $(seq 50); do grep -q listening "$out/$3-srv.txt" && break; sleep 0.1; done
+  ip netns exec "$1" timeout 60 python3 "$here/fc_tcp.py" recv 192.0.2.10 "$2" >"$out/$3.txt" 2>&1
+  wait "$lp" 2>/dev/null
+  grep -q "bytes=4194304 sha256=$want" "$out/$3.txt"
+}
+
 # ---- a. c3 without NAT: ping and TCP -----------------------------------------------------------
 start_client $c3 203.0.113.3 vpnuser c3 --tun rgc0
 c3pid=$cpid
@@ -157,12 +168,7 @@ if wait_up c3 "$c3pid"; then
   head -c $((4*1024*1024)) /dev/urandom >"$out/blob"
   want=$(sha256sum "$out/blob" | cut -d' ' -f1)
   # Down: the LAN host sends 4 MiB to c3.
-  ip netns exec $lan python3 "$here/fc_tcp.py" serve-send 5001 "$out/blob" >"$out/a-down-srv.txt" 2>&1 &
-  lp=$!; pids+=("$lp")
-  for _ in $(seq 50); do grep -q listening "$out/a-down-srv.txt" && break; sleep 0.1; done
-  ip netns exec $c3 timeout 60 python3 "$here/fc_tcp.py" recv 192.0.2.10 5001 >"$out/a-down.txt" 2>&1
-  wait "$lp" 2>/dev/null
-  if grep -q "bytes=4194304 sha256=$want" "$out/a-down.txt"; then
+  if tcp_down $c3 5001 a-down; then
     msg="$msg; TCP LAN->client 4 MiB sha256 ok at $(sed -n 's/.*mbit=\([0-9.]*\).*/\1/p' "$out/a-down.txt") Mbit/s"
   else good=0; msg="$msg; TCP LAN->client: $(tr '\n' ' ' <"$out/a-down.txt")"; fi
   # Up: c3 sends 4 MiB to the LAN host.
@@ -201,6 +207,24 @@ if wait_up c1 "$c1pid" && wait_up c2 "$c2pid"; then
   wait $p2 || { good=0; msg="$msg; c2 ping lost $(loss_of b-c2)"; }
   [ $good = 1 ] && msg="$msg; both pinged the LAN host 10/10 at once"
   grep -q "client_behind_nat=true" "$log" || { good=0; msg="$msg; server did not see a NAT"; }
+  # TCP through the NAT (ESP in UDP): the LAN host sends 4 MiB to c1 while c2 is up. The server
+  # sends the runs of datagrams to c1 with GSO: its counters show more datagrams than sends.
+  head -c $((4*1024*1024)) /dev/urandom >"$out/blob"
+  want=$(sha256sum "$out/blob" | cut -d' ' -f1)
+  good_tcp=0; tcp_down $c1 5003 b-down && good_tcp=1
+  rm -f "$out/blob"
+  if [ $good_tcp = 1 ]; then
+    msg="$msg; TCP LAN->c1 (ESP in UDP) 4 MiB sha256 ok at $(sed -n 's/.*mbit=\([0-9.]*\).*/\1/p' "$out/b-down.txt") Mbit/s"
+  else good=0; msg="$msg; TCP LAN->c1: $(tr '\n' ' ' <"$out/b-down.txt")"; fi
+  batching=$(ip netns exec $srv "$bin" status --state "$out/state" --json | python3 -c '
+import json, sys
+c = dict(json.load(sys.stdin)["counters"])
+tx, txc, rx, rxc = c["io_tx_datagrams"], c["io_tx_calls"], c["io_rx_datagrams"], c["io_rx_calls"]
+print("ok" if tx > txc > 0 and rx >= rxc > 0 else "bad",
+      f"sent {tx} datagrams in {txc} sends ({tx / max(txc, 1):.1f} each), received {rx} in {rxc} recvmmsg ({rx / max(rxc, 1):.1f} each)")
+' 2>&1)
+  msg="$msg; batching: ${batching#* }"
+  [[ $batching == ok* ]] || good=0
   [ $good = 1 ] && ok b-two-behind-nat "$msg" || bad b-two-behind-nat "$msg"
 else
   bad b-two-behind-nat "not up: c1: $(tail -1 "$out/c1.log"); c2: $(tail -1 "$out/c2.log")"

@@ -10,7 +10,11 @@
 //! IPv6 sockets are IPv6-only (IPV6_V6ONLY), so that `::` and `0.0.0.0` are bound side by side.
 //! Every socket lets the kernel fragment the outer packets (IP_PMTUDISC_DONT, IPV6_PMTUDISC_DONT).
 //!
-//! Receiving and sending allocate nothing: each socket keeps its control-message buffers.
+//! Batching: one `recvmmsg` takes up to [`RECV_BATCH`] datagrams ([`RecvBatch`]), and a UDP
+//! socket asks for GRO, so one slot may hold several datagrams of one sender laid end to end
+//! (their size is the slot's stride). On the way out, datagrams to one client are sent with
+//! GSO (UDP_SEGMENT: one `sendmsg`, the kernel cuts the segments), and raw ESP datagrams with
+//! one `sendmmsg`. quinn-udp does the UDP system calls. Nothing here allocates per packet.
 
 #![allow(unsafe_code)]
 
@@ -21,10 +25,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::task::{Context, Poll};
 
 use nix::cmsg_space;
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmsg,
-    sendmmsg, setsockopt, sockopt,
-};
+use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -35,6 +37,18 @@ use super::Listen;
 
 /// IP protocol number of ESP (RFC 4303).
 const IPPROTO_ESP: i32 = 50;
+
+/// Datagrams one receive call takes at most (`recvmmsg`).
+pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+
+/// Room for one received datagram, or for what GRO put together (at most 64 KiB).
+pub const RECV_SLOT: usize = 65536;
+
+/// Datagrams one `sendmmsg` on a raw ESP socket sends at most.
+pub const SEND_BATCH: usize = 64;
+
+/// Bytes of one GSO send at most: the segments must fit one 64 KiB IP packet.
+const GSO_BYTES: usize = 65_000;
 
 /// What a socket carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +66,95 @@ pub enum Kind {
 /// A datagram taken from a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
-    /// Where its payload lies in the buffer given (after the IP header a raw IPv4 socket hands
-    /// over).
+    /// Where its payload lies in its slot (after the IP header a raw IPv4 socket hands over).
     pub range: Range<usize>,
     /// Who sent it (port 0 for raw ESP).
     pub remote: SocketAddr,
     /// The address it came to, with the socket's port (0 for raw ESP).
     pub local: SocketAddr,
+}
+
+/// The buffers of one `recvmmsg`: [`RECV_BATCH`] slots of [`RECV_SLOT`] bytes and what the
+/// kernel said about each. Allocated once and used for every socket in turn.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    meta: [RecvMeta; RECV_BATCH],
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch").finish_non_exhaustive()
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self {
+            buf: vec![0u8; RECV_BATCH * RECV_SLOT],
+            meta: [RecvMeta::default(); RECV_BATCH],
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Slot `i` (of the last receive) and what was received into it.
+    pub fn slot_mut(&mut self, i: usize) -> Option<(&mut [u8], &RecvMeta)> {
+        let meta = self.meta.get(i)?;
+        let slot = self.buf.get_mut(i * RECV_SLOT..(i + 1) * RECV_SLOT)?;
+        Some((slot, meta))
+    }
+}
+
+/// The datagrams in one received slot: `len` bytes cut at every `stride` bytes (GRO), the last
+/// one possibly shorter. A stride of 0 (never from the kernel) counts as one datagram.
+pub fn segments(len: usize, stride: usize) -> impl Iterator<Item = Range<usize>> {
+    let stride = if stride == 0 { len.max(1) } else { stride };
+    (0..len)
+        .step_by(stride)
+        .map(move |start| start..len.min(start + stride))
+}
+
+/// A datagram waiting in a send batch: its bytes in the batch's buffer and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The socket ([`Listeners::get_mut`]) it leaves through.
+    pub socket: usize,
+    /// The local address it leaves from (unspecified: the kernel chooses).
+    pub from: IpAddr,
+    /// Where it goes (port 0 for raw ESP).
+    pub to: SocketAddr,
+    /// Its bytes in the buffer.
+    pub range: Range<usize>,
+}
+
+/// How many of `out` (at least one when not empty) one send can take, starting at its first:
+/// for UDP, the run that GSO can send as one (same socket, source and destination, laid end to
+/// end, all of the first one's size but the last, which may be shorter, at most `max_segments`
+/// and [`GSO_BYTES`]); for a raw socket, the run with the same socket and source (`sendmmsg`
+/// sends each to its own destination), at most [`SEND_BATCH`].
+pub fn send_run(out: &[Outgoing], raw: bool, max_segments: usize) -> usize {
+    let Some(first) = out.first() else { return 0 };
+    let seg = first.range.len();
+    let mut n = 1;
+    while let Some(next) = out.get(n) {
+        let same_socket = next.socket == first.socket && next.from == first.from;
+        let fits = if raw {
+            same_socket && n < SEND_BATCH
+        } else {
+            same_socket
+                && next.to == first.to
+                && n < max_segments
+                && out.get(n - 1).is_some_and(|p| p.range.len() == seg)
+                && next.range.start == out.get(n - 1).map_or(0, |p| p.range.end)
+                && next.range.len() <= seg
+                && next.range.end - first.range.start <= GSO_BYTES
+        };
+        if !fits {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// The OS socket under a [`DgramSocket`].
@@ -67,31 +163,30 @@ enum Io {
     Raw(AsyncFd<Socket>),
 }
 
-/// nix's preallocated message header for `sendmmsg`, used for one message at a time: the
-/// control-message buffer is allocated once per socket, not per datagram (nix's `sendmsg`
-/// allocates one on every call).
+/// nix's preallocated message headers for `sendmmsg` on a raw ESP socket: the control-message
+/// buffers are allocated once per socket, not per batch.
 #[derive(Debug)]
-struct SendHeader(MultiHeaders<SockaddrStorage>);
+struct SendHeaders(MultiHeaders<SockaddrStorage>);
 
 // SAFETY: `MultiHeaders` is not `Send` only because it holds raw pointers: into its own heap
 // buffers (the control-message buffer and the address slots, which move with it and are reached
 // through `&mut self` only), and, after a call, stale pointers to the caller's data and address,
 // which `sendmmsg` overwrites before every use and nothing else reads. No pointer refers to
-// anything another thread could touch, so moving the header to another thread is sound.
-unsafe impl Send for SendHeader {}
+// anything another thread could touch, so moving the headers to another thread is sound.
+unsafe impl Send for SendHeaders {}
 
 /// One datagram socket (UDP or raw ESP) that knows the local address of what it receives and
 /// sends from a given local address.
 pub struct DgramSocket {
     io: Io,
+    /// quinn-udp's view of the socket: GSO and GRO support, send fallbacks.
+    state: UdpSocketState,
     /// The address bound (port 0 for raw ESP).
     bound: SocketAddr,
     /// Bound to a wildcard address: local addresses come with each datagram and go with each send.
     wildcard: bool,
-    /// Room for one IP_PKTINFO / IPV6_PKTINFO control message on receive.
-    recv_cmsg: Vec<u8>,
-    /// The header that sends with a source address (wildcard sockets only).
-    send_hdr: Option<SendHeader>,
+    /// The headers of a raw socket's `sendmmsg`.
+    send_hdrs: Option<SendHeaders>,
 }
 
 impl std::fmt::Debug for DgramSocket {
@@ -112,23 +207,8 @@ fn pktinfo_space(addr: IpAddr) -> Vec<u8> {
     }
 }
 
-/// Lets the kernel fragment our outer packets instead of refusing them (IP_PMTUDISC_DONT): a
-/// full-size ESP packet must still reach a client whose path has a smaller MTU, and clients and
-/// their NATs reassemble (the inner MSS is clamped, so this is rare).
-fn allow_fragmentation(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
-    let (level, name, value) = if v6 {
-        (
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_DONT,
-        )
-    } else {
-        (
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_DONT,
-        )
-    };
+/// Sets an integer socket option.
+fn set_int_option(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: `fd` is an open socket for the duration of the call (a borrowed descriptor), and
     // the option value is a c_int on the stack whose size is passed with it.
     let r = unsafe {
@@ -147,65 +227,52 @@ fn allow_fragmentation(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
     }
 }
 
-/// Asks for the destination address of each datagram (wildcard sockets).
-fn want_pktinfo(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
+/// Lets the kernel fragment our outer packets instead of refusing them (IP_PMTUDISC_DONT, and
+/// no IPV6_DONTFRAG): a full-size ESP packet must still reach a client whose path has a smaller
+/// MTU, and clients and their NATs reassemble (the inner MSS is clamped, so this is rare).
+/// Set after quinn-udp's own options, which forbid fragmentation (QUIC probes the path MTU).
+fn allow_fragmentation(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
     if v6 {
-        setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true)?;
+        set_int_option(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DONT,
+        )?;
+        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0)
     } else {
-        setsockopt(&fd, sockopt::Ipv4PacketInfo, &true)?;
-    }
-    Ok(())
-}
-
-fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
-    } else {
-        a.as_sockaddr_in6()
-            .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+        set_int_option(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        )
     }
 }
 
-/// What one `recvmsg` gave: length, sender, the destination address from packet info.
-type Received = (usize, Option<SocketAddr>, Option<IpAddr>);
-
-fn recv_with_pktinfo(fd: RawFd, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Received> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::empty())?;
-    let mut dst = None;
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for c in cmsgs {
-            match c {
-                ControlMessageOwned::Ipv4PacketInfo(pi) => {
-                    dst = Some(IpAddr::V4(Ipv4Addr::from(pi.ipi_addr.s_addr.to_ne_bytes())));
-                }
-                ControlMessageOwned::Ipv6PacketInfo(pi) => {
-                    dst = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok((
-        msg.bytes,
-        msg.address.as_ref().and_then(to_socket_addr),
-        dst,
-    ))
-}
-
-/// Sends `data` to `to` from the local address `from` (IP_PKTINFO / IPV6_PKTINFO), through the
-/// preallocated header.
-fn send_from(
+/// Sends every datagram of `out` (bytes in `buf`) from `from` with `sendmmsg`: one system call
+/// for up to [`SEND_BATCH`] datagrams; `Ok` with how many went (fewer when the socket's buffer
+/// filled up).
+fn send_many(
     fd: RawFd,
-    hdr: &mut SendHeader,
-    data: &[u8],
-    from: IpAddr,
-    to: SocketAddr,
-) -> io::Result<()> {
-    let iov = [IoSlice::new(data)];
-    let addrs = [Some(SockaddrStorage::from(to))];
-    match from {
-        IpAddr::V4(src) => {
+    hdrs: &mut SendHeaders,
+    buf: &[u8],
+    out: &[Outgoing],
+    from: Option<IpAddr>,
+) -> io::Result<usize> {
+    let slot = |i: usize| {
+        out.get(i)
+            .and_then(|o| buf.get(o.range.clone()))
+            .unwrap_or(&[])
+    };
+    let iovs: [[IoSlice<'_>; 1]; SEND_BATCH] = std::array::from_fn(|i| [IoSlice::new(slot(i))]);
+    let addrs: [Option<SockaddrStorage>; SEND_BATCH] =
+        std::array::from_fn(|i| out.get(i).map(|o| SockaddrStorage::from(o.to)));
+    let count = out.len().min(SEND_BATCH);
+    let slices = iovs.iter().take(count);
+    let addrs = addrs.get(..count).unwrap_or(&[]);
+    let sent = match from {
+        Some(IpAddr::V4(src)) => {
             let pi = libc::in_pktinfo {
                 ipi_ifindex: 0,
                 ipi_spec_dst: libc::in_addr {
@@ -214,9 +281,9 @@ fn send_from(
                 ipi_addr: libc::in_addr { s_addr: 0 },
             };
             let cmsgs = [ControlMessage::Ipv4PacketInfo(&pi)];
-            sendmmsg(fd, &mut hdr.0, [&iov], addrs, cmsgs, MsgFlags::empty())?;
+            sendmmsg(fd, &mut hdrs.0, slices, addrs, cmsgs, MsgFlags::empty())?.count()
         }
-        IpAddr::V6(src) => {
+        Some(IpAddr::V6(src)) => {
             let pi = libc::in6_pktinfo {
                 ipi6_addr: libc::in6_addr {
                     s6_addr: src.octets(),
@@ -224,10 +291,14 @@ fn send_from(
                 ipi6_ifindex: 0,
             };
             let cmsgs = [ControlMessage::Ipv6PacketInfo(&pi)];
-            sendmmsg(fd, &mut hdr.0, [&iov], addrs, cmsgs, MsgFlags::empty())?;
+            sendmmsg(fd, &mut hdrs.0, slices, addrs, cmsgs, MsgFlags::empty())?.count()
         }
-    }
-    Ok(())
+        None => {
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            sendmmsg(fd, &mut hdrs.0, slices, addrs, cmsgs, MsgFlags::empty())?.count()
+        }
+    };
+    Ok(sent)
 }
 
 impl DgramSocket {
@@ -239,24 +310,20 @@ impl DgramSocket {
         if v6 {
             s.set_only_v6(true)?;
         }
-        s.set_nonblocking(true)?;
-        allow_fragmentation(s.as_fd(), v6)?;
-        let wildcard = addr.ip().is_unspecified();
-        if wildcard {
-            want_pktinfo(s.as_fd(), v6)?;
-        }
         s.bind(&addr.into())?;
+        // Packet info, GRO, non-blocking.
+        let state = UdpSocketState::new(UdpSockRef::from(&s))?;
+        allow_fragmentation(s.as_fd(), v6)?;
         let bound = s
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("bound to no IP address"))?;
         Ok(Self {
             io: Io::Udp(UdpSocket::from_std(s.into())?),
+            state,
             bound,
-            wildcard,
-            recv_cmsg: pktinfo_space(addr.ip()),
-            send_hdr: wildcard
-                .then(|| SendHeader(MultiHeaders::preallocate(1, Some(pktinfo_space(addr.ip()))))),
+            wildcard: addr.ip().is_unspecified(),
+            send_hdrs: None,
         })
     }
 
@@ -270,24 +337,24 @@ impl DgramSocket {
             Type::RAW,
             Some(Protocol::from(IPPROTO_ESP)),
         )?;
-        s.set_nonblocking(true)?;
+        s.bind(&sa.into())?;
+        // Packet info (IPv6 needs it for the destination; IPv4 reads the IP header), non-blocking;
+        // the UDP-only options (GRO) fail quietly.
+        let state = UdpSocketState::new(UdpSockRef::from(&s))?;
         allow_fragmentation(s.as_fd(), v6)?;
         let wildcard = addr.is_unspecified();
-        // IPv4 reads the destination from the IP header; IPv6 needs packet info.
-        if wildcard && v6 {
-            want_pktinfo(s.as_fd(), v6)?;
-        }
-        s.bind(&sa.into())?;
         // SAFETY: `Socket` owns its file descriptor, keeps it open until it is dropped, and
         // `as_raw_fd` always returns that same descriptor; the AsyncFd owns the Socket.
         let fd = unsafe { AsyncFd::register(s) }.map_err(io::Error::from)?;
         Ok(Self {
             io: Io::Raw(fd),
+            state,
             bound: sa,
             wildcard,
-            recv_cmsg: pktinfo_space(addr),
-            send_hdr: wildcard
-                .then(|| SendHeader(MultiHeaders::preallocate(1, Some(pktinfo_space(addr))))),
+            send_hdrs: Some(SendHeaders(MultiHeaders::preallocate(
+                SEND_BATCH,
+                wildcard.then(|| pktinfo_space(addr)),
+            ))),
         })
     }
 
@@ -301,7 +368,21 @@ impl DgramSocket {
         self.bound.ip() == local || (self.wildcard && self.bound.is_ipv4() == local.is_ipv4())
     }
 
-    /// Ready when a datagram may be waiting (then [`try_recv`](Self::try_recv)).
+    /// Whether this is a raw ESP socket.
+    pub fn is_raw(&self) -> bool {
+        matches!(self.io, Io::Raw(_))
+    }
+
+    /// How many datagrams one GSO send may carry (1: no GSO).
+    pub fn max_gso_segments(&self) -> usize {
+        if self.is_raw() {
+            1
+        } else {
+            self.state.max_gso_segments()
+        }
+    }
+
+    /// Ready when a datagram may be waiting (then [`try_recv_batch`](Self::try_recv_batch)).
     pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         match &self.io {
             Io::Udp(s) => s.poll_recv_ready(cx).map(|_| ()),
@@ -316,20 +397,40 @@ impl DgramSocket {
         }
     }
 
-    /// The next datagram into `buf`, if one is waiting (`WouldBlock` otherwise, which makes the
-    /// next [`poll_recv_ready`](Self::poll_recv_ready) wait).
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Datagram> {
-        let fd = self.raw_fd();
-        let cmsg = &mut self.recv_cmsg;
-        let (n, remote, dst) = match &self.io {
-            Io::Udp(s) => s.try_io(Interest::READABLE, || recv_with_pktinfo(fd, buf, cmsg))?,
-            Io::Raw(a) => a.try_io(Interest::READABLE, |_| recv_with_pktinfo(fd, buf, cmsg))?,
-        };
-        let remote = remote.ok_or_else(|| io::Error::other("datagram without a sender"))?;
+    /// The datagrams waiting, up to [`RECV_BATCH`] slots, into `batch` with one `recvmmsg`:
+    /// how many slots were filled (`WouldBlock` when none was waiting, which makes the next
+    /// [`poll_recv_ready`](Self::poll_recv_ready) wait). Then [`datagram`](Self::datagram)
+    /// reads each one.
+    pub fn try_recv_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let mut chunks = batch.buf.chunks_exact_mut(RECV_SLOT);
+        let mut iovs: [IoSliceMut<'_>; RECV_BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+        let meta = &mut batch.meta;
+        let state = &self.state;
+        match &self.io {
+            Io::Udp(s) => s.try_io(Interest::READABLE, || {
+                state.recv(UdpSockRef::from(s), &mut iovs, meta)
+            }),
+            Io::Raw(a) => a.try_io(Interest::READABLE, |inner| {
+                state.recv(UdpSockRef::from(inner), &mut iovs, meta)
+            }),
+        }
+    }
+
+    /// The datagram at `segment` of a slot this socket received into (`meta` says from whom and
+    /// to which address). A raw IPv4 socket's datagram starts with the IP header, which gives
+    /// the addresses and is left out of the range.
+    pub fn datagram(
+        &self,
+        slot: &[u8],
+        meta: &RecvMeta,
+        segment: Range<usize>,
+    ) -> io::Result<Datagram> {
         let port = self.bound.port();
-        if matches!(self.io, Io::Raw(_)) && self.bound.is_ipv4() {
+        if self.is_raw() && self.bound.is_ipv4() {
             // The IPv4 header comes first: its source and destination are the addresses.
-            let pkt = buf.get(..n).unwrap_or(&[]);
+            let pkt = slot.get(segment.clone()).unwrap_or(&[]);
+            let n = pkt.len();
             let ihl = usize::from(pkt.first().map_or(0, |v| v & 0x0f)) * 4;
             let (Some(src), Some(dst)) = (pkt.get(12..16), pkt.get(16..20)) else {
                 return Err(io::Error::other("short IPv4 packet"));
@@ -339,44 +440,109 @@ impl DgramSocket {
             }
             let ip = |b: &[u8]| IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
             return Ok(Datagram {
-                range: ihl..n,
+                range: segment.start + ihl..segment.end,
                 remote: SocketAddr::new(ip(src), 0),
                 local: SocketAddr::new(ip(dst), 0),
             });
         }
-        let local = match dst {
+        let local = match meta.dst_ip {
             Some(ip) if self.wildcard => ip,
             _ => self.bound.ip(),
         };
         Ok(Datagram {
-            range: 0..n,
-            remote,
+            range: segment,
+            remote: meta.addr,
             local: SocketAddr::new(local, port),
         })
+    }
+
+    /// The source address to put on a datagram to `to`: only a wildcard socket names it.
+    fn source(&self, from: IpAddr, to: SocketAddr) -> Option<IpAddr> {
+        (self.wildcard && !from.is_unspecified() && from.is_ipv4() == to.is_ipv4()).then_some(from)
     }
 
     /// Sends `data` to `to` (port ignored for raw ESP) from the local address `from`: on a
     /// wildcard socket the kernel is told the source address, otherwise the bound one is used.
     pub async fn send(&mut self, data: &[u8], from: IpAddr, to: SocketAddr) -> io::Result<()> {
-        let fd = self.raw_fd();
+        self.send_segments(data, None, from, to).await
+    }
+
+    /// Sends `data` to `to` from `from` as datagrams of `segment` bytes each (the last may be
+    /// shorter) with one GSO `sendmsg`, or as one datagram when `segment` is `None`. UDP only:
+    /// raw sockets take [`send_batch`](Self::send_batch).
+    pub async fn send_segments(
+        &mut self,
+        data: &[u8],
+        segment: Option<usize>,
+        from: IpAddr,
+        to: SocketAddr,
+    ) -> io::Result<()> {
         let to = match self.io {
             Io::Raw(_) => SocketAddr::new(to.ip(), 0),
             Io::Udp(_) => to,
         };
-        match (&self.io, self.send_hdr.as_mut()) {
-            (io, Some(hdr)) if !from.is_unspecified() && from.is_ipv4() == to.is_ipv4() => {
-                let mut f = || send_from(fd, hdr, data, from, to);
-                match io {
-                    Io::Udp(s) => s.async_io(Interest::WRITABLE, f).await,
-                    Io::Raw(a) => a.async_io(Interest::WRITABLE, |_| f()).await,
+        let t = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents: data,
+            segment_size: segment.filter(|&s| s < data.len()),
+            src_ip: self.source(from, to),
+        };
+        let state = &self.state;
+        match &self.io {
+            Io::Udp(s) => {
+                s.async_io(Interest::WRITABLE, || {
+                    state.try_send(UdpSockRef::from(s), &t)
+                })
+                .await
+            }
+            Io::Raw(a) => {
+                a.async_io(Interest::WRITABLE, |inner| {
+                    state.try_send(UdpSockRef::from(inner), &t)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Sends the datagrams of `out` (bytes in `buf`, all from the same source) on this raw
+    /// socket with as few `sendmmsg` calls as the socket's buffer allows. A datagram the kernel
+    /// refuses is skipped and the others still go; the last refusal is the error.
+    pub async fn send_batch(&mut self, buf: &[u8], out: &[Outgoing]) -> io::Result<()> {
+        let Some(first) = out.first() else {
+            return Ok(());
+        };
+        let from = self.source(first.from, first.to);
+        if from.is_none() && self.wildcard {
+            // The headers carry room for a source address; without one, send one by one.
+            let mut last = Ok(());
+            for o in out {
+                let data = buf.get(o.range.clone()).unwrap_or(&[]);
+                if let Err(e) = self.send_segments(data, None, o.from, o.to).await {
+                    last = Err(e);
                 }
             }
-            (Io::Udp(s), _) => s.send_to(data, to).await.map(|_| ()),
-            (Io::Raw(a), _) => a
-                .async_io(Interest::WRITABLE, |s| s.send_to(data, &to.into()))
-                .await
-                .map(|_| ()),
+            return last;
         }
+        let fd = self.raw_fd();
+        let (Io::Raw(a), Some(hdrs)) = (&self.io, self.send_hdrs.as_mut()) else {
+            return Err(io::Error::other("send_batch is for raw sockets"));
+        };
+        let (mut done, mut last) = (0, Ok(()));
+        while let Some(rest) = out.get(done..).filter(|r| !r.is_empty()) {
+            match a
+                .async_io(Interest::WRITABLE, |_| send_many(fd, hdrs, buf, rest, from))
+                .await
+            {
+                Ok(sent) => done += sent.max(1),
+                // The first of `rest` was refused: skip it.
+                Err(e) => {
+                    done += 1;
+                    last = Err(e);
+                }
+            }
+        }
+        last
     }
 }
 
@@ -520,28 +686,37 @@ impl Listeners {
         self.endpoints.get_mut(index).map(|e| &mut e.socket)
     }
 
-    /// The socket of `kind` that serves the local address `local` (bound to it, or the wildcard
-    /// of its family).
-    pub fn for_local(&mut self, kind: Kind, local: IpAddr) -> Option<&mut DgramSocket> {
+    /// The index of the socket of `kind` that serves the local address `local` (bound to it,
+    /// or the wildcard of its family).
+    pub fn index_for_local(&self, kind: Kind, local: IpAddr) -> Option<usize> {
         // An exact binding wins over the wildcard.
-        let i = self
-            .endpoints
+        self.endpoints
             .iter()
             .position(|e| e.kind == kind && e.socket.bound.ip() == local)
             .or_else(|| {
                 self.endpoints
                     .iter()
                     .position(|e| e.kind == kind && e.socket.serves(local))
-            })?;
+            })
+    }
+
+    /// The socket of `kind` that serves the local address `local`.
+    pub fn for_local(&mut self, kind: Kind, local: IpAddr) -> Option<&mut DgramSocket> {
+        let i = self.index_for_local(kind, local)?;
         self.get_mut(i)
+    }
+
+    /// The index of the first socket of `kind` for `remote`'s address family.
+    pub fn index_for_family(&self, kind: Kind, remote: IpAddr) -> Option<usize> {
+        self.endpoints
+            .iter()
+            .position(|e| e.kind == kind && e.socket.bound.is_ipv4() == remote.is_ipv4())
     }
 
     /// The first socket of `kind` for `remote`'s address family.
     pub fn for_family(&mut self, kind: Kind, remote: IpAddr) -> Option<&mut DgramSocket> {
-        self.endpoints
-            .iter_mut()
-            .find(|e| e.kind == kind && e.socket.bound.is_ipv4() == remote.is_ipv4())
-            .map(|e| &mut e.socket)
+        let i = self.index_for_family(kind, remote)?;
+        self.get_mut(i)
     }
 
     /// Whether any raw ESP socket is open.
@@ -597,19 +772,181 @@ mod tests {
         assert!(covered.is_empty());
     }
 
-    async fn roundtrip(server: &mut DgramSocket, client: &std::net::UdpSocket) -> Datagram {
-        let mut buf = [0u8; 64];
-        loop {
+    /// The datagrams `server` receives until `count` have come (GRO slots cut up), with their
+    /// bytes.
+    async fn receive(server: &mut DgramSocket, count: usize) -> Vec<(Datagram, Vec<u8>)> {
+        receive_slots(server, count).await.0
+    }
+
+    /// [`receive`], and how many slots the datagrams came in.
+    async fn receive_slots(
+        server: &mut DgramSocket,
+        count: usize,
+    ) -> (Vec<(Datagram, Vec<u8>)>, usize) {
+        let mut rx = RecvBatch::default();
+        let mut got = Vec::new();
+        let mut slots = 0;
+        while got.len() < count {
             std::future::poll_fn(|cx| server.poll_recv_ready(cx)).await;
-            match server.try_recv(&mut buf) {
-                Ok(d) => {
-                    assert_eq!(&buf[d.range.clone()], b"ping");
-                    assert_eq!(d.remote, client.local_addr().unwrap());
-                    return d;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            let n = match server.try_recv_batch(&mut rx) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => panic!("{e}"),
+            };
+            slots += n;
+            for i in 0..n {
+                let (slot, meta) = rx.slot_mut(i).unwrap();
+                let meta = *meta;
+                for seg in segments(meta.len, meta.stride) {
+                    let d = server.datagram(slot, &meta, seg).unwrap();
+                    got.push((d.clone(), slot[d.range].to_vec()));
+                }
             }
+        }
+        (got, slots)
+    }
+
+    async fn roundtrip(server: &mut DgramSocket, client: &std::net::UdpSocket) -> Datagram {
+        let (d, data) = receive(server, 1).await.remove(0);
+        assert_eq!(data, b"ping");
+        assert_eq!(d.remote, client.local_addr().unwrap());
+        d
+    }
+
+    fn out(socket: usize, to: &str, range: Range<usize>) -> Outgoing {
+        Outgoing {
+            socket,
+            from: ip("192.0.2.1"),
+            to: to.parse().unwrap(),
+            range,
+        }
+    }
+
+    #[test]
+    fn gro_slots_are_cut_at_the_stride() {
+        let cut = |len, stride| segments(len, stride).collect::<Vec<_>>();
+        assert_eq!(cut(3000, 1000), vec![0..1000, 1000..2000, 2000..3000]);
+        assert_eq!(cut(2500, 1000), vec![0..1000, 1000..2000, 2000..2500]);
+        assert_eq!(cut(700, 700), vec![0..700]);
+        assert_eq!(cut(700, 0), vec![0..700]);
+        assert!(cut(0, 1000).is_empty());
+    }
+
+    /// A GSO run: same socket, source and destination, end to end, equal sizes but the last.
+    #[test]
+    fn send_runs() {
+        let a = "198.51.100.7:4500";
+        let b = "198.51.100.8:4500";
+        let o = [
+            out(1, a, 0..100),
+            out(1, a, 100..200),
+            out(1, a, 200..250),
+            out(1, a, 250..350),
+        ];
+        // The short one ends the run.
+        assert_eq!(send_run(&o, false, 64), 3);
+        assert_eq!(send_run(&o[3..], false, 64), 1);
+        assert_eq!(send_run(&o, false, 2), 2, "the socket's GSO limit");
+        assert_eq!(send_run(&o, false, 1), 1, "no GSO");
+        // Another destination or socket ends it; a larger one after the first too.
+        let o = [out(1, a, 0..100), out(1, b, 100..200)];
+        assert_eq!(send_run(&o, false, 64), 1);
+        assert_eq!(send_run(&o, true, 1), 2, "sendmmsg sends to each its own");
+        let o = [out(1, a, 0..100), out(2, a, 100..200)];
+        assert_eq!(send_run(&o, true, 1), 1);
+        let o = [out(1, a, 0..100), out(1, a, 100..300)];
+        assert_eq!(send_run(&o, false, 64), 1);
+        // At most 64 KiB.
+        let o: Vec<_> = (0..64)
+            .map(|i| out(1, a, i * 1400..(i + 1) * 1400))
+            .collect();
+        assert_eq!(send_run(&o, false, 64), GSO_BYTES / 1400);
+        assert_eq!(send_run(&o, true, 1), 64);
+        assert_eq!(send_run(&[], false, 64), 0);
+    }
+
+    /// Datagrams sent with GSO arrive one by one, each with its own bytes, from the address
+    /// asked; a receiver with GRO cuts them apart again.
+    #[tokio::test]
+    async fn gso_out_and_gro_in() {
+        let mut server = DgramSocket::udp((Ipv4Addr::UNSPECIFIED, 0).into()).unwrap();
+        let port = server.bound().port();
+        let mut peer = DgramSocket::udp((Ipv4Addr::new(127, 0, 0, 3), 0).into()).unwrap();
+        let asked = Ipv4Addr::new(127, 0, 0, 9);
+        let mut data = Vec::new();
+        for i in 0..5u8 {
+            let len = if i == 4 { 300 } else { 1200 };
+            data.extend(std::iter::repeat_n(i, len));
+        }
+        let segment = (server.max_gso_segments() > 1).then_some(1200);
+        // Both ways: server → peer (the peer's GRO), peer → server (the server's GRO).
+        peer.send_segments(&data, segment, IpAddr::V4(asked), (asked, port).into())
+            .await
+            .unwrap();
+        let (got, slots) = receive_slots(&mut server, 5).await;
+        if segment.is_some() {
+            // Over loopback a GSO send reaches a socket with GRO in one piece.
+            assert_eq!(slots, 1, "GSO and GRO on this kernel");
+        } else {
+            eprintln!("no UDP GSO on this kernel: five sends, five slots");
+        }
+        for (i, (d, bytes)) in got.iter().enumerate() {
+            assert_eq!(d.local, SocketAddr::from((asked, port)));
+            assert_eq!(d.remote, peer.bound());
+            assert_eq!(bytes.len(), if i == 4 { 300 } else { 1200 });
+            assert!(bytes.iter().all(|&b| usize::from(b) == i));
+        }
+        server
+            .send_segments(&data, segment, IpAddr::V4(asked), peer.bound())
+            .await
+            .unwrap();
+        let got = receive(&mut peer, 5).await;
+        assert_eq!(got.len(), 5);
+        for (i, (d, bytes)) in got.iter().enumerate() {
+            assert_eq!(d.remote, SocketAddr::from((asked, port)), "reply source");
+            assert!(bytes.iter().all(|&b| usize::from(b) == i));
+        }
+    }
+
+    /// `sendmmsg` on a raw ESP socket: every datagram reaches its destination, in order.
+    #[tokio::test]
+    async fn raw_batch() {
+        let (mut tx, mut rx) = match (
+            DgramSocket::raw_esp(ip("127.0.0.1")),
+            DgramSocket::raw_esp(ip("127.0.0.2")),
+        ) {
+            (Ok(t), Ok(r)) => (t, r),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!(
+                    "SKIP raw_batch: cannot open a raw ESP socket ({e}); needs root or CAP_NET_RAW"
+                );
+                return;
+            }
+        };
+        let mut buf = Vec::new();
+        let mut o = Vec::new();
+        for i in 0..10u8 {
+            let start = buf.len();
+            // An ESP header with a made-up SPI, then bytes naming the datagram.
+            buf.extend([0xde, 0xad, 0xbe, i, 0, 0, 0, 1]);
+            buf.extend(std::iter::repeat_n(i, 100 + usize::from(i)));
+            o.push(Outgoing {
+                socket: 0,
+                from: ip("127.0.0.1"),
+                to: "127.0.0.2:0".parse().unwrap(),
+                range: start..buf.len(),
+            });
+        }
+        tx.send_batch(&buf, &o).await.unwrap();
+        let got: Vec<_> = receive(&mut rx, 10)
+            .await
+            .into_iter()
+            .filter(|(d, b)| d.local.ip() == ip("127.0.0.2") && b.starts_with(&[0xde, 0xad, 0xbe]))
+            .collect();
+        assert_eq!(got.len(), 10);
+        for (i, (d, b)) in got.iter().enumerate() {
+            assert_eq!(d.remote.ip(), ip("127.0.0.1"));
+            assert_eq!(b.as_slice(), &buf[o[i].range.clone()]);
         }
     }
 

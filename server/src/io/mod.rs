@@ -30,7 +30,7 @@ use crate::esp::{self, Udp4500};
 use crate::ike::{self, Responder};
 use crate::l2tp::SessionRef;
 use crate::session::{self, Sessions};
-use listen::{Datagram, Kind, Listeners};
+use listen::{Datagram, Kind, Listeners, Outgoing, RecvBatch};
 
 pub use crate::dataplane::gateway::{L2TP_PORT, describe_inner, describe_l2tp};
 
@@ -78,15 +78,65 @@ pub struct Reload {
 /// Reads the settings again.
 pub type Reloader = Box<dyn FnMut() -> Result<Reload, String> + Send>;
 
-/// Packets taken from one ready socket before the loop looks at the others.
+/// Packets taken from one ready socket (or the TUN device) before the loop looks at the others.
 const BATCH: usize = 64;
+
+/// Room for one packet read from the TUN device and sealed in place.
+const TUN_SLOT: usize = HEADROOM + 65536 + TAILROOM;
 
 /// How long a shutdown waits for clients to acknowledge StopCCN before the IPsec Deletes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// How well the system calls are batched.
+#[derive(Debug, Default, Clone, Copy)]
+struct Batching {
+    rx_datagrams: u64,
+    rx_calls: u64,
+    tx_datagrams: u64,
+    tx_calls: u64,
+}
+
 /// A buffer for one packet with the data plane's headroom and tailroom.
 fn packet_buffer() -> Vec<u8> {
-    vec![0u8; HEADROOM + 65536 + TAILROOM]
+    vec![0u8; TUN_SLOT]
+}
+
+/// Packets from the TUN device, each read at the end of the ones before it (plus the data
+/// plane's headroom), sealed in place and moved back to lie end to end, so that the run of
+/// datagrams to one client goes out in one GSO send.
+struct TxBatch {
+    buf: Vec<u8>,
+    /// Bytes of sealed datagrams at the start of `buf`.
+    used: usize,
+    /// The datagrams, in order (capacity [`BATCH`], reserved once).
+    out: Vec<Outgoing>,
+}
+
+impl TxBatch {
+    fn new() -> Self {
+        Self {
+            // Every packet of a batch: 1400-byte packets grown by at most the headers and
+            // padding, and room to read the next one at full size.
+            buf: vec![0u8; BATCH * 1600 + TUN_SLOT],
+            used: 0,
+            out: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Where the next packet from the TUN device is read: after the datagrams so far, past the
+    /// headroom. `None` when the batch is full.
+    fn read_slot(&mut self) -> Option<&mut [u8]> {
+        if self.out.len() >= BATCH {
+            return None;
+        }
+        let start = self.used + HEADROOM;
+        self.buf.get_mut(start..start + 65536)
+    }
+
+    fn clear(&mut self) {
+        self.used = 0;
+        self.out.clear();
+    }
 }
 
 /// The running shell.
@@ -104,6 +154,9 @@ pub struct Shell {
     txbuf: Vec<u8>,
     /// NAT keepalives and IKE datagrams dropped because a socket refused them.
     send_errors: u64,
+    /// Batching: datagrams received and the `recvmmsg` calls that took them; data-plane
+    /// datagrams sent and the sends (GSO `sendmsg`, `sendmmsg`) that carried them.
+    batching: Batching,
     /// Requests from the admin socket, and its path (removed at exit).
     admin: Option<tokio::sync::mpsc::Receiver<admin::Call>>,
     admin_path: Option<std::path::PathBuf>,
@@ -162,6 +215,7 @@ impl Shell {
             decisions_rx,
             txbuf: packet_buffer(),
             send_errors: 0,
+            batching: Batching::default(),
             admin: None,
             admin_path: None,
             reloader: None,
@@ -266,11 +320,8 @@ impl Shell {
         stop: &mut std::pin::Pin<&mut F>,
         until_tunnels_closed: bool,
     ) -> io::Result<()> {
-        let mut buf500 = vec![0u8; 65536];
-        let mut buf4500 = packet_buffer();
-        let mut rawbuf = packet_buffer();
-        let mut buf1701 = packet_buffer();
-        let mut tunbuf = packet_buffer();
+        let mut rx = RecvBatch::default();
+        let mut tx = TxBatch::new();
         let mut keepalive = tokio::time::interval(Duration::from_secs(20));
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -296,22 +347,16 @@ impl Shell {
             tokio::select! {
                 _ = stop.as_mut() => return Ok(()),
                 ready = std::future::poll_fn(|cx| sockets.poll_ready(cx, turn)) => {
-                    let buf = match ready.kind {
-                        Kind::Ike => &mut buf500,
-                        Kind::Natt => &mut buf4500,
-                        Kind::RawEsp => &mut rawbuf,
-                        Kind::L2tp => &mut buf1701,
-                    };
-                    self.socket_batch(ready.index, ready.kind, buf).await;
+                    self.socket_batch(ready.index, ready.kind, &mut rx).await;
                 }
                 r = async {
-                    match &self.tun {
-                        Some(t) => t.recv(&mut tunbuf[HEADROOM..HEADROOM + 65536]).await,
-                        None => std::future::pending().await,
+                    match (&self.tun, tx.read_slot()) {
+                        (Some(t), Some(slot)) => t.recv(slot).await,
+                        _ => std::future::pending().await,
                     }
                 } => {
                     let n = r?;
-                    self.tun_batch(&mut tunbuf, n).await;
+                    self.tun_batch(&mut tx, n).await;
                 }
                 d = self.decisions_rx.recv() => {
                     if let (Some((session, id, decision)), Some(gw)) = (d, self.gw.as_mut()) {
@@ -357,35 +402,68 @@ impl Shell {
         }
     }
 
-    /// The datagrams waiting on socket `index` (of `kind`), up to a batch.
-    async fn socket_batch(&mut self, index: usize, kind: Kind, buf: &mut [u8]) {
-        for _ in 0..BATCH {
+    /// The datagrams waiting on socket `index` (of `kind`), up to a batch: taken with
+    /// `recvmmsg`, each slot cut into the datagrams GRO put together.
+    async fn socket_batch(&mut self, index: usize, kind: Kind, rx: &mut RecvBatch) {
+        let mut taken = 0;
+        while taken < BATCH {
             let Some(sock) = self.sockets.get_mut(index) else {
                 return;
             };
-            let d = match sock.try_recv(buf) {
-                Ok(d) => d,
+            let n = match sock.try_recv_batch(rx) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     debug!(socket = %sock.bound(), error = %e, "receive failed");
                     return;
                 }
             };
-            match kind {
-                Kind::Ike => {
-                    if let Some(data) = buf.get(d.range) {
-                        self.ike
-                            .handle_datagram(Instant::now(), d.local, d.remote, data);
-                    }
+            self.batching.rx_calls += 1;
+            for i in 0..n {
+                let Some((slot, meta)) = rx.slot_mut(i) else {
+                    break;
+                };
+                let meta = *meta;
+                for segment in listen::segments(meta.len, meta.stride) {
+                    taken += 1;
+                    self.batching.rx_datagrams += 1;
+                    let d = match self
+                        .sockets
+                        .get_mut(index)
+                        .map(|s| s.datagram(slot, &meta, segment))
+                    {
+                        Some(Ok(d)) => d,
+                        Some(Err(e)) => {
+                            debug!(error = %e, "dropped a datagram");
+                            continue;
+                        }
+                        None => return,
+                    };
+                    self.datagram_in(kind, slot, d).await;
                 }
-                Kind::Natt => self.udp4500_in(buf, d).await,
-                Kind::RawEsp => {
-                    if let Some(esp) = buf.get_mut(d.range) {
-                        self.esp_in(esp, d.remote).await;
-                    }
-                }
-                Kind::L2tp => self.cleartext_l2tp(buf, d).await,
             }
+            if n < listen::RECV_BATCH {
+                return;
+            }
+        }
+    }
+
+    /// One datagram (in `slot` at `d.range`) from a socket of `kind`.
+    async fn datagram_in(&mut self, kind: Kind, slot: &mut [u8], d: Datagram) {
+        match kind {
+            Kind::Ike => {
+                if let Some(data) = slot.get(d.range) {
+                    self.ike
+                        .handle_datagram(Instant::now(), d.local, d.remote, data);
+                }
+            }
+            Kind::Natt => self.udp4500_in(slot, d).await,
+            Kind::RawEsp => {
+                if let Some(esp) = slot.get_mut(d.range) {
+                    self.esp_in(esp, d.remote).await;
+                }
+            }
+            Kind::L2tp => self.cleartext_l2tp(slot, d).await,
         }
     }
 
@@ -441,29 +519,46 @@ impl Shell {
         }
     }
 
-    /// The packet read from the TUN device (`n` bytes at HEADROOM) and whatever else is ready.
-    async fn tun_batch(&mut self, buf: &mut [u8], n: usize) {
+    /// The packet read from the TUN device (`n` bytes in `tx`'s read slot) and whatever else
+    /// is ready, up to a batch: each sealed for its client, then all sent.
+    async fn tun_batch(&mut self, tx: &mut TxBatch, n: usize) {
         let mut len = Some(n);
-        let mut taken = 0;
         while let Some(n) = len.take() {
-            self.tun_in(buf, n).await;
-            taken += 1;
-            if taken == BATCH {
-                break;
-            }
-            len = match (&self.tun, buf.get_mut(HEADROOM..HEADROOM + 65536)) {
-                (Some(t), Some(b)) => t.try_recv(b).ok(),
+            self.tun_in(tx, n).await;
+            len = match (&self.tun, tx.read_slot()) {
+                (Some(t), Some(slot)) => t.try_recv(slot).ok(),
                 _ => None,
             };
         }
+        self.flush(tx).await;
     }
 
-    async fn tun_in(&mut self, buf: &mut [u8], n: usize) {
+    /// Seals the packet in `tx`'s read slot (`n` bytes) for its client and keeps the datagram
+    /// at the end of the batch.
+    async fn tun_in(&mut self, tx: &mut TxBatch, n: usize) {
         let Some(gw) = self.gw.as_mut() else { return };
-        match gw.tun_in(&mut self.ike, Instant::now(), buf, n) {
+        let start = tx.used;
+        let Some(room) = tx.buf.get_mut(start..) else {
+            return;
+        };
+        match gw.tun_in(&mut self.ike, Instant::now(), room, n) {
             FromTun::Send(t) => {
                 let t = t.clone();
-                self.send(&t, buf).await;
+                let Some((socket, from, to)) = self.route(&t.via) else {
+                    dropped!(self.send_errors, via = ?t.via, "no socket for this local address");
+                    return;
+                };
+                // Back to the end of the datagrams before it (the headers took less than the
+                // headroom).
+                room.copy_within(t.range.clone(), 0);
+                let len = t.range.len();
+                tx.out.push(Outgoing {
+                    socket,
+                    from,
+                    to,
+                    range: start..start + len,
+                });
+                tx.used += len;
             }
             // The answer lives in the gateway: written from there, with no copy.
             FromTun::Icmp(answer) => {
@@ -474,6 +569,58 @@ impl Shell {
                 }
             }
             FromTun::Dropped => {}
+        }
+    }
+
+    /// Sends every datagram of `tx` in order: runs to one client over UDP as one GSO send, runs
+    /// on a raw socket as one `sendmmsg`; then empties it.
+    async fn flush(&mut self, tx: &mut TxBatch) {
+        let mut rest = tx.out.as_slice();
+        while let Some(first) = rest.first() {
+            let Some(sock) = self.sockets.get_mut(first.socket) else {
+                break;
+            };
+            let raw = sock.is_raw();
+            let n = listen::send_run(rest, raw, sock.max_gso_segments()).max(1);
+            let (run, after) = rest.split_at(n.min(rest.len()));
+            self.batching.tx_calls += 1;
+            self.batching.tx_datagrams += run.len() as u64;
+            let r = if raw {
+                sock.send_batch(&tx.buf, run).await
+            } else {
+                let bytes = first.range.start..run.last().map_or(first.range.end, |o| o.range.end);
+                let data = tx.buf.get(bytes).unwrap_or(&[]);
+                let segment = (n > 1).then(|| first.range.len());
+                sock.send_segments(data, segment, first.from, first.to)
+                    .await
+            };
+            if let Err(e) = r {
+                dropped!(self.send_errors, to = %first.to, datagrams = n, error = %e, "send failed");
+            }
+            rest = after;
+        }
+        tx.clear();
+    }
+
+    /// The socket (index), source address and destination for a datagram sent `via`.
+    fn route(&self, via: &Via) -> Option<(usize, IpAddr, SocketAddr)> {
+        match *via {
+            Via::Udp { local, remote } => Some((
+                self.sockets.index_for_local(Kind::Natt, local.ip())?,
+                local.ip(),
+                remote,
+            )),
+            Via::RawEsp { local, remote } => Some((
+                self.sockets.index_for_local(Kind::RawEsp, local)?,
+                local,
+                SocketAddr::new(remote, 0),
+            )),
+            // Test-only plain mode: the kernel picks the source address.
+            Via::PlainL2tp { remote } => Some((
+                self.sockets.index_for_family(Kind::L2tp, remote.ip())?,
+                unspecified(remote.ip()),
+                remote,
+            )),
         }
     }
 
@@ -714,6 +861,10 @@ impl Shell {
             ("ike_malformed".into(), ike.malformed),
             ("ike_dpd_dead".into(), ike.dpd_dead),
             ("send_errors".into(), self.send_errors),
+            ("io_rx_datagrams".into(), self.batching.rx_datagrams),
+            ("io_rx_calls".into(), self.batching.rx_calls),
+            ("io_tx_datagrams".into(), self.batching.tx_datagrams),
+            ("io_tx_calls".into(), self.batching.tx_calls),
         ];
         let (mut up, mut total, mut used, mut size) = (0, 0, 0, 0);
         if let Some(gw) = &self.gw {
