@@ -10,6 +10,9 @@ use pppd_lite::{AuthRequest, Verdict};
 use tracing::info;
 
 pub mod local;
+pub mod record;
+
+pub use record::{AcctRecord, AcctStatus, AuthContext, Authorization, TerminateCause};
 
 /// The answer to a PPP authentication request, with what the backend knows of the user.
 #[derive(Debug)]
@@ -22,6 +25,8 @@ pub struct Decision {
     pub static_ip: Option<Ipv4Addr>,
     /// Most simultaneous sessions of this user.
     pub max_sessions: Option<u32>,
+    /// What the backend said beyond the verdict (RADIUS attributes).
+    pub authz: Authorization,
 }
 
 impl Decision {
@@ -34,6 +39,7 @@ impl Decision {
             user: None,
             static_ip: None,
             max_sessions: None,
+            authz: Authorization::default(),
         }
     }
 }
@@ -73,5 +79,6 @@ pub fn local_decision(store: &local::UserStore, req: &AuthRequest) -> Decision {
         user: Some(user.name),
         static_ip: user.static_ip,
         max_sessions: user.max_sessions,
+        authz: Authorization::default(),
     }
 }
