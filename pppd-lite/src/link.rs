@@ -799,6 +799,18 @@ impl Ppp {
         }
     }
 
+    /// Server: the DNS and NBNS servers to offer this peer (RFC 1877) instead of the
+    /// configuration's, e.g. what RADIUS said of the user. Call before IPCP finishes.
+    pub fn set_name_servers(&mut self, dns: [Option<Ipv4Addr>; 2], nbns: [Option<Ipv4Addr>; 2]) {
+        if let Ipcp::Server {
+            dns: d, nbns: n, ..
+        } = &mut self.ipcp.opts
+        {
+            *d = dns;
+            *n = nbns;
+        }
+    }
+
     /// Server: no address to assign; closes the link with a readable reason.
     pub fn address_unavailable(&mut self, now: Instant) {
         self.fail(now, DownReason::PoolExhausted, "no IP address available");

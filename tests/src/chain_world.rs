@@ -253,6 +253,8 @@ pub struct ChainWorld {
     pub lan: Vec<Vec<u8>>,
     pub ups: Vec<(SessionRef, String, Ipv4Addr)>,
     pub downs: Vec<(SessionRef, Option<String>, String)>,
+    /// The accounting records the session layer gave (Start at Up, Stop at Down), in order.
+    pub acct: Vec<roadgate::aaa::AcctRecord>,
     /// How long the authentication backend takes to answer.
     pub auth_delay: Duration,
     /// Time spent inside the server's calls (Responder, Gateway, the authentication decision),
@@ -304,6 +306,7 @@ impl ChainWorld {
             lan: Vec::new(),
             ups: Vec::new(),
             downs: Vec::new(),
+            acct: Vec::new(),
             auth_delay: Duration::from_millis(5),
             server_time: Duration::ZERO,
             clock: monotonic,
@@ -595,7 +598,9 @@ impl ChainWorld {
             while let Some(ev) = self.timed(|s| s.gw.sessions_mut().poll_event()) {
                 progressed = true;
                 match ev {
-                    session::Event::Authenticate { session, request } => {
+                    session::Event::Authenticate {
+                        session, request, ..
+                    } => {
                         let decision = self.timed(|s| aaa::local_decision(&s.users, &request));
                         self.auth
                             .push_back((now + self.auth_delay, session, request.id, decision));
@@ -604,12 +609,21 @@ impl ChainWorld {
                         session,
                         user,
                         address,
-                    } => self.ups.push((session, user, address)),
+                        start,
+                        ..
+                    } => {
+                        self.acct.push(*start);
+                        self.ups.push((session, user, address));
+                    }
                     session::Event::Down {
                         session,
                         user,
                         reason,
-                    } => self.downs.push((session, user, reason)),
+                        stop,
+                    } => {
+                        self.acct.extend(stop.map(|s| *s));
+                        self.downs.push((session, user, reason));
+                    }
                 }
             }
             while self.auth.front().is_some_and(|a| a.0 <= now) {

@@ -131,9 +131,13 @@ pub struct World {
     pub rng: ChaCha20Rng,
     /// How long the authenticator takes; `None`: it never answers.
     pub decision_delay: Option<Duration>,
+    /// What the authenticator adds to every acceptance (as RADIUS would).
+    pub authz: Option<roadgate::aaa::Authorization>,
     pub pending: VecDeque<(Instant, SessionRef, u64, Decision)>,
     pub ups: Vec<(SessionRef, String, Ipv4Addr)>,
     pub downs: Vec<(SessionRef, Option<String>, String)>,
+    /// The accounting records the session layer gave (Start at Up, Stop at Down), in order.
+    pub acct: Vec<roadgate::aaa::AcctRecord>,
     /// Wall-clock time spent inside the server (session layer and user lookups), for benches.
     pub server_time: Duration,
 }
@@ -149,9 +153,11 @@ impl World {
             loss: 0.0,
             rng: ChaCha20Rng::seed_from_u64(1),
             decision_delay: Some(Duration::from_millis(20)),
+            authz: None,
             pending: VecDeque::new(),
             ups: Vec::new(),
             downs: Vec::new(),
+            acct: Vec::new(),
             server_time: Duration::ZERO,
         }
     }
@@ -248,10 +254,17 @@ impl World {
         while let Some(ev) = self.server.poll_event() {
             moved = true;
             match ev {
-                session::Event::Authenticate { session, request } => {
+                session::Event::Authenticate {
+                    session, request, ..
+                } => {
                     let t0 = Instant::now();
-                    let decision = aaa::local_decision(&self.users, &request);
+                    let mut decision = aaa::local_decision(&self.users, &request);
                     self.server_time += t0.elapsed();
+                    if let (Some(authz), pppd_lite::Verdict::Accept(_)) =
+                        (&self.authz, &decision.verdict)
+                    {
+                        decision.authz = authz.clone();
+                    }
                     if let Some(delay) = self.decision_delay {
                         self.pending
                             .push_back((now + delay, session, request.id, decision));
@@ -261,12 +274,21 @@ impl World {
                     session,
                     user,
                     address,
-                } => self.ups.push((session, user, address)),
+                    start,
+                    ..
+                } => {
+                    self.acct.push(*start);
+                    self.ups.push((session, user, address));
+                }
                 session::Event::Down {
                     session,
                     user,
                     reason,
-                } => self.downs.push((session, user, reason)),
+                    stop,
+                } => {
+                    self.acct.extend(stop.map(|s| *s));
+                    self.downs.push((session, user, reason));
+                }
             }
         }
         while self.pending.front().is_some_and(|p| p.0 <= now) {

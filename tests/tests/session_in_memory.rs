@@ -416,3 +416,82 @@ fn packets_to_a_clients_address_reach_its_ppp_link_and_nowhere_else() {
             .is_err()
     );
 }
+
+/// The session layer's accounting records: a Start when IPCP is up and a Stop when the session
+/// ends, with the same Acct-Session-Id and NAS-Port, the address, the IP counters of the
+/// session and the cause (an administrative disconnect: Admin-Reset).
+#[test]
+fn accounting_start_and_stop_carry_the_counters_and_the_cause() {
+    use roadgate::aaa::{AcctStatus, TerminateCause};
+    let clients = vec![
+        mk(1, LacConfig::windows(), "alice", "alice-pw", MSCHAP),
+        mk(2, LacConfig::windows(), "bob", "bob-pw", MSCHAP),
+    ];
+    let mut w = World::new(server(pool(10, 99), SERVER_AUTH.to_vec()), clients);
+    w.run(Duration::from_secs(60), |w| w.all_settled());
+    assert_eq!(w.acct.len(), 2, "two Starts: {:?}", w.acct);
+    let mine = w.clients[0].up.as_ref().unwrap().local;
+    let mut packet = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17, 0, 0];
+    packet.extend_from_slice(&mine.octets());
+    packet.extend_from_slice(&[198, 51, 100, 7]);
+    packet.extend_from_slice(&[0; 20]);
+    for _ in 0..3 {
+        let c = &mut w.clients[0];
+        let frame = c.ppp.as_ref().unwrap().encapsulate_ipv4(&packet);
+        let d = c.lac.send_data(c.session.unwrap(), &frame).unwrap();
+        assert!(w.server.handle_l2tp(w.now, 1, 1701, &d).is_some());
+    }
+    let session = w.ups.iter().find(|u| u.2 == mine).unwrap().0;
+    let interim = w.server.interim(w.now, session).unwrap();
+    assert_eq!(interim.status, Some(AcctStatus::InterimUpdate));
+    assert_eq!((interim.input_packets, interim.input_octets), (3, 120));
+    let now = w.now;
+    w.server.disconnect(now, session, "disconnected by the administrator");
+    w.run(Duration::from_secs(30), |w| !w.downs.is_empty());
+    let start = w.acct.iter().find(|r| r.framed_ip == Some(mine)).unwrap().clone();
+    let stop = w.acct.last().unwrap();
+    assert_eq!(start.status, Some(AcctStatus::Start));
+    assert_eq!(start.user, "alice");
+    assert_eq!(stop.status, Some(AcctStatus::Stop));
+    assert_eq!(stop.session_id, start.session_id);
+    assert_eq!(stop.nas_port, start.nas_port);
+    assert_eq!(stop.framed_ip, Some(mine));
+    assert_eq!((stop.input_packets, stop.input_octets), (3, 120));
+    assert_eq!(stop.terminate_cause, Some(TerminateCause::AdminReset));
+    let other = w.acct.iter().find(|r| r.user == "bob").unwrap();
+    assert_ne!(other.session_id, start.session_id, "ids are unique");
+    assert_ne!(other.nas_port, start.nas_port);
+}
+
+/// What RADIUS says of a user is honoured: Framed-IP-Address, the DNS servers, Session-Timeout
+/// (the session ends with Session-Timeout as the cause) and Class (echoed in the Stop).
+#[test]
+fn the_backends_authorization_is_honoured() {
+    use roadgate::aaa::{Authorization, TerminateCause};
+    let clients = vec![mk(1, LacConfig::windows(), "alice", "alice-pw", MSCHAP)];
+    let mut w = World::new(server(pool(10, 99), SERVER_AUTH.to_vec()), clients);
+    w.authz = Some(Authorization {
+        framed_ip: Some(Ipv4Addr::new(10, 77, 0, 42)),
+        session_timeout: Some(20),
+        dns: vec![Ipv4Addr::new(192, 0, 2, 53), Ipv4Addr::new(192, 0, 2, 54)],
+        class: vec![b"billing-class-1".to_vec()],
+        ..Authorization::default()
+    });
+    w.run(Duration::from_secs(60), |w| w.all_settled());
+    let up = w.clients[0].up.unwrap();
+    assert_eq!(up.local, Ipv4Addr::new(10, 77, 0, 42));
+    assert_eq!(
+        up.dns,
+        [Some(Ipv4Addr::new(192, 0, 2, 53)), Some(Ipv4Addr::new(192, 0, 2, 54))]
+    );
+    let t0 = w.now;
+    w.run(Duration::from_secs(60), |w| !w.downs.is_empty());
+    let after = w.now.duration_since(t0);
+    assert!(
+        after >= Duration::from_secs(18) && after <= Duration::from_secs(25),
+        "ended after {after:?}"
+    );
+    let stop = w.acct.last().unwrap();
+    assert_eq!(stop.terminate_cause, Some(TerminateCause::SessionTimeout));
+    assert_eq!(stop.class, vec![b"billing-class-1".to_vec()]);
+}

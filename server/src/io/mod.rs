@@ -707,7 +707,9 @@ impl Shell {
             {
                 progressed = true;
                 match ev {
-                    session::Event::Authenticate { session, request } => {
+                    session::Event::Authenticate {
+                        session, request, ..
+                    } => {
                         self.authenticate(session, request);
                     }
                     session::Event::Up {

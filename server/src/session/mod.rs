@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tracing::{info, warn};
 
-use crate::aaa::Decision;
+use crate::aaa::{AcctRecord, AcctStatus, Authorization, Decision, TerminateCause};
 use crate::l2tp::{self, Lns, LnsConfig, PeerId, SessionRef};
 
 /// Settings of the session layer.
@@ -45,6 +45,10 @@ pub enum Event {
         session: SessionRef,
         /// What the client sent.
         request: AuthRequest,
+        /// The session's NAS-Port.
+        nas_port: u32,
+        /// The session's Acct-Session-Id.
+        acct_session_id: String,
     },
     /// PPP is up: the user has an address.
     Up {
@@ -54,6 +58,10 @@ pub enum Event {
         user: String,
         /// The client's address.
         address: Ipv4Addr,
+        /// The accounting Start (the owner fills in the stations and the time).
+        start: Box<AcctRecord>,
+        /// Acct-Interim-Interval from the backend, seconds.
+        interim_interval: Option<u32>,
     },
     /// The session ended.
     Down {
@@ -63,6 +71,8 @@ pub enum Event {
         user: Option<String>,
         /// Why, in words.
         reason: String,
+        /// The accounting Stop, for a session that was up (and had its Start).
+        stop: Option<Box<AcctRecord>>,
     },
 }
 
@@ -183,6 +193,17 @@ fn timer_key(at: Instant, s: SessionRef) -> TimerKey {
 
 struct Link {
     ppp: Ppp,
+    /// Acct-Session-Id: the server's prefix and a counter.
+    acct_id: String,
+    /// NAS-Port.
+    nas_port: u32,
+    /// What the backend said of the user.
+    authz: Authorization,
+    /// Why the server is ending the session, once it has begun to (accounting's cause).
+    ending: Option<TerminateCause>,
+    /// The user's own idle and session timeouts (RADIUS, CoA), over the server's.
+    idle_timeout: Option<Duration>,
+    session_timeout: Option<Duration>,
     /// Pending authentication request id and what the backend said of the user.
     user: Option<String>,
     static_ip: Option<Ipv4Addr>,
@@ -221,6 +242,10 @@ pub struct Sessions {
     session_timeout: Option<Duration>,
     /// When the idle and session timeouts are next checked.
     next_sweep: Option<Instant>,
+    /// The start of every Acct-Session-Id (unique per server start).
+    acct_prefix: String,
+    /// The last session number given (NAS-Port and the end of Acct-Session-Id).
+    serial: u32,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -239,6 +264,7 @@ impl Sessions {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut lns_seed = [0u8; 32];
         rng.fill_bytes(&mut lns_seed);
+        let acct_prefix = format!("{:08X}", rng.next_u32());
         Sessions {
             lns: Lns::new(config.lns, lns_seed),
             template: config.ppp,
@@ -255,7 +281,15 @@ impl Sessions {
             idle_timeout: None,
             session_timeout: None,
             next_sweep: None,
+            acct_prefix,
+            serial: 0,
         }
+    }
+
+    /// Sets the start of every Acct-Session-Id from now on (the owner uses the start time, so
+    /// that ids stay unique across restarts: 8 hex digits of it).
+    pub fn set_acct_prefix(&mut self, prefix: &str) {
+        self.acct_prefix = prefix.to_string();
     }
 
     /// The PPP settings of sessions that start from now on (a reload).
@@ -274,7 +308,13 @@ impl Sessions {
     /// How often the idle and session timeouts are checked: a tenth of the shorter one, between
     /// one and thirty seconds (a session ends at most that much late).
     fn sweep_interval(&self) -> Option<Duration> {
-        let shortest = [self.idle_timeout, self.session_timeout]
+        let own = self
+            .links
+            .values()
+            .flat_map(|l| [l.idle_timeout, l.session_timeout])
+            .flatten()
+            .min();
+        let shortest = [self.idle_timeout, self.session_timeout, own]
             .into_iter()
             .flatten()
             .min()?;
@@ -288,20 +328,24 @@ impl Sessions {
             let Some(up_since) = link.up_since else {
                 continue;
             };
+            if link.ending.is_some() {
+                continue;
+            }
             let idle = now.saturating_duration_since(link.traffic.last_packet);
-            if let Some(limit) = self.idle_timeout
+            if let Some(limit) = link.idle_timeout.or(self.idle_timeout)
                 && idle >= limit
             {
-                expired.push((*key, "idle timeout"));
-            } else if let Some(limit) = self.session_timeout
+                expired.push((*key, "idle timeout", TerminateCause::IdleTimeout));
+            } else if let Some(limit) = link.session_timeout.or(self.session_timeout)
                 && now.saturating_duration_since(up_since) >= limit
             {
-                expired.push((*key, "session timeout"));
+                expired.push((*key, "session timeout", TerminateCause::SessionTimeout));
             }
         }
-        for (key, reason) in expired {
+        for (key, reason, cause) in expired {
             if let Some(link) = self.links.get_mut(&key) {
                 info!(peer = key.peer, user = %link.user.as_deref().unwrap_or("-"), %reason, "ending the session");
+                link.ending = Some(cause);
                 link.ppp.close(now, reason);
                 self.dirty.push(key);
             }
@@ -446,6 +490,7 @@ impl Sessions {
         id: u64,
         decision: Decision,
     ) {
+        let (template_dns, template_nbns) = (self.template_dns(), self.template_nbns());
         let Some(link) = self.links.get_mut(&session) else {
             return; // the session ended meanwhile
         };
@@ -465,7 +510,17 @@ impl Sessions {
             if let Some(user) = user {
                 link.user = Some(user);
             }
-            link.static_ip = decision.static_ip;
+            apply_authorization(
+                link,
+                session,
+                decision.static_ip,
+                decision.authz,
+                template_dns,
+                template_nbns,
+            );
+            if link.idle_timeout.is_some() || link.session_timeout.is_some() {
+                self.next_sweep = None;
+            }
         }
         if matches!(verdict, Verdict::Reject { .. }) {
             self.stats.auth_rejected += 1;
@@ -475,13 +530,86 @@ impl Sessions {
         self.pump(now);
     }
 
-    /// Ends a session (admin disconnect): PPP terminates, then the call is cleared.
+    /// Ends a session (admin disconnect): PPP terminates, then the call is cleared;
+    /// accounting says Admin-Reset.
     pub fn disconnect(&mut self, now: Instant, session: SessionRef, reason: &str) {
         if let Some(link) = self.links.get_mut(&session) {
+            link.ending.get_or_insert(TerminateCause::AdminReset);
             link.ppp.close(now, reason);
             self.dirty.push(session);
         }
         self.pump(now);
+    }
+
+    /// Changes one session's idle and session timeouts (a RADIUS CoA-Request): `Some(0)` turns
+    /// one off, `None` leaves it. Whether the session exists.
+    pub fn change_timeouts(
+        &mut self,
+        session: SessionRef,
+        idle: Option<Duration>,
+        session_timeout: Option<Duration>,
+    ) -> bool {
+        let Some(link) = self.links.get_mut(&session) else {
+            return false;
+        };
+        if let Some(d) = idle {
+            link.idle_timeout = Some(d).filter(|d| !d.is_zero());
+        }
+        if let Some(d) = session_timeout {
+            link.session_timeout = Some(d).filter(|d| !d.is_zero());
+        }
+        self.next_sweep = None;
+        true
+    }
+
+    /// The up sessions a RADIUS Disconnect or CoA request names: by Acct-Session-Id, user name
+    /// and framed address, every one given must match.
+    pub fn find(
+        &self,
+        acct_session_id: Option<&str>,
+        user: Option<&str>,
+        address: Option<Ipv4Addr>,
+    ) -> Vec<SessionRef> {
+        if acct_session_id.is_none() && user.is_none() && address.is_none() {
+            return Vec::new();
+        }
+        self.links
+            .iter()
+            .filter(|(_, l)| {
+                acct_session_id.is_none_or(|id| l.acct_id == id)
+                    && user.is_none_or(|u| l.user.as_deref() == Some(u))
+                    && address.is_none_or(|a| l.address == Some(a))
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// An Interim-Update record of an up session (counters and time as of `now`).
+    pub fn interim(&self, now: Instant, session: SessionRef) -> Option<AcctRecord> {
+        let link = self.links.get(&session).filter(|l| l.up)?;
+        Some(acct_record(now, link, AcctStatus::InterimUpdate, None))
+    }
+
+    /// The session with this Acct-Session-Id.
+    pub fn by_acct_id(&self, acct_session_id: &str) -> Option<SessionRef> {
+        self.links
+            .iter()
+            .find(|(_, l)| l.acct_id == acct_session_id)
+            .map(|(k, _)| *k)
+    }
+
+    fn template_dns(&self) -> [Option<Ipv4Addr>; 2] {
+        match &self.template.role {
+            pppd_lite::Role::Server(s) => s.dns,
+            pppd_lite::Role::Client(_) => [None, None],
+        }
+    }
+
+    fn template_nbns(&self) -> [Option<Ipv4Addr>; 2] {
+        match &self.template.role {
+            pppd_lite::Role::Server(s) => s.nbns,
+            pppd_lite::Role::Client(_) => [None, None],
+        }
     }
 
     /// The IPsec SA (all SAs) of `peer` went away: its tunnels end without a word on the wire.
@@ -497,6 +625,7 @@ impl Sessions {
         let keys: Vec<SessionRef> = self.links.keys().copied().collect();
         for &key in &keys {
             if let Some(link) = self.links.get_mut(&key) {
+                link.ending.get_or_insert(TerminateCause::AdminReboot);
                 link.ppp.close(now, REASON);
             }
             self.pump_link(now, key);
@@ -507,7 +636,7 @@ impl Sessions {
         for key in keys {
             self.lns
                 .close_session(now, key, l2tp::avp::cdn::ADMINISTRATIVE, REASON);
-            self.end_link(key, REASON.to_string());
+            self.end_link(now, key, REASON.to_string(), TerminateCause::AdminReboot);
         }
         self.lns.shutdown(now);
         self.pump(now);
@@ -642,10 +771,17 @@ impl Sessions {
                 self.rng.fill_bytes(&mut seed);
                 let mut ppp = Ppp::new(self.template.clone(), now, seed);
                 ppp.open(now);
+                self.serial = self.serial.wrapping_add(1);
                 self.links.insert(
                     session,
                     Link {
                         ppp,
+                        acct_id: format!("{}{:08X}", self.acct_prefix, self.serial),
+                        nas_port: self.serial,
+                        authz: Authorization::default(),
+                        ending: None,
+                        idle_timeout: None,
+                        session_timeout: None,
                         user: None,
                         static_ip: None,
                         counted: false,
@@ -661,7 +797,16 @@ impl Sessions {
                 self.dirty.push(session);
             }
             l2tp::Event::SessionDown { session, reason } => {
-                self.end_link(session, format!("L2TP call cleared: {reason}"));
+                // The peer's CDN or StopCCN ends it at the user's request; a peer that stopped
+                // answering, or whose IPsec SA went, was lost.
+                let cause = if reason.starts_with("peer sent") {
+                    TerminateCause::UserRequest
+                } else if reason.starts_with("closed locally") {
+                    TerminateCause::NasRequest
+                } else {
+                    TerminateCause::LostCarrier
+                };
+                self.end_link(now, session, format!("L2TP call cleared: {reason}"), cause);
             }
             // The LNS logs tunnels coming and going.
             l2tp::Event::TunnelUp { .. } | l2tp::Event::TunnelDown { .. } => {}
@@ -703,9 +848,16 @@ impl Sessions {
                 if let Some(link) = self.links.get_mut(&key) {
                     link.user = Some(pppd_lite::mschapv2::strip_domain(&request.user).to_string());
                 }
+                let (nas_port, acct_session_id) = self
+                    .links
+                    .get(&key)
+                    .map(|l| (l.nas_port, l.acct_id.clone()))
+                    .unwrap_or_default();
                 self.events.push_back(Event::Authenticate {
                     session: key,
                     request,
+                    nas_port,
+                    acct_session_id,
                 });
             }
             pppd_lite::Event::Authenticated { user, protocol } => {
@@ -754,33 +906,49 @@ impl Sessions {
                 self.stats.up += 1;
                 let user = link.user.clone().unwrap_or_default();
                 let address = link.address.unwrap_or(net.peer);
+                info!(peer = key.peer, user = %user, %address, acct_session_id = %link.acct_id, "session up");
+                let start = Box::new(acct_record(now, link, AcctStatus::Start, None));
+                let interim_interval = link.authz.interim_interval;
                 if self.next_sweep.is_none()
                     && let Some(every) = self.sweep_interval()
                 {
                     self.next_sweep = Some(now + every);
                 }
-                info!(peer = key.peer, user = %user, %address, "session up");
                 self.events.push_back(Event::Up {
                     session: key,
                     user,
                     address,
+                    start,
+                    interim_interval,
                 });
             }
             pppd_lite::Event::Ipv6Up { .. } => {}
             pppd_lite::Event::Down(reason) => {
+                let cause = match reason {
+                    pppd_lite::DownReason::PeerTerminated(_) => TerminateCause::UserRequest,
+                    pppd_lite::DownReason::EchoTimeout => TerminateCause::LostCarrier,
+                    pppd_lite::DownReason::Closed(_) => TerminateCause::NasRequest,
+                    _ => TerminateCause::NasError,
+                };
                 let reason = reason.to_string();
                 // RFC 2661 §4.4.2 result 3: the server ended the call (PPP is down).
                 self.lns
                     .close_session(now, key, l2tp::avp::cdn::ADMINISTRATIVE, &reason);
-                self.end_link(key, reason);
+                self.end_link(now, key, reason, cause);
             }
         }
     }
 
-    fn end_link(&mut self, key: SessionRef, reason: String) {
+    /// Removes a session. `cause` is why it ended, unless the server had already begun to end
+    /// it for a reason of its own.
+    fn end_link(&mut self, now: Instant, key: SessionRef, reason: String, cause: TerminateCause) {
         let Some(link) = self.links.remove(&key) else {
             return;
         };
+        let cause = link.ending.unwrap_or(cause);
+        let stop = link
+            .up
+            .then(|| Box::new(acct_record(now, &link, AcctStatus::Stop, Some(cause))));
         if let Some(at) = link.deadline {
             self.timers.remove(&timer_key(at, key));
         }
@@ -802,6 +970,80 @@ impl Sessions {
             session: key,
             user: link.user,
             reason,
+            stop,
         });
+    }
+}
+
+/// Applies what the backend said of an accepted user to its session: the address (the user's
+/// static one, else Framed-IP-Address), its own timeouts, DNS and NBNS servers; logs the
+/// Reply-Message and what is not honoured.
+fn apply_authorization(
+    link: &mut Link,
+    session: SessionRef,
+    static_ip: Option<Ipv4Addr>,
+    authz: Authorization,
+    template_dns: [Option<Ipv4Addr>; 2],
+    template_nbns: [Option<Ipv4Addr>; 2],
+) {
+    // 255.255.255.254 (the server chooses) and 255.255.255.255 (the user chooses) are not
+    // addresses (RFC 2865 §5.8).
+    let framed = authz
+        .framed_ip
+        .filter(|ip| !matches!(ip.octets(), [255, 255, 255, 254 | 255]));
+    link.static_ip = static_ip.or(framed);
+    if let Some(pool) = &authz.framed_pool {
+        warn!(peer = session.peer, pool = %pool.escape_debug(), "Framed-Pool ignored: this server has one address pool");
+    }
+    let secs = |s: Option<u32>| {
+        s.filter(|&s| s > 0)
+            .map(|s| Duration::from_secs(u64::from(s)))
+    };
+    link.idle_timeout = secs(authz.idle_timeout).or(link.idle_timeout);
+    link.session_timeout = secs(authz.session_timeout).or(link.session_timeout);
+    if !authz.dns.is_empty() || !authz.nbns.is_empty() {
+        let two = |v: &[Ipv4Addr], or: [Option<Ipv4Addr>; 2]| {
+            if v.is_empty() {
+                or
+            } else {
+                [v.first().copied(), v.get(1).copied()]
+            }
+        };
+        link.ppp.set_name_servers(
+            two(&authz.dns, template_dns),
+            two(&authz.nbns, template_nbns),
+        );
+    }
+    for text in &authz.reply_message {
+        info!(peer = session.peer, reply_message = %text.escape_debug(), "the authentication backend says");
+    }
+    link.authz = authz;
+}
+
+/// An accounting record of `link` as of `now` (the owner fills in the stations and the wall
+/// clock time).
+fn acct_record(
+    now: Instant,
+    link: &Link,
+    status: AcctStatus,
+    cause: Option<TerminateCause>,
+) -> AcctRecord {
+    let session_time = link
+        .up_since
+        .map_or(0, |t| now.saturating_duration_since(t).as_secs());
+    AcctRecord {
+        status: Some(status),
+        session_id: link.acct_id.clone(),
+        user: link.user.clone().unwrap_or_default(),
+        nas_port: link.nas_port,
+        framed_ip: link.address,
+        class: link.authz.class.clone(),
+        session_time_s: u32::try_from(session_time).unwrap_or(u32::MAX),
+        input_octets: link.traffic.bytes_in,
+        input_packets: link.traffic.packets_in,
+        output_octets: link.traffic.bytes_out,
+        output_packets: link.traffic.packets_out,
+        terminate_cause: cause,
+        ..AcctRecord::default()
     }
 }
