@@ -67,6 +67,9 @@ pub struct SessionInfo {
     pub ike: String,
     /// The ESP algorithms.
     pub esp: String,
+    /// Acct-Session-Id (RADIUS accounting, Disconnect and CoA requests).
+    #[serde(default)]
+    pub acct_session_id: String,
 }
 
 /// Server-wide figures.
@@ -344,6 +347,7 @@ mod tests {
                 packets_out: 2100,
                 ike: "aes256/sha256/modp2048".into(),
                 esp: "aes128gcm16".into(),
+                acct_session_id: "5F3A000100000001".into(),
             },
             SessionInfo {
                 id: "12".into(),

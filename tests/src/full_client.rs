@@ -73,6 +73,8 @@ pub struct Config {
     pub password: Zeroizing<String>,
     /// PAP instead of MS-CHAPv2.
     pub pap: bool,
+    /// CHAP-MD5 instead of MS-CHAPv2 (for RADIUS users with clear-text passwords).
+    pub chap: bool,
     /// UDP-encapsulated ESP even without NAT (strongSwan's `encap=yes`).
     pub force_encap: bool,
     pub group: DhGroup,
@@ -97,6 +99,7 @@ impl fmt::Debug for Config {
             .field("server", &self.server)
             .field("user", &self.user)
             .field("pap", &self.pap)
+            .field("chap", &self.chap)
             .field("force_encap", &self.force_encap)
             .field("ike_lifetime", &self.ike_lifetime)
             .field("esp_lifetime", &self.esp_lifetime)
@@ -117,6 +120,7 @@ impl Config {
             user: user.to_owned(),
             password: Zeroizing::new(password.to_owned()),
             pap: false,
+            chap: false,
             force_encap: false,
             group: DhGroup::Modp2048,
             ike_lifetime: Duration::from_secs(8 * 3600),
@@ -397,6 +401,8 @@ impl FullClient {
             password: cfg.password.clone(),
             accept_auth: vec![if cfg.pap {
                 AuthProtocol::Pap
+            } else if cfg.chap {
+                AuthProtocol::ChapMd5
             } else {
                 AuthProtocol::MsChapV2
             }],

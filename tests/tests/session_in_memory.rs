@@ -446,9 +446,15 @@ fn accounting_start_and_stop_carry_the_counters_and_the_cause() {
     assert_eq!(interim.status, Some(AcctStatus::InterimUpdate));
     assert_eq!((interim.input_packets, interim.input_octets), (3, 120));
     let now = w.now;
-    w.server.disconnect(now, session, "disconnected by the administrator");
+    w.server
+        .disconnect(now, session, "disconnected by the administrator");
     w.run(Duration::from_secs(30), |w| !w.downs.is_empty());
-    let start = w.acct.iter().find(|r| r.framed_ip == Some(mine)).unwrap().clone();
+    let start = w
+        .acct
+        .iter()
+        .find(|r| r.framed_ip == Some(mine))
+        .unwrap()
+        .clone();
     let stop = w.acct.last().unwrap();
     assert_eq!(start.status, Some(AcctStatus::Start));
     assert_eq!(start.user, "alice");
@@ -482,7 +488,10 @@ fn the_backends_authorization_is_honoured() {
     assert_eq!(up.local, Ipv4Addr::new(10, 77, 0, 42));
     assert_eq!(
         up.dns,
-        [Some(Ipv4Addr::new(192, 0, 2, 53)), Some(Ipv4Addr::new(192, 0, 2, 54))]
+        [
+            Some(Ipv4Addr::new(192, 0, 2, 53)),
+            Some(Ipv4Addr::new(192, 0, 2, 54))
+        ]
     );
     let t0 = w.now;
     w.run(Duration::from_secs(60), |w| !w.downs.is_empty());

@@ -160,6 +160,8 @@ pub struct SessionView {
     pub ike: String,
     /// ESP algorithms, mode and encapsulation.
     pub esp: String,
+    /// Acct-Session-Id (RADIUS accounting).
+    pub acct_session_id: String,
 }
 
 /// The session id an admin types: `peer-tunnel-session`.
@@ -791,6 +793,7 @@ impl Gateway {
                     traffic: s.traffic,
                     ike,
                     esp,
+                    acct_session_id: s.acct_session_id.to_string(),
                 }
             })
             .collect();

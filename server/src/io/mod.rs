@@ -833,6 +833,7 @@ impl Shell {
                         packets_out: v.traffic.packets_out,
                         ike: v.ike,
                         esp: v.esp,
+                        acct_session_id: v.acct_session_id,
                     })
                     .collect();
                 Response::Sessions { sessions }

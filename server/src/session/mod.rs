@@ -130,6 +130,8 @@ pub struct SessionInfo<'a> {
     pub up_since: Option<Instant>,
     /// Counters.
     pub traffic: Traffic,
+    /// Acct-Session-Id.
+    pub acct_session_id: &'a str,
 }
 
 /// Why [`Sessions::outbound_header`] gives no header.
@@ -479,6 +481,7 @@ impl Sessions {
             started: l.started,
             up_since: l.up_since,
             traffic: l.traffic,
+            acct_session_id: &l.acct_id,
         })
     }
 

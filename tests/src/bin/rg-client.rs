@@ -4,7 +4,7 @@
 //! ```text
 //! rg-client --server IP --local IP --psk-file F --user U --password-file F
 //!           [--ike-port 500] [--natt-port 4500] [--server-ike-port 500] [--server-natt-port 4500]
-//!           [--pap] [--force-encap] [--group modp2048|modp1024|ecp256|ecp384]
+//!           [--pap | --chap] [--force-encap] [--group modp2048|modp1024|ecp256|ecp384]
 //!           [--tun NAME | --no-tun] [--tun-mtu N] [--route CIDR]...
 //!           [--lifetime-ike S] [--lifetime-esp S] [--connect-timeout S]
 //!           [--hold S] [--exit-after-up] [--no-delete] [--no-initial-contact]
@@ -28,7 +28,7 @@ use roadgate_tests::initiator::group_by_name;
 const USAGE: &str =
     "usage: rg-client --server IP --local IP --psk-file F --user U --password-file F
           [--ike-port 500] [--natt-port 4500] [--server-ike-port 500] [--server-natt-port 4500]
-          [--pap] [--force-encap] [--group modp2048|modp1024|ecp256|ecp384]
+          [--pap | --chap] [--force-encap] [--group modp2048|modp1024|ecp256|ecp384]
           [--tun NAME (rgc0) | --no-tun] [--tun-mtu N] [--route CIDR]...
           [--lifetime-ike S] [--lifetime-esp S] [--connect-timeout S]
           [--hold S] [--exit-after-up] [--no-delete] [--no-initial-contact]";
@@ -88,6 +88,7 @@ fn parse() -> Result<Args, String> {
             "--server-ike-port" => server_ike = port(v()?)?,
             "--server-natt-port" => server_natt = port(v()?)?,
             "--pap" => cfg.pap = true,
+            "--chap" => cfg.chap = true,
             "--force-encap" => cfg.force_encap = true,
             "--no-initial-contact" => cfg.initial_contact = false,
             "--group" => {
