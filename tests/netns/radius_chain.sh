@@ -95,7 +95,7 @@ rpap	Cleartext-Password := "pap-secret-1"
 rchap	Cleartext-Password := "chap-secret-2"
 	Class = "bill-42"
 
-rms	Cleartext-Password := "ms-secret-3",
+rms	Cleartext-Password := "ms-secret-3"
 	Acct-Interim-Interval = 2
 
 rshort	Cleartext-Password := "short-secret-4"

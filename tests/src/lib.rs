@@ -9,6 +9,7 @@
 
 pub mod chain_world;
 pub mod client;
+pub mod freeradius;
 pub mod full_client;
 pub mod initiator;
 pub mod kdf;

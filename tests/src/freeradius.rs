@@ -1,0 +1,294 @@
+//! A real FreeRADIUS 3 server for tests (Debian's `freeradius`): a complete configuration
+//! generated into a folder of the test's own (its users file, one client, PAP, CHAP, MS-CHAP,
+//! EAP-MD5 and EAP-MSCHAPv2, accounting into a detail file), started in the foreground and killed
+//! when dropped. Used by the Rust tests and, through `rg-freeradius`, by the shell tests.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian installs the server.
+pub const FREERADIUS: &str = "/usr/sbin/freeradius";
+
+/// Why FreeRADIUS tests cannot run here, if they cannot (not installed, or not root: the
+/// server wants to read its configuration as root).
+pub fn unavailable() -> Option<String> {
+    if !Path::new(FREERADIUS).exists() {
+        return Some(format!(
+            "{FREERADIUS} is missing (apt-get install freeradius freeradius-utils)"
+        ));
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    if uid != "0" {
+        return Some(format!("the test runs as uid {uid}, not root"));
+    }
+    None
+}
+
+/// What a generated server looks like.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The folder of its configuration, logs and detail file.
+    pub dir: PathBuf,
+    /// Where it listens (authentication and accounting ports).
+    pub listen: IpAddr,
+    pub auth_port: u16,
+    pub acct_port: u16,
+    /// The NAS it answers (its `client` entry) and the shared secret.
+    pub client: IpAddr,
+    pub secret: String,
+    /// The users file's text (FreeRADIUS `files` module syntax).
+    pub users: String,
+}
+
+/// The text of `radiusd.conf` for `s`. FreeRADIUS 3.2.1 predates the BlastRADIUS fixes and
+/// does not sign every reply by itself: post-auth adds Message-Authenticator to each, as
+/// current servers do.
+pub fn radiusd_conf(s: &Setup) -> String {
+    let dir = s.dir.display();
+    let (listen, auth_port, acct_port, client, secret) =
+        (s.listen, s.auth_port, s.acct_port, s.client, &s.secret);
+    format!(
+        r#"prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+raddir = {dir}
+confdir = ${{raddir}}
+logdir = ${{raddir}}/log
+radacctdir = ${{raddir}}/acct
+run_dir = ${{raddir}}/run
+db_dir = ${{raddir}}
+libdir = /usr/lib/freeradius
+certdir = ${{confdir}}
+cadir = ${{confdir}}
+modconfdir = ${{confdir}}
+pidfile = ${{run_dir}}/radiusd.pid
+name = freeradius
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 1024
+hostname_lookups = no
+log {{
+	destination = files
+	file = ${{logdir}}/radius.log
+	auth = yes
+}}
+security {{
+	allow_core_dumps = no
+	max_attributes = 200
+	reject_delay = 0
+	status_server = no
+}}
+thread pool {{
+	start_servers = 1
+	max_servers = 4
+	min_spare_servers = 1
+	max_spare_servers = 2
+	max_requests_per_server = 0
+}}
+client nas {{
+	ipaddr = {client}
+	secret = "{secret}"
+	require_message_authenticator = yes
+}}
+modules {{
+	pap {{
+	}}
+	chap {{
+	}}
+	mschap {{
+	}}
+	files {{
+		filename = ${{confdir}}/users
+	}}
+	detail {{
+		filename = ${{radacctdir}}/detail
+		permissions = 0600
+		header = "%t"
+	}}
+	eap {{
+		default_eap_type = md5
+		timer_expire = 60
+		ignore_unknown_eap_types = no
+		max_sessions = 64
+		md5 {{
+		}}
+		mschapv2 {{
+		}}
+	}}
+}}
+server default {{
+	listen {{
+		type = auth
+		ipaddr = {listen}
+		port = {auth_port}
+	}}
+	listen {{
+		type = acct
+		ipaddr = {listen}
+		port = {acct_port}
+	}}
+	authorize {{
+		chap
+		mschap
+		eap {{
+			ok = return
+		}}
+		files
+		pap
+	}}
+	authenticate {{
+		Auth-Type PAP {{
+			pap
+		}}
+		Auth-Type CHAP {{
+			chap
+		}}
+		Auth-Type MS-CHAP {{
+			mschap
+		}}
+		eap
+	}}
+	accounting {{
+		detail
+	}}
+	post-auth {{
+		update reply {{
+			Message-Authenticator := 0x00
+		}}
+		Post-Auth-Type REJECT {{
+			update reply {{
+				Message-Authenticator := 0x00
+			}}
+		}}
+	}}
+}}
+"#
+    )
+}
+
+/// Writes the configuration of `s` into `s.dir` (made if missing; the secret-bearing files
+/// 0600) and checks it with `freeradius -C`.
+pub fn write_config(s: &Setup) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for sub in ["log", "run", "acct"] {
+        std::fs::create_dir_all(s.dir.join(sub))
+            .map_err(|e| format!("{}: {e}", s.dir.display()))?;
+    }
+    let write = |name: &str, text: &str| -> Result<(), String> {
+        let p = s.dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    write("dictionary", "")?;
+    write("users", &s.users)?;
+    write("radiusd.conf", &radiusd_conf(s))?;
+    let check = Command::new(FREERADIUS)
+        .args(["-C", "-d"])
+        .arg(&s.dir)
+        .output()
+        .map_err(|e| format!("{FREERADIUS}: {e}"))?;
+    if !check.status.success() {
+        return Err(format!(
+            "freeradius -C failed: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// A running FreeRADIUS, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// Its folder (detail file: `acct/detail`).
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// Writes `s`'s configuration and starts the server in the foreground with debug output
+    /// (`-X`) into `out.log`; waits until it is ready.
+    pub fn start(s: &Setup) -> Result<Self, String> {
+        write_config(s)?;
+        let log = s.dir.join("out.log");
+        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(FREERADIUS)
+            .args(["-X", "-d"])
+            .arg(&s.dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{FREERADIUS}: {e}"))?;
+        let server = Server {
+            child,
+            dir: s.dir.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&log) {
+                let _ = f.read_to_string(&mut text);
+            }
+            if text.contains("Ready to process requests") {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("FreeRADIUS did not start:\n{text}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The detail file's text (accounting records as FreeRADIUS wrote them).
+    pub fn detail(&self) -> String {
+        std::fs::read_to_string(self.dir.join("acct").join("detail")).unwrap_or_default()
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The records of a detail file: each a list of (attribute, value) pairs, values unquoted.
+pub fn detail_records(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut rec = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !rec.is_empty() {
+                out.push(std::mem::take(&mut rec));
+            }
+            continue;
+        }
+        if line.starts_with(['\t', ' '])
+            && let Some((k, v)) = line.trim().split_once(" = ")
+        {
+            rec.push((k.to_string(), v.trim_matches('"').to_string()));
+        }
+    }
+    if !rec.is_empty() {
+        out.push(rec);
+    }
+    out
+}
