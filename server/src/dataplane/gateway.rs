@@ -760,6 +760,24 @@ impl Gateway {
 
     // ---- control ----------------------------------------------------------------------------
 
+    /// The public address (and port) of a session's client and the server address it talks
+    /// to, from its newest IPsec SA (or the plain-mode peer): RADIUS's Calling-Station-Id and
+    /// Called-Station-Id.
+    pub fn endpoints(&self, session: SessionRef) -> Option<(SocketAddr, IpAddr)> {
+        let newest = self
+            .clients
+            .get(&session.peer)
+            .and_then(|spis| spis.last())
+            .and_then(|spi| self.sas.get(spi));
+        match newest {
+            Some(p) => Some((p.child.remote, p.child.local.ip())),
+            None => self
+                .plain_addrs
+                .get(&session.peer)
+                .map(|a| (*a, IpAddr::from([0, 0, 0, 0]))),
+        }
+    }
+
     /// Every session, for the admin.
     pub fn sessions_view(&self, now: Instant) -> Vec<SessionView> {
         let mut v: Vec<SessionView> = self
