@@ -11,6 +11,7 @@ use tracing::info;
 
 pub mod local;
 pub mod record;
+pub mod spool;
 pub mod store;
 
 pub use record::{AcctRecord, AcctStatus, AuthContext, Authorization, TerminateCause};
