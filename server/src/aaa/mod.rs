@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use pppd_lite::{AuthRequest, Verdict};
 use tracing::info;
 
+pub mod accounting;
 pub mod local;
 pub mod record;
 pub mod spool;
