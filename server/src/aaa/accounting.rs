@@ -188,8 +188,8 @@ impl Accounting {
     }
 
     /// Spools an Interim-Update for every session whose time has come, with the counters
-    /// `counters` gives for it (`None`: the session is gone; it is skipped until its Stop), and
-    /// schedules the next. Returns the records written; a full spool refuses Interim-Updates
+    /// `counters` gives for it (`None`: none this time, e.g. the session is going; it is
+    /// skipped), and schedules the next. Returns the records written; a full spool refuses Interim-Updates
     /// (logged by the spool) and the others go on. Other spool errors end the round.
     pub fn poll_interims(
         &mut self,
@@ -206,13 +206,14 @@ impl Accounting {
         due.sort();
         let mut written = 0;
         for id in due {
-            let Some(c) = counters(&id) else { continue };
             let interval = self.sessions.get(&id).and_then(|s| s.interval);
             let jittered = interval.map(|d| self.jitter(d));
             let Some(session) = self.sessions.get_mut(&id) else {
                 continue;
             };
+            // Rescheduled even when no counters come, so that the caller is not woken at once.
             session.next_interim = jittered.map(|j| now + j);
+            let Some(c) = counters(&id) else { continue };
             let mut rec = session_record(session, AcctStatus::InterimUpdate, now, unix_now);
             set_counters(&mut rec, &c);
             match self.spool.push(&rec) {
@@ -467,6 +468,10 @@ mod tests {
             d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
             "{d:?}"
         );
+        // No counters this time: skipped, and not due again at once.
+        let at = a.poll_timeout().unwrap();
+        assert_eq!(a.poll_interims(at, 2, |_| None).unwrap(), 0);
+        assert!(a.poll_timeout().unwrap() > at);
         // No interval anywhere: no interims.
         let mut a = manager(AccountingConfig::default(), 1000);
         a.session_started(t0, 1, info("none", None)).unwrap();
