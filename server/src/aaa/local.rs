@@ -15,12 +15,12 @@
 //! The database file is created 0600 inside a 0700 state folder. Schema changes are versioned
 //! with SQLite's `user_version`.
 
-use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use super::store::{self, StoreError};
 use zeroize::Zeroizing;
 
 /// File name of the database inside the state folder.
@@ -36,35 +36,15 @@ pub const MAX_PASSWORD_CHARS: usize = 256;
 /// The schema version this build writes.
 const SCHEMA_VERSION: i64 = 1;
 
+/// The file in error messages.
+const WHAT: &str = "user database";
+
 /// Errors of the user store, in words an admin can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    /// The database could not be opened or queried.
-    #[error("user database {path}: {source}")]
-    Database {
-        /// The database file.
-        path: PathBuf,
-        /// What SQLite said.
-        source: rusqlite::Error,
-    },
-    /// Creating the state folder or the database file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The database was written by a newer roadgate.
-    #[error(
-        "user database {path} has schema version {found}; this roadgate knows up to {SCHEMA_VERSION}"
-    )]
-    NewerSchema {
-        /// The database file.
-        path: PathBuf,
-        /// Its `user_version`.
-        found: i64,
-    },
+    /// The database file could not be opened, read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// No such user.
     #[error("no user named {0:?}")]
     NoSuchUser(String),
@@ -147,60 +127,35 @@ pub struct UserStore {
 impl UserStore {
     /// Opens (creating if needed) the database in `state`, a folder made 0700 if missing.
     pub fn open(state: &Path) -> Result<Self, UserError> {
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| UserError::Io { path, source }
-        };
-        fs::create_dir_all(state).map_err(io_err(state))?;
-        fs::set_permissions(state, fs::Permissions::from_mode(0o700)).map_err(io_err(state))?;
-        let path = state.join(DATABASE_FILE);
-        // Create the file ourselves so that it is 0600 from its first byte.
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(io_err(&path))?;
-        let conn = Connection::open(&path).map_err(|source| UserError::Database {
-            path: path.clone(),
-            source,
-        })?;
-        let store = UserStore { conn, path };
-        store.migrate()?;
-        Ok(store)
+        Self::init(Some(state))
     }
 
     /// Opens an in-memory store (tests).
     pub fn in_memory() -> Result<Self, UserError> {
-        let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|source| UserError::Database {
-            path: path.clone(),
-            source,
-        })?;
-        let store = UserStore { conn, path };
-        store.migrate()?;
+        Self::init(None)
+    }
+
+    fn init(state: Option<&Path>) -> Result<Self, UserError> {
+        let opened = store::open(state, DATABASE_FILE, WHAT, SCHEMA_VERSION)?;
+        let store = UserStore {
+            conn: opened.conn,
+            path: opened.path,
+        };
+        store.migrate(opened.version)?;
         Ok(store)
     }
 
     fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T, UserError> {
-        r.map_err(|source| UserError::Database {
-            path: self.path.clone(),
-            source,
+        r.map_err(|source| {
+            UserError::Store(StoreError::Database {
+                what: WHAT,
+                path: self.path.clone(),
+                source,
+            })
         })
     }
 
-    fn migrate(&self) -> Result<(), UserError> {
-        // The server and the `user` command may use the file at once.
-        self.db(self.conn.busy_timeout(std::time::Duration::from_secs(5)))?;
-        let version: i64 = self.db(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
-        if version > SCHEMA_VERSION {
-            return Err(UserError::NewerSchema {
-                path: self.path.clone(),
-                found: version,
-            });
-        }
+    fn migrate(&self, version: i64) -> Result<(), UserError> {
         if version < 1 {
             self.db(self.conn.execute_batch(
                 "BEGIN;
@@ -412,6 +367,9 @@ fn password_hash(password: &str) -> Result<[u8; 16], UserError> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -560,7 +518,7 @@ mod tests {
         drop(s);
         assert!(matches!(
             UserStore::open(&dir),
-            Err(UserError::NewerSchema { found: 99, .. })
+            Err(UserError::Store(StoreError::NewerSchema { found: 99, .. }))
         ));
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,17 +1,25 @@
 //! Authentication, authorisation and accounting.
 //!
-//! Built so far: local users in the embedded SQLite database ([`local`]) and the decision a
-//! backend hands back to the session layer ([`Decision`]). RADIUS, PAM, system accounts and
-//! accounting are not built yet.
+//! Built so far: local users in the embedded SQLite database ([`local`]), PAM and the system
+//! accounts ([`pam`]), which backend can check which PPP method ([`backend`]), the decision a
+//! backend hands back to the session layer ([`Decision`]), and durable accounting: the on-disk
+//! spool ([`spool`]) and the manager that schedules and hands out the records
+//! ([`accounting`]). The RADIUS client is not built yet.
 
 use std::net::Ipv4Addr;
 
 use pppd_lite::{AuthRequest, Verdict};
 use tracing::info;
 
+pub mod accounting;
+pub mod backend;
 pub mod local;
+pub mod pam;
 pub mod record;
+pub mod spool;
+pub mod store;
 
+pub use backend::{BackendKind, can_serve, impossible_pairs};
 pub use record::{AcctRecord, AcctStatus, AuthContext, Authorization, TerminateCause};
 
 /// The answer to a PPP authentication request, with what the backend knows of the user.

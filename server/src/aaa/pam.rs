@@ -1,0 +1,270 @@
+//! The `pam` and `system` backends: a PAP password checked by PAM.
+//!
+//! PAM needs the clear-text password, so only PAP credentials can be checked (inside IPsec the
+//! PAP password is not exposed on the wire). CHAP-MD5, MS-CHAPv2 and EAP are refused with a log
+//! line that says so.
+//!
+//! Both `authenticate` and `acct_mgmt` run: a wrong password, an unknown user, a locked or
+//! expired account and an expired password are all refused. The client sees the same message
+//! as from the local backend ([`REJECTED`]); the log says which it was, in plain words.
+//!
+//! - `pam`: the PAM service is configurable (default [`DEFAULT_SERVICE`], file
+//!   `/etc/pam.d/roadgate`, see `deploy/pam.d/roadgate`).
+//! - `system`: the system's accounts, the PAM service [`SYSTEM_SERVICE`]
+//!   (`/etc/pam.d/roadgate-system`: pam_unix against /etc/passwd and /etc/shadow; the server
+//!   must run as root to read /etc/shadow).
+//!
+//! PAM calls block (modules may sleep after a failure to slow guessing, or ask a network
+//! service): call [`pam_decision`] on tokio's blocking pool (`spawn_blocking`).
+//!
+//! The server needs libpam at run time (Debian: libpam0g) and libpam0g-dev plus libclang-dev to
+//! build (the bindings are generated at build time).
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+
+use pam_client::{Context, ConversationHandler, ErrorCode, Flag};
+use pppd_lite::{Accept, AuthRequest, Credentials, Verdict};
+use tracing::{debug, error, info};
+use zeroize::Zeroizing;
+
+use super::backend::protocol_name;
+use super::{Authorization, Decision, REJECTED};
+
+/// The PAM service of the `pam` backend unless configured otherwise.
+pub const DEFAULT_SERVICE: &str = "roadgate";
+
+/// The PAM service of the `system` backend.
+pub const SYSTEM_SERVICE: &str = "roadgate-system";
+
+/// Why PAM refused (or could not check) a request, in words for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PamRefusal {
+    /// The credentials are not PAP.
+    #[error(
+        "PAM can only check PAP passwords; the client used {0}: configure PAP or use the local or RADIUS backend"
+    )]
+    NotPap(&'static str),
+    /// The user name or password cannot be passed to PAM.
+    #[error("the user name or password is empty or contains a NUL byte")]
+    BadInput,
+    /// The PAM service could not be started.
+    #[error("PAM service {service:?} could not be started: {message}")]
+    Service {
+        /// The service name.
+        service: String,
+        /// What PAM said.
+        message: String,
+    },
+    /// `pam_authenticate` refused.
+    #[error("PAM refused the password: {0}")]
+    Authenticate(String),
+    /// `pam_acct_mgmt` refused (locked, expired, not allowed now).
+    #[error("PAM refused the account: {0}")]
+    Account(String),
+}
+
+/// Checks `req` against the PAM `service`; blocks. The user name is taken after any
+/// `DOMAIN\` prefix. Returns the user name PAM ends with, or why it refused.
+pub fn pam_check(service: &str, req: &AuthRequest) -> Result<String, PamRefusal> {
+    let Credentials::Pap { password } = &req.credentials else {
+        return Err(PamRefusal::NotPap(protocol_name(
+            req.credentials.protocol(),
+        )));
+    };
+    let user = pppd_lite::mschapv2::strip_domain(&req.user);
+    if user.is_empty() || user.contains('\0') || password.is_empty() || password.contains(&0) {
+        return Err(PamRefusal::BadInput);
+    }
+    let conv = PasswordConversation {
+        user: user.to_string(),
+        password: Zeroizing::new(password.to_vec()),
+    };
+    let mut ctx = Context::new(service, Some(user), conv).map_err(|e| PamRefusal::Service {
+        service: service.to_string(),
+        message: e.to_string(),
+    })?;
+    ctx.authenticate(Flag::SILENT | Flag::DISALLOW_NULL_AUTHTOK)
+        .map_err(|e| PamRefusal::Authenticate(plain_words(e.code(), &e.to_string())))?;
+    ctx.acct_mgmt(Flag::SILENT | Flag::DISALLOW_NULL_AUTHTOK)
+        .map_err(|e| PamRefusal::Account(plain_words(e.code(), &e.to_string())))?;
+    Ok(ctx.user().unwrap_or_else(|_| user.to_string()))
+}
+
+/// Checks `req` against the PAM `service` and logs the outcome; blocks (run it on tokio's
+/// blocking pool). Refusals give the client [`REJECTED`], as the local backend does.
+pub fn pam_decision(service: &str, req: &AuthRequest) -> Decision {
+    let shown = pppd_lite::mschapv2::strip_domain(&req.user)
+        .escape_debug()
+        .to_string();
+    match pam_check(service, req) {
+        Ok(user) => {
+            info!(user = %user.escape_debug(), service, "authenticated by PAM");
+            Decision {
+                verdict: Verdict::Accept(Accept::default()),
+                user: Some(user),
+                static_ip: None,
+                max_sessions: None,
+                authz: Authorization::default(),
+            }
+        }
+        Err(refusal @ PamRefusal::Service { .. }) => {
+            error!(user = %shown, "authentication refused: {refusal}");
+            Decision::reject(REJECTED)
+        }
+        Err(refusal) => {
+            info!(user = %shown, service, "authentication refused: {refusal}");
+            Decision::reject(REJECTED)
+        }
+    }
+}
+
+/// The `system` backend: [`pam_decision`] with the service [`SYSTEM_SERVICE`].
+pub fn system_decision(req: &AuthRequest) -> Decision {
+    pam_decision(SYSTEM_SERVICE, req)
+}
+
+/// A PAM result code in words an admin understands, with PAM's own text.
+fn plain_words(code: ErrorCode, pam_text: &str) -> String {
+    let words = match code {
+        ErrorCode::AUTH_ERR => "wrong password, unknown user or locked account",
+        ErrorCode::USER_UNKNOWN => "no such user",
+        ErrorCode::CRED_INSUFFICIENT => "not allowed to check this user's password",
+        ErrorCode::AUTHINFO_UNAVAIL => "the user database could not be reached",
+        ErrorCode::MAXTRIES => "too many attempts",
+        ErrorCode::ACCT_EXPIRED => "the account has expired",
+        ErrorCode::NEW_AUTHTOK_REQD => {
+            "the password has expired and must be changed (which a VPN login cannot do)"
+        }
+        ErrorCode::AUTHTOK_EXPIRED => "the password has expired",
+        ErrorCode::PERM_DENIED => "access denied (locked account or access rules)",
+        _ => "refused",
+    };
+    format!("{words} ({pam_text})")
+}
+
+/// Answers PAM's prompts: the user name to an echoed prompt, the password to a hidden one.
+struct PasswordConversation {
+    user: String,
+    password: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for PasswordConversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordConversation")
+            .field("user", &self.user)
+            .field("password", &"<secret>")
+            .finish()
+    }
+}
+
+impl ConversationHandler for PasswordConversation {
+    fn prompt_echo_on(&mut self, _prompt: &CStr) -> Result<CString, ErrorCode> {
+        CString::new(self.user.as_bytes()).map_err(|_| ErrorCode::CONV_ERR)
+    }
+
+    fn prompt_echo_off(&mut self, _prompt: &CStr) -> Result<CString, ErrorCode> {
+        // pam-client copies this into PAM's memory and drops it; the modules wipe their copy.
+        CString::new(self.password.as_slice()).map_err(|_| ErrorCode::CONV_ERR)
+    }
+
+    fn text_info(&mut self, msg: &CStr) {
+        debug!(message = %msg.to_string_lossy(), "PAM info");
+    }
+
+    fn error_msg(&mut self, msg: &CStr) {
+        debug!(message = %msg.to_string_lossy(), "PAM error message");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(user: &str, credentials: Credentials) -> AuthRequest {
+        AuthRequest {
+            id: 1,
+            user: user.into(),
+            credentials,
+        }
+    }
+
+    fn pap(user: &str, pw: &[u8]) -> AuthRequest {
+        req(
+            user,
+            Credentials::Pap {
+                password: Zeroizing::new(pw.to_vec()),
+            },
+        )
+    }
+
+    #[test]
+    fn only_pap_is_served() {
+        let ms = req(
+            "u",
+            Credentials::MsChapV2 {
+                authenticator_challenge: [0; 16],
+                peer_challenge: [0; 16],
+                nt_response: [0; 24],
+            },
+        );
+        let e = pam_check(DEFAULT_SERVICE, &ms).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PAM can only check PAP passwords; the client used MS-CHAPv2: configure PAP or use the local or RADIUS backend"
+        );
+        let chap = req(
+            "u",
+            Credentials::ChapMd5 {
+                ident: 1,
+                challenge: vec![1],
+                response: [0; 16],
+            },
+        );
+        assert_eq!(
+            pam_check(DEFAULT_SERVICE, &chap),
+            Err(PamRefusal::NotPap("CHAP-MD5"))
+        );
+        let eap = req("u", Credentials::Eap { packet: vec![2] });
+        assert_eq!(
+            pam_check(SYSTEM_SERVICE, &eap),
+            Err(PamRefusal::NotPap("EAP"))
+        );
+        let d = pam_decision(DEFAULT_SERVICE, &ms);
+        assert_eq!(d.verdict, Verdict::reject(REJECTED));
+    }
+
+    #[test]
+    fn unusable_input_is_refused_before_pam() {
+        for r in [
+            pap("", b"pw"),
+            pap("a\0b", b"pw"),
+            pap("u", b""),
+            pap("u", b"p\0w"),
+        ] {
+            assert_eq!(pam_check(DEFAULT_SERVICE, &r), Err(PamRefusal::BadInput));
+        }
+    }
+
+    #[test]
+    fn conversation_debug_hides_the_password() {
+        let c = PasswordConversation {
+            user: "u".into(),
+            password: Zeroizing::new(b"hunter2".to_vec()),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("<secret>") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn plain_words_name_the_cause() {
+        assert_eq!(
+            plain_words(ErrorCode::AUTH_ERR, "Authentication failure"),
+            "wrong password, unknown user or locked account (Authentication failure)"
+        );
+        assert!(plain_words(ErrorCode::ACCT_EXPIRED, "x").starts_with("the account has expired"));
+    }
+}
