@@ -4,7 +4,8 @@ set -euo pipefail
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends iproute2 nftables tcpdump iputils-ping procps iperf3 shellcheck systemd >/dev/null
+  apt-get install -y -qq --no-install-recommends iproute2 nftables tcpdump iputils-ping procps iperf3 shellcheck systemd \
+    libpam0g-dev libclang-dev passwd freeradius freeradius-utils >/dev/null
 fi
 # The independent reference for the IKE key-derivation cross-check.
 if ! python3 -c 'import cryptography' 2>/dev/null; then

@@ -153,6 +153,8 @@ struct FileConfig {
     #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
+    accounting: AccountingSection,
+    #[serde(default)]
     log: LogSection,
 }
 
@@ -254,6 +256,17 @@ struct DataplaneSection {
 #[serde(deny_unknown_fields)]
 struct AuthSection {
     backends: Option<Vec<String>>,
+    pam_service: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountingSection {
+    interim_interval: Option<DurationValue>,
+    min_interim_interval: Option<DurationValue>,
+    spool_max: Option<i64>,
+    spool_warn: Option<i64>,
+    block_when_full: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -407,11 +420,34 @@ pub enum PskSource {
     StateDir,
 }
 
-/// Where credentials are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthBackend {
-    /// The SQLite user database of the state folder (`roadgate user`).
-    Local,
+/// Where credentials are checked (`[auth] backends`).
+pub type AuthBackend = crate::aaa::BackendKind;
+
+/// The `[accounting]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountingSettings {
+    /// Interim-Update interval when RADIUS gives none; `None`: none.
+    pub interim_interval: Option<Duration>,
+    /// The shortest interval accepted, from RADIUS or here (RFC 2869 §5.16 says 60 s).
+    pub min_interim_interval: Duration,
+    /// Records the spool holds at most (then Interim-Updates are not queued).
+    pub spool_max: u64,
+    /// Spool depth that raises the alarm.
+    pub spool_warn: u64,
+    /// Refuse new sessions while the spool is full (opt-in).
+    pub block_when_full: bool,
+}
+
+impl Default for AccountingSettings {
+    fn default() -> Self {
+        Self {
+            interim_interval: Some(Duration::from_secs(600)),
+            min_interim_interval: Duration::from_secs(60),
+            spool_max: 1_000_000,
+            spool_warn: 10_000,
+            block_when_full: false,
+        }
+    }
 }
 
 /// How log lines are written.
@@ -488,6 +524,9 @@ pub struct Settings {
     /// The data plane (routes: the pool's ranges as prefixes; mtu: the PPP MTU).
     pub dataplane: dataplane::Config,
     pub auth_backends: Vec<AuthBackend>,
+    /// The PAM service of the `pam` backend.
+    pub pam_service: String,
+    pub accounting: AccountingSettings,
     pub log: LogSettings,
     /// What is accepted but unwise, in words (for the log and `check-config`).
     pub warnings: Vec<String>,
@@ -675,6 +714,14 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
 
     // [auth] before [ppp]: the backends decide which PPP methods can work.
     let auth_backends = auth_backends(&file.auth, ctx)?;
+    let pam_service = match &file.auth.pam_service {
+        Some(s) if s.is_empty() || s.contains(['/', '\0']) || s.chars().any(char::is_whitespace) => {
+            return Err(ctx.err("auth.pam_service", format!("{s:?} is not a PAM service name")));
+        }
+        Some(s) => s.clone(),
+        None => crate::aaa::pam::DEFAULT_SERVICE.to_string(),
+    };
+    let accounting = accounting(&file.accounting, ctx)?;
 
     // [ipsec]
     let (ike, psk_source) = ipsec(&file.ipsec, natt_port, ctx, &mut warnings)?;
@@ -706,6 +753,7 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         None => pppd_lite::Config::default().mru,
     };
     let auth = ppp_auth(ppp_section.auth.as_deref(), &auth_backends, ctx)?;
+    warnings.extend(crate::aaa::backend::impossible_pairs(&auth_backends, &auth));
     let mut ppp = pppd_lite::Config::server(pppd_lite::ServerConfig {
         auth,
         local_address,
@@ -767,9 +815,36 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         pool,
         dataplane,
         auth_backends,
+        pam_service,
+        accounting,
         log,
         warnings,
     })
+}
+
+fn accounting(s: &AccountingSection, ctx: &Ctx) -> Result<AccountingSettings, ConfigError> {
+    let mut a = AccountingSettings::default();
+    if let Some(v) = &s.interim_interval {
+        a.interim_interval = optional_duration(ctx, "accounting.interim_interval", v)?;
+    }
+    if let Some(v) = &s.min_interim_interval {
+        a.min_interim_interval = optional_duration(ctx, "accounting.min_interim_interval", v)?
+            .unwrap_or(Duration::ZERO);
+    }
+    if let Some(v) = s.spool_max {
+        a.spool_max = int(ctx, "accounting.spool_max", v, 100, 100_000_000)?;
+    }
+    if let Some(v) = s.spool_warn {
+        a.spool_warn = int(ctx, "accounting.spool_warn", v, 1, 100_000_000)?;
+    }
+    if a.spool_warn > a.spool_max {
+        return Err(ctx.err(
+            "accounting.spool_warn",
+            format!("{} is above accounting.spool_max ({})", a.spool_warn, a.spool_max),
+        ));
+    }
+    a.block_when_full = s.block_when_full.unwrap_or(false);
+    Ok(a)
 }
 
 fn listen_addresses(
@@ -1518,23 +1593,35 @@ fn ppp_auth(
     };
     for (i, m) in methods.iter().enumerate() {
         let key = format!("ppp.auth[{i}]");
-        // Only the local backend exists: it keeps each password's NT hash, never the password.
-        let local_only = backends.iter().all(|b| *b == AuthBackend::Local);
+        if backends
+            .iter()
+            .any(|b| crate::aaa::backend::can_serve(*b, *m))
+        {
+            continue;
+        }
         match m {
-            AuthProtocol::ChapMd5 if local_only => {
+            AuthProtocol::ChapMd5 => {
                 return Err(ctx.err(
                     key,
-                    "\"chap\" (CHAP-MD5) needs each user's clear-text password, and local users \
-                     keep only the NT hash: offer \"mschapv2\" or \"pap\"",
+                    "\"chap\" (CHAP-MD5) needs each user's clear-text password: local users keep \
+                     only the NT hash and PAM checks PAP only; offer \"mschapv2\" or \"pap\", or \
+                     add \"radius\" to auth.backends",
                 ));
             }
             AuthProtocol::Eap => {
                 return Err(ctx.err(
                     key,
-                    "\"eap\" needs an EAP server (RADIUS), which is not built yet",
+                    "\"eap\" needs an EAP server: add \"radius\" to auth.backends",
                 ));
             }
-            _ => {}
+            AuthProtocol::MsChapV2 => {
+                return Err(ctx.err(
+                    key,
+                    "\"mschapv2\" needs the NT hash or a RADIUS server, and PAM checks PAP \
+                     only: offer \"pap\", or add \"local\" or \"radius\" to auth.backends",
+                ));
+            }
+            AuthProtocol::Pap => {}
         }
     }
     Ok(methods)
@@ -1550,21 +1637,22 @@ fn auth_backends(s: &AuthSection, ctx: &Ctx) -> Result<Vec<AuthBackend>, ConfigE
     let mut out = Vec::new();
     for (i, name) in list.iter().enumerate() {
         let key = format!("auth.backends[{i}]");
-        match name.trim().to_ascii_lowercase().as_str() {
-            "local" if out.contains(&AuthBackend::Local) => {
-                return Err(ctx.err(key, "\"local\" is listed twice"));
-            }
-            "local" => out.push(AuthBackend::Local),
-            "radius" | "pam" | "system" => {
+        let b = match name.trim().to_ascii_lowercase().as_str() {
+            "local" => AuthBackend::Local,
+            "radius" => AuthBackend::Radius,
+            "pam" => AuthBackend::Pam,
+            "system" => AuthBackend::System,
+            _ => {
                 return Err(ctx.err(
                     key,
-                    format!("the {name:?} backend is not built yet; only \"local\" exists"),
+                    format!("unknown backend {name:?}; valid: local, radius, pam, system"),
                 ));
             }
-            _ => {
-                return Err(ctx.err(key, format!("unknown backend {name:?}; valid: local")));
-            }
+        };
+        if out.contains(&b) {
+            return Err(ctx.err(key, format!("{:?} is listed twice", b.name())));
         }
+        out.push(b);
     }
     Ok(out)
 }
