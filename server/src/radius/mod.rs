@@ -9,4 +9,7 @@
 //! total by construction), and brings an async client/server that owns sockets. The codec we
 //! need is small ([`packet`]).
 
+pub mod client;
+pub mod config;
+pub mod dynauth;
 pub mod packet;
