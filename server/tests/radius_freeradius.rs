@@ -581,8 +581,71 @@ fn radius_against_freeradius() {
         start.elapsed()
     );
 
+    client_task(auth_port, acct_port);
     dynauth_with_radclient();
     drop(server);
+}
+
+/// The tokio client task: an Authenticate and an Account command through its channel.
+fn client_task(auth_port: u16, acct_port: u16) {
+    use roadgate::io::radius::{AcctOutcome, Command, spawn_client};
+    use tokio::sync::oneshot;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = ClientConfig {
+            servers: [(auth_port, Role::Auth), (acct_port, Role::Acct)]
+                .into_iter()
+                .map(|(port, role)| ServerConfig {
+                    address: local(port),
+                    secret: Zeroizing::new(SECRET.as_bytes().to_vec()),
+                    role,
+                })
+                .collect(),
+            ..ClientConfig::default()
+        };
+        let (tx, task) = spawn_client(config, Some(Ipv4Addr::LOCALHOST.into()))
+            .await
+            .unwrap();
+        let (reply, rx) = oneshot::channel();
+        let data = auth("bob", pap("bobpass"));
+        tx.send(Command::Authenticate {
+            ctx: data.ctx,
+            request: data.request,
+            state: None,
+            reply,
+        })
+        .await
+        .unwrap();
+        let answer = rx.await.unwrap().unwrap();
+        assert!(matches!(answer.verdict, Verdict::Accept(_)), "{answer:?}");
+        let (reply, rx) = oneshot::channel();
+        tx.send(Command::Account {
+            key: 77,
+            record: AcctRecord {
+                status: Some(AcctStatus::Start),
+                session_id: "rg-task-1".into(),
+                user: "bob".into(),
+                ..AcctRecord::default()
+            },
+            reply,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            rx.await.unwrap(),
+            AcctOutcome {
+                key: 77,
+                acked: true
+            }
+        );
+        drop(tx);
+        task.await.unwrap();
+    });
+    println!("PASS tokio client task: Authenticate (PAP accept) and Account (Start acknowledged)");
 }
 
 /// radclient sends Disconnect-Requests to the dynauth task; a known session is ACKed, an
