@@ -1,8 +1,9 @@
 //! Authentication, authorisation and accounting.
 //!
 //! Built so far: local users in the embedded SQLite database ([`local`]) and the decision a
-//! backend hands back to the session layer ([`Decision`]). RADIUS, PAM, system accounts and
-//! accounting are not built yet.
+//! backend hands back to the session layer ([`Decision`]). The RADIUS client and dynamic
+//! authorization are in [`crate::radius`] (not yet wired into the session layer); PAM and
+//! system accounts are not built yet.
 
 use std::net::Ipv4Addr;
 

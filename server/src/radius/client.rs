@@ -933,7 +933,12 @@ fn packet_ipv4(v: &[u8]) -> Option<Ipv4Addr> {
 }
 
 /// Maps a verified Access-Accept, -Reject or -Challenge to the PPP verdict and the
-/// authorization (see the module documentation of [`crate::radius`]).
+/// authorization. Accept: `Verdict::Accept` with the MPPE keys (MS-MPPE-Send/Recv-Key, the
+/// first 16 octets of each) and, for MS-CHAPv2, the authenticator response from
+/// MS-CHAP2-Success (RFC 2548 §2.3.3; without it the answer is a reject). Reject: the text of
+/// MS-CHAP-Error (RFC 2548 §2.1.5, "E=691 R=0 ..."), else Reply-Message, else "Authentication
+/// failed". Challenge: `Verdict::EapContinue` with the joined EAP-Message and the State to
+/// echo (RFC 3579 §2.6.1); a challenge without EAP-Message is a reject.
 fn interpret_access_response(
     packet: &Packet,
     data: &AuthRequestData,
