@@ -1,10 +1,11 @@
 //! Authentication, authorisation and accounting.
 //!
-//! Built so far: local users in the embedded SQLite database ([`local`]), PAM and the system
-//! accounts ([`pam`]), which backend can check which PPP method ([`backend`]), the decision a
-//! backend hands back to the session layer ([`Decision`]), and durable accounting: the on-disk
-//! spool ([`spool`]) and the manager that schedules and hands out the records
-//! ([`accounting`]). The RADIUS client is not built yet.
+//! Local users in the embedded SQLite database ([`local`]), PAM and the system accounts
+//! ([`pam`]), which backend can check which PPP method ([`backend`]), the chain that walks the
+//! configured backends ([`chain`]), the decision a backend hands back to the session layer
+//! ([`Decision`]), and durable accounting: the on-disk spool ([`spool`]) and the manager that
+//! schedules and hands out the records ([`accounting`]). The RADIUS client and dynamic
+//! authorization are in [`crate::radius`].
 
 use std::net::Ipv4Addr;
 

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod listen;
+pub mod radius;
 mod tun;
 
 pub use tun::ip_route;
