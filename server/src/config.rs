@@ -154,6 +154,8 @@ struct FileConfig {
     auth: AuthSection,
     #[serde(default)]
     accounting: AccountingSection,
+    radius: Option<crate::radius::config::RadiusConfig>,
+    dynauth: Option<crate::radius::config::DynAuthListenConfig>,
     #[serde(default)]
     log: LogSection,
 }
@@ -423,6 +425,21 @@ pub enum PskSource {
 /// Where credentials are checked (`[auth] backends`).
 pub type AuthBackend = crate::aaa::BackendKind;
 
+/// The `[radius]` settings, secrets loaded.
+#[derive(Debug, Clone)]
+pub struct RadiusSettings {
+    pub client: crate::radius::client::ClientConfig,
+    /// The local address requests leave from.
+    pub source: Option<IpAddr>,
+}
+
+impl RadiusSettings {
+    /// Whether a server is configured for `role`.
+    pub fn has(&self, role: crate::radius::client::Role) -> bool {
+        self.client.servers.iter().any(|s| s.role == role)
+    }
+}
+
 /// The `[accounting]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountingSettings {
@@ -527,6 +544,10 @@ pub struct Settings {
     /// The PAM service of the `pam` backend.
     pub pam_service: String,
     pub accounting: AccountingSettings,
+    /// The RADIUS client (`[radius]`), secrets loaded.
+    pub radius: Option<RadiusSettings>,
+    /// Dynamic authorization (`[dynauth]`): where to listen and whom to hear, secrets loaded.
+    pub dynauth: Option<(std::net::SocketAddr, crate::radius::dynauth::DynAuthConfig)>,
     pub log: LogSettings,
     /// What is accepted but unwise, in words (for the log and `check-config`).
     pub warnings: Vec<String>,
@@ -715,13 +736,55 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
     // [auth] before [ppp]: the backends decide which PPP methods can work.
     let auth_backends = auth_backends(&file.auth, ctx)?;
     let pam_service = match &file.auth.pam_service {
-        Some(s) if s.is_empty() || s.contains(['/', '\0']) || s.chars().any(char::is_whitespace) => {
-            return Err(ctx.err("auth.pam_service", format!("{s:?} is not a PAM service name")));
+        Some(s)
+            if s.is_empty() || s.contains(['/', '\0']) || s.chars().any(char::is_whitespace) =>
+        {
+            return Err(ctx.err(
+                "auth.pam_service",
+                format!("{s:?} is not a PAM service name"),
+            ));
         }
         Some(s) => s.clone(),
         None => crate::aaa::pam::DEFAULT_SERVICE.to_string(),
     };
     let accounting = accounting(&file.accounting, ctx)?;
+    let radius = match &file.radius {
+        Some(r) => {
+            let client = r
+                .client_config()
+                .map_err(|e| ctx.err("radius.servers", e.to_string()))?;
+            Some(RadiusSettings {
+                client,
+                source: r.source_address,
+            })
+        }
+        None => None,
+    };
+    if let Some(i) = auth_backends.iter().position(|b| *b == AuthBackend::Radius)
+        && !radius
+            .as_ref()
+            .is_some_and(|r| r.has(crate::radius::client::Role::Auth))
+    {
+        return Err(ctx.err(
+            format!("auth.backends[{i}]"),
+            "\"radius\" needs a [radius] section with a server for authentication (role \"auth\" or \"both\")",
+        ));
+    }
+    let dynauth = match &file.dynauth {
+        Some(d) => {
+            let cfg = d
+                .dynauth_config()
+                .map_err(|e| ctx.err("dynauth.clients", e.to_string()))?;
+            if cfg.clients.is_empty() {
+                return Err(ctx.err(
+                    "dynauth.clients",
+                    "is empty: name the RADIUS servers allowed to send Disconnect and CoA requests",
+                ));
+            }
+            Some((d.bind_address(), cfg))
+        }
+        None => None,
+    };
 
     // [ipsec]
     let (ike, psk_source) = ipsec(&file.ipsec, natt_port, ctx, &mut warnings)?;
@@ -817,6 +880,8 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         auth_backends,
         pam_service,
         accounting,
+        radius,
+        dynauth,
         log,
         warnings,
     })
@@ -828,8 +893,8 @@ fn accounting(s: &AccountingSection, ctx: &Ctx) -> Result<AccountingSettings, Co
         a.interim_interval = optional_duration(ctx, "accounting.interim_interval", v)?;
     }
     if let Some(v) = &s.min_interim_interval {
-        a.min_interim_interval = optional_duration(ctx, "accounting.min_interim_interval", v)?
-            .unwrap_or(Duration::ZERO);
+        a.min_interim_interval =
+            optional_duration(ctx, "accounting.min_interim_interval", v)?.unwrap_or(Duration::ZERO);
     }
     if let Some(v) = s.spool_max {
         a.spool_max = int(ctx, "accounting.spool_max", v, 100, 100_000_000)?;
@@ -840,7 +905,10 @@ fn accounting(s: &AccountingSection, ctx: &Ctx) -> Result<AccountingSettings, Co
     if a.spool_warn > a.spool_max {
         return Err(ctx.err(
             "accounting.spool_warn",
-            format!("{} is above accounting.spool_max ({})", a.spool_warn, a.spool_max),
+            format!(
+                "{} is above accounting.spool_max ({})",
+                a.spool_warn, a.spool_max
+            ),
         ));
     }
     a.block_when_full = s.block_when_full.unwrap_or(false);

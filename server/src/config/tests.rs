@@ -570,14 +570,39 @@ fn ppp_and_auth_settings() {
         error("[ppp]\npool = [\"10.0.0.0/8\"]\nlocal_address = \"192.0.2.1\"\n")
             .contains("at most 1048576")
     );
-    assert_eq!(
-        error("[auth]\nbackends = [\"local\", \"radius\"]\n"),
-        "roadgate.toml: auth.backends[1]: the \"radius\" backend is not built yet; only \"local\" exists"
-    );
-    assert!(error("[auth]\nbackends = [\"pam\"]\n").contains("not built yet"));
-    assert!(error("[auth]\nbackends = [\"system\"]\n").contains("not built yet"));
     assert!(
-        error("[auth]\nbackends = [\"ldap\"]\n").contains("unknown backend \"ldap\"; valid: local")
+        error("[auth]\nbackends = [\"local\", \"radius\"]\n")
+            .contains("auth.backends[1]: \"radius\" needs a [radius] section")
+    );
+    assert!(error("[auth]\nbackends = [\"pam\", \"pam\"]\n").contains("listed twice"));
+    assert!(
+        error("[auth]\nbackends = [\"pam\"]\n[ppp]\nauth = [\"mschapv2\"]\n")
+            .contains("ppp.auth[0]: \"mschapv2\" needs the NT hash or a RADIUS server")
+    );
+    // The default methods with PAM alone: a warning, not an error.
+    let s = check("[auth]\nbackends = [\"pam\"]\n").unwrap();
+    assert!(
+        s.warnings.iter().any(|w| w
+            .starts_with("MS-CHAPv2 is offered to clients but no authentication backend (pam)")),
+        "{:?}",
+        s.warnings
+    );
+    let s = check(
+        "[auth]\nbackends = [\"radius\", \"local\"]\n[ppp]\nauth = [\"chap\", \"pap\"]\n\
+         [radius]\nservers = [{ address = \"192.0.2.5:1812\", secret = \"s\", role = \"both\" }]\n\
+         [dynauth]\nclients = [{ address = \"192.0.2.5\", secret = \"d\" }]\n",
+    )
+    .unwrap();
+    assert_eq!(s.radius.as_ref().map(|r| r.client.servers.len()), Some(2));
+    assert_eq!(s.dynauth.as_ref().map(|d| d.0.port()), Some(3799));
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("CHAP-MD5") && w.contains("local"))
+    );
+    assert!(
+        error("[auth]\nbackends = [\"ldap\"]\n")
+            .contains("unknown backend \"ldap\"; valid: local, radius")
     );
     assert!(
         error("[log]\nformat = \"xml\"\n")
