@@ -60,6 +60,27 @@ enum Command {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// The accounting history (kept in the state folder's accounting.db).
+    Accounting {
+        #[command(subcommand)]
+        command: AccountingCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountingCommand {
+    /// Write every accounting record (Start, Interim-Update, Stop...) as CSV to standard output.
+    Export {
+        /// State folder holding accounting.db.
+        #[arg(long, default_value = "state")]
+        state: PathBuf,
+        /// CSV (the only format; the flag says so in scripts).
+        #[arg(long)]
+        csv: bool,
+        /// Only records from this Unix time on.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        since: Option<u64>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -297,7 +318,12 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
             state.display()
         );
     }
-    let sessions = settings.sessions(&users)?;
+    let mut sessions = settings.sessions(&users)?;
+    // Acct-Session-Ids start with the start time: unique across restarts.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    sessions.set_acct_prefix(&format!("{:08X}", started as u32));
     if users.list().map_err(|e| e.to_string())?.is_empty() {
         tracing::warn!(
             "no users yet: nobody can log in. Add one with: roadgate user --state {} add NAME",
@@ -316,6 +342,15 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
     .map_err(|e| format!("cannot listen: {e}"))?
     .with_sessions(sessions, users, dataplane)
     .map_err(|e| e.to_string())?
+    .with_aaa(
+        settings.auth_backends.clone(),
+        settings.pam_service.clone(),
+        settings.radius.as_ref(),
+        Some(accounting(&settings)?),
+        settings.dynauth.clone(),
+    )
+    .await
+    .map_err(|e| format!("AAA: {e}"))?
     .with_admin_socket(&settings.admin_socket)
     .map_err(|e| format!("admin socket: {e}"))?
     .with_reloader(reloader(settings.clone(), args));
@@ -328,6 +363,43 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
         }
     };
     shell.run(stop).await.map_err(|e| e.to_string())
+}
+
+/// The accounting manager on the state folder's spool: records go to RADIUS when accounting
+/// servers are configured, else to the local history only.
+fn accounting(settings: &Settings) -> Result<roadgate::aaa::accounting::Accounting, String> {
+    use roadgate::aaa::accounting::{Accounting, AccountingConfig};
+    use roadgate::aaa::spool::{Spool, SpoolLimits};
+    let a = &settings.accounting;
+    let send = settings
+        .radius
+        .as_ref()
+        .is_some_and(|r| r.has(roadgate::radius::client::Role::Acct));
+    let spool = Spool::open(
+        &settings.state_dir,
+        SpoolLimits {
+            max_depth: a.spool_max,
+            warn_depth: a.spool_warn,
+            send,
+        },
+    )
+    .map_err(|e| format!("accounting spool: {e}"))?;
+    let seed = u64::from_le_bytes(
+        aws_lc_rs::rand::generate(&aws_lc_rs::rand::SystemRandom::new())
+            .map_err(|_| "no randomness".to_string())?
+            .expose(),
+    );
+    Ok(Accounting::new(
+        spool,
+        AccountingConfig {
+            interim_interval: a.interim_interval,
+            min_interim_interval: a.min_interim_interval,
+            crash_cause: roadgate::aaa::TerminateCause::NasReboot,
+            block_new_sessions_when_full: a.block_when_full,
+            ..AccountingConfig::default()
+        },
+        seed,
+    ))
 }
 
 /// The user a fresh state folder starts with.
@@ -496,7 +568,33 @@ fn main() -> ExitCode {
             false,
         ),
         Command::Reload { target } => admin(&target, Request::Reload, false),
+        Command::Accounting {
+            command:
+                AccountingCommand::Export {
+                    state,
+                    csv: _,
+                    since,
+                },
+        } => report(export_accounting(&state, since)),
     }
+}
+
+/// `roadgate accounting export --csv`.
+fn export_accounting(state: &std::path::Path, since: Option<u64>) -> Result<(), String> {
+    use roadgate::aaa::spool::{SPOOL_FILE, Spool, SpoolLimits};
+    if !state.join(SPOOL_FILE).exists() {
+        return Err(format!(
+            "{}: no accounting database here (the server writes it once it runs)",
+            state.join(SPOOL_FILE).display()
+        ));
+    }
+    let spool = Spool::open(state, SpoolLimits::default()).map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    spool
+        .export_csv(&mut out, since)
+        .map_err(|e| e.to_string())?;
+    std::io::Write::flush(&mut out).map_err(|e| e.to_string())
 }
 
 /// Exit 0, or print the error and exit 1.

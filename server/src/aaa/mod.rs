@@ -57,37 +57,58 @@ impl Decision {
 /// wrong password and a disabled account look the same from outside (the log says which).
 pub const REJECTED: &str = "Authentication failed";
 
+/// What one backend of the chain made of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Accepted or refused: the chain stops here.
+    Decided(Box<Decision>),
+    /// The backend does not know the user, cannot check this method, or cannot be reached:
+    /// the next backend decides (the reason is logged).
+    Pass(String),
+}
+
 /// Checks `req` against the local user store. The user is looked up by the name after any
-/// `DOMAIN\` prefix. An unknown user costs the same computation as a known one.
+/// `DOMAIN\` prefix. An unknown user costs the same computation as a known one, and is refused.
 pub fn local_decision(store: &local::UserStore, req: &AuthRequest) -> Decision {
+    match local_outcome(store, req) {
+        Outcome::Decided(d) => *d,
+        Outcome::Pass(why) => {
+            info!(user = %pppd_lite::mschapv2::strip_domain(&req.user).escape_debug(), "authentication refused: {why}");
+            Decision::reject(REJECTED)
+        }
+    }
+}
+
+/// [`local_decision`] for a chain: an unknown user or an unreadable database passes to the
+/// next backend.
+pub fn local_outcome(store: &local::UserStore, req: &AuthRequest) -> Outcome {
     let name = pppd_lite::mschapv2::strip_domain(&req.user);
     let user = match store.find(name) {
         Ok(u) => u,
         Err(e) => {
-            tracing::error!(error = %e, "user database unavailable: authentication refused");
-            return Decision::reject(REJECTED);
+            tracing::error!(error = %e, "user database unavailable");
+            return Outcome::Pass("the local user database is unavailable".into());
         }
     };
     let Some(user) = user else {
         // Same work as for a real user, then refuse.
         let _ = pppd_lite::auth::verify_with_nt_hash(req, &[0u8; 16]);
-        info!(user = %name.escape_debug(), "authentication refused: no such local user");
-        return Decision::reject(REJECTED);
+        return Outcome::Pass("no such local user".into());
     };
     let verdict = pppd_lite::auth::verify_with_nt_hash(req, &user.nt_hash);
     if !user.enabled {
         info!(user = %user.name, "authentication refused: the account is disabled");
-        return Decision::reject(REJECTED);
+        return Outcome::Decided(Box::new(Decision::reject(REJECTED)));
     }
     if let Verdict::Reject { message } = &verdict {
         info!(user = %user.name, reason = %message, "authentication refused");
-        return Decision::reject(REJECTED);
+        return Outcome::Decided(Box::new(Decision::reject(REJECTED)));
     }
-    Decision {
+    Outcome::Decided(Box::new(Decision {
         verdict,
         user: Some(user.name),
         static_ip: user.static_ip,
         max_sessions: user.max_sessions,
         authz: Authorization::default(),
-    }
+    }))
 }

@@ -56,6 +56,10 @@ pub enum PamRefusal {
         /// What PAM said.
         message: String,
     },
+    /// `pam_authenticate` does not know the user (PAM_USER_UNKNOWN): the next backend of the
+    /// chain may.
+    #[error("PAM does not know this user")]
+    UnknownUser,
     /// `pam_authenticate` refused.
     #[error("PAM refused the password: {0}")]
     Authenticate(String),
@@ -85,7 +89,10 @@ pub fn pam_check(service: &str, req: &AuthRequest) -> Result<String, PamRefusal>
         message: e.to_string(),
     })?;
     ctx.authenticate(Flag::SILENT | Flag::DISALLOW_NULL_AUTHTOK)
-        .map_err(|e| PamRefusal::Authenticate(plain_words(e.code(), &e.to_string())))?;
+        .map_err(|e| match e.code() {
+            ErrorCode::USER_UNKNOWN => PamRefusal::UnknownUser,
+            code => PamRefusal::Authenticate(plain_words(code, &e.to_string())),
+        })?;
     ctx.acct_mgmt(Flag::SILENT | Flag::DISALLOW_NULL_AUTHTOK)
         .map_err(|e| PamRefusal::Account(plain_words(e.code(), &e.to_string())))?;
     Ok(ctx.user().unwrap_or_else(|_| user.to_string()))
@@ -94,10 +101,15 @@ pub fn pam_check(service: &str, req: &AuthRequest) -> Result<String, PamRefusal>
 /// Checks `req` against the PAM `service` and logs the outcome; blocks (run it on tokio's
 /// blocking pool). Refusals give the client [`REJECTED`], as the local backend does.
 pub fn pam_decision(service: &str, req: &AuthRequest) -> Decision {
+    decision_of(service, req, pam_check(service, req))
+}
+
+/// The decision for what [`pam_check`] said, logged.
+fn decision_of(service: &str, req: &AuthRequest, checked: Result<String, PamRefusal>) -> Decision {
     let shown = pppd_lite::mschapv2::strip_domain(&req.user)
         .escape_debug()
         .to_string();
-    match pam_check(service, req) {
+    match checked {
         Ok(user) => {
             info!(user = %user.escape_debug(), service, "authenticated by PAM");
             Decision {
@@ -116,6 +128,21 @@ pub fn pam_decision(service: &str, req: &AuthRequest) -> Decision {
             info!(user = %shown, service, "authentication refused: {refusal}");
             Decision::reject(REJECTED)
         }
+    }
+}
+
+/// [`pam_decision`] for a chain: a user PAM does not know, credentials other than PAP and a
+/// PAM service that cannot start pass to the next backend; the rest is final.
+pub fn pam_outcome(service: &str, req: &AuthRequest) -> super::Outcome {
+    match pam_check(service, req) {
+        Err(r @ (PamRefusal::UnknownUser | PamRefusal::NotPap(_))) => {
+            super::Outcome::Pass(r.to_string())
+        }
+        Err(r @ PamRefusal::Service { .. }) => {
+            error!(service, "{r}");
+            super::Outcome::Pass(r.to_string())
+        }
+        checked => super::Outcome::Decided(Box::new(decision_of(service, req, checked))),
     }
 }
 

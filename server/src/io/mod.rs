@@ -10,7 +10,9 @@
 //!
 //! Cleartext L2TP on UDP 1701 is dropped and logged, unless the test-only plain mode is on.
 
+pub mod aaa_io;
 pub mod admin;
+pub mod auth;
 pub mod listen;
 pub mod radius;
 mod tun;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::aaa::{self, Decision, local::UserStore};
+use crate::aaa::{Decision, local::UserStore};
 use crate::admin::{Request, Response, SessionInfo, StatusInfo};
 use crate::dataplane::{self, FromTun, Gateway, HEADROOM, TAILROOM, Transmit, Via};
 use crate::esp::{self, Udp4500};
@@ -140,6 +142,10 @@ impl TxBatch {
     }
 }
 
+/// An authentication answer for a session: the request id, the decision and the RADIUS
+/// State of an EAP conversation.
+type Answer = (SessionRef, u64, Decision, Option<Vec<u8>>);
+
 /// The running shell.
 pub struct Shell {
     ike: Responder,
@@ -148,9 +154,10 @@ pub struct Shell {
     /// Every socket, on every address.
     sockets: Listeners,
     tun: Option<tokio_tun::Tun>,
-    users: Option<Arc<std::sync::Mutex<UserStore>>>,
-    decisions_tx: tokio::sync::mpsc::UnboundedSender<(SessionRef, u64, Decision)>,
-    decisions_rx: tokio::sync::mpsc::UnboundedReceiver<(SessionRef, u64, Decision)>,
+    /// The authentication chain, accounting and dynamic authorization.
+    aaa: Option<aaa_io::Aaa>,
+    decisions_tx: tokio::sync::mpsc::UnboundedSender<Answer>,
+    decisions_rx: tokio::sync::mpsc::UnboundedReceiver<Answer>,
     /// Scratch buffer for sealed control datagrams.
     txbuf: Vec<u8>,
     /// NAT keepalives and IKE datagrams dropped because a socket refused them.
@@ -211,7 +218,7 @@ impl Shell {
             listen,
             sockets,
             tun: None,
-            users: None,
+            aaa: None,
             decisions_tx,
             decisions_rx,
             txbuf: packet_buffer(),
@@ -249,7 +256,52 @@ impl Shell {
         gw.set_plain_l2tp(self.listen.plain_l2tp);
         gw.set_test_echo(self.listen.test_echo);
         self.gw = Some(gw);
-        self.users = Some(Arc::new(std::sync::Mutex::new(users)));
+        self.aaa = Some(aaa_io::Aaa::new(auth::Backends {
+            chain: vec![crate::aaa::BackendKind::Local],
+            users: Some(Arc::new(std::sync::Mutex::new(users))),
+            pam_service: crate::aaa::pam::DEFAULT_SERVICE.to_string(),
+            radius: None,
+        }));
+        Ok(self)
+    }
+
+    /// The authentication chain (after [`with_sessions`](Self::with_sessions), whose user
+    /// database it keeps), the RADIUS client, durable accounting and dynamic authorization, as
+    /// configured. Accounting goes to RADIUS when accounting servers are configured, else to
+    /// the local history only.
+    pub async fn with_aaa(
+        mut self,
+        chain: Vec<crate::aaa::BackendKind>,
+        pam_service: String,
+        radius: Option<&crate::config::RadiusSettings>,
+        accounting: Option<crate::aaa::accounting::Accounting>,
+        dynauth: Option<(SocketAddr, crate::radius::dynauth::DynAuthConfig)>,
+    ) -> io::Result<Self> {
+        let users = self.aaa.as_ref().and_then(|a| a.backends.users.clone());
+        let client = match radius {
+            Some(r) => {
+                let (tx, _task) = radius::spawn_client(r.client.clone(), r.source).await?;
+                Some((tx, r.has(crate::radius::client::Role::Acct)))
+            }
+            None => None,
+        };
+        let mut aaa = aaa_io::Aaa::new(auth::Backends {
+            chain,
+            users,
+            pam_service,
+            radius: client.as_ref().map(|c| c.0.clone()),
+        });
+        if let Some(acct) = accounting {
+            let to_radius = client.as_ref().filter(|c| c.1).map(|c| c.0.clone());
+            aaa.start_accounting(acct, to_radius);
+        }
+        if let Some((bind, cfg)) = dynauth {
+            let (rx, local, _task) =
+                radius::spawn_dynauth(crate::radius::dynauth::DynAuth::new(cfg), bind).await?;
+            info!(%local, "listening for RADIUS Disconnect and CoA requests");
+            aaa.dynauth = Some(rx);
+        }
+        self.aaa = Some(aaa);
         Ok(self)
     }
 
@@ -308,6 +360,9 @@ impl Shell {
         }
         self.ike.shutdown();
         self.drain().await;
+        if let Some(aaa) = self.aaa.as_mut() {
+            aaa.shutdown(SHUTDOWN_GRACE).await;
+        }
         if let Some(p) = &self.admin_path {
             let _ = std::fs::remove_file(p);
         }
@@ -333,6 +388,7 @@ impl Shell {
             let deadline = [
                 self.ike.poll_timeout(),
                 self.gw.as_ref().and_then(Gateway::poll_timeout),
+                self.aaa.as_ref().and_then(aaa_io::Aaa::poll_timeout),
             ]
             .into_iter()
             .flatten()
@@ -360,15 +416,27 @@ impl Shell {
                     self.tun_batch(&mut tx, n).await;
                 }
                 d = self.decisions_rx.recv() => {
-                    if let (Some((session, id, decision)), Some(gw)) = (d, self.gw.as_mut()) {
+                    if let (Some((session, id, decision, state)), Some(gw)) = (d, self.gw.as_mut()) {
+                        if let (Some(state), Some(aaa)) = (state, self.aaa.as_mut()) {
+                            aaa.eap_states.insert(session, state);
+                        }
                         gw.sessions_mut().authenticated(Instant::now(), session, id, decision);
                     }
                 }
+                incoming = async {
+                    match self.aaa.as_mut() {
+                        Some(a) => a.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.aaa_incoming(incoming),
                 _ = sleep => {
                     let now = Instant::now();
                     self.ike.handle_timeout(now);
                     if let Some(gw) = self.gw.as_mut() {
                         gw.handle_timeout(now);
+                    }
+                    if let (Some(aaa), Some(gw)) = (self.aaa.as_mut(), self.gw.as_ref()) {
+                        aaa.timeouts(gw, now);
                     }
                 }
                 _ = keepalive.tick() => self.keepalives().await,
@@ -709,14 +777,34 @@ impl Shell {
                 progressed = true;
                 match ev {
                     session::Event::Authenticate {
-                        session, request, ..
+                        session,
+                        request,
+                        nas_port,
+                        acct_session_id,
                     } => {
-                        self.authenticate(session, request);
+                        self.authenticate(session, request, nas_port, acct_session_id);
                     }
                     session::Event::Up {
-                        session, address, ..
-                    } => self.route_outside_pool(session, address),
-                    session::Event::Down { session, .. } => {
+                        session,
+                        address,
+                        start,
+                        interim_interval,
+                        ..
+                    } => {
+                        if let (Some(aaa), Some(gw)) = (self.aaa.as_mut(), self.gw.as_ref()) {
+                            aaa.session_up(gw, Instant::now(), session, &start, interim_interval);
+                        }
+                        self.route_outside_pool(session, address);
+                    }
+                    session::Event::Down { session, stop, .. } => {
+                        if let Some(aaa) = self.aaa.as_mut() {
+                            match &stop {
+                                Some(stop) => aaa.session_down(Instant::now(), session, stop),
+                                None => {
+                                    aaa.eap_states.remove(&session);
+                                }
+                            }
+                        }
                         if let Some(address) = self.host_routes.remove(&session) {
                             self.host_route("del", address);
                         }
@@ -726,6 +814,9 @@ impl Shell {
             if !progressed {
                 break;
             }
+        }
+        if let Some(aaa) = self.aaa.as_mut() {
+            aaa.send(Instant::now());
         }
     }
 
@@ -765,20 +856,72 @@ impl Shell {
         });
     }
 
-    fn authenticate(&mut self, session: SessionRef, request: pppd_lite::AuthRequest) {
-        let Some(users) = self.users.clone() else {
+    fn authenticate(
+        &mut self,
+        session: SessionRef,
+        request: pppd_lite::AuthRequest,
+        nas_port: u32,
+        acct_session_id: String,
+    ) {
+        let (Some(aaa), Some(gw)) = (self.aaa.as_mut(), self.gw.as_ref()) else {
             return;
         };
+        if aaa
+            .accounting
+            .as_ref()
+            .is_some_and(|a| a.must_block_new_sessions())
+        {
+            warn!(
+                peer = session.peer,
+                "session refused: the accounting spool is full and accounting.block_when_full is set"
+            );
+            let _ = self.decisions_tx.send((
+                session,
+                request.id,
+                Decision::reject(crate::aaa::REJECTED),
+                None,
+            ));
+            return;
+        }
+        let ctx = aaa_io::Aaa::context(gw, session, nas_port, acct_session_id);
+        let state = aaa.eap_states.remove(&session);
+        let backends = aaa.backends.clone();
         let tx = self.decisions_tx.clone();
         let id = request.id;
-        // SQLite is a blocking call: keep it off the control loop.
-        tokio::task::spawn_blocking(move || {
-            let decision = match users.lock() {
-                Ok(store) => aaa::local_decision(&store, &request),
-                Err(_) => Decision::reject(aaa::REJECTED),
-            };
-            let _ = tx.send((session, id, decision));
+        // The backends block (SQLite, PAM) or wait (RADIUS): off the control loop.
+        tokio::spawn(async move {
+            let (decision, state) = auth::decide(backends, ctx, request, state).await;
+            let _ = tx.send((session, id, decision, state));
         });
+    }
+
+    /// An accounting outcome or a Disconnect/CoA request.
+    fn aaa_incoming(&mut self, incoming: aaa_io::Incoming) {
+        let now = Instant::now();
+        match incoming {
+            aaa_io::Incoming::Acct(Some(o)) => {
+                if let Some(aaa) = self.aaa.as_mut() {
+                    aaa.acct_outcome(now, o);
+                }
+            }
+            aaa_io::Incoming::Acct(None) => {}
+            aaa_io::Incoming::DynAuth(Some(call)) => match self.gw.as_mut() {
+                Some(gw) => {
+                    let from = call.request.from;
+                    aaa_io::dynauth(gw, now, call, from);
+                }
+                None => {
+                    let _ = call.reply.send(crate::radius::dynauth::Outcome::Nak(
+                        crate::radius::dynauth::ErrorCause::SessionContextNotFound,
+                    ));
+                }
+            },
+            aaa_io::Incoming::DynAuth(None) => {
+                if let Some(a) = self.aaa.as_mut() {
+                    a.dynauth = None;
+                }
+            }
+        }
     }
 
     /// Applies the settings the reloader reads; users need nothing (each login reads them).

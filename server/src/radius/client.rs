@@ -989,10 +989,18 @@ fn interpret_access_response(
             None => reject("Access-Challenge without EAP-Message is not supported".into()),
         },
         _ => {
+            // MS-CHAP-Error is a whole failure text ("E=691 R=1 C=... V=3 M=..."); PPP builds
+            // its own around our challenge, so only the M= text is passed on.
             let message = packet
                 .get_vsa(ms::VENDOR_ID, ms::CHAP_ERROR)
                 .and_then(|v| v.get(1..))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .map(|v| {
+                    let text = String::from_utf8_lossy(v).into_owned();
+                    match text.find("M=") {
+                        Some(i) => text.get(i + 2..).unwrap_or_default().to_string(),
+                        None => text,
+                    }
+                })
                 .or_else(|| packet.get_str(attr::REPLY_MESSAGE))
                 .unwrap_or_else(|| "Authentication failed".into());
             reject(message)
