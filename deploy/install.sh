@@ -166,6 +166,15 @@ else
     "created. Write $CONFIG yourself before starting roadgate."
 fi
 
+# --- PAM services for the "pam" and "system" backends (kept if the admin has their own) --------
+for svc in roadgate roadgate-system; do
+  if [ -e "/etc/pam.d/$svc" ]; then
+    say "keeping /etc/pam.d/$svc"
+  else
+    run install -m 0644 -o root -g root "$here/pam.d/$svc" "/etc/pam.d/$svc"
+  fi
+done
+
 # --- systemd unit, sysctl ------------------------------------------------------------------------
 run install -m 0644 -o root -g root "$here/roadgate.service" "$UNIT_DST"
 run install -m 0644 -o root -g root "$here/sysctl.conf" "$SYSCTL_DST"
