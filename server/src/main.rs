@@ -267,12 +267,23 @@ fn reloader(running: Settings, args: ServeArgs) -> roadgate::io::Reloader {
         if new.lns != running.lns {
             restart.push("[l2tp]");
         }
-        if new.auth_backends != running.auth_backends {
-            restart.push("auth.backends");
+        if new.auth_backends != running.auth_backends || new.pam_service != running.pam_service {
+            restart.push("[auth]");
+        }
+        if new.accounting != running.accounting {
+            restart.push("[accounting]");
+        }
+        // Secrets do not show in Debug: a changed secret alone also waits for a restart.
+        if format!("{:?}", new.radius) != format!("{:?}", running.radius) {
+            restart.push("[radius]");
+        }
+        if format!("{:?}", new.dynauth) != format!("{:?}", running.dynauth) {
+            restart.push("[dynauth]");
         }
         let mut summary = "applied: [ipsec] (keys, proposals, DPD), [ppp] DNS, WINS, MTU, echo and \
                            methods for new sessions, [dataplane] timeouts and MSS clamping; users are \
-                           always read at login"
+                           always read at login; RADIUS secrets, [auth], [accounting], [radius] and \
+                           [dynauth] wait for a restart"
             .to_string();
         if !restart.is_empty() {
             summary.push_str("; changed but waiting for a restart: ");

@@ -102,8 +102,9 @@ fn pam_real() {
     println!("pam_real: wrong password refused: {why}");
 
     // An unknown user.
+    // pam_unix says PAM_USER_UNKNOWN: the chain passes such a user to its next backend.
     let why = refused(&service, &pap(&format!("{user}x"), password));
-    assert!(matches!(why, PamRefusal::Authenticate(_)), "{why:?}");
+    assert!(matches!(why, PamRefusal::UnknownUser), "{why:?}");
     println!("pam_real: unknown user refused: {why}");
 
     // MS-CHAPv2 cannot be checked by PAM.
