@@ -268,3 +268,96 @@ fn admin_commands_find_the_socket_from_the_state_folder_or_the_config() {
     );
     assert!(err.contains("is `roadgate serve` running?"), "{err}");
 }
+
+/// `roadgate accounting export --csv` writes the state folder's accounting history: a header,
+/// then one line per record, oldest first; `--since` leaves older ones out; no database is an
+/// error that says where it looked.
+#[test]
+fn accounting_export_writes_the_history_as_csv() {
+    use roadgate::aaa::spool::{Spool, SpoolLimits};
+    use roadgate::aaa::{AcctRecord, AcctStatus, TerminateCause};
+    let dir = Scratch::new("acct");
+    let missing = run(&[
+        "accounting",
+        "export",
+        "--csv",
+        "--state",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("accounting.db"),
+        "{}",
+        text(&missing.stderr)
+    );
+    {
+        let mut spool = Spool::open(
+            &dir.0,
+            SpoolLimits {
+                send: false,
+                ..SpoolLimits::default()
+            },
+        )
+        .unwrap();
+        let start = AcctRecord {
+            status: Some(AcctStatus::Start),
+            session_id: "5F00000100000001".into(),
+            user: "alice, \"the admin\"".into(),
+            framed_ip: Some("10.77.0.10".parse().unwrap()),
+            calling_station: "198.51.100.7".into(),
+            event_time: 1_000,
+            ..AcctRecord::default()
+        };
+        spool.push(&start).unwrap();
+        spool
+            .push(&AcctRecord {
+                status: Some(AcctStatus::Stop),
+                session_time_s: 60,
+                input_octets: 1280,
+                input_packets: 10,
+                output_octets: 5_000_000_000,
+                output_packets: 3,
+                terminate_cause: Some(TerminateCause::UserRequest),
+                event_time: 1_060,
+                ..start
+            })
+            .unwrap();
+    }
+    let out = run(&[
+        "accounting",
+        "export",
+        "--csv",
+        "--state",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1].contains("Start") && lines[1].contains("\"alice, \"\"the admin\"\"\""),
+        "{csv}"
+    );
+    assert!(
+        lines[2].contains("Stop")
+            && lines[2].contains("1280")
+            && lines[2].contains("5000000000")
+            && lines[2].contains("User-Request"),
+        "{csv}"
+    );
+    let since = run(&[
+        "accounting",
+        "export",
+        "--csv",
+        "--since",
+        "1030",
+        "--state",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        text(&since.stdout).lines().count(),
+        2,
+        "{}",
+        text(&since.stdout)
+    );
+}

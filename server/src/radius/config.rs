@@ -95,6 +95,14 @@ pub struct RadiusConfig {
     /// The local address requests leave from (port 0).
     #[serde(default)]
     pub source_address: Option<IpAddr>,
+    /// Refuse Access-Accept/Reject/Challenge without a valid Message-Authenticator (default
+    /// true, the BlastRADIUS defence). Turn off only for an old server that cannot send it.
+    #[serde(default = "default_true")]
+    pub require_message_authenticator: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Why the configuration cannot be used.
@@ -173,7 +181,7 @@ impl RadiusConfig {
             dead_after: self.dead_after.max(1),
             nas_identifier: self.nas_identifier.clone(),
             nas_ip: self.nas_ip,
-            require_message_authenticator: true,
+            require_message_authenticator: self.require_message_authenticator,
         })
     }
 }
