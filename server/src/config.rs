@@ -236,6 +236,7 @@ struct L2tpSection {
 struct PppSection {
     local_address: Option<String>,
     pool: Option<Vec<String>>,
+    pools: Option<std::collections::BTreeMap<String, Vec<String>>>,
     dns: Option<Vec<String>>,
     wins: Option<Vec<String>>,
     mtu: Option<i64>,
@@ -425,6 +426,9 @@ pub enum PskSource {
 /// Where credentials are checked (`[auth] backends`).
 pub type AuthBackend = crate::aaa::BackendKind;
 
+/// A pool a RADIUS Framed-Pool can name: its name and its ranges (inclusive).
+pub type NamedPool = (String, Vec<(Ipv4Addr, Ipv4Addr)>);
+
 /// The `[radius]` settings, secrets loaded.
 #[derive(Debug, Clone)]
 pub struct RadiusSettings {
@@ -538,6 +542,8 @@ pub struct Settings {
     pub ppp: pppd_lite::Config,
     /// Client address ranges (inclusive, disjoint, none holding the PPP address).
     pub pool: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Pools a RADIUS Framed-Pool can name (`[ppp] pools`), each with its ranges.
+    pub named_pools: Vec<NamedPool>,
     /// The data plane (routes: the pool's ranges as prefixes; mtu: the PPP MTU).
     pub dataplane: dataplane::Config,
     pub auth_backends: Vec<AuthBackend>,
@@ -799,6 +805,7 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         None => DEFAULT_PPP_ADDRESS,
     };
     let pool = pool(ppp_section, local_address, ctx)?;
+    let named_pools = named_pools(ppp_section, local_address, &pool, ctx)?;
     let dns = servers(ctx, "ppp.dns", ppp_section.dns.as_deref())?;
     let wins = servers(ctx, "ppp.wins", ppp_section.wins.as_deref())?;
     let mtu = match ppp_section.mtu {
@@ -848,6 +855,7 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         local_address,
         routes: pool
             .iter()
+            .chain(named_pools.iter().flat_map(|(_, r)| r.iter()))
             .flat_map(|&(a, b)| dataplane::range_prefixes(a, b))
             .collect(),
         mtu,
@@ -876,6 +884,7 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         lns,
         ppp,
         pool,
+        named_pools,
         dataplane,
         auth_backends,
         pam_service,
@@ -1632,6 +1641,63 @@ fn pool(
     Ok(ranges)
 }
 
+/// `[ppp] pools`: named pools for RADIUS Framed-Pool, each a list of ranges like `ppp.pool`,
+/// none holding the PPP address or overlapping the main pool or each other.
+fn named_pools(
+    s: &PppSection,
+    local: Ipv4Addr,
+    main: &[(Ipv4Addr, Ipv4Addr)],
+    ctx: &Ctx,
+) -> Result<Vec<NamedPool>, ConfigError> {
+    let Some(map) = &s.pools else {
+        return Ok(Vec::new());
+    };
+    let mut taken: Vec<(String, (Ipv4Addr, Ipv4Addr))> = main
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("ppp.pool[{i}]"), *r))
+        .collect();
+    let mut out = Vec::new();
+    for (name, list) in map {
+        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+            return Err(ctx.err(
+                format!("ppp.pools.{name}"),
+                "is not a pool name (1 to 64 printable characters)",
+            ));
+        }
+        if list.is_empty() {
+            return Err(ctx.err(
+                format!("ppp.pools.{name}"),
+                "is empty: name at least one range",
+            ));
+        }
+        let mut ranges = Vec::new();
+        for (i, entry) in list.iter().enumerate() {
+            let key = format!("ppp.pools.{name}[{i}]");
+            let r = parse_pool_entry(entry).map_err(|why| ctx.err(&key, why))?;
+            if r.0 <= local && local <= r.1 {
+                return Err(ctx.err(
+                    &key,
+                    format!("{entry:?} contains ppp.local_address {local}"),
+                ));
+            }
+            if let Some((other, _)) = taken.iter().find(|(_, t)| r.0 <= t.1 && t.0 <= r.1) {
+                return Err(ctx.err(&key, format!("{entry:?} overlaps {other}")));
+            }
+            if range_len(r) > u64::from(MAX_ADDRESSES) {
+                return Err(ctx.err(
+                    &key,
+                    format!("a pool holds at most {MAX_ADDRESSES} addresses"),
+                ));
+            }
+            taken.push((key, r));
+            ranges.push(r);
+        }
+        out.push((name.clone(), ranges));
+    }
+    Ok(out)
+}
+
 fn servers(
     ctx: &Ctx,
     key: &str,
@@ -1848,11 +1914,32 @@ impl Settings {
         })
     }
 
+    /// The named pools (`[ppp] pools`), built.
+    pub fn named_address_pools(&self) -> Result<Vec<(String, AddressPool)>, String> {
+        let local = self.local_address();
+        self.named_pools
+            .iter()
+            .map(|(name, ranges)| {
+                let mut b = AddressPool::builder().exclude(local);
+                for &(a, z) in ranges {
+                    b = b.range(a, z);
+                }
+                b.build()
+                    .map(|p| (name.clone(), p))
+                    .map_err(|e| format!("address pool {name}: {e}"))
+            })
+            .collect()
+    }
+
     /// The session layer, seeded from the system's randomness.
     pub fn sessions(&self, users: &UserStore) -> Result<Sessions, String> {
         let mut seed = [0u8; 32];
         rand::make_rng::<rand_chacha::ChaCha20Rng>().fill_bytes(&mut seed);
-        Ok(Sessions::new(self.session_config(users)?, seed))
+        let mut sessions = Sessions::new(self.session_config(users)?, seed);
+        for (name, pool) in self.named_address_pools()? {
+            sessions.add_named_pool(&name, pool);
+        }
+        Ok(sessions)
     }
 
     /// A short description: where the server listens, the pool, authentication and proposals.

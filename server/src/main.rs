@@ -256,8 +256,11 @@ fn reloader(running: Settings, args: ServeArgs) -> roadgate::io::Reloader {
         if new.state_dir != running.state_dir || new.admin_socket != running.admin_socket {
             restart.push("server.state_dir and admin_socket");
         }
-        if new.pool != running.pool || new.local_address() != running.local_address() {
-            restart.push("ppp.pool and ppp.local_address");
+        if new.pool != running.pool
+            || new.named_pools != running.named_pools
+            || new.local_address() != running.local_address()
+        {
+            restart.push("ppp.pool, ppp.pools and ppp.local_address");
         }
         if new.dataplane.tun != running.dataplane.tun
             || new.dataplane.tun_name != running.dataplane.tun_name

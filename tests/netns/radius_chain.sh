@@ -9,9 +9,10 @@
 #   rg-ra-c2 203.0.113.4 ─┘   (roadgate serve, TUN rg0 10.77.0.1; FreeRADIUS A and B on its 127.0.0.1)
 #
 # Cases: pap (Framed-IP-Address and MS-Primary-DNS-Server honoured; the ping's exact octets in the
-# Stop), chap (Class echoed in Start and Stop), mschapv2 (accept, and a wrong password gives 691),
-# interim (Interim-Updates at Acct-Interim-Interval), session-timeout (Session-Timeout from RADIUS
-# ends the session with that cause), disconnect and coa (radclient: Disconnect-Request → ACK and
+# Stop), chap (Class echoed in Start and Stop), framed-pool (the address from the pool Framed-Pool
+# names), mschapv2 (accept, and a wrong password gives 691), interim (Interim-Updates at
+# Acct-Interim-Interval), session-timeout (Session-Timeout from RADIUS ends the session with that
+# cause), disconnect and coa (radclient: Disconnect-Request → ACK and
 # Admin-Reset; CoA-Request with Session-Timeout → CoA-ACK and the session ends; an unknown session
 # → NAK 503), failover (A killed: B answers), outage (both FreeRADIUS down for a while, roadgate
 # killed with -9 meanwhile, both restarted: every Start has exactly one Stop, none twice), pam (a
@@ -102,6 +103,9 @@ rshort	Cleartext-Password := "short-secret-4"
 	Session-Timeout = 6
 
 rcoa	Cleartext-Password := "coa-secret-5"
+
+rpool	Cleartext-Password := "pool-secret-6"
+	Framed-Pool = "guests"
 USERS
 # $1 name, $2 auth port, $3 acct port; starts FreeRADIUS in the server's namespace.
 start_fr() {
@@ -163,6 +167,7 @@ listen = ["203.0.113.2"]
 [ppp]
 local_address = "10.77.0.1"
 pool = ["10.77.0.10-10.77.0.99"]
+pools = { guests = ["10.78.0.10-10.78.0.20"] }
 dns = ["192.0.2.53"]
 auth = ["mschapv2", "chap", "pap"]
 [auth]
@@ -269,6 +274,17 @@ if wait_up chap $p; then
     else bad chap "Class: Start $(attr "$start" Class), Stop $(attr "$stop" Class)"; fi
   else bad chap "no Start/Stop for rchap"; fi
 else bad chap "not up: $(tail -2 "$out/chap.log" | tr '\n' ' ')"; fi
+
+# ---- framed-pool: the address from the named pool, routed like the main one ---------------------
+start_client $c1 203.0.113.3 rpool "$(pw rpool pool-secret-6)" pool --pap
+p=$cpid
+if wait_up pool $p; then
+  ip=$(field pool "PPP up" ip)
+  if [ "$ip" = 10.78.0.10 ] && ip netns exec $c1 ping -c 3 -i 0.2 -W 2 192.0.2.10 >"$out/pool.ping" 2>&1; then
+    ok framed-pool "Framed-Pool guests: ip=$ip, the LAN host answers through it"
+  else bad framed-pool "ip=$ip (want 10.78.0.10 from ppp.pools.guests); ping: $(tail -1 "$out/pool.ping" 2>/dev/null)"; fi
+  stop_client $p
+else bad framed-pool "not up: $(tail -2 "$out/pool.log" | tr '\n' ' ')"; fi
 
 # ---- mschapv2 and interim; a wrong password -----------------------------------------------------
 start_client $c1 203.0.113.3 rms "$(pw rms ms-secret-3)" ms

@@ -504,3 +504,49 @@ fn the_backends_authorization_is_honoured() {
     assert_eq!(stop.terminate_cause, Some(TerminateCause::SessionTimeout));
     assert_eq!(stop.class, vec![b"billing-class-1".to_vec()]);
 }
+
+/// RADIUS Framed-Pool: the address comes from the named pool and goes back to it at the end; a
+/// name the server does not have falls back to the main pool.
+#[test]
+fn framed_pool_takes_the_address_from_the_named_pool() {
+    use roadgate::aaa::Authorization;
+    let clients = vec![mk(1, LacConfig::windows(), "alice", "alice-pw", MSCHAP)];
+    let mut server = server(pool(10, 99), SERVER_AUTH.to_vec());
+    let guests = pppd_lite::pool::AddressPool::builder()
+        .range(Ipv4Addr::new(10, 78, 0, 5), Ipv4Addr::new(10, 78, 0, 6))
+        .build()
+        .unwrap();
+    server.add_named_pool("guests", guests);
+    let mut w = World::new(server, clients);
+    w.authz = Some(Authorization {
+        framed_pool: Some("guests".into()),
+        ..Authorization::default()
+    });
+    w.run(Duration::from_secs(60), |w| w.all_settled());
+    let got = w.clients[0].up.unwrap().local;
+    assert_eq!(got, Ipv4Addr::new(10, 78, 0, 5));
+    assert_eq!(w.server.named_pool("guests").unwrap().in_use(), 1);
+    assert_eq!(w.server.pool().in_use(), 0);
+    let session = w.ups[0].0;
+    let now = w.now;
+    w.server.disconnect(now, session, "test");
+    w.run(Duration::from_secs(30), |w| !w.downs.is_empty());
+    assert_eq!(
+        w.server.named_pool("guests").unwrap().in_use(),
+        0,
+        "back to its pool"
+    );
+
+    let clients = vec![mk(1, LacConfig::windows(), "alice", "alice-pw", MSCHAP)];
+    let mut w = World::new(server_with_no_named_pool(), clients);
+    w.authz = Some(Authorization {
+        framed_pool: Some("nosuchpool".into()),
+        ..Authorization::default()
+    });
+    w.run(Duration::from_secs(60), |w| w.all_settled());
+    assert!(in_pool(w.clients[0].up.unwrap().local), "the main pool");
+}
+
+fn server_with_no_named_pool() -> roadgate::session::Sessions {
+    server(pool(10, 99), SERVER_AUTH.to_vec())
+}

@@ -594,6 +594,28 @@ fn ppp_and_auth_settings() {
     )
     .unwrap();
     assert_eq!(s.radius.as_ref().map(|r| r.client.servers.len()), Some(2));
+    // Named pools: routed, checked against the main pool and each other.
+    let np = check("[ppp]\npools = { guests = [\"10.78.0.10-10.78.0.20\"] }\n").unwrap();
+    assert_eq!(
+        np.named_pools,
+        vec![(
+            "guests".to_string(),
+            vec![(ip("10.78.0.10"), ip("10.78.0.20"))]
+        )]
+    );
+    assert!(
+        np.dataplane.routes.iter().any(|r| r.0 == ip("10.78.0.20")),
+        "{:?}",
+        np.dataplane.routes
+    );
+    assert!(
+        error("[ppp]\npools = { guests = [\"10.77.0.100-10.77.0.120\"] }\n")
+            .contains("ppp.pools.guests[0]: \"10.77.0.100-10.77.0.120\" overlaps ppp.pool[0]")
+    );
+    assert!(
+        error("[ppp]\npools = { a = [\"10.78.0.0/24\"], b = [\"10.78.0.5\"] }\n")
+            .contains("ppp.pools.b[0]: \"10.78.0.5\" overlaps ppp.pools.a[0]")
+    );
     assert_eq!(s.dynauth.as_ref().map(|d| d.0.port()), Some(3799));
     assert!(
         s.warnings

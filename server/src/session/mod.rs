@@ -211,6 +211,8 @@ struct Link {
     static_ip: Option<Ipv4Addr>,
     /// Counted in `per_user` (authenticated).
     counted: bool,
+    /// The named pool the address comes from (RADIUS Framed-Pool); `None`: the main pool.
+    pool_name: Option<String>,
     address: Option<Ipv4Addr>,
     up: bool,
     /// This link's entry in `Sessions::timers`.
@@ -248,6 +250,8 @@ pub struct Sessions {
     acct_prefix: String,
     /// The last session number given (NAS-Port and the end of Acct-Session-Id).
     serial: u32,
+    /// Pools a backend may name (RADIUS Framed-Pool), besides the main one.
+    named_pools: HashMap<String, AddressPool>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -285,7 +289,19 @@ impl Sessions {
             next_sweep: None,
             acct_prefix,
             serial: 0,
+            named_pools: HashMap::new(),
         }
+    }
+
+    /// Adds a pool that a backend can name (RADIUS Framed-Pool). Its addresses must be routed
+    /// to the server like the main pool's.
+    pub fn add_named_pool(&mut self, name: &str, pool: AddressPool) {
+        self.named_pools.insert(name.to_string(), pool);
+    }
+
+    /// A pool a backend can name (for its use figures).
+    pub fn named_pool(&self, name: &str) -> Option<&AddressPool> {
+        self.named_pools.get(name)
     }
 
     /// Sets the start of every Acct-Session-Id from now on (the owner uses the start time, so
@@ -513,6 +529,14 @@ impl Sessions {
             if let Some(user) = user {
                 link.user = Some(user);
             }
+            link.pool_name = match decision.authz.framed_pool.clone() {
+                Some(name) if self.named_pools.contains_key(&name) => Some(name),
+                Some(name) => {
+                    warn!(peer = session.peer, pool = %name.escape_debug(), "Framed-Pool names no pool of this server ([ppp] pools): the main pool is used");
+                    None
+                }
+                None => None,
+            };
             apply_authorization(
                 link,
                 session,
@@ -788,6 +812,7 @@ impl Sessions {
                         user: None,
                         static_ip: None,
                         counted: false,
+                        pool_name: None,
                         address: None,
                         up: false,
                         deadline: None,
@@ -874,9 +899,21 @@ impl Sessions {
                 info!(peer = key.peer, user = %name, ?protocol, "PPP authentication succeeded");
                 link.counted = true;
                 *self.per_user.entry(name.clone()).or_insert(0) += 1;
+                // A static address (the user's, or Framed-IP-Address) wins over Framed-Pool.
+                if link.static_ip.is_some() {
+                    link.pool_name = None;
+                }
+                let pool = match link
+                    .pool_name
+                    .as_ref()
+                    .and_then(|n| self.named_pools.get_mut(n))
+                {
+                    Some(named) => named,
+                    None => &mut self.pool,
+                };
                 let result = match link.static_ip {
-                    Some(ip) => self.pool.allocate_static(&name, ip),
-                    None => self.pool.allocate(&name),
+                    Some(ip) => pool.allocate_static(&name, ip),
+                    None => pool.allocate(&name),
                 };
                 match result {
                     Ok(addr) => {
@@ -956,7 +993,18 @@ impl Sessions {
             self.timers.remove(&timer_key(at, key));
         }
         if let Some(addr) = link.address {
-            self.pool.release(addr);
+            match link
+                .pool_name
+                .as_ref()
+                .and_then(|n| self.named_pools.get_mut(n))
+            {
+                Some(named) => {
+                    named.release(addr);
+                }
+                None => {
+                    self.pool.release(addr);
+                }
+            }
             self.by_address.remove(&addr);
         }
         if link.counted
@@ -995,9 +1043,6 @@ fn apply_authorization(
         .framed_ip
         .filter(|ip| !matches!(ip.octets(), [255, 255, 255, 254 | 255]));
     link.static_ip = static_ip.or(framed);
-    if let Some(pool) = &authz.framed_pool {
-        warn!(peer = session.peer, pool = %pool.escape_debug(), "Framed-Pool ignored: this server has one address pool");
-    }
     let secs = |s: Option<u32>| {
         s.filter(|&s| s > 0)
             .map(|s| Duration::from_secs(u64::from(s)))
