@@ -3,7 +3,6 @@
 //! dynamic authorization requests applied to the sessions.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -282,8 +281,9 @@ fn counters(r: &AcctRecord) -> Counters {
 }
 
 /// Applies a Disconnect or CoA request to the sessions it names.
-pub fn dynauth(gw: &mut Gateway, now: Instant, call: DynAuthCall, from: SocketAddr) {
+pub fn dynauth(gw: &mut Gateway, now: Instant, call: DynAuthCall) {
     let req = &call.request;
+    let from = req.from;
     let sel = &req.selector;
     let found = gw.sessions().find(
         sel.acct_session_id.as_deref(),

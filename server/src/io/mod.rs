@@ -698,26 +698,11 @@ impl Shell {
         let Some(pkt) = buf.get(t.range.clone()) else {
             return;
         };
-        let (sock, from, to) = match t.via {
-            Via::Udp { local, remote } => (
-                self.sockets.for_local(Kind::Natt, local.ip()),
-                local.ip(),
-                remote,
-            ),
-            Via::RawEsp { local, remote } => (
-                self.sockets.for_local(Kind::RawEsp, local),
-                local,
-                SocketAddr::new(remote, 0),
-            ),
-            // Test-only plain mode: the kernel picks the source address.
-            Via::PlainL2tp { remote } => (
-                self.sockets.for_family(Kind::L2tp, remote.ip()),
-                unspecified(remote.ip()),
-                remote,
-            ),
-        };
-        let r = match sock {
-            Some(s) => s.send(pkt, from, to).await,
+        let r = match self
+            .route(&t.via)
+            .and_then(|(i, from, to)| Some((self.sockets.get_mut(i)?, from, to)))
+        {
+            Some((s, from, to)) => s.send(pkt, from, to).await,
             None => Err(io::Error::other("no socket for this local address")),
         };
         if let Err(e) = r {
@@ -906,10 +891,7 @@ impl Shell {
             }
             aaa_io::Incoming::Acct(None) => {}
             aaa_io::Incoming::DynAuth(Some(call)) => match self.gw.as_mut() {
-                Some(gw) => {
-                    let from = call.request.from;
-                    aaa_io::dynauth(gw, now, call, from);
-                }
+                Some(gw) => aaa_io::dynauth(gw, now, call),
                 None => {
                     let _ = call.reply.send(crate::radius::dynauth::Outcome::Nak(
                         crate::radius::dynauth::ErrorCause::SessionContextNotFound,
