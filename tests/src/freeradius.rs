@@ -1,6 +1,6 @@
 //! A real FreeRADIUS 3 server for tests (Debian's `freeradius`): a complete configuration
 //! generated into a folder of the test's own (its users file, one client, PAP, CHAP, MS-CHAP,
-//! EAP-MD5 and EAP-MSCHAPv2, accounting into a detail file), started in the foreground and killed
+//! EAP-MD5, EAP-MSCHAPv2 and optionally EAP-TLS, accounting into a detail file), started in the foreground and killed
 //! when dropped. Used by the Rust tests and, through `rg-freeradius`, by the shell tests.
 
 use std::io::Read;
@@ -46,6 +46,68 @@ pub struct Setup {
     pub secret: String,
     /// The users file's text (FreeRADIUS `files` module syntax).
     pub users: String,
+    /// The EAP method the server proposes first (`md5`, `mschapv2` or, with `eap_tls`, `tls`).
+    pub eap_default: String,
+    /// EAP-TLS, when set: the server's certificate and key and the CA its clients' certificates
+    /// must chain to.
+    pub eap_tls: Option<EapTls>,
+}
+
+impl Setup {
+    /// A server on `listen` with the NAS at `client`, proposing EAP-MD5 and with no EAP-TLS.
+    pub fn new(dir: PathBuf, listen: IpAddr, ports: (u16, u16), client: IpAddr) -> Self {
+        Setup {
+            dir,
+            listen,
+            auth_port: ports.0,
+            acct_port: ports.1,
+            client,
+            secret: String::new(),
+            users: String::new(),
+            eap_default: "md5".into(),
+            eap_tls: None,
+        }
+    }
+}
+
+/// The PEM files of the EAP-TLS server side.
+#[derive(Debug, Clone)]
+pub struct EapTls {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// The `tls-config` and `tls` sections of the eap module, or nothing.
+fn eap_tls_conf(tls: Option<&EapTls>) -> String {
+    let Some(t) = tls else {
+        return String::new();
+    };
+    format!(
+        r#"		tls-config tls-common {{
+			private_key_file = {key}
+			certificate_file = {cert}
+			ca_file = {ca}
+			cipher_list = "DEFAULT"
+			tls_min_version = "1.2"
+			tls_max_version = "1.2"
+			ecdh_curve = "prime256v1"
+			fragment_size = 1024
+			check_crl = no
+			cache {{
+				enable = no
+			}}
+			verify {{
+			}}
+		}}
+		tls {{
+			tls = tls-common
+		}}
+"#,
+        key = t.private_key.display(),
+        cert = t.certificate.display(),
+        ca = t.ca.display(),
+    )
 }
 
 /// The text of `radiusd.conf` for `s`. FreeRADIUS 3.2.1 predates the BlastRADIUS fixes and
@@ -55,6 +117,8 @@ pub fn radiusd_conf(s: &Setup) -> String {
     let dir = s.dir.display();
     let (listen, auth_port, acct_port, client, secret) =
         (s.listen, s.auth_port, s.acct_port, s.client, &s.secret);
+    let eap_default = &s.eap_default;
+    let eap_tls = eap_tls_conf(s.eap_tls.as_ref());
     format!(
         r#"prefix = /usr
 exec_prefix = /usr
@@ -116,7 +180,7 @@ modules {{
 		header = "%t"
 	}}
 	eap {{
-		default_eap_type = md5
+		default_eap_type = {eap_default}
 		timer_expire = 60
 		ignore_unknown_eap_types = no
 		max_sessions = 64
@@ -124,7 +188,7 @@ modules {{
 		}}
 		mschapv2 {{
 		}}
-	}}
+{eap_tls}	}}
 }}
 server default {{
 	listen {{

@@ -62,13 +62,14 @@ fn start_freeradius() -> (Server, u16, u16) {
     let auth_port = free_port();
     let acct_port = free_port();
     let server = Server::start(&Setup {
-        dir,
-        listen: Ipv4Addr::LOCALHOST.into(),
-        auth_port,
-        acct_port,
-        client: Ipv4Addr::LOCALHOST.into(),
         secret: SECRET.into(),
         users: USERS.into(),
+        ..Setup::new(
+            dir,
+            Ipv4Addr::LOCALHOST.into(),
+            (auth_port, acct_port),
+            Ipv4Addr::LOCALHOST.into(),
+        )
     })
     .unwrap();
     (server, auth_port, acct_port)

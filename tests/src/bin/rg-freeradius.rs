@@ -3,26 +3,25 @@
 //!
 //! ```text
 //! rg-freeradius --dir DIR --auth-port N --acct-port N --secret-file F --users FILE
-//!               [--listen 127.0.0.1] [--client 127.0.0.1]
+//!               [--listen 127.0.0.1] [--client 127.0.0.1] [--eap-default md5|mschapv2|tls]
+//!               [--eap-tls-cert PEM --eap-tls-key PEM --eap-tls-ca PEM]
 //! ```
 
 use std::process::ExitCode;
 
-use roadgate_tests::freeradius::{Setup, write_config};
+use std::path::PathBuf;
+
+use roadgate_tests::freeradius::{EapTls, Setup, write_config};
 
 const USAGE: &str = "usage: rg-freeradius --dir DIR --auth-port N --acct-port N --secret-file F \
-                     --users FILE [--listen 127.0.0.1] [--client 127.0.0.1]";
+                     --users FILE [--listen 127.0.0.1] [--client 127.0.0.1] \
+                     [--eap-default md5|mschapv2|tls] \
+                     [--eap-tls-cert PEM --eap-tls-key PEM --eap-tls-ca PEM]";
 
 fn parse() -> Result<Setup, String> {
-    let mut s = Setup {
-        dir: Default::default(),
-        listen: [127, 0, 0, 1].into(),
-        auth_port: 0,
-        acct_port: 0,
-        client: [127, 0, 0, 1].into(),
-        secret: String::new(),
-        users: String::new(),
-    };
+    let lo = [127, 0, 0, 1].into();
+    let mut s = Setup::new(PathBuf::new(), lo, (0, 0), lo);
+    let (mut cert, mut key, mut ca) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(k) = args.next() {
         let mut v = || args.next().ok_or(format!("{k} needs a value"));
@@ -43,9 +42,22 @@ fn parse() -> Result<Setup, String> {
                 let f = v()?;
                 s.users = std::fs::read_to_string(&f).map_err(|e| format!("{f}: {e}"))?;
             }
+            "--eap-default" => s.eap_default = v()?,
+            "--eap-tls-cert" => cert = Some(PathBuf::from(v()?)),
+            "--eap-tls-key" => key = Some(PathBuf::from(v()?)),
+            "--eap-tls-ca" => ca = Some(PathBuf::from(v()?)),
             _ => return Err(USAGE.into()),
         }
     }
+    s.eap_tls = match (cert, key, ca) {
+        (Some(certificate), Some(private_key), Some(ca)) => Some(EapTls {
+            certificate,
+            private_key,
+            ca,
+        }),
+        (None, None, None) => None,
+        _ => return Err("--eap-tls-cert, --eap-tls-key and --eap-tls-ca go together".into()),
+    };
     if s.dir.as_os_str().is_empty() || s.auth_port == 0 || s.acct_port == 0 || s.secret.is_empty() {
         return Err(USAGE.into());
     }
