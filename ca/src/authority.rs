@@ -697,21 +697,7 @@ impl Ca {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.db.err())?;
-        let revoked = self
-            .list()?
-            .into_iter()
-            .filter_map(|r| r.revoked.map(|rev| (r.serial, rev)))
-            .map(|(serial, rev)| {
-                let bytes = hex::decode(&serial)
-                    .map_err(|_| CaError::Corrupt(format!("stored serial {serial:?}")))?;
-                Ok(RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&bytes),
-                    revocation_time: to_offset(rev.at)?,
-                    reason_code: Some(rev.reason.to_rcgen()),
-                    invalidity_date: None,
-                })
-            })
-            .collect::<Result<Vec<_>, CaError>>()?;
+        let revoked = self.revoked_entries()?;
         let crl_params = CertificateRevocationListParams {
             this_update: to_offset(now)?,
             next_update: to_offset(next_update)?,
@@ -730,6 +716,41 @@ impl Ca {
         .map_err(self.db.err())?;
         tx.commit().map_err(self.db.err())?;
         Ok(der)
+    }
+
+    /// The CRL entries of every revoked certificate, oldest revocation first.
+    fn revoked_entries(&self) -> Result<Vec<RevokedCertParams>, CaError> {
+        let mut stmt = self
+            .db
+            .conn
+            .prepare(
+                "SELECT serial, revoked_at, reason FROM certs
+                 WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial",
+            )
+            .map_err(self.db.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .map_err(self.db.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.db.err())?;
+        rows.into_iter()
+            .map(|(serial, at, code)| {
+                let bytes = hex::decode(&serial)
+                    .map_err(|_| CaError::Corrupt(format!("stored serial {serial:?}")))?;
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&bytes),
+                    revocation_time: to_offset(from_unix(at))?,
+                    reason_code: Some(reason_from_db(code)?.to_rcgen()),
+                    invalidity_date: None,
+                })
+            })
+            .collect()
     }
 
     /// The CRL to serve at `now`: the last one signed, while no revocation came after it and
@@ -866,17 +887,10 @@ impl RawRow {
     fn into_record(self) -> Result<CertRecord, CaError> {
         let revoked = match (self.revoked_at, self.reason) {
             (None, _) => None,
-            (Some(at), reason) => {
-                let code = reason.unwrap_or(0);
-                let reason = u8::try_from(code)
-                    .ok()
-                    .and_then(RevocationReason::from_code)
-                    .ok_or_else(|| CaError::Corrupt(format!("revocation reason code {code}")))?;
-                Some(Revocation {
-                    at: from_unix(at),
-                    reason,
-                })
-            }
+            (Some(at), reason) => Some(Revocation {
+                at: from_unix(at),
+                reason: reason_from_db(reason)?,
+            }),
         };
         Ok(CertRecord {
             kind: self.kind.parse()?,
@@ -891,6 +905,15 @@ impl RawRow {
             cert_der: self.cert_der,
         })
     }
+}
+
+/// A stored reason code (none counts as unspecified).
+fn reason_from_db(code: Option<i64>) -> Result<RevocationReason, CaError> {
+    let code = code.unwrap_or(0);
+    u8::try_from(code)
+        .ok()
+        .and_then(RevocationReason::from_code)
+        .ok_or_else(|| CaError::Corrupt(format!("revocation reason code {code}")))
 }
 
 fn distinguished_name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
