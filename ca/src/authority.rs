@@ -1088,6 +1088,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ca_can_move_between_threads_and_the_trust_store_can_be_shared() {
+        fn send<T: Send>() {}
+        fn sync<T: Send + Sync>() {}
+        send::<Ca>();
+        sync::<TrustStore>();
+        sync::<crate::IkeRsaSigner>();
+    }
+
+    #[test]
     fn serials_are_normalized() {
         assert_eq!(normalize_serial("4A:0b:FF").unwrap(), "4a0bff");
         assert_eq!(normalize_serial("0x00ff").unwrap(), "ff");
