@@ -41,7 +41,8 @@
 //!   login is locked for a doubling time ([`LoginLimits`]). Every login and every change is
 //!   written to the audit table.
 //! * Responses carry a strict Content-Security-Policy (no inline script or style),
-//!   `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and `Cache-Control: no-store`.
+//!   `X-Frame-Options: DENY`, `Referrer-Policy: same-origin` (a browser then still sends
+//!   `Origin` on this site's own form posts) and `Cache-Control: no-store`.
 //!   Request bodies over [`WebConfig::body_limit`] get 413; paths with `..` segments get 400.
 //!
 //! # Stable hooks for browser tests

@@ -49,7 +49,7 @@ fn head(title: &str) -> Markup {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
-            meta name="referrer" content="no-referrer";
+            meta name="referrer" content="same-origin";
             title { (title) " · Roadgate" }
             link rel="stylesheet" href="/static/style.css";
             script src="/static/app.js" defer {}

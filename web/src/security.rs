@@ -28,7 +28,7 @@ pub async fn headers(State(state): State<WebState>, req: Request, next: Next) ->
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         "cross-origin-opener-policy",
@@ -142,44 +142,44 @@ pub async fn body_limit(State(state): State<WebState>, req: Request, next: Next)
     next.run(req).await
 }
 
-/// Refuses unsafe requests that a browser marks as coming from another site (`Origin` not this
-/// host, or `Sec-Fetch-Site: cross-site`), the login included.
+/// Refuses unsafe requests that a browser marks as coming from another site, the login
+/// included. `Sec-Fetch-Site` decides when the browser sends it (`same-origin` and `none` pass);
+/// otherwise `Origin`, if present, must name this host (`Origin: null` does not).
 pub async fn origin_check(State(_state): State<WebState>, req: Request, next: Next) -> Response {
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method {
-        let headers = req.headers();
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == "cross-site" || v == "same-site");
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_ascii_lowercase)
-            .or_else(|| {
-                req.uri()
-                    .authority()
-                    .map(|a| a.as_str().to_ascii_lowercase())
-            });
-        let origin_mismatch = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            None => false,
-            Some(origin) => {
-                let origin_host = origin
-                    .strip_prefix("https://")
-                    .or_else(|| origin.strip_prefix("http://"))
-                    .map(str::to_ascii_lowercase);
-                origin_host.is_none() || origin_host != host
-            }
-        };
-        if cross_site || origin_mismatch {
-            return pages::message_page(
-                StatusCode::FORBIDDEN,
-                "Refused",
-                "This request came from another site (Origin or Sec-Fetch-Site header), so it was not carried out.",
-            );
-        }
+    if unsafe_method && is_cross_site(&req) {
+        return pages::message_page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This request came from another site (Origin or Sec-Fetch-Site header), so it was not carried out.",
+        );
     }
     next.run(req).await
+}
+
+fn is_cross_site(req: &Request) -> bool {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.to_str().unwrap_or(""), "same-origin" | "none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .or_else(|| {
+            req.uri()
+                .authority()
+                .map(|a| a.as_str().to_ascii_lowercase())
+        });
+    let origin_host = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+            .map(str::to_ascii_lowercase)
+    });
+    origin_host.is_none() || origin_host != host
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ async fn login_sets_a_strict_cookie_and_pages_carry_security_headers() {
     assert_eq!(dash.header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(
         dash.header("referrer-policy").as_deref(),
-        Some("no-referrer")
+        Some("same-origin")
     );
     assert_eq!(
         dash.header("x-content-type-options").as_deref(),
@@ -225,6 +225,20 @@ async fn csrf_missing_or_wrong_is_refused_and_nothing_changes() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    for headers in [
+        [("origin", "null"), ("x-none", "")],
+        [
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ],
+        [("sec-fetch-site", "same-site"), ("x-none", "")],
+    ] {
+        let body = format!("csrf_token={token}&name=mallory&password=pw");
+        let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(&headers);
+        let r = c.send("POST", "/users", &all, body.into_bytes()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?}");
+    }
 
     // The API wants the header.
     let r = c
@@ -333,8 +347,19 @@ async fn users_round_trip_through_the_backend() {
         assert_eq!(opts.static_ip, None);
         assert_eq!(opts.max_sessions, Some(1));
     }
+    // A browser's own form post: Origin may be null, Sec-Fetch-Site says same-origin.
+    let token = c.csrf.clone().unwrap();
     let r = c
-        .post_form("/users/carol/enabled", &[("enabled", "true")])
+        .send(
+            "POST",
+            "/users/carol/enabled",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            format!("csrf_token={token}&enabled=true").into_bytes(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(server.backend.data().users["carol"].1.enabled);
