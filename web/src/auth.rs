@@ -282,7 +282,12 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// Looks up and touches the session named by the request's cookie.
+/// The header the page script sends on its periodic refreshes; such requests do not count as
+/// activity, so an open dashboard does not keep a session alive past its idle limit.
+pub const BACKGROUND_HEADER: &str = "x-background-refresh";
+
+/// Looks up the session named by the request's cookie and, unless the request is a background
+/// refresh, notes the activity.
 fn session_from_cookie(
     state: &WebState,
     headers: &HeaderMap,
@@ -293,7 +298,9 @@ fn session_from_cookie(
     let mut sessions = state.sessions();
     sessions.prune(cfg.session_idle, cfg.session_absolute);
     let s = sessions.get_mut(&hash)?;
-    s.last_seen = Instant::now();
+    if !headers.contains_key(BACKGROUND_HEADER) {
+        s.last_seen = Instant::now();
+    }
     Some((hash, s.admin.clone(), s.csrf.clone()))
 }
 

@@ -7,7 +7,7 @@
 //! # The contract
 //!
 //! * Every method is `async` and may be called concurrently from many requests; the futures are
-//!   `Send` (the trait uses [`async_trait`]), so a method may await the control plane.
+//!   `Send` (the trait uses [`macro@async_trait`]), so a method may await the control plane.
 //! * Methods that change something are called only after the web crate has checked that an
 //!   administrator is logged in and that the request carries the session's CSRF token. The
 //!   backend does not check permissions again; it validates its own input (names, addresses,

@@ -30,7 +30,7 @@
     var stamp = document.getElementById("refreshed");
     var refresh = function () {
       if (document.hidden) return;
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html", "X-Background-Refresh": "1" } })
         .then(function (r) {
           if (r.redirected || !r.ok) throw new Error("status " + r.status);
           return r.text();
