@@ -33,6 +33,8 @@ if [ "$(id -u)" = 0 ]; then
   bash tests/interop/ipsec_strongswan.sh
   step "tests/interop/l2tp_plain.sh (real xl2tpd + pppd client in a VM, L2TP without IPsec)"
   bash tests/interop/l2tp_plain.sh
+  step "tests/interop/ipsec_cert.sh (strongSwan with a certificate of the built-in CA: RSA signatures, IKE fragments, revocation)"
+  bash tests/interop/ipsec_cert.sh
   step "tests/interop/eap_radius.sh (real pppd EAP-MSCHAPv2 and EAP-TLS through roadgate to FreeRADIUS)"
   bash tests/interop/eap_radius.sh
 else

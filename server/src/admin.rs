@@ -70,6 +70,9 @@ pub struct SessionInfo {
     /// Acct-Session-Id (RADIUS accounting, Disconnect and CoA requests).
     #[serde(default)]
     pub acct_session_id: String,
+    /// How the IPsec peer authenticated: `psk` or `certificate <subject>`.
+    #[serde(default)]
+    pub auth: String,
 }
 
 /// Server-wide figures.
@@ -236,10 +239,10 @@ pub fn format_sessions(sessions: &[SessionInfo], now_unix: u64) -> String {
     if sessions.is_empty() {
         return "no sessions\n".into();
     }
-    const HEADER: [&str; 9] = [
-        "ID", "USER", "ADDRESS", "CLIENT", "SINCE", "IN", "OUT", "IKE", "ESP",
+    const HEADER: [&str; 10] = [
+        "ID", "USER", "ADDRESS", "CLIENT", "SINCE", "IN", "OUT", "AUTH", "IKE", "ESP",
     ];
-    let rows: Vec<[String; 9]> = sessions
+    let rows: Vec<[String; 10]> = sessions
         .iter()
         .map(|s| {
             [
@@ -254,6 +257,7 @@ pub fn format_sessions(sessions: &[SessionInfo], now_unix: u64) -> String {
                 },
                 traffic(s.bytes_in, s.packets_in),
                 traffic(s.bytes_out, s.packets_out),
+                dash(&s.auth),
                 dash(&s.ike),
                 dash(&s.esp),
             ]
@@ -348,6 +352,7 @@ mod tests {
                 ike: "aes256/sha256/modp2048".into(),
                 esp: "aes128gcm16".into(),
                 acct_session_id: "5F3A000100000001".into(),
+                auth: "certificate CN=alice".into(),
             },
             SessionInfo {
                 id: "12".into(),
@@ -474,9 +479,9 @@ mod tests {
     fn session_table() {
         let table = format_sessions(&sample_sessions(), 1_000_000);
         let expected = [
-            "ID  USER   ADDRESS     CLIENT             SINCE  IN                 OUT                  IKE                     ESP",
-            "7   alice  10.77.0.10  198.51.100.7:4500  3m12s  1.5 KiB (12 pkts)  3.0 MiB (2100 pkts)  aes256/sha256/modp2048  aes128gcm16",
-            "12  -      -           203.0.113.9:500    5s     0 B (0 pkts)       0 B (0 pkts)         -                       -",
+            "ID  USER   ADDRESS     CLIENT             SINCE  IN                 OUT                  AUTH                  IKE                     ESP",
+            "7   alice  10.77.0.10  198.51.100.7:4500  3m12s  1.5 KiB (12 pkts)  3.0 MiB (2100 pkts)  certificate CN=alice  aes256/sha256/modp2048  aes128gcm16",
+            "12  -      -           203.0.113.9:500    5s     0 B (0 pkts)       0 B (0 pkts)         -                     -                       -",
         ];
         assert_eq!(table, format!("{}\n", expected.join("\n")), "\n{table}");
         assert_eq!(format_sessions(&[], 0), "no sessions\n");

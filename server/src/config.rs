@@ -158,6 +158,22 @@ struct FileConfig {
     dynauth: Option<crate::radius::config::DynAuthListenConfig>,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    certificates: CertificatesSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificatesSection {
+    enabled: Option<bool>,
+    public_names: Option<Vec<String>>,
+    server_cert: Option<PathBuf>,
+    server_key: Option<PathBuf>,
+    #[serde(default)]
+    extra_ca: Vec<PathBuf>,
+    #[serde(default)]
+    crl_files: Vec<PathBuf>,
+    crl_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -555,6 +571,8 @@ pub struct Settings {
     /// Dynamic authorization (`[dynauth]`): where to listen and whom to hear, secrets loaded.
     pub dynauth: Option<(std::net::SocketAddr, crate::radius::dynauth::DynAuthConfig)>,
     pub log: LogSettings,
+    /// `[certificates]`: certificate authentication in IKE and the server certificate.
+    pub certificates: crate::pki::CertSettings,
     /// What is accepted but unwise, in words (for the log and `check-config`).
     pub warnings: Vec<String>,
 }
@@ -676,6 +694,18 @@ fn anchor_paths(file: &mut FileConfig, base: &Path) {
     anchor(&mut file.server.admin_socket);
     anchor(&mut file.ipsec.psk_file);
     anchor(&mut file.l2tp.secret_file);
+    anchor(&mut file.certificates.server_cert);
+    anchor(&mut file.certificates.server_key);
+    for p in file
+        .certificates
+        .extra_ca
+        .iter_mut()
+        .chain(file.certificates.crl_files.iter_mut())
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
     for peer in &mut file.ipsec.peers {
         anchor(&mut peer.psk_file);
     }
@@ -873,6 +903,32 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
     // [log]
     let log = log_settings(&file.log, ctx)?;
 
+    // [certificates]
+    let c = &file.certificates;
+    if c.server_cert.is_some() != c.server_key.is_some() {
+        return Err(ctx.err(
+            "certificates.server_cert",
+            "server_cert and server_key go together",
+        ));
+    }
+    if let Some(url) = &c.crl_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(ctx.err(
+            "certificates.crl_url",
+            format!("{url:?} is not an http:// or https:// address"),
+        ));
+    }
+    let certificates = crate::pki::CertSettings {
+        enabled: c.enabled.unwrap_or(true),
+        public_names: c.public_names.clone().unwrap_or_default(),
+        server_cert: c.server_cert.clone(),
+        server_key: c.server_key.clone(),
+        extra_ca: c.extra_ca.clone(),
+        crl_files: c.crl_files.clone(),
+        crl_url: c.crl_url.clone(),
+    };
+
     Ok(Settings {
         file: ctx.file.clone(),
         state_dir,
@@ -892,6 +948,7 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         radius,
         dynauth,
         log,
+        certificates,
         warnings,
     })
 }

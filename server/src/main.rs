@@ -65,6 +65,70 @@ enum Command {
         #[command(subcommand)]
         command: AccountingCommand,
     },
+    /// The built-in certificate authority (ca.db and ca-key.pem in the state folder).
+    Ca(CaArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CaArgs {
+    /// State folder holding the CA.
+    #[arg(long, default_value = "state", global = true)]
+    state: PathBuf,
+    #[command(subcommand)]
+    command: CaCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Make the CA (`serve` makes one on first start when certificates are enabled).
+    Init {
+        /// The CA's common name.
+        #[arg(long)]
+        cn: Option<String>,
+        /// rsa2048 (default; Apple's IKEv1 needs RSA), rsa3072 or ecdsa-p256.
+        #[arg(long)]
+        key: Option<String>,
+        /// The CRL distribution point written into issued certificates (http://...).
+        #[arg(long)]
+        crl_url: Option<String>,
+    },
+    /// Issue a client certificate: NAME.p12 (legacy, for Apple and older Windows), NAME-aes.p12,
+    /// NAME.pem and NAME.key; the .p12 password is printed once.
+    Issue {
+        /// Its common name (and, for a user certificate, the VPN user unless --user says).
+        name: String,
+        /// A device (computer) certificate rather than a user's.
+        #[arg(long)]
+        device: bool,
+        /// The VPN user the certificate maps to.
+        #[arg(long)]
+        user: Option<String>,
+        /// Validity in days (default 365).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Folder to write the files into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Revoke a certificate by serial (as `list` shows it).
+    Revoke {
+        serial: String,
+        /// unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation...
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List issued certificates.
+    List,
+    /// Write a newly signed CRL (DER) to standard output or a file.
+    Crl {
+        /// Days until its nextUpdate.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the CA certificate (PEM), for clients to trust.
+    Cert,
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,7 +309,13 @@ fn reloader(running: Settings, args: ServeArgs) -> roadgate::io::Reloader {
         let mut new = args.settings().map_err(|e| e.to_string())?;
         // A pre-shared key kept in the state folder: read it again.
         new.prepare_state()?;
+        // The certificate authority stays the running one (revocations in the built-in CA's
+        // database apply at once; other changes wait for a restart).
+        new.ike.cert = running.ike.cert.clone();
         let mut restart = Vec::new();
+        if new.certificates != running.certificates {
+            restart.push("certificates");
+        }
         if new.listen_addrs != running.listen_addrs
             || new.listen.ike_port != running.listen.ike_port
             || new.listen.natt_port != running.listen.natt_port
@@ -316,6 +386,20 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
             state.join(config::STATE_PSK_FILE).display(),
             psk.as_str()
         );
+    }
+    match roadgate::pki::Authority::load(&state, &settings.certificates, &settings.listen_addrs) {
+        Ok(Some(authority)) => {
+            tracing::info!(
+                server_certificate = %authority.subject,
+                trusted_cas = authority.anchor_count(),
+                "certificate authentication (IKE RSA signatures) is on"
+            );
+            settings.ike.cert = Some(std::sync::Arc::new(authority));
+        }
+        Ok(None) => {
+            tracing::info!("certificate authentication is off ([certificates] enabled = false)")
+        }
+        Err(e) => return Err(format!("certificates: {e}")),
     }
     let fresh = !state.join(roadgate::aaa::local::DATABASE_FILE).exists();
     let users = UserStore::open(&state).map_err(|e| e.to_string())?;
@@ -590,7 +674,56 @@ fn main() -> ExitCode {
                     since,
                 },
         } => report(export_accounting(&state, since)),
+        Command::Ca(args) => report(ca_command(args)),
     }
+}
+
+/// `roadgate ca ...`.
+fn ca_command(args: CaArgs) -> Result<(), String> {
+    use roadgate::pki;
+    use std::io::Write;
+    let state = &args.state;
+    let text = match args.command {
+        CaCommand::Init { cn, key, crl_url } => {
+            pki::cli_init(state, cn.as_deref(), key.as_deref(), crl_url.as_deref())?
+        }
+        CaCommand::Issue {
+            name,
+            device,
+            user,
+            days,
+            out,
+        } => pki::cli_issue(
+            state,
+            &pki::IssueRequest {
+                name,
+                device,
+                user,
+                days,
+                out_dir: out,
+            },
+        )?,
+        CaCommand::Revoke { serial, reason } => pki::cli_revoke(state, &serial, reason.as_deref())?,
+        CaCommand::List => pki::cli_list(state)?,
+        CaCommand::Crl { days, out } => {
+            let der = pki::cli_crl(state, days)?;
+            match out {
+                Some(p) => {
+                    std::fs::write(&p, &der).map_err(|e| format!("{}: {e}", p.display()))?;
+                    format!("CRL written to {} ({} bytes)\n", p.display(), der.len())
+                }
+                None => {
+                    std::io::stdout()
+                        .write_all(&der)
+                        .map_err(|e| e.to_string())?;
+                    String::new()
+                }
+            }
+        }
+        CaCommand::Cert => pki::cli_ca_cert(state)?,
+    };
+    print!("{text}");
+    Ok(())
 }
 
 /// `roadgate accounting export --csv`.

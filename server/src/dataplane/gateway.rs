@@ -160,6 +160,8 @@ pub struct SessionView {
     pub ike: String,
     /// ESP algorithms, mode and encapsulation.
     pub esp: String,
+    /// How the IPsec peer authenticated: `psk` or `certificate <subject>`.
+    pub auth: String,
     /// Acct-Session-Id (RADIUS accounting).
     pub acct_session_id: String,
 }
@@ -178,8 +180,8 @@ pub struct Gateway {
     /// Inbound SPIs per IPsec client, oldest first.
     clients: HashMap<PeerId, Vec<u32>>,
     next_client: PeerId,
-    /// Phase-1 algorithms, by phase-1 id.
-    phase1: HashMap<u64, String>,
+    /// Phase-1 algorithms and authentication, by phase-1 id.
+    phase1: HashMap<u64, (String, String)>,
     /// Plain mode (test only): peers by address and back.
     plain: bool,
     plain_peers: HashMap<SocketAddr, PeerId>,
@@ -305,8 +307,13 @@ impl Gateway {
     /// Follows the IKE responder: SAs installed and removed, peers that moved.
     pub fn on_ike_event(&mut self, now: Instant, ev: ike::Event) {
         match ev {
-            ike::Event::Phase1Up { id, algorithms, .. } => {
-                self.phase1.insert(id, algorithms);
+            ike::Event::Phase1Up {
+                id,
+                algorithms,
+                auth,
+                ..
+            } => {
+                self.phase1.insert(id, (algorithms, auth));
             }
             ike::Event::Phase1Down { id, .. } => {
                 self.phase1.remove(&id);
@@ -792,7 +799,7 @@ impl Gateway {
                 let client = newest
                     .map(|p| p.child.remote)
                     .or_else(|| self.plain_addrs.get(&s.session.peer).copied());
-                let ike = newest
+                let (ike, auth) = newest
                     .and_then(|p| self.phase1.get(&p.child.phase1))
                     .cloned()
                     .unwrap_or_default();
@@ -811,6 +818,7 @@ impl Gateway {
                     traffic: s.traffic,
                     ike,
                     esp,
+                    auth,
                     acct_session_id: s.acct_session_id.to_string(),
                 }
             })

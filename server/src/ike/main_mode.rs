@@ -1,4 +1,5 @@
-//! Main Mode (identity protection, RFC 2409 §5) as responder, with pre-shared keys.
+//! Main Mode (identity protection, RFC 2409 §5) as responder, with pre-shared keys or RSA
+//! signatures (§5.1, see [`super::cert`]).
 //!
 //! ```text
 //!  HDR, SA, VID*              -->
@@ -8,8 +9,7 @@
 //!  HDR*, IDii, HASH_I [, N]   -->                                    (on 4500 after NAT-D)
 //!                             <--  HDR*, IDir, HASH_R                (message 6)
 //! ```
-//! RSA-signature authentication (§5.1) is negotiated only when a signature backend is
-//! configured; until the CA issue adds one, RSA transforms are refused with a plain reason.
+//! RSA-signature authentication is negotiated only when [`super::Config::cert`] is set.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -17,6 +17,7 @@ use std::time::Instant;
 use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 
+use super::cert::{CertAuthority, MAX_PEER_CERT, MAX_PEER_CERTS, PeerCert, id_matches};
 use super::crypto::{self, DhPrivate};
 use super::nat_t::PeerVendors;
 use super::proposals::{self, AuthMethod};
@@ -107,18 +108,22 @@ impl Responder {
         // Only the authentication methods we can serve for this peer take part.
         let mut policy = self.cfg.phase1.clone();
         let have_psk = self.cfg.psk.lookup(remote.ip()).is_some();
+        let have_cert = self.cfg.cert.is_some();
         policy.auth.retain(|a| match a {
             AuthMethod::PreSharedKey => have_psk,
-            AuthMethod::RsaSignature => false,
+            AuthMethod::RsaSignature => have_cert,
         });
         let choice = match proposals::choose_phase1(sa, &policy) {
             Ok(c) => c,
             Err(refusal) => {
                 self.stats.no_proposal_chosen += 1;
-                let why = if have_psk {
-                    String::new()
-                } else {
-                    " (no pre-shared key is configured for this peer)".into()
+                let why = match (have_psk, have_cert) {
+                    (true, true) => String::new(),
+                    (true, false) => " (certificate authentication is not configured)".into(),
+                    (false, true) => " (no pre-shared key is configured for this peer)".into(),
+                    (false, false) => {
+                        " (no pre-shared key for this peer and no server certificate)".into()
+                    }
                 };
                 warn!(%remote, vendor_ids = ?vendors.names, "no acceptable phase-1 proposal{why}: {refusal}");
                 self.notify_unprotected(local, remote, header, notify::NO_PROPOSAL_CHOSEN);
@@ -150,6 +155,13 @@ impl Responder {
             chain.push(payload_type::VENDOR_ID, vid);
         }
         chain.push(payload_type::VENDOR_ID, &vendor_id::DPD);
+        if vendors.fragmentation {
+            // IKE fragmentation (the Cisco/racoon scheme strongSwan and Windows speak), announced
+            // with racoon's capability word "fragments of base ISAKMP messages".
+            let mut vid = vendor_id::FRAGMENTATION.to_vec();
+            vid.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+            chain.push(payload_type::VENDOR_ID, &vid);
+        }
         let reply_header = Header {
             initiator_cookie: icky,
             responder_cookie: rcky,
@@ -197,6 +209,9 @@ impl Responder {
             keys: None,
             iv: Vec::new(),
             peer_id: String::new(),
+            peer_cert: None,
+            peer_certreq: false,
+            frags: Default::default(),
             peer: Default::default(),
             last: Some(LastReply::new(data, framed.clone(), now, timer)),
             quick: Default::default(),
@@ -269,12 +284,27 @@ impl Responder {
                 return;
             }
         };
-        let Some(psk) = self.cfg.psk.lookup(remote.ip()).map(<[u8]>::to_vec) else {
+        let rsa = p1.choice.auth == AuthMethod::RsaSignature;
+        let psk = if rsa {
+            None
+        } else if let Some(psk) = self.cfg.psk.lookup(remote.ip()).map(<[u8]>::to_vec) {
+            Some(zeroize::Zeroizing::new(psk))
+        } else {
             // The key was there at message 1; a reload removed it since.
             warn!(%remote, "no pre-shared key for this peer any more");
             self.remove_phase1(c);
             return;
         };
+        let ca_subjects = match (&self.cfg.cert, rsa) {
+            (Some(ca), true) => ca.trusted_ca_subjects(),
+            (None, true) => {
+                warn!(%remote, "certificate authentication is no longer configured");
+                self.remove_phase1(c);
+                return;
+            }
+            _ => Vec::new(),
+        };
+        let certreq = msg.first(payload_type::CERT_REQ).is_some();
         let nr = self.random_bytes(OUR_NONCE_LEN);
         let random = self.random_bytes(64);
         let windows_workaround = self.cfg.windows_nat_workaround;
@@ -332,7 +362,12 @@ impl Responder {
                 info!(%remote, "peer agreed to NAT-T but sent no NAT-D payloads");
             }
         }
-        let skeyid = crypto::skeyid_psk(prf, &psk, ni, &nr);
+        // RFC 2409 §5: SKEYID = prf(pre-shared-key, Ni_b | Nr_b) or, for signatures,
+        // prf(Ni_b | Nr_b, g^xy).
+        let skeyid = match &psk {
+            Some(psk) => crypto::skeyid_psk(prf, psk, ni, &nr),
+            None => crypto::skeyid_sig(prf, ni, &nr, &gxy),
+        };
         let keys = crypto::derive_phase1(
             prf,
             hash,
@@ -349,6 +384,14 @@ impl Responder {
         chain.push(payload_type::NONCE, &nr);
         for (kind, h) in &natd_out {
             chain.push(*kind, h);
+        }
+        // CERTREQ: one per CA whose clients we accept (RFC 2408 §3.10), so that the client
+        // sends its certificate (Windows picks its machine certificate by these names).
+        for dn in &ca_subjects {
+            let mut body = Vec::with_capacity(1 + dn.len());
+            body.push(isakmp::cert_encoding::X509_SIG);
+            body.extend_from_slice(dn);
+            chain.push(payload_type::CERT_REQ, &body);
         }
         let reply = isakmp::encode_message(
             &p1.header(exchange::MAIN, 0, false),
@@ -380,6 +423,7 @@ impl Responder {
         p1.dh = None;
         p1.ni = ni.to_vec();
         p1.nr = nr;
+        p1.peer_certreq |= certreq;
         p1.state = P1State::SentMm4;
         p1.last = Some(LastReply::new(
             data,
@@ -413,54 +457,44 @@ impl Responder {
             return;
         };
         let parsed = Message::parse(*header, &plain);
-        let verdict = match &parsed {
-            Err(_) => Err("it did not decrypt to valid payloads"),
-            Ok(msg) => {
-                match (
-                    msg.first(payload_type::ID),
-                    msg.first(payload_type::HASH).map(|i| &i.payload),
-                ) {
-                    (Some(id), Some(Payload::Hash(h))) => {
-                        let keys = p1.keys().map(|k| &k.skeyid);
-                        match keys {
-                            Some(skeyid) => {
-                                let expect = crypto::hash_i(
-                                    p1.choice.prf,
-                                    skeyid,
-                                    &p1.gxi,
-                                    &p1.gxr,
-                                    &p1.icky,
-                                    &p1.rcky,
-                                    &p1.sa_body,
-                                    id.raw.body,
-                                );
-                                if bool::from(expect.as_slice().ct_eq(h)) {
-                                    Ok(())
-                                } else {
-                                    Err("HASH_I does not match")
-                                }
-                            }
-                            None => Err("no keys"),
-                        }
-                    }
-                    _ if msg.first(payload_type::SIG).is_some() => {
-                        Err("it carries a signature, but pre-shared-key authentication was agreed")
-                    }
-                    _ => Err("it lacks the ID or HASH payload"),
+        let peer_certreq = p1.peer_certreq
+            || parsed
+                .as_ref()
+                .is_ok_and(|m| m.first(payload_type::CERT_REQ).is_some());
+        let rsa = p1.choice.auth == AuthMethod::RsaSignature;
+        let unix_now = self.unix_time(now);
+        let verdict = match (&parsed, rsa, &self.cfg.cert) {
+            (Err(_), _, _) => Err((
+                "it did not decrypt to valid payloads".to_string(),
+                notify::AUTHENTICATION_FAILED,
+            )),
+            (Ok(msg), false, _) => check_psk_auth(p1, msg).map(|()| None),
+            (Ok(msg), true, Some(ca)) => {
+                check_signature_auth(p1, msg, ca.as_ref(), unix_now).map(Some)
+            }
+            (Ok(_), true, None) => Err((
+                "certificate authentication is no longer configured".to_string(),
+                notify::AUTHENTICATION_FAILED,
+            )),
+        };
+        let peer_cert = match verdict {
+            Ok(c) => c,
+            Err((why, code)) => {
+                self.stats.auth_failed += 1;
+                if rsa {
+                    warn!(%remote, "certificate authentication failed in Main Mode message 5: {why}");
+                } else {
+                    warn!(
+                        %remote,
+                        "authentication failed in Main Mode message 5 ({why}): the client's \
+                         pre-shared key most likely differs from the server's"
+                    );
                 }
+                self.notify_unprotected(local, remote, header, code);
+                self.remove_phase1(c);
+                return;
             }
         };
-        if let Err(why) = verdict {
-            self.stats.auth_failed += 1;
-            warn!(
-                %remote,
-                "authentication failed in Main Mode message 5 ({why}): the client's pre-shared key \
-                 most likely differs from the server's"
-            );
-            self.notify_unprotected(local, remote, header, notify::AUTHENTICATION_FAILED);
-            self.remove_phase1(c);
-            return;
-        }
         let Ok(msg) = parsed else { return };
         let Some(id_item) = msg.first(payload_type::ID) else {
             return;
@@ -479,11 +513,13 @@ impl Responder {
         });
         let (idp_protocol, idp_port) = (idp.protocol, idp.port);
 
-        // Our identity: the address the peer reached us on, protocol and port mirrored (RFC 2407
-        // §4.6.2: zero, or UDP/500).
-        let (our_type, our_addr) = match local.ip() {
-            IpAddr::V4(a) => (id_type::IPV4_ADDR, a.octets().to_vec()),
-            IpAddr::V6(a) => (id_type::IPV6_ADDR, a.octets().to_vec()),
+        // Our identity: with certificates our subject (ID_DER_ASN1_DN), otherwise the address
+        // the peer reached us on; protocol and port mirrored (RFC 2407 §4.6.2: zero, or UDP/500).
+        let signer = if rsa { self.cfg.cert.clone() } else { None };
+        let (our_type, our_addr) = match (&signer, local.ip()) {
+            (Some(ca), _) => (id_type::DER_ASN1_DN, ca.our_subject().to_vec()),
+            (None, IpAddr::V4(a)) => (id_type::IPV4_ADDR, a.octets().to_vec()),
+            (None, IpAddr::V6(a)) => (id_type::IPV6_ADDR, a.octets().to_vec()),
         };
         let (proto, port) = if idp_protocol == 0 && idp_port == 0 {
             (0, 0)
@@ -507,12 +543,54 @@ impl Responder {
         );
         let mut chain = PayloadChain::new();
         chain.push(payload_type::ID, &idir_b);
-        chain.push(payload_type::HASH, &hash_r);
+        match &signer {
+            None => {
+                chain.push(payload_type::HASH, &hash_r);
+            }
+            Some(ca) => {
+                // Our certificate goes out whether or not it was asked for: clients that sent no
+                // CERTREQ (they hold our certificate) ignore it, and Windows needs it.
+                for cert in ca.our_chain() {
+                    let mut body = Vec::with_capacity(1 + cert.len());
+                    body.push(isakmp::cert_encoding::X509_SIG);
+                    body.extend_from_slice(cert);
+                    chain.push(payload_type::CERT, &body);
+                }
+                match ca.sign(&hash_r) {
+                    Ok(sig) => {
+                        chain.push(payload_type::SIG, &sig);
+                    }
+                    Err(e) => {
+                        tracing::error!(%remote, error = %e, "cannot sign HASH_R with the server key");
+                        self.remove_phase1(c);
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
         let h = p1.header(exchange::MAIN, 0, true);
         let Some((reply, last_out)) = p1.seal(&h, &chain, &last_block) else {
             return;
         };
-        let framed = super::sa::frame(local, remote, natt_port, reply);
+        // A message with certificates can exceed the path MTU: cut it into IKE fragments when
+        // the peer announced them (strongSwan fragments only such messages for Windows, whose
+        // support depends on expecting certificates).
+        let mut datagrams = if p1.vendors.fragmentation && signer.is_some() {
+            super::fragment::split(&h, &reply, local, remote, natt_port)
+        } else {
+            Vec::new()
+        };
+        if datagrams.len() > 1 {
+            debug!(%remote, bytes = reply.len(), fragments = datagrams.len(), peer_asked_cert = peer_certreq, "Main Mode message 6 sent in IKE fragments");
+        }
+        let framed = if datagrams.is_empty() {
+            super::sa::frame(local, remote, natt_port, reply)
+        } else {
+            datagrams.remove(0)
+        };
         // The peer may have floated to the NAT-T port for this message (RFC 3947 §4).
         p1.local = local;
         p1.remote = remote;
@@ -524,7 +602,15 @@ impl Responder {
         let peer_key = p1.peer.clone();
         p1.expires = now + p1.choice.lifetime;
         p1.dpd.last_activity = now;
-        p1.last = Some(LastReply::new(data, framed.clone(), now, None));
+        let mut last = LastReply::new(data, framed.clone(), now, None);
+        last.more = datagrams.clone();
+        p1.last = Some(last);
+        let auth = match &peer_cert {
+            Some(pc) => format!("certificate {}", pc.subject),
+            None => "psk".to_string(),
+        };
+        let cert_user = peer_cert.as_ref().and_then(|pc| pc.user.clone());
+        p1.peer_cert = peer_cert.map(Box::new);
         let (id, nat, algorithms, icky) = (p1.id, p1.nat, p1.choice.describe(), p1.icky);
         let ms_ic = p1.vendors.ms_initial_contact;
         let expires = p1.expires;
@@ -539,15 +625,21 @@ impl Responder {
             nat_t = ?nat.nat_t.map(|v| v.name()),
             client_behind_nat = nat.peer_behind_nat,
             server_behind_nat = nat.local_behind_nat,
+            auth = %auth,
             "ISAKMP SA established"
         );
         self.send(local, remote, framed);
+        for d in datagrams {
+            self.send(local, remote, d);
+        }
         self.events.push_back(Event::Phase1Up {
             id,
             remote,
             peer_id,
             algorithms,
             nat,
+            auth,
+            cert_user,
         });
         self.arm(expires, TimerKey::Phase1(c));
         if let Some(interval) = self.cfg.dpd_interval {
@@ -618,4 +710,128 @@ impl Responder {
         debug!(%remote, notify = isakmp::notify_name(code), "sent unprotected notify");
         self.send(local, remote, framed);
     }
+}
+
+/// Error text and the notify that answers it.
+type AuthError = (String, u16);
+
+/// HASH_I (RFC 2409 §5) over the initiator's ID payload body `idii_b`; None before the keys.
+fn expected_hash_i(p1: &Phase1, idii_b: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let keys = p1.keys()?;
+    Some(crypto::hash_i(
+        p1.choice.prf,
+        &keys.skeyid,
+        &p1.gxi,
+        &p1.gxr,
+        &p1.icky,
+        &p1.rcky,
+        &p1.sa_body,
+        idii_b,
+    ))
+}
+
+/// Pre-shared-key authentication of message 5: HASH_I (RFC 2409 §5).
+fn check_psk_auth(p1: &Phase1, msg: &Message<'_>) -> Result<(), AuthError> {
+    let fail = |why: &str| Err((why.to_string(), notify::AUTHENTICATION_FAILED));
+    match (
+        msg.first(payload_type::ID),
+        msg.first(payload_type::HASH).map(|i| &i.payload),
+    ) {
+        (Some(id), Some(Payload::Hash(h))) => {
+            let Some(expect) = expected_hash_i(p1, id.raw.body) else {
+                return fail("no keys");
+            };
+            if bool::from(expect.as_slice().ct_eq(h)) {
+                Ok(())
+            } else {
+                fail("HASH_I does not match")
+            }
+        }
+        _ if msg.first(payload_type::SIG).is_some() => {
+            fail("it carries a signature, but pre-shared-key authentication was agreed")
+        }
+        _ => fail("it lacks the ID or HASH payload"),
+    }
+}
+
+/// Signature authentication of message 5 (RFC 2409 §5.1): the certificate chain against the
+/// trust anchors and CRLs, the claimed identity against the certificate, then SIG_I over HASH_I
+/// by the certificate's key.
+fn check_signature_auth(
+    p1: &Phase1,
+    msg: &Message<'_>,
+    ca: &dyn CertAuthority,
+    unix_now: u64,
+) -> Result<PeerCert, AuthError> {
+    let Some(id) = msg.first(payload_type::ID) else {
+        return Err(("it lacks the ID payload".into(), notify::PAYLOAD_MALFORMED));
+    };
+    let Payload::Id(idp) = &id.payload else {
+        return Err((
+            "its ID payload is malformed".into(),
+            notify::PAYLOAD_MALFORMED,
+        ));
+    };
+    let Some(Payload::Sig(sig)) = msg.first(payload_type::SIG).map(|i| &i.payload) else {
+        if msg.first(payload_type::HASH).is_some() {
+            return Err((
+                "it carries a HASH, but RSA-signature authentication was agreed".into(),
+                notify::AUTHENTICATION_FAILED,
+            ));
+        }
+        return Err(("it lacks the SIG payload".into(), notify::PAYLOAD_MALFORMED));
+    };
+    let mut chain: Vec<&[u8]> = Vec::new();
+    let mut total = 0usize;
+    for item in &msg.items {
+        if let Payload::Cert(cp) = &item.payload {
+            if cp.encoding != isakmp::cert_encoding::X509_SIG {
+                return Err((
+                    format!(
+                        "it sent a certificate of encoding {} (only X.509 signature, 4, is read)",
+                        cp.encoding
+                    ),
+                    notify::CERT_TYPE_UNSUPPORTED,
+                ));
+            }
+            total += cp.data.len();
+            if chain.len() >= MAX_PEER_CERTS || total > MAX_PEER_CERT {
+                return Err((
+                    format!(
+                        "its certificates exceed {MAX_PEER_CERTS} payloads or {MAX_PEER_CERT} bytes"
+                    ),
+                    notify::INVALID_CERTIFICATE,
+                ));
+            }
+            chain.push(cp.data);
+        }
+    }
+    if chain.is_empty() {
+        return Err((
+            "it sent no certificate (the server keeps no client certificates; the client must \
+             send its own)"
+                .into(),
+            notify::CERTIFICATE_UNAVAILABLE,
+        ));
+    }
+    let cert = ca.verify_chain(&chain, unix_now).map_err(|e| {
+        (
+            format!("its certificate was refused: {e}"),
+            notify::INVALID_CERTIFICATE,
+        )
+    })?;
+    id_matches(idp.id_type, idp.data, &cert).map_err(|e| (e, notify::INVALID_ID_INFORMATION))?;
+    let Some(hash_i) = expected_hash_i(p1, id.raw.body) else {
+        return Err(("no keys".into(), notify::AUTHENTICATION_FAILED));
+    };
+    if !ca.verify_signature(&cert, &hash_i, sig) {
+        return Err((
+            format!(
+                "SIG_I does not verify with the key of its certificate ({})",
+                cert.subject
+            ),
+            notify::INVALID_SIGNATURE,
+        ));
+    }
+    Ok(cert)
 }

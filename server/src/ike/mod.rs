@@ -9,7 +9,9 @@
 //! `crypto` (RFC 2409 key material), `sa` (phase-1 and phase-2 state), `main_mode`,
 //! `quick_mode`, `informational` (the exchanges), `responder` (demux, timers, limits).
 
+pub mod cert;
 pub mod crypto;
+mod fragment;
 mod informational;
 mod main_mode;
 pub mod nat_t;
@@ -77,6 +79,9 @@ impl PskStore {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub psk: PskStore,
+    /// Certificate authentication (RSA signatures): our certificate and key, and the trust
+    /// anchors for clients. None: RSA-signature proposals are refused.
+    pub cert: Option<std::sync::Arc<dyn cert::CertAuthority>>,
     pub phase1: Phase1Policy,
     pub phase2: Phase2Policy,
     /// Negotiate NAT traversal (RFC 3947 and the 02/03 drafts).
@@ -108,6 +113,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             psk: PskStore::default(),
+            cert: None,
             phase1: Phase1Policy::default(),
             phase2: Phase2Policy::default(),
             nat_t: true,
@@ -244,6 +250,10 @@ pub enum Event {
         peer_id: String,
         algorithms: String,
         nat: NatState,
+        /// How the peer authenticated: `psk`, or `certificate <subject>`.
+        auth: String,
+        /// The VPN user the peer's certificate was issued for, if any.
+        cert_user: Option<String>,
     },
     Phase1Down {
         id: u64,

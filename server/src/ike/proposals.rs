@@ -84,7 +84,7 @@ impl Default for Phase1Policy {
                 DhGroup::Modp1536,
                 DhGroup::Modp1024,
             ],
-            auth: vec![AuthMethod::PreSharedKey],
+            auth: vec![AuthMethod::PreSharedKey, AuthMethod::RsaSignature],
             max_lifetime: Duration::from_secs(24 * 3600),
         }
     }
@@ -316,8 +316,13 @@ pub fn choose_phase1(sa: &SaPayload<'_>, policy: &Phase1Policy) -> Result<Phase1
         for t in &p.transforms {
             match p1_transform(t, policy) {
                 Ok((cipher, hash, group, auth, life)) => {
-                    let offered =
-                        Duration::from_secs(life.seconds.unwrap_or(DEFAULT_LIFETIME_SECS));
+                    // A lifetime of 0 (strongSwan with rekey_time and reauth_time 0: "no
+                    // limit") is taken as the longest our policy allows, not as "expire now".
+                    let offered = match life.seconds {
+                        Some(0) => policy.max_lifetime,
+                        Some(s) => Duration::from_secs(s),
+                        None => Duration::from_secs(DEFAULT_LIFETIME_SECS),
+                    };
                     let lifetime = offered.min(policy.max_lifetime);
                     return Ok(Phase1Choice {
                         proposal_number: p.number,

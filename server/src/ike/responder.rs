@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::sa::{Cookies, HashedError, P1State, PeerKey, Phase1, cookies};
 use super::{ChildSa, Config, DownReason, Event, Transmit};
-use crate::isakmp::{self, Header, exchange};
+use crate::isakmp::{self, Header, Message, Payload, exchange, payload_type};
 
 /// Counters for metrics and tests. Each names one cause; none holds a secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +74,8 @@ pub struct Responder {
     pub(crate) stats: Stats,
     /// NAT-D showed that our address is translated on the way to some peer.
     pub(crate) behind_nat: bool,
+    /// Wall-clock anchor for certificate validity: (monotonic time, Unix seconds then).
+    wall: Option<(Instant, u64)>,
     next_id: u64,
 }
 
@@ -109,6 +111,7 @@ impl Responder {
             events: VecDeque::new(),
             stats: Stats::default(),
             behind_nat: false,
+            wall: None,
             next_id: 1,
         }
     }
@@ -120,6 +123,22 @@ impl Responder {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Tells the responder the wall-clock time (Unix seconds) at `now`, for certificate
+    /// validity; the shell calls it as time passes.
+    pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
+        self.wall = Some((now, unix_secs));
+    }
+
+    /// Unix seconds at `now` (0 if the shell never said: every certificate is then "not yet
+    /// valid").
+    pub(crate) fn unix_time(&self, now: Instant) -> u64 {
+        match self.wall {
+            Some((at, secs)) if now >= at => secs + now.duration_since(at).as_secs(),
+            Some((at, secs)) => secs.saturating_sub(at.duration_since(now).as_secs()),
+            None => 0,
+        }
     }
 
     /// Replaces the configuration (SIGHUP). Established SAs keep what they negotiated.
@@ -194,6 +213,64 @@ impl Responder {
         });
     }
 
+    /// An IKE fragment (see [`super::fragment`]) of a message for the ISAKMP SA `key`: kept until
+    /// the message is whole, which is then handled as if it had come in one datagram.
+    fn fragment_in(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        key: [u8; 16],
+        header: &Header,
+        data: &[u8],
+    ) {
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                debug!(%remote, error = %e, "malformed IKE fragment; dropped");
+                return;
+            }
+        };
+        let Some(Payload::Fragment(f)) = msg.first(payload_type::FRAGMENT).map(|i| &i.payload)
+        else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let Some(p1) = self.p1.get_mut(&key) else {
+            return;
+        };
+        if remote.ip() != p1.remote.ip() {
+            self.stats.malformed += 1;
+            debug!(%remote, "IKE fragment from another address than the ISAKMP SA's; dropped");
+            return;
+        }
+        match p1.frags.add(f) {
+            super::fragment::Added::Waiting => {}
+            super::fragment::Added::Refused(why) => {
+                self.stats.malformed += 1;
+                info!(%remote, "IKE fragments refused: {why}");
+            }
+            super::fragment::Added::Complete(whole) => {
+                // The joined message must belong to the same SA and not be a fragment itself.
+                match Header::decode(&whole) {
+                    Ok(h)
+                        if h.initiator_cookie == header.initiator_cookie
+                            && h.responder_cookie == header.responder_cookie
+                            && h.next_payload != payload_type::FRAGMENT =>
+                    {
+                        debug!(%remote, bytes = whole.len(), "IKE fragments joined");
+                        self.handle_datagram(now, local, remote, &whole);
+                    }
+                    _ => {
+                        self.stats.malformed += 1;
+                        info!(%remote, "joined IKE fragments are not a message of this ISAKMP SA");
+                    }
+                }
+            }
+        }
+    }
+
     /// One IKE datagram received on `local` from `remote`. On the NAT-T port the caller has
     /// already removed the non-ESP marker (see [`crate::esp::classify_udp4500`]).
     pub fn handle_datagram(
@@ -226,14 +303,22 @@ impl Responder {
             debug!(%remote, exchange = header.exchange, "dropped message for an unknown ISAKMP SA");
             return;
         };
+        if header.next_payload == payload_type::FRAGMENT {
+            self.fragment_in(now, local, remote, key, &header, data);
+            return;
+        }
         // A repeated request gets our last reply again (RFC 2408 §5.? retransmission rules).
         if let Some(last) = &p1.last
             && last.request == data
         {
             let reply = last.reply.clone();
+            let more = last.more.clone();
             let (l, r) = (p1.local, p1.remote);
             self.stats.duplicates_resent += 1;
             self.send(l, r, reply);
+            for d in more {
+                self.send(l, r, d);
+            }
             return;
         }
         match header.exchange {

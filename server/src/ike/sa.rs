@@ -58,6 +58,9 @@ pub(crate) struct LastReply {
     /// The request it answers, byte for byte.
     pub request: Vec<u8>,
     pub reply: Vec<u8>,
+    /// Further datagrams of the same reply (IKE fragments after the first); resent with it on
+    /// a duplicate request.
+    pub more: Vec<Vec<u8>>,
     /// When to resend if nothing comes (None: only on a duplicate request).
     pub resend_at: Option<Instant>,
     pub interval: Duration,
@@ -92,6 +95,7 @@ impl LastReply {
         Self {
             request: request.to_vec(),
             reply,
+            more: Vec::new(),
             resend_at: timer.map(|(i, _)| now + i),
             interval,
             tries_left,
@@ -153,6 +157,12 @@ pub(crate) struct Phase1 {
     /// Appendix B: the seed of every later exchange's IV).
     pub iv: Vec<u8>,
     pub peer_id: String,
+    /// The peer's checked certificate (RSA-signature authentication).
+    pub peer_cert: Option<Box<super::cert::PeerCert>>,
+    /// The peer sent a CERTREQ (message 3 or 5).
+    pub peer_certreq: bool,
+    /// IKE fragments of a message being received (see [`super::fragment`]).
+    pub frags: super::fragment::Reassembly,
     /// Set when phase 1 completes.
     pub peer: PeerKey,
     pub last: Option<LastReply>,

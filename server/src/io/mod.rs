@@ -213,7 +213,11 @@ impl Shell {
         let (decisions_tx, decisions_rx) = tokio::sync::mpsc::unbounded_channel();
         let test_echo = listen.test_echo;
         let shell = Self {
-            ike: Responder::new(cfg),
+            ike: {
+                let mut r = Responder::new(cfg);
+                r.set_unix_time(Instant::now(), aaa_io::unix_now());
+                r
+            },
             gw: None,
             listen,
             sockets,
@@ -431,6 +435,7 @@ impl Shell {
                 } => self.aaa_incoming(incoming),
                 _ = sleep => {
                     let now = Instant::now();
+                    self.ike.set_unix_time(now, aaa_io::unix_now());
                     self.ike.handle_timeout(now);
                     if let Some(gw) = self.gw.as_mut() {
                         gw.handle_timeout(now);
@@ -959,6 +964,7 @@ impl Shell {
                         packets_out: v.traffic.packets_out,
                         ike: v.ike,
                         esp: v.esp,
+                        auth: v.auth,
                         acct_session_id: v.acct_session_id,
                     })
                     .collect();

@@ -125,7 +125,12 @@ fn refusal_names_every_transform_and_why() {
         p1t(5, p1enc::AES_CBC, Some(128), p1hash::SHA1, 1, PSK, 28800),
     ];
     let bytes = sa_bytes(protocol::ISAKMP, vec![], list);
-    let r = with_sa(&bytes, |sa| choose_phase1(sa, &Phase1Policy::default())).expect_err("refused");
+    // As Main Mode 1 filters the policy when no server certificate is configured.
+    let psk_only = Phase1Policy {
+        auth: vec![AuthMethod::PreSharedKey],
+        ..Phase1Policy::default()
+    };
+    let r = with_sa(&bytes, |sa| choose_phase1(sa, &psk_only)).expect_err("refused");
     assert_eq!(r.reasons.len(), 5, "{r}");
     let text = r.to_string();
     assert!(
@@ -404,4 +409,13 @@ fn bundles_and_bad_spis_are_refused() {
         ))
         .is_err()
     );
+}
+
+#[test]
+fn a_zero_phase1_lifetime_means_the_policy_maximum_not_expire_at_once() {
+    // strongSwan with rekey_time = reauth_time = 0 proposes a life duration of 0 seconds.
+    let list = vec![p1t(1, p1enc::AES_CBC, Some(256), p1hash::SHA1, 2, PSK, 0)];
+    let bytes = sa_bytes(protocol::ISAKMP, vec![], list);
+    let c = with_sa(&bytes, |sa| choose_phase1(sa, &Phase1Policy::default())).expect("chosen");
+    assert_eq!(c.lifetime, Phase1Policy::default().max_lifetime);
 }
