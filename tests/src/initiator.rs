@@ -9,21 +9,22 @@
 //! Only Diffie-Hellman and the block ciphers come from the server crate; message flow, what is
 //! hashed, IV chaining, NAT-D and key derivation are the client's own (`kdf`, `wire`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use roadgate::esp;
 use roadgate::ike::Transmit;
 use roadgate::ike::crypto::{CipherAlg, DhGroup, DhPrivate, HashAlg};
+use zeroize::Zeroizing;
 
 use crate::kdf::{self, Hash};
 use crate::wire::{
-    self, Attr, Chain, Delete, Header, Id, Notify, Payload, Proposal, Sa, Transform, exchange,
-    flags, life, notify, p1attr, p2attr, payload, proto, vid,
+    self, Attr, Chain, Delete, Header, Id, Notify, Payload, Proposal, Sa, Transform, cert_encoding,
+    exchange, flags, id_type, life, notify, p1attr, p2attr, payload, proto, vid,
 };
 
 /// One phase-1 transform to offer.
@@ -99,6 +100,104 @@ pub struct TestHooks {
     pub ke_override: Option<Vec<u8>>,
     /// Sent as our KE in Quick Mode (PFS) instead of the real public value.
     pub qm_ke_override: Option<Vec<u8>>,
+    /// Certificate mode: one byte of SIG_I flipped (a forged signature).
+    pub flip_signature: bool,
+    /// Certificate mode: these CERT payloads (encoding, data) instead of our chain; an empty
+    /// list sends none.
+    pub cert_payloads: Option<Vec<(u8, Vec<u8>)>>,
+    /// Message 5 changed before or after its encryption.
+    pub mm5_tamper: Option<Mm5Tamper>,
+}
+
+/// A change to message 5 (see [`TestHooks::mm5_tamper`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mm5Tamper {
+    /// XOR `mask` into byte `at` of the plaintext (the payload chain padded with zeros to the
+    /// cipher block); out of range: nothing.
+    PlainXor { at: usize, mask: u8 },
+    /// The plaintext cut to this many bytes (then padded again).
+    PlainTruncate(usize),
+    /// XOR `mask` into byte `at` of the encrypted body (after the ISAKMP header).
+    CipherXor { at: usize, mask: u8 },
+}
+
+/// Our phase-1 identity in certificate mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertId {
+    /// ID_DER_ASN1_DN: our certificate's subject (the default).
+    Subject,
+    /// ID_DER_ASN1_DN with these bytes (another subject's, for tests).
+    Dn(Vec<u8>),
+    Fqdn(String),
+    UserFqdn(String),
+    Ipv4(Ipv4Addr),
+}
+
+/// Certificate authentication (RSA signatures, RFC 2409 §5.1): SKEYID = prf(Ni_b | Nr_b, g^xy),
+/// message 5 carries IDii, CERT and SIG_I, message 6 IDir, CERT and SIG_R.
+#[derive(Clone)]
+pub struct CertAuth {
+    /// Our certificate, then any intermediates (DER).
+    pub chain: Vec<Vec<u8>>,
+    /// Our RSA private key (PKCS#8 DER).
+    pub key: Zeroizing<Vec<u8>>,
+    /// The CA certificate (DER) the server's certificate must chain to.
+    pub ca: Vec<u8>,
+    pub id: CertId,
+    /// Send a CERTREQ naming the CA in messages 3 and 5.
+    pub certreq: bool,
+    /// When the server's certificate is checked; None: now.
+    pub verify_at: Option<SystemTime>,
+}
+
+impl CertAuth {
+    /// Our certificate `cert` (DER) and key (PKCS#8 DER), checking the server against `ca`; the
+    /// subject as our ID, no CERTREQ.
+    pub fn new(cert: Vec<u8>, key_pkcs8: &[u8], ca: Vec<u8>) -> Self {
+        Self {
+            chain: vec![cert],
+            key: Zeroizing::new(key_pkcs8.to_vec()),
+            ca,
+            id: CertId::Subject,
+            certreq: false,
+            verify_at: None,
+        }
+    }
+}
+
+impl fmt::Debug for CertAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertAuth")
+            .field("chain", &self.chain.len())
+            .field("key", &"<redacted>")
+            .field("id", &self.id)
+            .field("certreq", &self.certreq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What certificate mode needs from the configured certificates, parsed once.
+struct CertSetup {
+    subject_der: Vec<u8>,
+    ca_subject_der: Vec<u8>,
+    trust: ca::TrustStore,
+}
+
+impl CertSetup {
+    fn new(c: &CertAuth) -> Result<Self, String> {
+        let leaf = c.chain.first().ok_or("no certificate of ours")?;
+        let ours = ca::inspect_cert(leaf).map_err(|e| format!("our certificate: {e}"))?;
+        let anchor = ca::inspect_cert(&c.ca).map_err(|e| format!("the CA certificate: {e}"))?;
+        let mut trust = ca::TrustStore::new();
+        trust
+            .add_anchor_der(&c.ca)
+            .map_err(|e| format!("the CA certificate: {e}"))?;
+        Ok(Self {
+            subject_der: ours.subject_der,
+            ca_subject_der: anchor.subject_der,
+            trust,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +244,11 @@ pub struct InitiatorConfig {
     pub retransmit_tries: u32,
     pub seed: u64,
     pub hooks: TestHooks,
+    /// Authenticate with a certificate (RSA signatures) instead of `psk`.
+    pub cert: Option<CertAuth>,
+    /// Announce IKE fragmentation (the FRAGMENTATION vendor ID with racoon's capability word)
+    /// and accept a fragmented message 6.
+    pub fragmentation: bool,
 }
 
 impl InitiatorConfig {
@@ -186,6 +290,8 @@ impl InitiatorConfig {
             retransmit_tries: 5,
             seed: 1,
             hooks: TestHooks::default(),
+            cert: None,
+            fragmentation: false,
         }
     }
 }
@@ -213,6 +319,10 @@ pub enum FailReason {
     Timeout,
     /// HASH_R, HASH(2) or HASH(4) did not verify.
     BadHash,
+    /// Certificate mode: the server's certificate or identity was refused.
+    BadCert(String),
+    /// Certificate mode: SIG_R did not verify with the server certificate's key.
+    BadSignature,
     /// The peer chose something we did not offer, or several things.
     BadProposal(String),
     Malformed(String),
@@ -292,6 +402,8 @@ pub enum InitiatorEvent {
         rekey: bool,
         peer_dpd: bool,
         peer_vids: Vec<Vec<u8>>,
+        /// Certificate mode: the subject of the server's certificate, checked.
+        peer_cert: Option<String>,
     },
     ChildSaUp(Box<ChildInfo>),
     Failed {
@@ -328,6 +440,10 @@ pub struct InitiatorStats {
     pub deletes_by_sender_spi: u64,
     /// Peer Deletes of IPsec SAs that named our inbound SPI instead.
     pub deletes_by_our_spi: u64,
+    /// IKE fragments sent and received, and CERTREQ payloads in message 4.
+    pub fragments_sent: u64,
+    pub fragments_received: u64,
+    pub certreqs_received: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,6 +467,8 @@ enum QmState {
 #[derive(Debug, Clone)]
 struct Retx {
     msg: Vec<u8>,
+    /// The further IKE fragments of `msg`, when it went in fragments.
+    more: Vec<Vec<u8>>,
     at: Instant,
     interval: Duration,
     tries_left: u32,
@@ -402,6 +520,57 @@ struct Isakmp {
     quick: Vec<Quick>,
     dpd_seq: u32,
     dpd_outstanding: Option<u32>,
+    frags: Fragments,
+}
+
+/// The IKE fragments of the peer's message received so far.
+#[derive(Debug, Default)]
+struct Fragments {
+    id: u16,
+    parts: BTreeMap<u8, Vec<u8>>,
+    last: Option<u8>,
+    bytes: usize,
+}
+
+impl Fragments {
+    /// Adds the body of a fragment payload (fragment ID, number, flags, data); the whole
+    /// message once every piece up to the last is here.
+    fn add(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let [id0, id1, number, fl, data @ ..] = body else {
+            return Err("fragment payload shorter than 4 bytes".into());
+        };
+        let id = u16::from_be_bytes([*id0, *id1]);
+        if *number == 0 {
+            return Err("fragment number 0".into());
+        }
+        if id != self.id {
+            *self = Fragments {
+                id,
+                ..Fragments::default()
+            };
+        }
+        self.bytes += data.len();
+        if self.bytes > 64 * 1024 || self.parts.len() >= 64 {
+            *self = Fragments::default();
+            return Err("fragmented message too large".into());
+        }
+        self.parts.entry(*number).or_insert_with(|| data.to_vec());
+        if fl & 1 != 0 {
+            self.last = Some(*number);
+        }
+        match self.last {
+            Some(last) if (1..=last).all(|n| self.parts.contains_key(&n)) => {
+                let whole = self
+                    .parts
+                    .range(1..=last)
+                    .flat_map(|(_, p)| p.iter().copied())
+                    .collect();
+                *self = Fragments::default();
+                Ok(Some(whole))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Isakmp {
@@ -429,6 +598,8 @@ pub struct Initiator {
     out: VecDeque<Transmit>,
     events: VecDeque<InitiatorEvent>,
     stats: InitiatorStats,
+    /// Certificate mode: our subject, the CA's and its trust store (or why they are unusable).
+    cert: Option<Result<CertSetup, String>>,
 }
 
 impl fmt::Debug for Initiator {
@@ -526,7 +697,7 @@ fn cipher_key_len(c: CipherAlg) -> usize {
     }
 }
 
-fn p1_transform(number: u8, p: &P1Proposal, lifetime: Option<u64>) -> Transform {
+fn p1_transform(number: u8, p: &P1Proposal, lifetime: Option<u64>, auth: u16) -> Transform {
     let mut attrs = Vec::new();
     match p.cipher {
         CipherAlg::AesCbc { key_len } => {
@@ -539,7 +710,7 @@ fn p1_transform(number: u8, p: &P1Proposal, lifetime: Option<u64>) -> Transform 
         CipherAlg::TripleDesCbc => attrs.push(Attr::Basic(p1attr::ENCRYPTION, p1attr::ENC_3DES)),
     }
     attrs.push(Attr::Basic(p1attr::HASH, hash_attr(p.hash)));
-    attrs.push(Attr::Basic(p1attr::AUTH_METHOD, p1attr::AUTH_PSK));
+    attrs.push(Attr::Basic(p1attr::AUTH_METHOD, auth));
     attrs.push(Attr::Basic(
         p1attr::GROUP_DESCRIPTION,
         group_number(p.group),
@@ -732,6 +903,11 @@ pub fn main_mode_1(
     cfg: &InitiatorConfig,
     icky: [u8; 8],
 ) -> (Vec<u8>, Vec<u8>, Vec<(Transform, P1Proposal)>) {
+    let auth = if cfg.cert.is_some() {
+        p1attr::AUTH_RSA_SIG
+    } else {
+        p1attr::AUTH_PSK
+    };
     let offered: Vec<(Transform, P1Proposal)> = cfg
         .ike_proposals
         .iter()
@@ -742,6 +918,7 @@ pub fn main_mode_1(
                     u8::try_from(i + 1).unwrap_or(255),
                     p,
                     cfg.lifetimes.p1_seconds,
+                    auth,
                 ),
                 *p,
             )
@@ -774,6 +951,12 @@ pub fn main_mode_1(
     if cfg.dpd {
         chain.push(payload::VENDOR_ID, vid::DPD.to_vec());
     }
+    if cfg.fragmentation {
+        // racoon's form: the hash and the capability word "fragments of base ISAKMP messages".
+        let mut v = vid::FRAGMENTATION.to_vec();
+        v.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+        chain.push(payload::VENDOR_ID, v);
+    }
     let header = Header {
         icky,
         rcky: [0; 8],
@@ -790,7 +973,9 @@ pub fn main_mode_1(
 impl Initiator {
     pub fn new(cfg: InitiatorConfig) -> Self {
         let rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+        let cert = cfg.cert.as_ref().map(CertSetup::new);
         Self {
+            cert,
             cfg,
             rng,
             sas: Vec::new(),
@@ -900,9 +1085,53 @@ impl Initiator {
         self.fail(Stage::MainMode, reason);
     }
 
+    /// Our phase-1 ID payload body: the configured address, or in certificate mode the
+    /// configured identity (our subject by default).
+    fn my_phase1_id(&self) -> Result<Vec<u8>, String> {
+        let (proto, port) = self.cfg.my_id_proto_port;
+        let Some(cert) = &self.cfg.cert else {
+            return Ok(Id::addr(self.cfg.my_id, proto, port).encode());
+        };
+        let (kind, data) = match &cert.id {
+            CertId::Subject => {
+                let setup = self.cert_setup()?;
+                (id_type::DER_ASN1_DN, setup.subject_der.clone())
+            }
+            CertId::Dn(dn) => (id_type::DER_ASN1_DN, dn.clone()),
+            CertId::Fqdn(name) => (id_type::FQDN, name.as_bytes().to_vec()),
+            CertId::UserFqdn(name) => (id_type::USER_FQDN, name.as_bytes().to_vec()),
+            CertId::Ipv4(a) => (id_type::IPV4_ADDR, a.octets().to_vec()),
+        };
+        Ok(Id {
+            id_type: kind,
+            protocol: proto,
+            port,
+            data,
+        }
+        .encode())
+    }
+
+    fn cert_setup(&self) -> Result<&CertSetup, String> {
+        match &self.cert {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no certificate configured".into()),
+        }
+    }
+
+    /// A CERTREQ body naming our CA (X.509 signature), when we send one.
+    fn certreq_body(&self) -> Option<Vec<u8>> {
+        self.cfg.cert.as_ref().filter(|c| c.certreq)?;
+        let setup = self.cert_setup().ok()?;
+        let mut body = vec![cert_encoding::X509_SIG];
+        body.extend_from_slice(&setup.ca_subject_der);
+        Some(body)
+    }
+
     fn new_retx(&self, now: Instant, msg: Vec<u8>) -> Retx {
         Retx {
             msg,
+            more: Vec::new(),
             at: now + self.cfg.retransmit_initial,
             interval: self.cfg.retransmit_initial,
             tries_left: self.cfg.retransmit_tries,
@@ -951,6 +1180,7 @@ impl Initiator {
             quick: Vec::new(),
             dpd_seq: 0,
             dpd_outstanding: None,
+            frags: Fragments::default(),
         });
         self.send(local, remote, &msg);
     }
@@ -1004,6 +1234,7 @@ impl Initiator {
         let h = hash_of(chosen.hash);
         let force = self.cfg.force_encap;
         let fake = self.random_bytes(h.output_len());
+        let certreq = self.certreq_body();
         let sa = &mut self.sas[i];
         sa.rcky = hdr.rcky;
         sa.chosen = Some(chosen);
@@ -1028,6 +1259,9 @@ impl Initiator {
                 kdf::nat_d(h, &sa.icky, &sa.rcky, sa.local)
             };
             chain.push(kind, ours);
+        }
+        if let Some(cr) = certreq {
+            chain.push(payload::CERT_REQ, cr);
         }
         let header = Header {
             icky: sa.icky,
@@ -1069,6 +1303,13 @@ impl Initiator {
             self.stats.duplicates_ignored += 1;
             return;
         };
+        self.stats.certreqs_received +=
+            items.iter().filter(|p| p.kind == payload::CERT_REQ).count() as u64;
+        let idii_b = match self.my_phase1_id() {
+            Ok(b) => b,
+            Err(e) => return self.fail_p1(i, FailReason::Crypto(e)),
+        };
+        let certreq = self.certreq_body();
         let sa = &mut self.sas[i];
         let Some(chosen) = sa.chosen else { return };
         let Some(dh) = sa.dh.take() else { return };
@@ -1082,11 +1323,15 @@ impl Initiator {
         sa.gxr = ke.body.clone();
         sa.nr = nonce.body.clone();
         let h = hash_of(chosen.hash);
-        let keys = kdf::phase1_keys(
+        // RFC 2409 §5: SKEYID = prf(pre-shared-key, Ni_b | Nr_b), or for signatures
+        // prf(Ni_b | Nr_b, g^xy).
+        let skeyid = match &self.cfg.cert {
+            None => kdf::skeyid_psk(h, &self.cfg.psk, &sa.ni, &sa.nr),
+            Some(_) => kdf::skeyid_sig(h, &sa.ni, &sa.nr, &gxy),
+        };
+        let keys = kdf::phase1_keys_from(
             h,
-            &self.cfg.psk,
-            &sa.ni,
-            &sa.nr,
+            skeyid,
             &gxy,
             &sa.gxi,
             &sa.gxr,
@@ -1121,15 +1366,47 @@ impl Initiator {
             sa.local.set_port(self.cfg.local_natt_port());
             sa.remote.set_port(self.cfg.natt_port);
         }
-        // Message 5: IDii, HASH_I, [N(INITIAL-CONTACT)].
-        let (idp, idport) = self.cfg.my_id_proto_port;
-        let idii_b = Id::addr(self.cfg.my_id, idp, idport).encode();
+        // Message 5: IDii, HASH_I or [CERT,] SIG_I [, CERTREQ], [N(INITIAL-CONTACT)].
         let hash_i = h.prf(
             &keys.skeyid,
             &[&sa.gxi, &sa.gxr, &sa.icky, &sa.rcky, &sa.sai_b, &idii_b],
         );
         let mut chain = Chain::new();
-        chain.push(payload::ID, idii_b).push(payload::HASH, hash_i);
+        chain.push(payload::ID, idii_b);
+        match &self.cfg.cert {
+            None => {
+                chain.push(payload::HASH, hash_i);
+            }
+            Some(cert) => {
+                let certs = self.cfg.hooks.cert_payloads.clone().unwrap_or_else(|| {
+                    cert.chain
+                        .iter()
+                        .map(|c| (cert_encoding::X509_SIG, c.clone()))
+                        .collect()
+                });
+                for (encoding, data) in certs {
+                    let mut body = vec![encoding];
+                    body.extend_from_slice(&data);
+                    chain.push(payload::CERT, body);
+                }
+                let mut sig = match ca::sign_ike_rsa(&cert.key, &hash_i) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let why = format!("cannot sign HASH_I: {e}");
+                        return self.fail_p1(i, FailReason::Crypto(why));
+                    }
+                };
+                if self.cfg.hooks.flip_signature
+                    && let Some(b) = sig.last_mut()
+                {
+                    *b ^= 0x01;
+                }
+                chain.push(payload::SIG, sig);
+                if let Some(cr) = certreq {
+                    chain.push(payload::CERT_REQ, cr);
+                }
+            }
+        }
         if sa.send_initial_contact {
             let mut spi = sa.icky.to_vec();
             spi.extend_from_slice(&sa.rcky);
@@ -1152,21 +1429,59 @@ impl Initiator {
             mid: 0,
             length: 0,
         };
-        let (msg, last) = seal(
+        let bs = cipher_block_len(chosen.cipher);
+        let mut plain = chain.bytes();
+        plain.resize(plain.len().next_multiple_of(bs), 0);
+        match self.cfg.hooks.mm5_tamper {
+            Some(Mm5Tamper::PlainXor { at, mask }) => {
+                if let Some(b) = plain.get_mut(at) {
+                    *b ^= mask;
+                }
+            }
+            Some(Mm5Tamper::PlainTruncate(n)) => plain.truncate(n),
+            _ => {}
+        }
+        let (mut msg, last) = seal(
             chosen.cipher,
             &keys.enc_key,
             &keys.iv,
             header,
             chain.first(),
-            &chain.bytes(),
+            &plain,
         );
+        if let Some(Mm5Tamper::CipherXor { at, mask }) = self.cfg.hooks.mm5_tamper
+            && let Some(b) = msg.get_mut(wire::HEADER_LEN + at)
+        {
+            *b ^= mask;
+        }
         sa.iv = last;
         sa.keys = Some(keys);
         sa.state = P1State::SentMm5;
         let (l, r) = (sa.local, sa.remote);
-        let retx = self.new_retx(now, msg.clone());
+        // Cut into IKE fragments when both sides announced them and it exceeds the path MTU.
+        let peer_frag = sa
+            .peer_vids
+            .iter()
+            .any(|v| v.starts_with(&vid::FRAGMENTATION));
+        let mut datagrams = if self.cfg.fragmentation && peer_frag {
+            let natt = l.port() == self.cfg.local_natt_port() || r.port() == self.cfg.natt_port;
+            fragments(&header, &msg, fragment_room(r, natt))
+        } else {
+            Vec::new()
+        };
+        self.stats.fragments_sent += datagrams.len() as u64;
+        let first = if datagrams.is_empty() {
+            msg
+        } else {
+            datagrams.remove(0)
+        };
+        let mut retx = self.new_retx(now, first.clone());
+        retx.more = datagrams.clone();
         self.sas[i].retx = Some(retx);
-        self.send(l, r, &msg);
+        self.send(l, r, &first);
+        for d in &datagrams {
+            self.send(l, r, d);
+        }
     }
 
     fn on_mm6(&mut self, now: Instant, i: usize, hdr: &Header, data: &[u8]) {
@@ -1191,14 +1506,8 @@ impl Initiator {
                 );
             }
         };
-        let (Some(id), Some(hash)) = (
-            first_of(&items, payload::ID),
-            first_of(&items, payload::HASH),
-        ) else {
-            return self.fail_p1(
-                i,
-                FailReason::Malformed("message 6 lacks ID or HASH".into()),
-            );
+        let Some(id) = first_of(&items, payload::ID) else {
+            return self.fail_p1(i, FailReason::Malformed("message 6 lacks ID".into()));
         };
         let h = hash_of(chosen.hash);
         // HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b)
@@ -1206,9 +1515,33 @@ impl Initiator {
             &keys.skeyid,
             &[&sa.gxr, &sa.gxi, &sa.rcky, &sa.icky, &sa.sai_b, &id.body],
         );
-        if !kdf::ct_eq(&expect, &hash.body) {
-            return self.fail_p1(i, FailReason::BadHash);
-        }
+        let peer_cert = match &self.cert {
+            None => match first_of(&items, payload::HASH) {
+                Some(hash) if kdf::ct_eq(&expect, &hash.body) => None,
+                Some(_) => return self.fail_p1(i, FailReason::BadHash),
+                None => {
+                    let why = "message 6 lacks HASH".into();
+                    return self.fail_p1(i, FailReason::Malformed(why));
+                }
+            },
+            Some(Err(e)) => {
+                let why = e.clone();
+                return self.fail_p1(i, FailReason::Crypto(why));
+            }
+            Some(Ok(setup)) => {
+                let at = self
+                    .cfg
+                    .cert
+                    .as_ref()
+                    .and_then(|c| c.verify_at)
+                    .unwrap_or_else(SystemTime::now);
+                match check_server_signature(setup, at, &items, &id.body, &expect) {
+                    Ok(subject) => Some(subject),
+                    Err(reason) => return self.fail_p1(i, reason),
+                }
+            }
+        };
+        let sa = &mut self.sas[i];
         sa.iv = last;
         sa.state = P1State::Up;
         sa.retx = None;
@@ -1220,6 +1553,7 @@ impl Initiator {
             rekey: sa.rekey_of.is_some(),
             peer_dpd: sa.peer_dpd,
             peer_vids: sa.peer_vids.clone(),
+            peer_cert,
         };
         let rekey_of = sa.rekey_of;
         let start_quick = sa.start_quick;
@@ -2000,6 +2334,9 @@ impl Initiator {
             return;
         }
         match (hdr.exchange, st) {
+            (exchange::MAIN, P1State::SentMm5) if hdr.next == payload::FRAGMENT => {
+                self.on_fragment(now, local, remote, i, &hdr, msg)
+            }
             (exchange::INFORMATIONAL, _) => self.on_informational(i, &hdr, msg),
             (exchange::MAIN, P1State::SentMm1) if hdr.rcky != [0; 8] => {
                 self.on_mm2(now, i, &hdr, msg)
@@ -2009,6 +2346,46 @@ impl Initiator {
             (exchange::MAIN, _) => self.stats.duplicates_ignored += 1,
             (exchange::QUICK, P1State::Up) => self.on_quick(now, i, &hdr, msg),
             _ => self.stats.dropped += 1,
+        }
+    }
+
+    /// An IKE fragment of message 6: joined with the others, the whole message is handled as
+    /// if it had come in one datagram.
+    fn on_fragment(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        i: usize,
+        hdr: &Header,
+        msg: &[u8],
+    ) {
+        self.stats.fragments_received += 1;
+        let body = msg.get(wire::HEADER_LEN..).unwrap_or(&[]);
+        let joined = match wire::parse_chain(hdr.next, body) {
+            Ok((items, _)) => match items.first() {
+                Some(p) => self.sas[i].frags.add(&p.body),
+                None => Err("no fragment payload".into()),
+            },
+            Err(e) => Err(e),
+        };
+        match joined {
+            Ok(None) => {}
+            Ok(Some(whole)) => match Header::parse(&whole) {
+                Some(h)
+                    if h.icky == hdr.icky && h.rcky == hdr.rcky && h.next != payload::FRAGMENT =>
+                {
+                    self.handle_datagram(now, local, remote, &whole);
+                }
+                _ => {
+                    let why = "joined IKE fragments are no message of this SA".into();
+                    self.fail_p1(i, FailReason::Malformed(why));
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "IKE fragment dropped");
+                self.stats.dropped += 1;
+            }
         }
     }
 
@@ -2028,6 +2405,7 @@ impl Initiator {
                     rt.interval *= 2;
                     rt.at = now + rt.interval;
                     sends.push((l, r, rt.msg.clone()));
+                    sends.extend(rt.more.iter().map(|m| (l, r, m.clone())));
                 }
             }
             for (qi, q) in sa.quick.iter_mut().enumerate() {
@@ -2204,6 +2582,82 @@ impl Initiator {
     pub fn ike_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         self.sas.last().map(|s| (s.local, s.remote))
     }
+}
+
+/// The ISAKMP message bytes that fit in one datagram to `remote` within an IP packet of 1280
+/// bytes (strongSwan's fragment size), with the non-ESP marker on the NAT-T port.
+fn fragment_room(remote: SocketAddr, natt: bool) -> usize {
+    let ip = if remote.is_ipv4() { 20 } else { 40 };
+    1280 - ip - 8 - if natt { 4 } else { 0 }
+}
+
+/// `msg` (header included) cut into IKE fragments (fragment ID 1, numbered from 1, the last
+/// flagged) of at most `room` bytes each; empty when it fits as it is.
+fn fragments(h: &Header, msg: &[u8], room: usize) -> Vec<Vec<u8>> {
+    if msg.len() <= room {
+        return Vec::new();
+    }
+    let per = room - wire::HEADER_LEN - 4 - 4;
+    let count = msg.len().div_ceil(per);
+    msg.chunks(per)
+        .enumerate()
+        .map(|(k, piece)| {
+            let mut body = 1u16.to_be_bytes().to_vec();
+            body.push(u8::try_from(k + 1).unwrap_or(u8::MAX));
+            body.push(u8::from(k + 1 == count));
+            body.extend_from_slice(piece);
+            let mut chain = Chain::new();
+            chain.push(payload::FRAGMENT, body);
+            let header = Header {
+                flags: 0,
+                mid: 0,
+                ..*h
+            };
+            wire::message(header, &chain)
+        })
+        .collect()
+}
+
+/// Certificate mode: message 6's CERT chained to our CA, IDir matching it and SIG_R over
+/// `hash_r` by its key (RFC 2409 §5.1). Returns the certificate's subject.
+fn check_server_signature(
+    setup: &CertSetup,
+    at: SystemTime,
+    items: &[Payload],
+    idir_b: &[u8],
+    hash_r: &[u8],
+) -> Result<String, FailReason> {
+    let certs: Vec<&[u8]> = items
+        .iter()
+        .filter(|p| p.kind == payload::CERT)
+        .filter_map(|p| match p.body.split_first() {
+            Some((&cert_encoding::X509_SIG, der)) => Some(der),
+            _ => None,
+        })
+        .collect();
+    let Some((leaf, intermediates)) = certs.split_first() else {
+        return Err(FailReason::BadCert(
+            "message 6 has no X.509 CERT payload".into(),
+        ));
+    };
+    let peer = setup
+        .trust
+        .verify_chain(leaf, intermediates, at)
+        .map_err(|e| FailReason::BadCert(format!("server certificate: {e}")))?;
+    let id = Id::parse(idir_b).map_err(FailReason::Malformed)?;
+    if id.id_type == id_type::DER_ASN1_DN && id.data != peer.subject_der {
+        return Err(FailReason::BadCert(format!(
+            "IDir is not the subject of the server certificate ({})",
+            peer.subject_dn
+        )));
+    }
+    let Some(sig) = first_of(items, payload::SIG) else {
+        return Err(FailReason::Malformed("message 6 lacks SIG".into()));
+    };
+    if !ca::verify_ike_rsa(&peer.public_key, hash_r, &sig.body) {
+        return Err(FailReason::BadSignature);
+    }
+    Ok(peer.subject_dn)
 }
 
 fn check_p1_choice(sa: &Sa, offered: &[(Transform, P1Proposal)]) -> Result<P1Proposal, String> {

@@ -89,8 +89,35 @@ pub fn phase1_keys(
     key_len: usize,
     block_len: usize,
 ) -> P1Keys {
-    // SKEYID = prf(pre-shared-key, Ni_b | Nr_b)
-    let skeyid = h.prf(psk, &[ni_b, nr_b]);
+    let skeyid = skeyid_psk(h, psk, ni_b, nr_b);
+    phase1_keys_from(h, skeyid, gxy, gxi, gxr, icky, rcky, key_len, block_len)
+}
+
+/// SKEYID for pre-shared keys (RFC 2409 §5): prf(pre-shared-key, Ni_b | Nr_b).
+pub fn skeyid_psk(h: Hash, psk: &[u8], ni_b: &[u8], nr_b: &[u8]) -> Vec<u8> {
+    h.prf(psk, &[ni_b, nr_b])
+}
+
+/// SKEYID for signature authentication (RFC 2409 §5): prf(Ni_b | Nr_b, g^xy).
+pub fn skeyid_sig(h: Hash, ni_b: &[u8], nr_b: &[u8], gxy: &[u8]) -> Vec<u8> {
+    let mut key = ni_b.to_vec();
+    key.extend_from_slice(nr_b);
+    h.prf(&key, &[gxy])
+}
+
+/// Phase-1 key material from SKEYID, whichever way it was made (RFC 2409 §5, Appendix B).
+#[allow(clippy::too_many_arguments)]
+pub fn phase1_keys_from(
+    h: Hash,
+    skeyid: Vec<u8>,
+    gxy: &[u8],
+    gxi: &[u8],
+    gxr: &[u8],
+    icky: &[u8; 8],
+    rcky: &[u8; 8],
+    key_len: usize,
+    block_len: usize,
+) -> P1Keys {
     // SKEYID_d = prf(SKEYID, g^xy | CKY-I | CKY-R | 0)
     let skeyid_d = h.prf(&skeyid, &[gxy, icky, rcky, &[0]]);
     // SKEYID_a = prf(SKEYID, SKEYID_d | g^xy | CKY-I | CKY-R | 1)

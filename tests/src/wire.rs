@@ -21,7 +21,10 @@ pub mod payload {
     pub const TRANSFORM: u8 = 3;
     pub const KE: u8 = 4;
     pub const ID: u8 = 5;
+    pub const CERT: u8 = 6;
+    pub const CERT_REQ: u8 = 7;
     pub const HASH: u8 = 8;
+    pub const SIG: u8 = 9;
     pub const NONCE: u8 = 10;
     pub const NOTIFY: u8 = 11;
     pub const DELETE: u8 = 12;
@@ -30,6 +33,8 @@ pub mod payload {
     pub const NAT_OA: u8 = 21;
     pub const NAT_D_DRAFT: u8 = 130;
     pub const NAT_OA_DRAFT: u8 = 131;
+    /// IKE fragment (the Cisco/racoon scheme announced with the FRAGMENTATION vendor ID).
+    pub const FRAGMENT: u8 = 132;
 }
 
 /// Header flags (RFC 2408 §3.1).
@@ -62,6 +67,7 @@ pub mod p1attr {
     pub const HASH_SHA384: u16 = 5;
     pub const HASH_SHA512: u16 = 6;
     pub const AUTH_PSK: u16 = 1;
+    pub const AUTH_RSA_SIG: u16 = 3;
 }
 
 /// Phase-2 (IPsec DOI) SA attributes (RFC 2407 §4.5, RFC 3947 §5.1, RFC 4868).
@@ -102,8 +108,16 @@ pub mod esp_id {
 pub mod id_type {
     pub const IPV4_ADDR: u8 = 1;
     pub const FQDN: u8 = 2;
+    pub const USER_FQDN: u8 = 3;
     pub const IPV4_ADDR_SUBNET: u8 = 4;
     pub const IPV6_ADDR: u8 = 5;
+    pub const DER_ASN1_DN: u8 = 9;
+}
+
+/// Certificate encodings of CERT and CERTREQ payloads (RFC 2408 §3.9).
+pub mod cert_encoding {
+    pub const PKCS7: u8 = 1;
+    pub const X509_SIG: u8 = 4;
 }
 
 /// Notify message types (RFC 2408 §3.14.1, RFC 2407 §4.6.3, RFC 3706).
@@ -119,8 +133,13 @@ pub mod notify {
     pub const PAYLOAD_MALFORMED: u16 = 16;
     pub const INVALID_KEY_INFORMATION: u16 = 17;
     pub const INVALID_ID_INFORMATION: u16 = 18;
+    pub const INVALID_CERT_ENCODING: u16 = 19;
+    pub const INVALID_CERTIFICATE: u16 = 20;
+    pub const CERT_TYPE_UNSUPPORTED: u16 = 21;
     pub const INVALID_HASH_INFORMATION: u16 = 23;
     pub const AUTHENTICATION_FAILED: u16 = 24;
+    pub const INVALID_SIGNATURE: u16 = 25;
+    pub const CERTIFICATE_UNAVAILABLE: u16 = 28;
     pub const CONNECTED: u16 = 16384;
     pub const RESPONDER_LIFETIME: u16 = 24576;
     pub const REPLAY_STATUS: u16 = 24577;
