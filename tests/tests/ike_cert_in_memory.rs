@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use roadgate::ike::crypto::{CipherAlg, DhGroup, HashAlg};
 use roadgate::ike::{ChildSa, Event};
 use roadgate::pki::{Authority, CertSettings};
-use roadgate_tests::client::Received;
+use roadgate_tests::ike_harness::{check_esp, connect, dump, ip, run_to_failure};
 use roadgate_tests::initiator::{
     CertAuth, CertId, ChildInfo, FailReason, InitiatorConfig, InitiatorEvent, Mm5Tamper,
     P1Proposal, Stage,
@@ -95,10 +95,6 @@ fn subject_der(cert: &[u8]) -> Vec<u8> {
 // ------------------------------------------------------------------------------------------------
 // the harness
 
-fn ip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 51, 100, n)
-}
-
 /// A pair whose responder has the certificate authority of `pki` and the wall-clock time.
 fn cert_pair(pki: &Pki, seed: u64) -> Pair {
     let mut cfg = server_config();
@@ -125,46 +121,6 @@ fn cert_mut(cfg: &mut InitiatorConfig) -> &mut CertAuth {
     cfg.cert.as_mut().expect("certificate mode")
 }
 
-fn dump(pair: &Pair) -> String {
-    pair.log
-        .iter()
-        .map(|e| format!("{e:?}"))
-        .map(|s| s.chars().take(400).collect::<String>())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn connect(pair: &mut Pair, c: usize) -> (ChildInfo, ChildSa) {
-    match pair.connect(c) {
-        Some(x) => x,
-        None => panic!("client {c} did not connect; log:\n{}", dump(pair)),
-    }
-}
-
-/// The keys match, and L2TP goes through ESP both ways.
-fn check_esp(pair: &mut Pair, c: usize, cc: &ChildInfo, sc: &ChildSa) {
-    assert_eq!(cc.inbound_spi, sc.outbound_spi);
-    assert_eq!(cc.outbound_spi, sc.inbound_spi);
-    assert_eq!(cc.inbound_keymat[..], sc.outbound_keymat[..]);
-    assert_eq!(cc.outbound_keymat[..], sc.inbound_keymat[..]);
-    let up = format!("up {c}").into_bytes();
-    assert!(pair.client_send_l2tp_on(c, cc.inbound_spi, &up));
-    let spi = sc.inbound_spi;
-    assert!(
-        pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::ServerL2tp { spi: s, payload, .. } if *s == spi && *payload == up)),
-        "server did not open the client's ESP; log:\n{}",
-        dump(pair)
-    );
-    let down = format!("down {c}").into_bytes();
-    assert!(pair.server_send_l2tp(sc.inbound_spi, &down));
-    let cspi = cc.inbound_spi;
-    assert!(
-        pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::ClientRx { client, rx: Received::L2tp { spi: s, payload, .. } } if *client == c && *s == cspi && *payload == down)),
-        "client did not open the server's ESP; log:\n{}",
-        dump(pair)
-    );
-}
-
 /// The server's Phase1Up for the peer at `at`: (auth, cert_user).
 fn server_phase1_up(pair: &Pair, at: Ipv4Addr) -> Option<(String, Option<String>)> {
     pair.server_events().into_iter().find_map(|e| match e {
@@ -184,21 +140,6 @@ fn client_peer_cert(pair: &Pair, c: usize) -> Option<Option<String>> {
         InitiatorEvent::Phase1Up { peer_cert, .. } => Some(peer_cert.clone()),
         _ => None,
     })
-}
-
-fn client_failure(pair: &Pair, c: usize) -> Option<(Stage, FailReason)> {
-    pair.client_events(c).into_iter().find_map(|e| match e {
-        InitiatorEvent::Failed { stage, reason } => Some((*stage, reason.clone())),
-        _ => None,
-    })
-}
-
-fn run_to_failure(pair: &mut Pair, c: usize) -> (Stage, FailReason) {
-    pair.run_until(|e| matches!(e, PairEvent::Client(i, InitiatorEvent::Failed { .. }) if *i == c));
-    match client_failure(pair, c) {
-        Some(f) => f,
-        None => panic!("client {c} did not fail; log:\n{}", dump(pair)),
-    }
 }
 
 /// A certificate client that must connect: the server reports the certificate's subject and

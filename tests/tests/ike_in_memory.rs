@@ -12,20 +12,15 @@ use std::time::Duration;
 use roadgate::esp::{Encryption, Integrity, Suite};
 use roadgate::ike::crypto::{CipherAlg, DhGroup, HashAlg};
 use roadgate::ike::{ChildSa, Config, DownReason, Event};
-use roadgate_tests::client::Received;
+use roadgate_tests::ike_harness::{check_esp, client_failure, connect, dump, ip, run_to_failure};
 use roadgate_tests::initiator::{
-    self, ChildInfo, Deleted, FailReason, InitiatorConfig, InitiatorEvent, NattVids, P1Proposal,
-    Stage,
+    self, Deleted, FailReason, InitiatorConfig, InitiatorEvent, NattVids, P1Proposal, Stage,
 };
 use roadgate_tests::pair::{Direction, Filter, Pair, PairEvent, client_config, server_config};
 use roadgate_tests::wire::{self, Header, exchange, notify, payload, vid};
 
 // ------------------------------------------------------------------------------------------------
 // helpers
-
-fn ip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 51, 100, n)
-}
 
 fn suite(encryption: Encryption, integrity: Integrity) -> Suite {
     Suite {
@@ -36,73 +31,6 @@ fn suite(encryption: Encryption, integrity: Integrity) -> Suite {
 
 fn aes_sha1() -> Suite {
     suite(Encryption::AesCbc { key_len: 16 }, Integrity::HmacSha1_96)
-}
-
-/// Connects client `c`, panicking with the log on failure.
-fn connect(pair: &mut Pair, c: usize) -> (ChildInfo, ChildSa) {
-    match pair.connect(c) {
-        Some(x) => x,
-        None => panic!("client {c} did not connect; log:\n{}", dump(pair)),
-    }
-}
-
-fn dump(pair: &Pair) -> String {
-    pair.log
-        .iter()
-        .map(|e| format!("{e:?}"))
-        .map(|s| s.chars().take(400).collect::<String>())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The keys match, and L2TP goes through ESP both ways.
-fn check_esp(pair: &mut Pair, c: usize, cc: &ChildInfo, sc: &ChildSa) {
-    assert_eq!(cc.inbound_spi, sc.outbound_spi);
-    assert_eq!(cc.outbound_spi, sc.inbound_spi);
-    assert_eq!(cc.suite, sc.suite);
-    assert_eq!(
-        cc.inbound_keymat[..],
-        sc.outbound_keymat[..],
-        "client inbound / server outbound KEYMAT"
-    );
-    assert_eq!(
-        cc.outbound_keymat[..],
-        sc.inbound_keymat[..],
-        "client outbound / server inbound KEYMAT"
-    );
-    assert_eq!(cc.udp_encap, sc.udp_encap);
-    let up = format!("up {} {}", c, cc.inbound_spi).into_bytes();
-    assert!(pair.client_send_l2tp_on(c, cc.inbound_spi, &up));
-    let want = up.clone();
-    let spi = sc.inbound_spi;
-    assert!(
-        pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::ServerL2tp { spi: s, payload, .. } if *s == spi && *payload == want)),
-        "server did not open the client's ESP; log:\n{}",
-        dump(pair)
-    );
-    let down = format!("down {} {}", c, cc.inbound_spi).into_bytes();
-    assert!(pair.server_send_l2tp(sc.inbound_spi, &down));
-    let cspi = cc.inbound_spi;
-    assert!(
-        pair.run_for(Duration::from_secs(5), |e| matches!(e, PairEvent::ClientRx { client, rx: Received::L2tp { spi: s, payload, .. } } if *client == c && *s == cspi && *payload == down)),
-        "client did not open the server's ESP; log:\n{}",
-        dump(pair)
-    );
-}
-
-fn client_failure(pair: &Pair, c: usize) -> Option<(Stage, FailReason)> {
-    pair.client_events(c).into_iter().find_map(|e| match e {
-        InitiatorEvent::Failed { stage, reason } => Some((*stage, reason.clone())),
-        _ => None,
-    })
-}
-
-fn run_to_failure(pair: &mut Pair, c: usize) -> (Stage, FailReason) {
-    pair.run_until(|e| matches!(e, PairEvent::Client(i, InitiatorEvent::Failed { .. }) if *i == c));
-    match client_failure(pair, c) {
-        Some(f) => f,
-        None => panic!("client {c} did not fail; log:\n{}", dump(pair)),
-    }
 }
 
 fn phase1_up(pair: &Pair, c: usize) -> Option<(String, initiator::NatInfo)> {
