@@ -35,6 +35,8 @@ pub enum Request {
     Disconnect { target: String },
     /// Read the configuration file again (as SIGHUP does).
     Reload,
+    /// Figures for Prometheus (the web UI's `/metrics`).
+    Metrics,
 }
 
 /// What the server answers.
@@ -45,7 +47,40 @@ pub enum Response {
     Sessions { sessions: Vec<SessionInfo> },
     Disconnected { count: usize },
     Reloaded { summary: String },
+    Metrics(Box<MetricsInfo>),
     Error { message: String },
+}
+
+/// Figures for Prometheus: the status, and counters since the start.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct MetricsInfo {
+    pub status: StatusInfo,
+    /// Sessions that came up.
+    pub connects_total: u64,
+    /// Failed connection attempts by reason (snake_case words).
+    pub failures: Vec<(String, u64)>,
+    /// Tunnel payload since the start, ended and live sessions together ("in": from clients).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    /// One entry per RADIUS server.
+    pub radius: Vec<RadiusServerInfo>,
+    /// Accounting records waiting in the spool.
+    pub spool_depth: u64,
+}
+
+/// The figures of one RADIUS server.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct RadiusServerInfo {
+    /// `auth 192.0.2.2:1812` or `acct 192.0.2.2:1813`.
+    pub server: String,
+    pub requests: u64,
+    pub timeouts: u64,
+    /// (upper bound in seconds, cumulative count), without +Inf.
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_secs: f64,
 }
 
 /// One session, as `roadgate sessions` shows it.

@@ -160,6 +160,22 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     certificates: CertificatesSection,
+    #[serde(default)]
+    web: WebSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebSection {
+    enabled: Option<bool>,
+    bind: Option<String>,
+    show_psk: Option<bool>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    metrics: Option<String>,
+    metrics_token_file: Option<PathBuf>,
+    metrics_bind: Option<String>,
+    crl_bind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +190,7 @@ struct CertificatesSection {
     #[serde(default)]
     crl_files: Vec<PathBuf>,
     crl_url: Option<String>,
+    require_user_match: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -510,18 +527,23 @@ impl LogSettings {
     pub fn install(&self) {
         use std::io::IsTerminal;
         use tracing_subscriber::EnvFilter;
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
         let filter = EnvFilter::try_from_default_env()
             .or_else(|_| EnvFilter::try_new(&self.level))
             .unwrap_or_else(|_| EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter);
-        let _ = match self.format {
-            LogFormat::Text => builder
-                .with_ansi(std::io::stderr().is_terminal())
-                .try_init(),
-            LogFormat::Json => builder.json().try_init(),
+        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let fmt = match self.format {
+            LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+            LogFormat::Json => fmt.json().boxed(),
         };
+        // The recent-log ring of the web UI sees what standard error sees.
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt)
+            .with(crate::logring::RingLayer)
+            .try_init();
     }
 }
 
@@ -573,6 +595,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[certificates]`: certificate authentication in IKE and the server certificate.
     pub certificates: crate::pki::CertSettings,
+    /// `[web]`: the admin web UI.
+    pub web: crate::io::web::WebSettings,
     /// What is accepted but unwise, in words (for the log and `check-config`).
     pub warnings: Vec<String>,
 }
@@ -696,6 +720,9 @@ fn anchor_paths(file: &mut FileConfig, base: &Path) {
     anchor(&mut file.l2tp.secret_file);
     anchor(&mut file.certificates.server_cert);
     anchor(&mut file.certificates.server_key);
+    anchor(&mut file.web.cert);
+    anchor(&mut file.web.key);
+    anchor(&mut file.web.metrics_token_file);
     for p in file
         .certificates
         .extra_ca
@@ -927,7 +954,10 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         extra_ca: c.extra_ca.clone(),
         crl_files: c.crl_files.clone(),
         crl_url: c.crl_url.clone(),
+        require_user_match: c.require_user_match.unwrap_or(true),
     };
+
+    let web = web_settings(&file.web, &certificates, ctx)?;
 
     Ok(Settings {
         file: ctx.file.clone(),
@@ -949,7 +979,77 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         dynauth,
         log,
         certificates,
+        web,
         warnings,
+    })
+}
+
+/// `[web]`: the admin UI's listener, its certificate, `/metrics` and the CRL listener.
+fn web_settings(
+    w: &WebSection,
+    certificates: &crate::pki::CertSettings,
+    ctx: &Ctx,
+) -> Result<crate::io::web::WebSettings, ConfigError> {
+    use crate::io::web::{MetricsMode, WebSettings};
+    let addr = |key: &str, v: &str| -> Result<std::net::SocketAddr, ConfigError> {
+        v.parse().map_err(|_| {
+            ctx.err(
+                key,
+                format!("{v:?} is not an address with a port, such as \"192.0.2.1:8443\""),
+            )
+        })
+    };
+    let defaults = WebSettings::default();
+    if w.cert.is_some() != w.key.is_some() {
+        return Err(ctx.err("web.cert", "cert and key go together"));
+    }
+    let metrics = match (w.metrics.as_deref(), &w.metrics_token_file) {
+        (None | Some("off"), None) => MetricsMode::Off,
+        (Some("open"), None) => MetricsMode::Open,
+        (Some("token"), Some(f)) => MetricsMode::Token(f.clone()),
+        (Some("token"), None) => {
+            return Err(ctx.err(
+                "web.metrics_token_file",
+                "metrics = \"token\" needs the file holding the bearer token",
+            ));
+        }
+        (None | Some("off" | "open"), Some(_)) => {
+            return Err(ctx.err(
+                "web.metrics_token_file",
+                "only used with metrics = \"token\"",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(ctx.err(
+                "web.metrics",
+                format!("{other:?}: use \"off\", \"token\" or \"open\""),
+            ));
+        }
+    };
+    let crl_bind = match &w.crl_bind {
+        Some(v) => Some(addr("web.crl_bind", v)?),
+        None => None,
+    };
+    if crl_bind.is_some() && certificates.crl_url.is_none() {
+        return Err(ctx.err(
+            "web.crl_bind",
+            "serving the CRL needs certificates.crl_url (the address written into certificates)",
+        ));
+    }
+    Ok(WebSettings {
+        enabled: w.enabled.unwrap_or(defaults.enabled),
+        bind: match &w.bind {
+            Some(v) => addr("web.bind", v)?,
+            None => defaults.bind,
+        },
+        show_psk: w.show_psk.unwrap_or(false),
+        cert: w.cert.clone().zip(w.key.clone()),
+        metrics,
+        metrics_bind: match &w.metrics_bind {
+            Some(v) => Some(addr("web.metrics_bind", v)?),
+            None => None,
+        },
+        crl_bind,
     })
 }
 

@@ -28,6 +28,7 @@ pub mod ike;
 pub mod io;
 pub mod isakmp;
 pub mod l2tp;
+pub mod logring;
 pub mod pki;
 pub mod radius;
 pub mod session;

@@ -67,6 +67,46 @@ enum Command {
     },
     /// The built-in certificate authority (ca.db and ca-key.pem in the state folder).
     Ca(CaArgs),
+    /// Administrators of the web UI (kept in the state folder's web.db).
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// State folder holding web.db.
+    #[arg(long, default_value = "state", global = true)]
+    state: PathBuf,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Add an administrator. The password is asked for (or read from standard input, or
+    /// generated); at least 10 characters.
+    Add {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set an administrator's password.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Remove an administrator.
+    Delete { name: String },
+    /// List the administrators.
+    List,
+    /// Make an API token for an administrator (for scripts: `Authorization: Bearer ...`),
+    /// printed once.
+    Token {
+        name: String,
+        /// What the token is for.
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -162,6 +202,9 @@ struct PasswordArgs {
     /// Make up a random password and print it once.
     #[arg(long)]
     generate_password: bool,
+    /// Read the password as one line from standard input, even on a terminal.
+    #[arg(long, conflicts_with = "generate_password")]
+    password_stdin: bool,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -451,7 +494,13 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
     .map_err(|e| format!("AAA: {e}"))?
     .with_admin_socket(&settings.admin_socket)
     .map_err(|e| format!("admin socket: {e}"))?
-    .with_reloader(reloader(settings.clone(), args));
+    .with_cert_user_match(
+        settings.certificates.enabled && settings.certificates.require_user_match,
+    );
+    if let Some(calls) = shell.admin_calls() {
+        roadgate::io::web::start(&settings, calls, shell.radius_metrics()).await?;
+    }
+    let shell = shell.with_reloader(reloader(settings.clone(), args));
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -516,7 +565,7 @@ fn read_password(args: &PasswordArgs) -> Result<zeroize::Zeroizing<String>, Stri
         println!("Generated password (shown once): {}", pw.as_str());
         return Ok(pw);
     }
-    if std::io::stdin().is_terminal() {
+    if std::io::stdin().is_terminal() && !args.password_stdin {
         let a = zeroize::Zeroizing::new(
             rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?,
         );
@@ -675,7 +724,49 @@ fn main() -> ExitCode {
                 },
         } => report(export_accounting(&state, since)),
         Command::Ca(args) => report(ca_command(args)),
+        Command::Admin(args) => report(admin_command(args)),
     }
+}
+
+/// `roadgate admin ...`.
+fn admin_command(args: AdminArgs) -> Result<(), String> {
+    let db = args.state.join(roadgate::io::web::WEB_DB_FILE);
+    std::fs::create_dir_all(&args.state).map_err(|e| format!("{}: {e}", args.state.display()))?;
+    let store = web::AdminStore::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+    match args.command {
+        AdminCommand::Add { name, password } => {
+            let pw = read_password(&password)?;
+            store.create_admin(&name, &pw).map_err(|e| e.to_string())?;
+            println!("administrator {name} added");
+        }
+        AdminCommand::Passwd { name, password } => {
+            let pw = read_password(&password)?;
+            store.set_password(&name, &pw).map_err(|e| e.to_string())?;
+            println!("password of {name} set");
+        }
+        AdminCommand::Delete { name } => {
+            store.delete_admin(&name).map_err(|e| e.to_string())?;
+            println!("administrator {name} removed");
+        }
+        AdminCommand::List => {
+            println!("{:<24} {:<12} LAST LOGIN", "NAME", "CREATED");
+            for a in store.list_admins().map_err(|e| e.to_string())? {
+                println!(
+                    "{:<24} {:<12} {}",
+                    a.name,
+                    a.created,
+                    a.last_login.map_or("never".into(), |t| t.to_string())
+                );
+            }
+        }
+        AdminCommand::Token { name, label } => {
+            let token = store
+                .create_api_token(&name, &label)
+                .map_err(|e| e.to_string())?;
+            println!("API token of {name} (shown once): {token}");
+        }
+    }
+    Ok(())
 }
 
 /// `roadgate ca ...`.

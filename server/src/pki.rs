@@ -41,6 +41,9 @@ pub struct CertSettings {
     pub crl_files: Vec<PathBuf>,
     /// The CRL distribution point written into issued certificates.
     pub crl_url: Option<String>,
+    /// A peer that authenticated IPsec with a user certificate must log in to PPP as that
+    /// certificate's user.
+    pub require_user_match: bool,
 }
 
 /// The server's certificate authority for IKE.
@@ -83,6 +86,20 @@ fn write_issued(issued: &ca::Issued, cert: &Path, key: &Path) -> Result<(), Stri
 
 /// The built-in CA of `state_dir`, made on first use.
 pub fn open_or_init_ca(state_dir: &Path, settings: &CertSettings) -> Result<ca::Ca, String> {
+    let authority = open_or_make_ca(state_dir, settings)?;
+    // The CA certificate beside it, for browsers and clients to import (public, 0644).
+    let pem_path = state_dir.join(CA_CERT_FILE);
+    if !pem_path.exists() {
+        let pem = authority.ca_cert_pem().map_err(|e| e.to_string())?;
+        fs::write(&pem_path, pem).map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    }
+    Ok(authority)
+}
+
+/// The CA certificate's file in the state folder (PEM), written when the CA is first used.
+pub const CA_CERT_FILE: &str = "ca-cert.pem";
+
+fn open_or_make_ca(state_dir: &Path, settings: &CertSettings) -> Result<ca::Ca, String> {
     if ca::Ca::exists(state_dir) {
         return ca::Ca::open(state_dir)
             .map_err(|e| format!("the CA in {}: {e}", state_dir.display()));
@@ -130,6 +147,31 @@ fn server_names(settings: &CertSettings, listen: &[IpAddr]) -> (String, Vec<Stri
     (cn, dns, ips)
 }
 
+/// The built-in server certificate and key of the CA's state folder (`server-cert.pem`,
+/// `server-key.pem` 0600), issued now if missing: the names clients type
+/// (`certificates.public_names`, else the listen addresses, else the host name), EKU
+/// serverAuth and IP-security-IKE-intermediate. IKE and the web UI's HTTPS use it.
+pub fn ensure_server_cert(
+    authority: &ca::Ca,
+    settings: &CertSettings,
+    listen: &[IpAddr],
+) -> Result<(PathBuf, PathBuf), String> {
+    let state_dir = authority.state_dir();
+    let cert_path = state_dir.join(SERVER_CERT_FILE);
+    let key_path = state_dir.join(SERVER_KEY_FILE);
+    if !cert_path.exists() || !key_path.exists() {
+        let (cn, dns, ips) = server_names(settings, listen);
+        let mut p = ca::ServerParams::new(cn);
+        p.dns = dns;
+        p.ips = ips;
+        let issued = authority.issue_server(&p).map_err(|e| e.to_string())?;
+        let _ = fs::remove_file(&key_path);
+        write_issued(&issued, &cert_path, &key_path)?;
+        info!(subject = %issued.subject, serial = %issued.serial, "issued the server certificate ({SERVER_CERT_FILE})");
+    }
+    Ok((cert_path, key_path))
+}
+
 impl Authority {
     /// The authority of `settings` for a server on `listen`, making the built-in CA and the
     /// server certificate in `state_dir` when they are missing. None when certificate
@@ -157,18 +199,7 @@ impl Authority {
             }
             (None, None) => {
                 let authority = open_or_init_ca(state_dir, settings)?;
-                let cert_path = state_dir.join(SERVER_CERT_FILE);
-                let key_path = state_dir.join(SERVER_KEY_FILE);
-                if !cert_path.exists() {
-                    let (cn, dns, ips) = server_names(settings, listen);
-                    let mut p = ca::ServerParams::new(cn);
-                    p.dns = dns;
-                    p.ips = ips;
-                    let issued = authority.issue_server(&p).map_err(|e| e.to_string())?;
-                    let _ = fs::remove_file(&key_path);
-                    write_issued(&issued, &cert_path, &key_path)?;
-                    info!(subject = %issued.subject, serial = %issued.serial, "issued the server certificate ({SERVER_CERT_FILE})");
-                }
+                let (cert_path, key_path) = ensure_server_cert(&authority, settings, listen)?;
                 let chain = ca::load_certs(&cert_path).map_err(|e| e.to_string())?;
                 let key = ca::load_private_key_pem(&key_path).map_err(|e| e.to_string())?;
                 (chain, key, Some(authority))

@@ -11,6 +11,8 @@
 # signature (an RSA-3072 CA makes both certificates large enough): more than strongSwan's 1280-byte fragment size, so both sides send IKE fragments
 # (the FRAGMENTATION vendor ID) and both reassemble. Cases:
 #   cert          the client certificate of the built-in CA: up; the server logs the subject
+#   user-mismatch alice's certificate but bob's user name and password in PPP: IPsec up, PPP
+#                 refused (certificates.require_user_match, on by default)
 #   revoked       the same certificate after `roadgate ca revoke` (server still running): refused
 #   foreign-ca    a certificate of another CA (openssl): refused as an unknown issuer
 # Checked: RESULT ike/esp/l2tp/ppp/ping, the server's "ISAKMP SA established ... auth=certificate
@@ -33,6 +35,7 @@ rm -rf "$state" "$out/pki"; mkdir -p "$out/pki"; chmod 700 "$out/pki"
 serial=$(sed -n 's/.* serial \([0-9a-f]*\) for .*/\1/p' "$out/ca-issue.txt")
 [ -n "$serial" ] || { echo "FAIL: no serial in: $(cat "$out/ca-issue.txt")"; exit 1; }
 echo testpass123 | "$bin" user --state "$state" add alice >/dev/null || { echo "FAIL: user add"; exit 1; }
+echo bobpass12345 | "$bin" user --state "$state" add bob >/dev/null || { echo "FAIL: user add bob"; exit 1; }
 echo "psk-unused-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')" >"$out/psk"; chmod 600 "$out/psk"
 # Sanity of what the client gets: openssl agrees the certificate chains to the CA.
 openssl verify -CAfile "$out/pki/ca.pem" "$out/pki/alice.pem" >"$out/openssl-verify.txt" 2>&1 \
@@ -104,10 +107,10 @@ grep -q "IP Address:192.0.2.1" "$out/server-cert.txt" && grep -q "1.3.6.1.5.5.8.
 
 # run_case NAME EXTRA-DIR EXPECT(up|refused) LOG-PATTERN
 run_case() {
-  local cname=$1 extra=$2 expect=$3 pattern=$4
+  local cname=$1 extra=$2 expect=$3 pattern=$4 user=${5:-alice} pw=${6:-testpass123}
   local mark; mark=$(wc -l <"$log")
   local result
-  result=$(ROADGATE_VM_EXTRA=$extra "$vm" client --server 192.0.2.1 --psk unused --user alice --pass testpass123 \
+  result=$(ROADGATE_VM_EXTRA=$extra "$vm" client --server 192.0.2.1 --psk unused --user "$user" --pass "$pw" \
     --ppp-timeout 20 --ike-timeout 30 2>"$out/client-$cname.err" | grep '^RESULT' | tail -1)
   echo "$cname: $result" | tee -a "$out/results.txt"
   local slog; slog=$(tail -n +"$((mark + 1))" "$log")
@@ -118,6 +121,11 @@ run_case() {
       [[ $result == *" ping=ok"* || $result == *" peer=global "* ]] || { ok=0; why+=" ping"; } ;;
     refused)
       [[ $result == *" ike=down"* ]] || { ok=0; why+=" ike-not-down"; }
+      [[ $result == *" ip=none"* ]] || { ok=0; why+=" got-address"; } ;;
+    ppp-refused)
+      # IPsec (with the certificate) comes up; PPP authentication is refused.
+      for f in ike=up esp=up l2tp=up; do [[ $result == *" $f"* ]] || { ok=0; why+=" ${f%%=*}"; }; done
+      [[ $result != *" auth=ok"* ]] || { ok=0; why+=" auth-accepted"; }
       [[ $result == *" ip=none"* ]] || { ok=0; why+=" got-address"; } ;;
   esac
   grep -qE -- "$pattern" <<<"$slog" || { ok=0; why+=" server-log($pattern)"; }
@@ -136,6 +144,8 @@ if grep -q "IKE fragments joined" "$log" && grep -q "Main Mode message 6 sent in
 else
   echo "FAIL fragmentation: no fragments both ways in $log"; fail=$((fail+1))
 fi
+# alice's certificate with bob's (good) password: PPP must be alice (certificates.require_user_match).
+run_case user-mismatch "$out/extra-alice" ppp-refused "PPP user is not the one the IPsec certificate was issued for" bob bobpass12345
 "$bin" ca --state "$state" revoke "$serial" --reason keyCompromise >"$out/ca-revoke.txt" 2>&1 || { echo "FAIL: ca revoke: $(cat "$out/ca-revoke.txt")"; fail=$((fail+1)); }
 run_case revoked "$out/extra-alice" refused "certificate authentication failed.*revoked"
 run_case foreign-ca "$out/extra-mallory" refused "certificate authentication failed.*not issued by a trusted CA"

@@ -101,3 +101,39 @@ impl LoopbackServer {
         self.thread.join().expect("server thread");
     }
 }
+
+/// Arguments for the full-chain client on 127.0.0.`n` against `srv`, with the server's port
+/// numbers as a real client binds them, UDP-encapsulated ESP and ECP-256: it connects, and exits
+/// once up.
+pub fn full_client_args(
+    srv: &LoopbackServer,
+    psk: &[u8],
+    n: u8,
+    user: &str,
+    password: &str,
+) -> crate::full_client::Args {
+    let mut c = crate::full_client::Config::new(
+        IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n)),
+        LO,
+        psk,
+        user,
+        password,
+    );
+    c.local.set_port(srv.ike_port);
+    c.local_natt_port = srv.natt_port;
+    c.server.set_port(srv.ike_port);
+    c.server_natt_port = srv.natt_port;
+    c.force_encap = true;
+    c.group = roadgate::ike::crypto::DhGroup::Ecp256;
+    c.connect_timeout = std::time::Duration::from_secs(20);
+    c.seed = [n; 32];
+    crate::full_client::Args {
+        client: c,
+        tun: None,
+        tun_mtu: None,
+        routes: Vec::new(),
+        hold: None,
+        exit_after_up: true,
+        no_delete: false,
+    }
+}

@@ -7,12 +7,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use roadgate::aaa::local::{UserOptions, UserStore};
-use roadgate_tests::full_client::{Args, Config, Outcome, Stage, run};
-use roadgate_tests::loopback::{LO, LoopbackServer};
+use roadgate_tests::full_client::{Args, Outcome, Stage, run};
+use roadgate_tests::loopback::LoopbackServer;
 use roadgate_tests::session_pair;
 
 const PSK: &[u8] = b"full-chain-psk";
@@ -44,30 +43,7 @@ fn start_server() -> LoopbackServer {
 
 /// A client on 127.0.0.N with the server's port numbers, as a real client binds them.
 fn args(srv: &LoopbackServer, n: u8, user: &str, password: &str) -> Args {
-    let mut c = Config::new(
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)),
-        LO,
-        PSK,
-        user,
-        password,
-    );
-    c.local.set_port(srv.ike_port);
-    c.local_natt_port = srv.natt_port;
-    c.server.set_port(srv.ike_port);
-    c.server_natt_port = srv.natt_port;
-    c.force_encap = true;
-    c.group = roadgate::ike::crypto::DhGroup::Ecp256;
-    c.connect_timeout = Duration::from_secs(20);
-    c.seed = [n; 32];
-    Args {
-        client: c,
-        tun: None,
-        tun_mtu: None,
-        routes: Vec::new(),
-        hold: None,
-        exit_after_up: true,
-        no_delete: false,
-    }
+    roadgate_tests::loopback::full_client_args(srv, PSK, n, user, password)
 }
 
 /// Runs a client to its end; its outcome and progress lines.

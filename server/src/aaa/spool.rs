@@ -512,6 +512,55 @@ impl Spool {
         out.flush().map_err(io)?;
         Ok(n)
     }
+
+    /// The history, newest first: at most `limit` records, from `since` (Unix seconds,
+    /// inclusive) on.
+    pub fn history(&self, since: Option<u64>, limit: usize) -> Result<Vec<HistoryRow>, SpoolError> {
+        let since = since.map_or(i64::MIN, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.db(self.conn.prepare(
+            "SELECT time, status, session_id, user, framed_ip, calling_station, session_time,
+                    input_octets, output_octets, input_packets, output_packets, terminate_cause
+             FROM accounting_log WHERE time >= ?1 ORDER BY id DESC LIMIT ?2",
+        ))?;
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        let rows = self.db(stmt.query_map(params![since, limit], |r| {
+            Ok(HistoryRow {
+                time: r.get(0)?,
+                status: r.get(1)?,
+                session_id: r.get(2)?,
+                user: r.get(3)?,
+                framed_ip: r.get::<_, Option<String>>(4)?.and_then(|a| a.parse().ok()),
+                calling_station: r.get(5)?,
+                session_time: count(r.get(6)?),
+                input_octets: count(r.get(7)?),
+                output_octets: count(r.get(8)?),
+                input_packets: count(r.get(9)?),
+                output_packets: count(r.get(10)?),
+                terminate_cause: r.get(11)?,
+            })
+        }))?;
+        rows.map(|r| self.db(r)).collect()
+    }
+}
+
+/// One record of the accounting history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// Unix seconds.
+    pub time: i64,
+    /// "Start", "Stop", "Interim-Update", "Accounting-On"...
+    pub status: String,
+    pub session_id: String,
+    pub user: String,
+    pub framed_ip: Option<std::net::Ipv4Addr>,
+    pub calling_station: String,
+    pub session_time: u64,
+    pub input_octets: u64,
+    pub output_octets: u64,
+    pub input_packets: u64,
+    pub output_packets: u64,
+    pub terminate_cause: Option<String>,
 }
 
 /// The first line of [`Spool::export_csv`].
@@ -924,6 +973,20 @@ pub(crate) mod tests {
         assert_eq!(s.export_csv(&mut out, Some(200)).unwrap(), 2);
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("-1"), "'-1");
+
+        // The same records for the web UI: newest first, limited, filtered.
+        let all = s.history(None, 10).unwrap();
+        let seen: Vec<_> = all.iter().map(|r| (r.time, r.status.as_str())).collect();
+        assert_eq!(
+            seen,
+            [(300, "Stop"), (200, "Interim-Update"), (100, "Start")]
+        );
+        assert_eq!(all[0].terminate_cause.as_deref(), Some("User-Request"));
+        assert_eq!(all[0].framed_ip, Some(std::net::Ipv4Addr::new(10, 0, 0, 7)));
+        assert_eq!((all[0].input_octets, all[0].output_packets), (3000, 6));
+        assert_eq!(all[1].framed_ip, None);
+        assert_eq!(s.history(None, 1).unwrap().len(), 1);
+        assert_eq!(s.history(Some(200), 10).unwrap().len(), 2);
     }
 
     #[test]

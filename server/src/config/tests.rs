@@ -121,6 +121,8 @@ fn the_example_parses_and_documents_the_defaults() {
         assert_eq!(format!("{:?}", a.dataplane), format!("{:?}", b.dataplane));
         assert_eq!(a.auth_backends, b.auth_backends);
         assert_eq!(a.log, b.log);
+        assert_eq!(a.web, b.web);
+        assert_eq!(a.certificates, b.certificates);
     };
     same(&example, &builtin);
     // Every key the example names is a key: switching a few values shows that they are read.
@@ -778,5 +780,65 @@ fn summary_names_the_essentials() {
         "data plane:     TUN rg0, MTU 1400, MSS clamping on",
     ] {
         assert!(text.contains(want), "{want:?} not in\n{text}");
+    }
+}
+
+#[test]
+fn web_section() {
+    let d = check("").unwrap();
+    assert!(d.web.enabled);
+    assert_eq!(d.web.bind, "127.0.0.1:8443".parse().unwrap());
+    assert_eq!(d.web.metrics, crate::io::web::MetricsMode::Off);
+    assert!(d.certificates.require_user_match);
+    let w = check(
+        "[web]\nbind = \"192.0.2.1:9443\"\nmetrics = \"token\"\nmetrics_token_file = \"tok\"\n\
+         metrics_bind = \"127.0.0.1:9469\"\nshow_psk = true\n\
+         [certificates]\ncrl_url = \"http://192.0.2.1/crl.der\"\nrequire_user_match = false\n\
+         [web.x]\n",
+    );
+    assert!(w.unwrap_err().to_string().contains("unknown field"));
+    let w = check(
+        "[web]\nbind = \"192.0.2.1:9443\"\nmetrics = \"token\"\nmetrics_token_file = \"tok\"\n\
+         metrics_bind = \"127.0.0.1:9469\"\nshow_psk = true\ncrl_bind = \"192.0.2.1:80\"\n\
+         [certificates]\ncrl_url = \"http://192.0.2.1/crl.der\"\nrequire_user_match = false\n",
+    )
+    .unwrap();
+    assert_eq!(w.web.bind, "192.0.2.1:9443".parse().unwrap());
+    assert_eq!(
+        w.web.metrics,
+        crate::io::web::MetricsMode::Token(PathBuf::from("tok"))
+    );
+    assert_eq!(w.web.metrics_bind, Some("127.0.0.1:9469".parse().unwrap()));
+    assert_eq!(w.web.crl_bind, Some("192.0.2.1:80".parse().unwrap()));
+    assert!(w.web.show_psk);
+    assert!(!w.certificates.require_user_match);
+    for (text, words) in [
+        (
+            "[web]\nbind = \"8443\"",
+            "web.bind: \"8443\" is not an address with a port",
+        ),
+        (
+            "[web]\nmetrics = \"token\"",
+            "web.metrics_token_file: metrics = \"token\" needs",
+        ),
+        (
+            "[web]\nmetrics = \"public\"",
+            "web.metrics: \"public\": use",
+        ),
+        (
+            "[web]\nmetrics_token_file = \"t\"",
+            "web.metrics_token_file: only used with",
+        ),
+        (
+            "[web]\ncert = \"c.pem\"",
+            "web.cert: cert and key go together",
+        ),
+        (
+            "[web]\ncrl_bind = \"192.0.2.1:80\"",
+            "web.crl_bind: serving the CRL needs certificates.crl_url",
+        ),
+    ] {
+        let e = error(text);
+        assert!(e.contains(words), "{text}: {e}");
     }
 }

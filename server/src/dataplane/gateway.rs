@@ -181,7 +181,7 @@ pub struct Gateway {
     clients: HashMap<PeerId, Vec<u32>>,
     next_client: PeerId,
     /// Phase-1 algorithms and authentication, by phase-1 id.
-    phase1: HashMap<u64, (String, String)>,
+    phase1: HashMap<u64, (String, String, Option<String>)>,
     /// Plain mode (test only): peers by address and back.
     plain: bool,
     plain_peers: HashMap<SocketAddr, PeerId>,
@@ -311,9 +311,10 @@ impl Gateway {
                 id,
                 algorithms,
                 auth,
+                cert_user,
                 ..
             } => {
-                self.phase1.insert(id, (algorithms, auth));
+                self.phase1.insert(id, (algorithms, auth, cert_user));
             }
             ike::Event::Phase1Down { id, .. } => {
                 self.phase1.remove(&id);
@@ -785,6 +786,15 @@ impl Gateway {
         }
     }
 
+    /// The VPN user that the certificate of `peer`'s IPsec peer was issued for, when it
+    /// authenticated with a certificate that maps to a user (not with a PSK or a device
+    /// certificate).
+    pub fn cert_user(&self, peer: PeerId) -> Option<&str> {
+        let spi = self.clients.get(&peer)?.last()?;
+        let phase1 = self.sas.get(spi)?.child.phase1;
+        self.phase1.get(&phase1)?.2.as_deref()
+    }
+
     /// Every session, for the admin.
     pub fn sessions_view(&self, now: Instant) -> Vec<SessionView> {
         let mut v: Vec<SessionView> = self
@@ -799,7 +809,7 @@ impl Gateway {
                 let client = newest
                     .map(|p| p.child.remote)
                     .or_else(|| self.plain_addrs.get(&s.session.peer).copied());
-                let (ike, auth) = newest
+                let (ike, auth, _) = newest
                     .and_then(|p| self.phase1.get(&p.child.phase1))
                     .cloned()
                     .unwrap_or_default();

@@ -63,6 +63,10 @@ impl PskStore {
     pub fn insert(&mut self, peer: IpAddr, psk: impl Into<Vec<u8>>) {
         self.by_addr.insert(peer, Zeroizing::new(psk.into()));
     }
+    /// The key of peers without one of their own.
+    pub fn default_key(&self) -> Option<&[u8]> {
+        self.default.as_deref().map(Vec::as_slice)
+    }
     /// How many peers have a key of their own.
     pub fn peers(&self) -> usize {
         self.by_addr.len()

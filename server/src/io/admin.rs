@@ -22,8 +22,9 @@ pub type Call = (Request, oneshot::Sender<Response>);
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `path` (a stale socket left by a previous run is replaced; a live one is an error),
-/// makes it 0600, and serves connections until the receiver is dropped.
-pub fn listen(path: &Path) -> io::Result<mpsc::Receiver<Call>> {
+/// makes it 0600, and serves connections until the receiver is dropped. The sender returned
+/// beside it feeds the same receiver (the web UI asks the control loop that way).
+pub fn listen(path: &Path) -> io::Result<(mpsc::Sender<Call>, mpsc::Receiver<Call>)> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
@@ -44,6 +45,7 @@ pub fn listen(path: &Path) -> io::Result<mpsc::Receiver<Call>> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     info!(socket = %path.display(), "admin socket ready");
     let (tx, rx) = mpsc::channel(64);
+    let more = tx.clone();
     let owned: PathBuf = path.to_path_buf();
     tokio::spawn(async move {
         loop {
@@ -62,7 +64,19 @@ pub fn listen(path: &Path) -> io::Result<mpsc::Receiver<Call>> {
         }
         let _ = std::fs::remove_file(&owned);
     });
-    Ok(rx)
+    Ok((more, rx))
+}
+
+/// Sends `req` to the control loop and waits for its answer.
+pub async fn ask(calls: &mpsc::Sender<Call>, req: Request) -> Response {
+    let gone = || Response::Error {
+        message: "the server is shutting down".into(),
+    };
+    let (tx, rx) = oneshot::channel();
+    if calls.send((req, tx)).await.is_err() {
+        return gone();
+    }
+    rx.await.unwrap_or_else(|_| gone())
 }
 
 async fn serve(stream: UnixStream, calls: mpsc::Sender<Call>) {
@@ -84,16 +98,7 @@ async fn serve(stream: UnixStream, calls: mpsc::Sender<Call>) {
             Err(e) => Response::Error { message: e },
             Ok(req) => {
                 debug!(?req, "admin request");
-                let (tx, rx) = oneshot::channel();
-                if calls.send((req, tx)).await.is_err() {
-                    Response::Error {
-                        message: "the server is shutting down".into(),
-                    }
-                } else {
-                    rx.await.unwrap_or(Response::Error {
-                        message: "the server is shutting down".into(),
-                    })
-                }
+                ask(&calls, req).await
             }
         },
     };

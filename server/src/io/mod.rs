@@ -16,6 +16,7 @@ pub mod auth;
 pub mod listen;
 pub mod radius;
 mod tun;
+pub mod web;
 
 pub use tun::ip_route;
 
@@ -167,6 +168,12 @@ pub struct Shell {
     batching: Batching,
     /// Requests from the admin socket, and its path (removed at exit).
     admin: Option<tokio::sync::mpsc::Receiver<admin::Call>>,
+    /// Another way into `admin` (the web UI's).
+    admin_tx: Option<tokio::sync::mpsc::Sender<admin::Call>>,
+    /// The RADIUS client's per-server figures.
+    radius_metrics: Vec<radius::RadiusMetricsHandle>,
+    /// PPP must authenticate the user a user certificate of the IPsec peer was issued for.
+    cert_user_match: bool,
     admin_path: Option<std::path::PathBuf>,
     /// Reads the configuration again (SIGHUP, `roadgate reload`).
     reloader: Option<Reloader>,
@@ -229,6 +236,9 @@ impl Shell {
             send_errors: 0,
             batching: Batching::default(),
             admin: None,
+            admin_tx: None,
+            radius_metrics: Vec::new(),
+            cert_user_match: false,
             admin_path: None,
             reloader: None,
             host_routes: std::collections::HashMap::new(),
@@ -284,7 +294,9 @@ impl Shell {
         let users = self.aaa.as_ref().and_then(|a| a.backends.users.clone());
         let client = match radius {
             Some(r) => {
-                let (tx, _task) = radius::spawn_client(r.client.clone(), r.source).await?;
+                let (tx, _task, metrics) =
+                    radius::spawn_client_with_metrics(r.client.clone(), r.source).await?;
+                self.radius_metrics.push(metrics);
                 Some((tx, r.has(crate::radius::client::Role::Acct)))
             }
             None => None,
@@ -334,9 +346,28 @@ impl Shell {
         Ok(self)
     }
 
+    /// A channel to the control loop's admin requests (after [`Shell::with_admin_socket`]).
+    pub fn admin_calls(&self) -> Option<tokio::sync::mpsc::Sender<admin::Call>> {
+        self.admin_tx.clone()
+    }
+
+    /// Whether PPP must authenticate the user that the IPsec peer's user certificate was
+    /// issued for (`certificates.require_user_match`).
+    pub fn with_cert_user_match(mut self, on: bool) -> Self {
+        self.cert_user_match = on;
+        self
+    }
+
+    /// The RADIUS client's per-server figures (after [`Shell::with_aaa`]).
+    pub fn radius_metrics(&self) -> Vec<radius::RadiusMetricsHandle> {
+        self.radius_metrics.clone()
+    }
+
     /// Serves the admin socket at `path` (mode 0600).
     pub fn with_admin_socket(mut self, path: &std::path::Path) -> io::Result<Self> {
-        self.admin = Some(admin::listen(path)?);
+        let (tx, rx) = admin::listen(path)?;
+        self.admin = Some(rx);
+        self.admin_tx = Some(tx);
         self.admin_path = Some(path.to_path_buf());
         Ok(self)
     }
@@ -856,7 +887,7 @@ impl Shell {
         let (Some(aaa), Some(gw)) = (self.aaa.as_mut(), self.gw.as_ref()) else {
             return;
         };
-        if aaa
+        let refusal = if aaa
             .accounting
             .as_ref()
             .is_some_and(|a| a.must_block_new_sessions())
@@ -865,6 +896,23 @@ impl Shell {
                 peer = session.peer,
                 "session refused: the accounting spool is full and accounting.block_when_full is set"
             );
+            true
+        } else if self.cert_user_match
+            && let Some(owner) = gw.cert_user(session.peer)
+            && !owner.eq_ignore_ascii_case(pppd_lite::mschapv2::strip_domain(&request.user))
+        {
+            warn!(
+                peer = session.peer,
+                user = %request.user,
+                certificate_user = %owner,
+                "authentication refused: the PPP user is not the one the IPsec certificate was \
+                 issued for (certificates.require_user_match)"
+            );
+            true
+        } else {
+            false
+        };
+        if refusal {
             let _ = self.decisions_tx.send((
                 session,
                 request.id,
@@ -977,7 +1025,47 @@ impl Shell {
                 None => Response::Disconnected { count: 0 },
             },
             Request::Reload => self.reload(),
+            Request::Metrics => Response::Metrics(Box::new(self.metrics(now))),
         }
+    }
+
+    fn metrics(&self, now: Instant) -> crate::admin::MetricsInfo {
+        let ike = self.ike.stats();
+        let mut m = crate::admin::MetricsInfo {
+            status: self.status(now),
+            failures: vec![
+                (
+                    "ike_auth_failed".into(),
+                    ike.auth_failed + ike.hash_mismatch,
+                ),
+                ("ike_no_proposal_chosen".into(), ike.no_proposal_chosen),
+                ("ike_malformed".into(), ike.malformed),
+            ],
+            ..Default::default()
+        };
+        if let Some(gw) = &self.gw {
+            let s = gw.sessions().stats();
+            m.connects_total = s.up;
+            m.failures.extend([
+                ("ppp_auth_rejected".into(), s.auth_rejected),
+                ("over_session_limit".into(), s.over_limit),
+                ("pool_exhausted".into(), s.pool_exhausted),
+            ]);
+            m.bytes_in = s.ended_bytes_in;
+            m.bytes_out = s.ended_bytes_out;
+            m.packets_in = s.ended_packets_in;
+            m.packets_out = s.ended_packets_out;
+            for live in gw.sessions().iter() {
+                m.bytes_in += live.traffic.bytes_in;
+                m.bytes_out += live.traffic.bytes_out;
+                m.packets_in += live.traffic.packets_in;
+                m.packets_out += live.traffic.packets_out;
+            }
+        }
+        if let Some(acct) = self.aaa.as_ref().and_then(|a| a.accounting.as_ref()) {
+            m.spool_depth = acct.spool().depth();
+        }
+        m
     }
 
     fn status(&self, now: Instant) -> StatusInfo {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pppd_lite::AuthRequest;
@@ -19,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::aaa::{AcctRecord, AuthContext};
 use crate::radius::client::{
     AcctRequestData, AuthAnswer, AuthFailure, AuthRequestData, Client, ClientConfig, Event,
-    RequestId,
+    RequestId, ServerMetrics,
 };
 use crate::radius::dynauth::{self, DynAuth, ErrorCause, Handled, Outcome};
 
@@ -82,28 +83,78 @@ pub async fn bind_client_socket(
     UdpSocket::bind(SocketAddr::new(ip, 0)).await
 }
 
+/// The client task's per-server metrics, as of its last change: cheap to clone, read by the
+/// web UI's `/metrics`.
+#[derive(Debug, Clone)]
+pub struct RadiusMetricsHandle {
+    inner: Arc<Mutex<Vec<ServerMetrics>>>,
+}
+
+impl RadiusMetricsHandle {
+    fn new(initial: Vec<ServerMetrics>) -> Self {
+        RadiusMetricsHandle {
+            inner: Arc::new(Mutex::new(initial)),
+        }
+    }
+
+    /// Each configured server's metrics, in configuration order.
+    pub fn snapshot(&self) -> Vec<ServerMetrics> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, metrics: Vec<ServerMetrics>) {
+        *self.inner.lock().unwrap_or_else(PoisonError::into_inner) = metrics;
+    }
+}
+
 /// Binds the socket and spawns the client task; commands go to the returned sender. The task
 /// ends when every sender is dropped and nothing is in flight.
 pub async fn spawn_client(
     config: ClientConfig,
     source: Option<IpAddr>,
 ) -> io::Result<(mpsc::Sender<Command>, JoinHandle<()>)> {
-    let socket = bind_client_socket(source, &config).await?;
-    let (tx, rx) = mpsc::channel(1024);
-    let handle = tokio::spawn(run_client(Client::new(config), socket, rx));
+    let (tx, handle, _metrics) = spawn_client_with_metrics(config, source).await?;
     Ok((tx, handle))
 }
 
+/// [`spawn_client`], also returning a handle on the task's per-server metrics.
+pub async fn spawn_client_with_metrics(
+    config: ClientConfig,
+    source: Option<IpAddr>,
+) -> io::Result<(mpsc::Sender<Command>, JoinHandle<()>, RadiusMetricsHandle)> {
+    let socket = bind_client_socket(source, &config).await?;
+    let (tx, rx) = mpsc::channel(1024);
+    let client = Client::new(config);
+    let metrics = RadiusMetricsHandle::new(client.server_metrics());
+    let handle = tokio::spawn(run_client_inner(client, socket, rx, metrics.clone()));
+    Ok((tx, handle, metrics))
+}
+
 /// The client task's loop: commands in, datagrams both ways, timers, outcomes out.
-pub async fn run_client(
+pub async fn run_client(client: Client, socket: UdpSocket, commands: mpsc::Receiver<Command>) {
+    let metrics = RadiusMetricsHandle::new(client.server_metrics());
+    run_client_inner(client, socket, commands, metrics).await;
+}
+
+async fn run_client_inner(
     mut client: Client,
     socket: UdpSocket,
     mut commands: mpsc::Receiver<Command>,
+    metrics: RadiusMetricsHandle,
 ) {
     let mut waiting: HashMap<RequestId, Waiting> = HashMap::new();
     let mut buf = vec![0u8; 4096];
     let mut open = true;
+    let mut published = client.metrics_generation();
     loop {
+        // After a command, a datagram or a timeout: publish the metrics if they changed.
+        if client.metrics_generation() != published {
+            published = client.metrics_generation();
+            metrics.publish(client.server_metrics());
+        }
         while let Some((to, bytes)) = client.poll_transmit() {
             if let Err(e) = socket.send_to(&bytes, to).await {
                 debug!(%to, error = %e, "RADIUS: send failed");
@@ -237,5 +288,84 @@ pub async fn run_dynauth(mut core: DynAuth, socket: UdpSocket, calls: mpsc::Send
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pppd_lite::Credentials;
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::radius::client::{Role, ServerConfig};
+    use crate::radius::packet::{Packet, code};
+
+    #[tokio::test]
+    async fn metrics_handle_follows_the_task() {
+        let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let config = ClientConfig {
+            servers: vec![ServerConfig {
+                address: server.local_addr().unwrap(),
+                secret: Zeroizing::new(b"testing123".to_vec()),
+                role: Role::Auth,
+            }],
+            ..ClientConfig::default()
+        };
+        let (tx, task, metrics) =
+            spawn_client_with_metrics(config, Some(Ipv4Addr::LOCALHOST.into()))
+                .await
+                .unwrap();
+        let before = metrics.snapshot();
+        assert_eq!(before.len(), 1);
+        assert_eq!((before[0].requests, before[0].latency.count), (0, 0));
+
+        let (reply, answer) = oneshot::channel();
+        tx.send(Command::Authenticate {
+            ctx: AuthContext::default(),
+            request: AuthRequest {
+                id: 1,
+                user: "bob".into(),
+                credentials: Credentials::Pap {
+                    password: Zeroizing::new(b"pw".to_vec()),
+                },
+            },
+            state: None,
+            reply,
+        })
+        .await
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, from) = server.recv_from(&mut buf).await.unwrap();
+        let req = Packet::decode(&buf[..n]).unwrap();
+        let mut resp = Packet::new(code::ACCESS_ACCEPT, req.identifier);
+        resp.add_message_authenticator();
+        let resp = resp
+            .encode_response(&req.authenticator, b"testing123")
+            .unwrap();
+        server.send_to(&resp, from).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+
+        // Published before the answer is delivered.
+        let after = metrics.snapshot();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].requests, 1);
+        assert_eq!(after[0].timeouts, 0);
+        assert_eq!(after[0].latency.count, 1);
+        assert_eq!(
+            after[0].latency.buckets.last().copied(),
+            Some(1),
+            "answered within 10 s"
+        );
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

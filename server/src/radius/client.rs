@@ -18,6 +18,9 @@
 //! by source address and Identifier, then its Response Authenticator and Message-Authenticator
 //! are checked (required on Access-* responses unless configured otherwise). A response that
 //! fails is dropped and counted, and the request keeps waiting.
+//!
+//! Per server, [`Client::server_metrics`] reports requests sent, timeouts and a latency
+//! histogram of valid answers, measured with the `Instant`s the caller passes in.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -212,6 +215,90 @@ pub struct ClientStats {
     pub bad_code: u64,
 }
 
+/// Upper bounds, in seconds, of the latency histogram's buckets (Prometheus `le`); a last,
+/// implicit `+Inf` bucket holds everything.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The latencies of answered requests to one server: from the first transmission of a request
+/// to that server until its valid response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyHistogram {
+    /// The buckets' upper bounds in seconds: [`LATENCY_BUCKETS`].
+    pub bounds: &'static [f64],
+    /// Cumulative counts, one per bound: `buckets[i]` is the number of answered requests that
+    /// took at most `bounds[i]` seconds (Prometheus `_bucket{le=...}`). The `+Inf` bucket is
+    /// `count`.
+    pub buckets: Vec<u64>,
+    /// Answered requests (Prometheus `_count`).
+    pub count: u64,
+    /// The sum of their latencies in seconds (Prometheus `_sum`).
+    pub sum_secs: f64,
+}
+
+/// What one server has seen, for Prometheus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerMetrics {
+    /// The server.
+    pub address: SocketAddr,
+    /// What it is used for.
+    pub role: Role,
+    /// Requests sent to it (counter). A retransmission is not counted again (an
+    /// Accounting-Request re-encoded with a new Identifier neither); a request failing over to
+    /// it counts as a new request here.
+    pub requests: u64,
+    /// Requests that got no answer from it after all their transmissions to it (counter).
+    pub timeouts: u64,
+    /// Latency of its valid answers.
+    pub latency: LatencyHistogram,
+}
+
+/// Per-server counters as kept on the hot path: fixed arrays, no allocation.
+#[derive(Debug, Clone, Copy, Default)]
+struct Metrics {
+    requests: u64,
+    timeouts: u64,
+    /// Per-bucket (not cumulative) counts; the last one is `+Inf`.
+    latency_buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    latency_count: u64,
+    latency_sum_secs: f64,
+}
+
+impl Metrics {
+    fn observe_latency(&mut self, latency: Duration) {
+        let secs = latency.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|&bound| secs <= bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        if let Some(b) = self.latency_buckets.get_mut(bucket) {
+            *b = b.saturating_add(1);
+        }
+        self.latency_count = self.latency_count.saturating_add(1);
+        self.latency_sum_secs += secs;
+    }
+
+    fn histogram(&self) -> LatencyHistogram {
+        let mut total = 0u64;
+        let buckets = self
+            .latency_buckets
+            .iter()
+            .take(LATENCY_BUCKETS.len())
+            .map(|&n| {
+                total = total.saturating_add(n);
+                total
+            })
+            .collect();
+        LatencyHistogram {
+            bounds: &LATENCY_BUCKETS,
+            buckets,
+            count: self.latency_count,
+            sum_secs: self.latency_sum_secs,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Kind {
     Auth(AuthRequestData),
@@ -236,6 +323,9 @@ struct Pending {
     bytes: Vec<u8>,
     /// When to retransmit or fail over; `None` while queued for an identifier.
     deadline: Option<Instant>,
+    /// The first transmission to the current server (latency is measured from it); `None`
+    /// until then, and again after a failover.
+    first_sent: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -250,6 +340,7 @@ struct Server {
     consecutive_timeouts: u32,
     dead: bool,
     dead_until: Option<Instant>,
+    metrics: Metrics,
 }
 
 impl Server {
@@ -294,6 +385,8 @@ pub struct Client {
     events: VecDeque<Event>,
     rng: ChaCha20Rng,
     stats: ClientStats,
+    /// Bumped whenever a server's metrics change.
+    metrics_generation: u64,
 }
 
 impl fmt::Debug for Client {
@@ -327,6 +420,7 @@ impl Client {
                 consecutive_timeouts: 0,
                 dead: false,
                 dead_until: None,
+                metrics: Metrics::default(),
             })
             .collect();
         Client {
@@ -338,12 +432,33 @@ impl Client {
             events: VecDeque::new(),
             rng,
             stats: ClientStats::default(),
+            metrics_generation: 0,
         }
     }
 
     /// What was dropped so far.
     pub fn stats(&self) -> ClientStats {
         self.stats
+    }
+
+    /// Each configured server's metrics, in configuration order.
+    pub fn server_metrics(&self) -> Vec<ServerMetrics> {
+        self.servers
+            .iter()
+            .map(|s| ServerMetrics {
+                address: s.cfg.address,
+                role: s.cfg.role,
+                requests: s.metrics.requests,
+                timeouts: s.metrics.timeouts,
+                latency: s.metrics.histogram(),
+            })
+            .collect()
+    }
+
+    /// A number that changes whenever [`Client::server_metrics`] would return something
+    /// different: a shell can skip taking a snapshot while it stays the same.
+    pub fn metrics_generation(&self) -> u64 {
+        self.metrics_generation
     }
 
     /// Requests not yet answered or failed.
@@ -429,6 +544,7 @@ impl Client {
                 authenticator: [0; 16],
                 bytes: Vec::new(),
                 deadline: None,
+                first_sent: None,
             },
         );
         self.start_on_server(now, id);
@@ -507,6 +623,15 @@ impl Client {
                     p.bytes = bytes.clone();
                     p.sent = p.sent.saturating_add(1);
                     p.deadline = Some(now + backoff_for(self.config.timeout, p.sent));
+                    // An Accounting-Request re-encoded for a retransmission comes here again:
+                    // only its first transmission to this server counts.
+                    if p.first_sent.is_none() {
+                        p.first_sent = Some(now);
+                        if let Some(s) = self.servers.get_mut(server_index) {
+                            s.metrics.requests = s.metrics.requests.saturating_add(1);
+                            self.metrics_generation = self.metrics_generation.wrapping_add(1);
+                        }
+                    }
                 }
                 self.transmits.push_back((address, bytes));
             }
@@ -593,6 +718,11 @@ impl Client {
         let mut alive = None;
         if let Some(s) = self.servers.get_mut(server_index) {
             s.release(identifier);
+            if let Some(first) = p.first_sent {
+                s.metrics
+                    .observe_latency(now.saturating_duration_since(first));
+                self.metrics_generation = self.metrics_generation.wrapping_add(1);
+            }
             s.consecutive_timeouts = 0;
             if s.dead {
                 s.dead = false;
@@ -676,6 +806,8 @@ impl Client {
             if let Some(old) = old {
                 s.release(old);
             }
+            s.metrics.timeouts = s.metrics.timeouts.saturating_add(1);
+            self.metrics_generation = self.metrics_generation.wrapping_add(1);
             s.consecutive_timeouts = s.consecutive_timeouts.saturating_add(1);
             if s.consecutive_timeouts >= self.config.dead_after {
                 if !s.dead {
@@ -699,6 +831,7 @@ impl Client {
                 p.server = next;
                 p.servers_tried = position + 1;
                 p.sent = 0;
+                p.first_sent = None;
             }
             self.start_on_server(now, id);
         } else {

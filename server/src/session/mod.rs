@@ -184,6 +184,11 @@ pub struct Stats {
     pub ppp_out_of_phase: u64,
     /// PPP frames of protocols we do not run (Protocol-Rejected once LCP is up).
     pub ppp_unsupported: u64,
+    /// The traffic of the sessions that have ended (add the live sessions' for a total).
+    pub ended_packets_in: u64,
+    pub ended_bytes_in: u64,
+    pub ended_packets_out: u64,
+    pub ended_bytes_out: u64,
 }
 
 /// A timer key: when, then which session (ordered so the earliest comes first).
@@ -985,6 +990,10 @@ impl Sessions {
         let Some(link) = self.links.remove(&key) else {
             return;
         };
+        self.stats.ended_packets_in += link.traffic.packets_in;
+        self.stats.ended_bytes_in += link.traffic.bytes_in;
+        self.stats.ended_packets_out += link.traffic.packets_out;
+        self.stats.ended_bytes_out += link.traffic.bytes_out;
         let cause = link.ending.unwrap_or(cause);
         let stop = link
             .up

@@ -569,3 +569,229 @@ proptest::proptest! {
         c.handle_datagram(now, addr(S1), &bytes);
     }
 }
+
+fn metrics_of(c: &Client, server: &str) -> ServerMetrics {
+    c.server_metrics()
+        .into_iter()
+        .find(|m| m.address == addr(server))
+        .unwrap()
+}
+
+/// Cumulative buckets with `n` observations from bucket `from` (an index into
+/// `LATENCY_BUCKETS`) on.
+fn cumulative(from: usize, n: u64) -> Vec<u64> {
+    (0..LATENCY_BUCKETS.len())
+        .map(|i| if i >= from { n } else { 0 })
+        .collect()
+}
+
+#[test]
+fn metrics_start_at_zero_for_every_server() {
+    let c = client(&[(S1, Role::Auth), (S2, Role::Acct)]);
+    let empty = LatencyHistogram {
+        bounds: &LATENCY_BUCKETS,
+        buckets: vec![0; 11],
+        count: 0,
+        sum_secs: 0.0,
+    };
+    assert_eq!(
+        c.server_metrics(),
+        vec![
+            ServerMetrics {
+                address: addr(S1),
+                role: Role::Auth,
+                requests: 0,
+                timeouts: 0,
+                latency: empty.clone(),
+            },
+            ServerMetrics {
+                address: addr(S2),
+                role: Role::Acct,
+                requests: 0,
+                timeouts: 0,
+                latency: empty,
+            },
+        ]
+    );
+}
+
+#[test]
+fn metrics_answer_after_30ms_lands_in_the_50ms_bucket() {
+    let mut c = client(&[(S1, Role::Auth)]);
+    let t0 = Instant::now();
+    c.send_auth(t0, pap("bob", "pw"));
+    let (_, bytes) = c.poll_transmit().unwrap();
+    c.handle_datagram(
+        t0 + Duration::from_millis(30),
+        addr(S1),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"testing123", |_, _| {}),
+    );
+    assert!(matches!(
+        c.poll_event(),
+        Some(Event::AuthDone { result: Ok(_), .. })
+    ));
+    assert_eq!(
+        metrics_of(&c, S1),
+        ServerMetrics {
+            address: addr(S1),
+            role: Role::Auth,
+            requests: 1,
+            timeouts: 0,
+            latency: LatencyHistogram {
+                bounds: &LATENCY_BUCKETS,
+                // le 0.005, 0.01, 0.025: 0; le 0.05 and up: 1.
+                buckets: vec![0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1],
+                count: 1,
+                sum_secs: 0.03,
+            },
+        }
+    );
+}
+
+#[test]
+fn metrics_retransmission_counts_once_and_latency_runs_from_the_first() {
+    // Access-Request: retransmitted unchanged.
+    let mut c = client(&[(S1, Role::Auth)]);
+    let t0 = Instant::now();
+    c.send_auth(t0, pap("bob", "pw"));
+    let (_, bytes) = c.poll_transmit().unwrap();
+    c.handle_timeout(t0 + Duration::from_secs(3));
+    assert!(c.poll_transmit().is_some(), "retransmitted");
+    c.handle_datagram(
+        t0 + Duration::from_millis(3500),
+        addr(S1),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"testing123", |_, _| {}),
+    );
+    assert!(matches!(
+        c.poll_event(),
+        Some(Event::AuthDone { result: Ok(_), .. })
+    ));
+    let m = metrics_of(&c, S1);
+    assert_eq!(m.requests, 1);
+    assert_eq!(m.timeouts, 0);
+    assert_eq!(m.latency.count, 1);
+    assert_eq!(m.latency.sum_secs, 3.5);
+    assert_eq!(m.latency.buckets, cumulative(9, 1), "le 5");
+
+    // Accounting-Request: re-encoded with a new Identifier, still one request.
+    let mut c = client(&[(S1, Role::Acct)]);
+    let id = c.send_acct(
+        t0,
+        AcctRequestData {
+            record: record(AcctStatus::Stop),
+            unix_now: 1_700_000_002,
+        },
+    );
+    c.poll_transmit().unwrap();
+    c.handle_timeout(t0 + Duration::from_secs(3));
+    let (_, b2) = c.poll_transmit().unwrap();
+    c.handle_timeout(t0 + Duration::from_secs(9));
+    let (_, b3) = c.poll_transmit().unwrap();
+    assert_ne!(b2[1], b3[1], "new Identifier");
+    let p3 = Packet::decode(&b3).unwrap();
+    let ack = Packet::new(code::ACCOUNTING_RESPONSE, p3.identifier)
+        .encode_response(&p3.authenticator, b"testing123")
+        .unwrap();
+    c.handle_datagram(t0 + Duration::from_millis(9250), addr(S1), &ack);
+    assert_eq!(c.poll_event(), Some(Event::AcctAcked { id }));
+    let m = metrics_of(&c, S1);
+    assert_eq!(m.requests, 1);
+    assert_eq!(m.timeouts, 0);
+    assert_eq!(m.latency.count, 1);
+    assert_eq!(m.latency.sum_secs, 9.25);
+    assert_eq!(m.latency.buckets, cumulative(10, 1), "le 10");
+}
+
+#[test]
+fn metrics_timeout_on_a_then_request_on_b() {
+    let mut cfg = config(&[(S1, Role::Auth), (S2, Role::Auth)]);
+    cfg.tries = 2;
+    cfg.timeout = Duration::from_secs(1);
+    let mut c = Client::with_rng(cfg, ChaCha20Rng::from_seed([1; 32]));
+    let t0 = Instant::now();
+    c.send_auth(t0, pap("bob", "pw"));
+    assert_eq!(c.poll_transmit().unwrap().0, addr(S1));
+    c.handle_timeout(t0 + Duration::from_secs(1));
+    assert_eq!(c.poll_transmit().unwrap().0, addr(S1));
+    // Before the last deadline, S1 has one request and no timeout yet.
+    let m1 = metrics_of(&c, S1);
+    assert_eq!((m1.requests, m1.timeouts), (1, 0));
+    let t = t0 + Duration::from_secs(3);
+    c.handle_timeout(t);
+    let (to, bytes) = c.poll_transmit().unwrap();
+    assert_eq!(to, addr(S2));
+    c.handle_datagram(
+        t + Duration::from_millis(20),
+        addr(S2),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"testing123", |_, _| {}),
+    );
+    assert_eq!(c.poll_event(), Some(Event::ServerDead { addr: addr(S1) }));
+    assert!(matches!(
+        c.poll_event(),
+        Some(Event::AuthDone { result: Ok(_), .. })
+    ));
+    assert_eq!(
+        c.server_metrics(),
+        vec![
+            ServerMetrics {
+                address: addr(S1),
+                role: Role::Auth,
+                requests: 1,
+                timeouts: 1,
+                latency: LatencyHistogram {
+                    bounds: &LATENCY_BUCKETS,
+                    buckets: vec![0; 11],
+                    count: 0,
+                    sum_secs: 0.0,
+                },
+            },
+            ServerMetrics {
+                address: addr(S2),
+                role: Role::Auth,
+                requests: 1,
+                timeouts: 0,
+                // From the first transmission to S2, not to S1.
+                latency: LatencyHistogram {
+                    bounds: &LATENCY_BUCKETS,
+                    buckets: cumulative(2, 1),
+                    count: 1,
+                    sum_secs: 0.02,
+                },
+            },
+        ]
+    );
+}
+
+#[test]
+fn metrics_bad_authenticator_not_observed() {
+    let mut c = client(&[(S1, Role::Auth)]);
+    let t0 = Instant::now();
+    c.send_auth(t0, pap("bob", "pw"));
+    let (_, bytes) = c.poll_transmit().unwrap();
+    let generation = c.metrics_generation();
+    c.handle_datagram(
+        t0 + Duration::from_millis(10),
+        addr(S1),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"wrongsecret", |_, _| {}),
+    );
+    assert_eq!(c.stats().bad_authenticator, 1);
+    assert_eq!(c.poll_event(), None);
+    assert_eq!(c.metrics_generation(), generation);
+    let m = metrics_of(&c, S1);
+    assert_eq!(m.requests, 1);
+    assert_eq!(m.latency.count, 0);
+    assert_eq!(m.latency.sum_secs, 0.0);
+    assert_eq!(m.latency.buckets, vec![0; 11]);
+    // The valid answer that follows is the one observed.
+    c.handle_datagram(
+        t0 + Duration::from_millis(200),
+        addr(S1),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"testing123", |_, _| {}),
+    );
+    assert_ne!(c.metrics_generation(), generation);
+    let m = metrics_of(&c, S1);
+    assert_eq!(m.requests, 1);
+    assert_eq!(m.latency.count, 1);
+    assert_eq!(m.latency.sum_secs, 0.2);
+    assert_eq!(m.latency.buckets, cumulative(5, 1), "le 0.25");
+}
