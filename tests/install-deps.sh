@@ -5,7 +5,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends iproute2 nftables tcpdump iputils-ping procps iperf3 shellcheck systemd \
-    libpam0g-dev libclang-dev passwd freeradius freeradius-utils >/dev/null
+    libpam0g-dev libclang-dev passwd freeradius freeradius-utils \
+    chromium nodejs npm curl openssl >/dev/null
+fi
+# The browser test of the web UI (tests/web-e2e, tests/netns/web_ui.sh): playwright-core as
+# locked in package-lock.json; it drives the system's chromium (no browser download).
+if [ ! -d "$(dirname "$0")/web-e2e/node_modules" ] && command -v npm >/dev/null; then
+  npm ci --prefix "$(dirname "$0")/web-e2e" --no-audit --no-fund
 fi
 # The independent reference for the IKE key-derivation cross-check.
 if ! python3 -c 'import cryptography' 2>/dev/null; then

@@ -29,6 +29,18 @@ make_namespaces() {
   for n in $nss; do ip netns add "$n"; ip -n "$n" link set lo up; done
 }
 
+# wait_for FILE PATTERN PID [TENTHS]: until FILE has a line matching PATTERN (0), or PID has
+# exited or TENTHS tenths of a second (default 150) have passed (1).
+wait_for() {
+  local i
+  for ((i = 0; i < ${4:-150}; i++)); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q -- "$2" "$1" 2>/dev/null
+}
+
 pass=0; fail=0
 ok()  { echo "PASS $1: $2"; pass=$((pass+1)); }
 bad() { echo "FAIL $1: $2 (server log: $log)"; fail=$((fail+1)); }

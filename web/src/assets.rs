@@ -1,4 +1,4 @@
-//! The embedded stylesheet and script (nothing is read from the file system).
+//! The embedded stylesheet, script and icon (nothing is read from the file system).
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -9,7 +9,10 @@ pub const STYLE_CSS: &str = include_str!("../static/style.css");
 /// The script (progressive enhancement only).
 pub const APP_JS: &str = include_str!("../static/app.js");
 
-/// `GET /static/{file}`: the two embedded files, 404 for any other name.
+/// The page icon (linked from every page, so browsers do not ask for `/favicon.ico`).
+pub const ICON_SVG: &str = include_str!("../static/icon.svg");
+
+/// `GET /static/{file}`: the embedded files, 404 for any other name.
 pub async fn file(Path(file): Path<String>) -> Response {
     match file.as_str() {
         "style.css" => (
@@ -22,6 +25,7 @@ pub async fn file(Path(file): Path<String>) -> Response {
             APP_JS,
         )
             .into_response(),
+        "icon.svg" => ([(header::CONTENT_TYPE, "image/svg+xml")], ICON_SVG).into_response(),
         _ => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }

@@ -52,6 +52,7 @@ fn head(title: &str) -> Markup {
             meta name="referrer" content="same-origin";
             title { (title) " · Roadgate" }
             link rel="stylesheet" href="/static/style.css";
+            link rel="icon" href="/static/icon.svg" type="image/svg+xml";
             script src="/static/app.js" defer {}
         }
     }

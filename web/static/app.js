@@ -46,6 +46,15 @@
     window.setInterval(refresh, every);
   }
 
+  // On a phone the navigation is one row that scrolls sideways: bring the current page's entry
+  // into view (the page itself does not move).
+  var active = document.querySelector(".nav a.active");
+  var nav = active && active.parentElement;
+  if (nav && nav.scrollWidth > nav.clientWidth) {
+    var a = active.getBoundingClientRect(), n = nav.getBoundingClientRect();
+    nav.scrollLeft += a.left - n.left - (n.width - a.width) / 2;
+  }
+
   // Copy buttons: data-copy names the element whose text is copied.
   document.querySelectorAll("[data-copy]").forEach(function (button) {
     button.hidden = false;

@@ -647,6 +647,20 @@ async fn path_traversal_and_unknown_paths_are_refused() {
     assert!(css.header("content-type").unwrap().starts_with("text/css"));
     let js = c.get("/static/app.js").await;
     assert_eq!(js.status, StatusCode::OK);
+    // Every page links the icon, so a browser does not ask for a missing /favicon.ico.
+    let login = c.get("/login").await;
+    assert!(
+        login
+            .text()
+            .contains(r#"<link rel="icon" href="/static/icon.svg""#)
+    );
+    let icon = c.get("/static/icon.svg").await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert_eq!(
+        icon.header("content-type").as_deref(),
+        Some("image/svg+xml")
+    );
+    assert!(icon.text().starts_with("<svg"));
 
     for path in [
         "/static/../../etc/passwd",
