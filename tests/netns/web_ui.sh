@@ -13,7 +13,9 @@
 # (rg-client up); browser (every step of e2e.mjs passes); client-down (the client saw the
 # disconnect: DOWN, exit 3); server-log (the server logged the disconnect of that session);
 # sessions (`roadgate sessions` no longer lists it); user-added and cert-issued (`roadgate user
-# list` and `roadgate ca list` show what the browser made).
+# list` and `roadgate ca list` show what the browser made); crl-http (the CRL and /ca.crt over
+# plain HTTP at certificates.crl_url, [web] crl_bind: openssl verify -crl_check OK, then
+# "certificate revoked" after a revocation while the server runs).
 # Logs: target/netns/web_ui/; screenshots: target/web-e2e/. Needs root, iproute2, curl, node,
 # chromium (/usr/bin/chromium or $E2E_CHROMIUM) and tests/web-e2e/node_modules (`npm ci --prefix
 # tests/web-e2e`; tests/install-deps.sh does it). Without chromium or node_modules it skips,
@@ -85,11 +87,14 @@ listen = ["203.0.113.2"]
 [certificates]
 # The server certificate (made by the built-in CA on the first start) also serves HTTPS.
 public_names = ["203.0.113.2", "192.0.2.1"]
+# Written into every certificate the CA issues; served by [web] crl_bind.
+crl_url = "http://192.0.2.1/roadgate.crl"
 [web]
 enabled = true
 bind = "192.0.2.1:8443"
 show_psk = false
 metrics = "off"
+crl_bind = "192.0.2.1:80"
 TOML
 ip netns exec $srvns env RUST_LOG=info "$bin" serve --config "$out/roadgate.toml" \
   --psk-file "$out/psk" --no-tun >"$out/server.out" 2>"$log" &
@@ -222,6 +227,33 @@ if "$bin" ca --state "$state" list >"$out/certs.txt" 2>&1 && grep -q carol-e2e "
   ok cert-issued "roadgate ca list: $(grep -m1 carol-e2e "$out/certs.txt" | tr -s ' ')"
 else
   bad cert-issued "no certificate for carol-e2e in roadgate ca list: $(tr '\n' ' ' <"$out/certs.txt")"
+fi
+
+# The CRL at its distribution point (plain HTTP, [web] crl_bind): a certificate checks against it
+# before its revocation and is reported revoked after, with the server still running.
+crl_check() { # $1: label; prints openssl's verdict
+  ip netns exec $adm curl -sS -o "$out/crl-$1.der" -w '%{http_code} %{content_type}' http://192.0.2.1/roadgate.crl 2>&1
+  echo
+  openssl crl -inform DER -in "$out/crl-$1.der" -out "$out/crl-$1.pem" 2>&1
+  openssl verify -crl_check -CAfile "$out/ca-http.pem" -CRLfile "$out/crl-$1.pem" "$out/pki/crl-e2e.pem" 2>&1
+}
+mkdir -p "$out/pki"
+if ip netns exec $adm curl -sS -o "$out/ca-http.pem" http://192.0.2.1/ca.crt 2>"$out/ca-http.err" &&
+  cmp -s "$out/ca-http.pem" "$out/ca-cli.pem" &&
+  "$bin" ca --state "$state" issue crl-e2e --out "$out/pki" >"$out/crl-issue.txt" 2>&1; then
+  dp=$(openssl x509 -in "$out/pki/crl-e2e.pem" -noout -ext crlDistributionPoints 2>&1 | grep -o 'URI:.*')
+  before=$(crl_check before)
+  serial=$("$bin" ca --state "$state" list | awk '/crl-e2e/ {print $1; exit}')
+  "$bin" ca --state "$state" revoke "$serial" --reason keyCompromise >"$out/crl-revoke.txt" 2>&1
+  after=$(crl_check after)
+  if [ "$dp" = "URI:http://192.0.2.1/roadgate.crl" ] && [[ $before == "200 application/pkix-crl"*": OK"* ]] &&
+    [[ $after == "200 application/pkix-crl"*"certificate revoked"* ]]; then
+    ok crl-http "CRL DP $dp; /ca.crt is the CA; openssl verify -crl_check: OK before, \"certificate revoked\" after roadgate ca revoke"
+  else
+    bad crl-http "DP ${dp:-none}; before: $(tr '\n' ' ' <<<"$before"); after: $(tr '\n' ' ' <<<"$after")"
+  fi
+else
+  bad crl-http "/ca.crt over HTTP: $(cat "$out/ca-http.err") (or not the CA of roadgate ca cert, or issue failed: $(cat "$out/crl-issue.txt" 2>/dev/null))"
 fi
 
 kill -TERM "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=

@@ -702,7 +702,19 @@ pub fn settings_view(s: &crate::config::Settings) -> Vec<Setting> {
         "radius",
         "servers",
         match &s.radius {
-            Some(r) => format!("{r:?}"),
+            Some(r) => list(
+                &r.client
+                    .servers
+                    .iter()
+                    .map(|srv| {
+                        let role = match srv.role {
+                            crate::radius::client::Role::Auth => "auth",
+                            crate::radius::client::Role::Acct => "acct",
+                        };
+                        format!("{} ({role}, secret ********)", srv.address)
+                    })
+                    .collect::<Vec<_>>(),
+            ),
             None => "none".into(),
         },
     );
