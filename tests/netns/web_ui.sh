@@ -10,7 +10,8 @@
 # Cases: web-listener (the UI listens on 192.0.2.1:8443 only, as [web] bind says); tls (curl
 # verifies the certificate against the built-in CA that `roadgate ca cert` prints); first-admin
 # (the first start prints a web admin password); admin-cli (`roadgate admin add/list`); vpn-up
-# (rg-client up); browser (every step of e2e.mjs passes); client-down (the client saw the
+# (rg-client up); metrics (/metrics refused without the bearer token, and with it shows the
+# session and the connect); browser (every step of e2e.mjs passes); client-down (the client saw the
 # disconnect: DOWN, exit 3); server-log (the server logged the disconnect of that session);
 # sessions (`roadgate sessions` no longer lists it); user-added and cert-issued (`roadgate user
 # list` and `roadgate ca list` show what the browser made); crl-http (the CRL and /ca.crt over
@@ -80,6 +81,7 @@ umask 077
 printf 'wu-%s\n' "$(rnd)" >"$out/psk"
 printf 'vpn-%s\n' "$(rnd)" >"$out/pw-vpn"
 admin_pw="Admin-$(rnd)"
+printf 'mt-%s%s\n' "$(rnd)" "$(rnd)" >"$out/metrics-token"
 cat >"$out/roadgate.toml" <<TOML
 [server]
 state_dir = "$state"
@@ -93,7 +95,8 @@ crl_url = "http://192.0.2.1/roadgate.crl"
 enabled = true
 bind = "192.0.2.1:8443"
 show_psk = false
-metrics = "off"
+metrics = "token"
+metrics_token_file = "$out/metrics-token"
 crl_bind = "192.0.2.1:80"
 TOML
 ip netns exec $srvns env RUST_LOG=info "$bin" serve --config "$out/roadgate.toml" \
@@ -164,6 +167,21 @@ else
   bad vpn-up "rg-client: $(tail -2 "$out/client.log" | tr '\n' ' ')"
 fi
 ip netns exec $srvns "$bin" sessions --state "$state" --json >"$out/sessions-before.json" 2>&1
+
+# Prometheus /metrics on the UI's listener, for the bearer token only ([web] metrics = "token").
+mcode=$(ip netns exec $adm curl -sS -o /dev/null -w '%{http_code}' --cacert "$out/ca-cli.pem" \
+  https://192.0.2.1:8443/metrics 2>&1)
+ip netns exec $adm curl -sS -o "$out/metrics.txt" --cacert "$out/ca-cli.pem" \
+  -H "Authorization: Bearer $(cat "$out/metrics-token")" https://192.0.2.1:8443/metrics 2>&1
+want_up=0; [ $up = 1 ] && want_up=1
+if [ "$mcode" = 401 ] && grep -qx "roadgate_sessions $want_up" "$out/metrics.txt" &&
+  grep -qx "roadgate_connects_total $want_up" "$out/metrics.txt" &&
+  grep -q '^roadgate_connect_failures_total{reason="ike_auth_failed"} 0$' "$out/metrics.txt" &&
+  grep -q '^roadgate_accounting_spool_records 0$' "$out/metrics.txt"; then
+  ok metrics "without the token: HTTP $mcode; with it: $(grep -E '^roadgate_(sessions|connects_total|ike_sas) ' "$out/metrics.txt" | tr '\n' ' ')"
+else
+  bad metrics "without the token: HTTP ${mcode:-none}; with it: $(grep -E '^roadgate_(sessions|connects_total|accounting)' "$out/metrics.txt" | tr '\n' ' ') ($out/metrics.txt)"
+fi
 
 # ---- the browser -------------------------------------------------------------------------------
 live=()
