@@ -6,7 +6,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends iproute2 nftables tcpdump iputils-ping procps iperf3 shellcheck systemd \
     libpam0g-dev libclang-dev passwd freeradius freeradius-utils \
-    chromium nodejs npm curl openssl >/dev/null
+    chromium curl openssl >/dev/null
+  # Node.js for the browser test: Debian's packages unless a Node.js with npm is there already
+  # (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
 fi
 # The browser test of the web UI (tests/web-e2e, tests/netns/web_ui.sh): playwright-core as
 # locked in package-lock.json; it drives the system's chromium (no browser download).
