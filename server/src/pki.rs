@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::ike::cert::{CertAuthority, CertRefusal, PeerCert};
 
@@ -92,6 +92,15 @@ pub fn open_or_init_ca(state_dir: &Path, settings: &CertSettings) -> Result<ca::
     if !pem_path.exists() {
         let pem = authority.ca_cert_pem().map_err(|e| e.to_string())?;
         fs::write(&pem_path, pem).map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    }
+    // The distribution point is the CA's, fixed when it was made (`roadgate ca init --crl-url`).
+    if settings.crl_url.is_some() && settings.crl_url.as_deref() != authority.crl_url() {
+        warn!(
+            configured = settings.crl_url.as_deref().unwrap_or("-"),
+            in_certificates = authority.crl_url().unwrap_or("none"),
+            "certificates.crl_url differs from the CA's distribution point, which was fixed when \
+             the CA was made: issued certificates name the CA's"
+        );
     }
     Ok(authority)
 }
