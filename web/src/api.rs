@@ -12,7 +12,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::auth::{AdminCtx, api_error, audit};
+use crate::auth::{AdminCtx, api_error};
 use crate::backend::{
     Backend, BackendError, CertKind, IssueRequest, RevocationReason, UserOptions,
 };
@@ -77,11 +77,7 @@ async fn finish<T: serde::Serialize>(
     r: Result<T, BackendError>,
     ok_status: StatusCode,
 ) -> Response {
-    let result = match &r {
-        Ok(_) => "ok".to_string(),
-        Err(e) => e.to_string(),
-    };
-    audit(state, &ctx.name, ctx.source, action, target, &result).await;
+    ctx.audit_outcome(state, action, target, &r).await;
     match r {
         Ok(v) => (ok_status, Json(v)).into_response(),
         Err(e) => fail(&e),

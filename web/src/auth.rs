@@ -115,6 +115,27 @@ pub struct AdminCtx {
 }
 
 impl AdminCtx {
+    /// Writes an audit record of this administrator's `action` on `target` with its `result`
+    /// ("ok" or the reason it failed).
+    pub async fn audit(&self, state: &WebState, action: &str, target: &str, result: &str) {
+        audit(state, &self.name, self.source, action, target, result).await;
+    }
+
+    /// [`AdminCtx::audit`] of an outcome: "ok", or the error in the words shown to the admin.
+    pub async fn audit_outcome<T, E: std::fmt::Display>(
+        &self,
+        state: &WebState,
+        action: &str,
+        target: &str,
+        outcome: &Result<T, E>,
+    ) {
+        let result = match outcome {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.audit(state, action, target, &result).await;
+    }
+
     /// Runs `f` on this request's session, if it still exists.
     pub fn with_session<T>(
         &self,

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::WebState;
-use crate::auth::{AdminCtx, CSRF_FIELD, Flash, PendingIssue, audit, urlencode};
+use crate::auth::{AdminCtx, CSRF_FIELD, Flash, PendingIssue, urlencode};
 use crate::backend::{
     BackendError, CertKind, IssueRequest, LogLine, RevocationReason, SessionView, SetupInfo,
     UserOptions, UserView,
@@ -446,17 +446,11 @@ pub async fn disconnect(
             "/",
         );
     }
-    match state.backend().disconnect(&id).await {
+    let outcome = state.backend().disconnect(&id).await;
+    ctx.audit_outcome(&state, "session.disconnect", &id, &outcome)
+        .await;
+    match outcome {
         Ok(n) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "session.disconnect",
-                &id,
-                "ok",
-            )
-            .await;
             let text = if n == 0 {
                 format!("Session {id} had already ended.")
             } else {
@@ -466,15 +460,6 @@ pub async fn disconnect(
             see_other("/")
         }
         Err(e) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "session.disconnect",
-                &id,
-                &e.to_string(),
-            )
-            .await;
             ctx.flash(&state, false, e.to_string());
             see_other("/")
         }
@@ -627,22 +612,13 @@ pub async fn add_user(
             Ok(opts) => state.backend().add_user(&name, &password, &opts).await,
         }
     };
+    ctx.audit_outcome(&state, "user.add", &name, &result).await;
     match result {
         Ok(()) => {
-            audit(&state, &ctx.name, ctx.source, "user.add", &name, "ok").await;
             ctx.flash(&state, true, format!("Added the user {name}."));
             see_other("/users")
         }
         Err(e) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "user.add",
-                &name,
-                &e.to_string(),
-            )
-            .await;
             let list = state.backend().list_users().await.unwrap_or_default();
             render(
                 backend_status(&e),
@@ -740,30 +716,20 @@ pub async fn update_user(
         Err(msg) => Err(BackendError::Refused(msg)),
         Ok(opts) => state.backend().update_user(&name, &opts).await,
     };
+    ctx.audit_outcome(&state, "user.update", &name, &result)
+        .await;
     match result {
         Ok(()) => {
-            audit(&state, &ctx.name, ctx.source, "user.update", &name, "ok").await;
             ctx.flash(&state, true, format!("Saved the user {name}."));
             see_other("/users")
         }
-        Err(e) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "user.update",
-                &name,
-                &e.to_string(),
-            )
-            .await;
-            match find_user(&state, &name).await {
-                Ok(u) => render(
-                    backend_status(&e),
-                    edit_user_page(&state, &ctx, &u, Some(&e.to_string())),
-                ),
-                Err(e2) => backend_failure(&state, &ctx, Nav::Users, "User", &e2),
-            }
-        }
+        Err(e) => match find_user(&state, &name).await {
+            Ok(u) => render(
+                backend_status(&e),
+                edit_user_page(&state, &ctx, &u, Some(&e.to_string())),
+            ),
+            Err(e2) => backend_failure(&state, &ctx, Nav::Users, "User", &e2),
+        },
     }
 }
 
@@ -796,14 +762,13 @@ pub async fn set_enabled(
         }
         Err(e) => Err(e),
     };
+    ctx.audit_outcome(&state, action, &name, &result).await;
     match result {
         Ok(()) => {
-            audit(&state, &ctx.name, ctx.source, action, &name, "ok").await;
             let verb = if enable { "Enabled" } else { "Disabled" };
             ctx.flash(&state, true, format!("{verb} the user {name}."));
         }
         Err(e) => {
-            audit(&state, &ctx.name, ctx.source, action, &name, &e.to_string()).await;
             ctx.flash(&state, false, e.to_string());
         }
     }
@@ -835,30 +800,20 @@ pub async fn set_password(
         state.backend().set_password(&name, &pw).await
     };
     let back = format!("/users/{}", urlencode(&name));
+    ctx.audit_outcome(&state, "user.password", &name, &result)
+        .await;
     match result {
         Ok(()) => {
-            audit(&state, &ctx.name, ctx.source, "user.password", &name, "ok").await;
             ctx.flash(&state, true, format!("Set a new password for {name}."));
             see_other(&back)
         }
-        Err(e) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "user.password",
-                &name,
-                &e.to_string(),
-            )
-            .await;
-            match find_user(&state, &name).await {
-                Ok(u) => render(
-                    backend_status(&e),
-                    edit_user_page(&state, &ctx, &u, Some(&e.to_string())),
-                ),
-                Err(e2) => backend_failure(&state, &ctx, Nav::Users, "User", &e2),
-            }
-        }
+        Err(e) => match find_user(&state, &name).await {
+            Ok(u) => render(
+                backend_status(&e),
+                edit_user_page(&state, &ctx, &u, Some(&e.to_string())),
+            ),
+            Err(e2) => backend_failure(&state, &ctx, Nav::Users, "User", &e2),
+        },
     }
 }
 
@@ -883,21 +838,14 @@ pub async fn delete_user(
             &back,
         );
     }
-    match state.backend().delete_user(&name).await {
+    let outcome = state.backend().delete_user(&name).await;
+    ctx.audit_outcome(&state, "user.delete", &name, &outcome)
+        .await;
+    match outcome {
         Ok(()) => {
-            audit(&state, &ctx.name, ctx.source, "user.delete", &name, "ok").await;
             ctx.flash(&state, true, format!("Deleted the user {name}."));
         }
         Err(e) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "user.delete",
-                &name,
-                &e.to_string(),
-            )
-            .await;
             ctx.flash(&state, false, e.to_string());
         }
     }
@@ -1097,10 +1045,8 @@ pub async fn issue_cert(
     let (req, mut cert) = match issued {
         Ok(x) => x,
         Err(e) => {
-            audit(
+            ctx.audit(
                 &state,
-                &ctx.name,
-                ctx.source,
                 "cert.issue",
                 form.common_name.trim(),
                 &e.to_string(),
@@ -1149,10 +1095,8 @@ pub async fn issue_cert(
         s.issued.retain(|p| p.serial != serial);
         s.issued.push(pending);
     });
-    audit(
+    ctx.audit(
         &state,
-        &ctx.name,
-        ctx.source,
         "cert.issue",
         &format!("{serial} {}", req.common_name),
         "ok",
@@ -1210,15 +1154,7 @@ pub async fn issued(
         );
     };
     if st.password.is_some() {
-        audit(
-            &state,
-            &ctx.name,
-            ctx.source,
-            "p12.password_shown",
-            &serial,
-            "ok",
-        )
-        .await;
+        ctx.audit(&state, "p12.password_shown", &serial, "ok").await;
     }
     let base = format!("/certs/issued/{}", urlencode(&serial));
     let content = html! {
@@ -1309,15 +1245,8 @@ pub async fn issued_download(
             "This file was downloaded once already and is not kept. Revoke the certificate and issue a new one if it was lost.",
         ),
         Taken::File(bytes, cn) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "p12.download",
-                &format!("{serial} {file}"),
-                "ok",
-            )
-            .await;
+            ctx.audit(&state, "p12.download", &format!("{serial} {file}"), "ok")
+                .await;
             let stem = file_stem(&cn);
             let bytes = Zeroizing::new(bytes);
             match file.as_str() {
@@ -1379,31 +1308,13 @@ pub async fn revoke_cert(
             "/certs",
         );
     }
-    match state.backend().revoke_cert(&serial, reason).await {
-        Ok(()) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "cert.revoke",
-                &format!("{serial} {}", reason.as_str()),
-                "ok",
-            )
-            .await;
-            ctx.flash(&state, true, format!("Revoked the certificate {serial}."));
-        }
-        Err(e) => {
-            audit(
-                &state,
-                &ctx.name,
-                ctx.source,
-                "cert.revoke",
-                &serial,
-                &e.to_string(),
-            )
-            .await;
-            ctx.flash(&state, false, e.to_string());
-        }
+    let outcome = state.backend().revoke_cert(&serial, reason).await;
+    let target = format!("{serial} {}", reason.as_str());
+    ctx.audit_outcome(&state, "cert.revoke", &target, &outcome)
+        .await;
+    match outcome {
+        Ok(()) => ctx.flash(&state, true, format!("Revoked the certificate {serial}.")),
+        Err(e) => ctx.flash(&state, false, e.to_string()),
     }
     see_other("/certs")
 }
@@ -1590,7 +1501,7 @@ pub async fn setup_file(
     };
     match made {
         Ok((content_type, text)) => {
-            audit(&state, &ctx.name, ctx.source, "setup.download", &file, "ok").await;
+            ctx.audit(&state, "setup.download", &file, "ok").await;
             attachment(content_type, &file, text.into_bytes())
         }
         Err(msg) => render(
@@ -1733,7 +1644,7 @@ pub async fn accounting_csv(
     };
     match state.backend().accounting_csv(since).await {
         Ok(csv) => {
-            audit(&state, &ctx.name, ctx.source, "accounting.export", "", "ok").await;
+            ctx.audit(&state, "accounting.export", "", "ok").await;
             attachment(
                 "text/csv; charset=utf-8",
                 "roadgate-accounting.csv",
