@@ -86,8 +86,6 @@ pub struct Facts {
     pub setup: SetupInfo,
     /// The server's own PPP address (no user may have it as a static address).
     pub local_address: Option<Ipv4Addr>,
-    /// Where the server version's figures come from.
-    pub version: String,
 }
 
 /// The server's side of the web UI.
@@ -593,14 +591,18 @@ impl Backend for ServerBackend {
     }
 }
 
-/// One RADIUS server's figures as the web crate writes them.
-fn radius_view(m: crate::radius::client::ServerMetrics) -> web::RadiusMetrics {
-    let role = match m.role {
+/// What a RADIUS server is used for, in the words of the config file.
+fn role_name(role: crate::radius::client::Role) -> &'static str {
+    match role {
         crate::radius::client::Role::Auth => "auth",
         crate::radius::client::Role::Acct => "acct",
-    };
+    }
+}
+
+/// One RADIUS server's figures as the web crate writes them.
+fn radius_view(m: crate::radius::client::ServerMetrics) -> web::RadiusMetrics {
     web::RadiusMetrics {
-        server: format!("{role} {}", m.address),
+        server: format!("{} {}", role_name(m.role), m.address),
         requests: m.requests,
         timeouts: m.timeouts,
         latency: web::Histogram {
@@ -707,11 +709,7 @@ pub fn settings_view(s: &crate::config::Settings) -> Vec<Setting> {
                     .servers
                     .iter()
                     .map(|srv| {
-                        let role = match srv.role {
-                            crate::radius::client::Role::Auth => "auth",
-                            crate::radius::client::Role::Acct => "acct",
-                        };
-                        format!("{} ({role}, secret ********)", srv.address)
+                        format!("{} ({}, secret ********)", srv.address, role_name(srv.role))
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -832,7 +830,6 @@ pub async fn start(
         settings: settings_view(settings),
         setup: setup_view(settings),
         local_address: Some(settings.local_address()),
-        version: env!("CARGO_PKG_VERSION").into(),
     };
     let backend: Arc<dyn Backend> = Arc::new(ServerBackend::open(calls, state, facts, radius)?);
     let metrics = match &w.metrics {
