@@ -1,7 +1,8 @@
 //! Roadgate: an L2TP/IPsec remote-access VPN server.
 //!
 //! Every protocol core here is a sans-IO state machine: bytes and time in; bytes, timers and
-//! events out. The tokio shell in `io` owns the sockets and the clock.
+//! events out. [`server::Server`] wires them together and holds the policy between them; the
+//! tokio shell in `io` owns the sockets and the clock. docs/architecture.md is the map.
 
 /// Counts a dropped or refused input in `$counter` and logs it: at info level (with the count)
 /// the first time the cause occurs and then at every power of two, otherwise at debug level. Each
@@ -31,6 +32,7 @@ pub mod l2tp;
 pub mod logring;
 pub mod pki;
 pub mod radius;
+pub mod server;
 pub mod session;
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ fn chain_rates(mut w: ChainWorld, seconds: f64) -> (f64, f64) {
         let s = &mut w.server;
         let t0 = thread_cpu_time();
         for p in &mut batch {
-            if s.gw.esp_in(&mut s.ike, now, black_box(p), from).is_some() {
+            if s.core.handle_esp(now, black_box(p), from).is_some() {
                 done += 1;
             }
         }
@@ -183,7 +183,7 @@ fn chain_rates(mut w: ChainWorld, seconds: f64) -> (f64, f64) {
     loop {
         for _ in 0..256 {
             buf[HEADROOM..HEADROOM + PACKET].copy_from_slice(&packet);
-            match s.gw.tun_in(&mut s.ike, now, black_box(&mut buf), PACKET) {
+            match s.core.handle_tun(now, black_box(&mut buf), PACKET) {
                 FromTun::Send(t) => {
                     black_box(t);
                 }
@@ -241,7 +241,7 @@ fn throughput(seconds: f64, openssl_seconds: Option<u64>) {
         w.run_for(Duration::from_millis(1));
         assert_eq!(w.lan.last(), Some(&p));
         assert_eq!(w.clients[0].tun.last(), Some(&q));
-        let esp = w.server.gw.sessions_view(w.now)[0].esp.clone();
+        let esp = w.server.core.gateway().sessions_view(w.now)[0].esp.clone();
         let (up, down) = chain_rates(w, seconds);
         let limits = openssl_seconds.and_then(|s| openssl_limits(cipher, mac, s));
         let gbit = |pps: f64| pps * (PACKET * 8) as f64 / 1e9;
@@ -311,8 +311,9 @@ fn memory(counts: &[u32]) {
         let mut w = quiet_world(big_server(n as usize));
         let up = connect(&mut w, 0, n, DhGroup::Ecp256);
         assert_eq!(up, n as usize);
-        let sessions = w.server.gw.sessions().len();
-        let Server { ike, gw, users } = w.into_server();
+        let sessions = w.server.core.gateway().sessions().len();
+        let Server { core, users } = w.into_server();
+        let (ike, gw) = core.into_parts();
         let before = live();
         drop(ike);
         let after_ike = live();

@@ -3,11 +3,10 @@
 //! checked with [`aaa::local_decision`] as the shell does) against any number of [`FullClient`]s
 //! (IKE initiator + ESP + LAC + PPP), on a fake clock.
 //!
-//! The world plays the shell's part ([`roadgate::io`]) without sockets: IKE on UDP 500 and 4500
-//! (the non-ESP marker split with [`esp::classify_udp4500`]), ESP raw or in UDP as the server's
-//! [`Via`] says, the IKE events handed to the Gateway right after each IKE datagram, the control
-//! datagrams drained after every input, and authentication answered (after
-//! [`ChainWorld::auth_delay`]). Between the two sides: a latency, seeded loss and duplication, and
+//! The world plays the shell's part ([`roadgate::io`]) without sockets, driving the same sans-IO
+//! [`roadgate::server::Server`] the shell drives (and so the same rules between the cores): IKE
+//! on UDP 500 and 4500, ESP raw or in UDP as the server's [`Via`] says, the datagrams and events
+//! drained after every input, and authentication answered (after [`ChainWorld::auth_delay`]). Between the two sides: a latency, seeded loss and duplication, and
 //! masquerading NATs ([`Nat`]: clients behind one NAT share its address, with ports of their own).
 //! On the "LAN" side, what the Gateway writes to the TUN device is collected in
 //! [`ChainWorld::lan`], and packets can be injected as if read from it ([`ChainWorld::lan_send`]).
@@ -27,11 +26,12 @@ use pppd_lite::pool::AddressPool;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use roadgate::aaa::{self, Decision, local::UserStore};
-use roadgate::dataplane::{self, FromTun, Gateway, HEADROOM, TAILROOM, Via};
+use roadgate::dataplane::{self, FromTun, HEADROOM, TAILROOM, Via};
 use roadgate::esp::{self, InboundSa, Udp4500};
-use roadgate::ike::{self, Responder};
+use roadgate::ike;
 use roadgate::l2tp::{LnsConfig, SessionRef};
-use roadgate::session::{self, Sessions};
+use roadgate::server::{self as core, Policy};
+use roadgate::session::Sessions;
 
 use crate::client::{IPPROTO_UDP, esp_open, parse_udp};
 use crate::full_client::{self, Datagram, Event, FullClient};
@@ -46,23 +46,23 @@ pub const NATT_PORT: u16 = 4500;
 /// A host on the server's LAN side.
 pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 
-/// The server: what `roadgate serve` runs, without its sockets.
+/// The server: what `roadgate serve` runs, without its sockets: the sans-IO core and the local
+/// user database its authentication requests are checked against.
 pub struct Server {
-    pub ike: Responder,
-    pub gw: Gateway,
+    pub core: core::Server,
     pub users: UserStore,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("ike", &self.ike)
-            .field("gw", &self.gw)
+            .field("core", &self.core)
             .finish_non_exhaustive()
     }
 }
 
 impl Server {
+    /// The rules of `roadgate serve`'s defaults (certificate users bound to PPP users), no TUN.
     pub fn new(
         ike: ike::Config,
         dataplane: dataplane::Config,
@@ -71,8 +71,16 @@ impl Server {
         seed: u64,
     ) -> Self {
         Server {
-            ike: Responder::seeded(Arc::new(ike), seed),
-            gw: Gateway::new(dataplane, sessions),
+            core: core::Server::seeded(
+                ike,
+                dataplane,
+                sessions,
+                seed,
+                Policy {
+                    cert_user_match: true,
+                    tun: false,
+                },
+            ),
             users,
         }
     }
@@ -222,6 +230,13 @@ enum Hop {
     },
 }
 
+/// A server → client SA the tap learns of (up, with its key) or forgets (down).
+#[derive(Debug)]
+enum TapChange {
+    Up(u32, Box<InboundSa>),
+    Down(u32),
+}
+
 /// A datagram on the wire, and what the tap made of it (towards a client, read when sent).
 type InFlight = (Hop, Vec<u8>, Option<Seen>);
 
@@ -277,6 +292,8 @@ pub struct ChainWorld {
     auth: VecDeque<(Instant, SessionRef, u64, Decision)>,
     /// Server → client SAs, by SPI, for the tap.
     taps: HashMap<u32, InboundSa>,
+    /// SAs the server installed or removed, seen by its IKE observer, for the tap.
+    tap_events: Arc<std::sync::Mutex<Vec<TapChange>>>,
     by_ip: HashMap<IpAddr, usize>,
     dirty: Vec<usize>,
     txbuf: Vec<u8>,
@@ -294,9 +311,30 @@ impl std::fmt::Debug for ChainWorld {
 }
 
 impl ChainWorld {
-    pub fn new(server: Server, seed: u64) -> Self {
+    pub fn new(mut server: Server, seed: u64) -> Self {
         let base = Instant::now();
+        let tap_events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = tap_events.clone();
+        server
+            .core
+            .observe_ike(Some(Box::new(move |ev: &ike::Event| {
+                let change = match ev {
+                    ike::Event::ChildSaUp(child) => {
+                        InboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat)
+                            .ok()
+                            .map(|sa| TapChange::Up(child.outbound_spi, Box::new(sa)))
+                    }
+                    ike::Event::ChildSaDown { outbound_spi, .. } => {
+                        Some(TapChange::Down(*outbound_spi))
+                    }
+                    _ => None,
+                };
+                if let Some(c) = change {
+                    sink.lock().unwrap().push(c);
+                }
+            })));
         ChainWorld {
+            tap_events,
             base,
             now: base,
             server,
@@ -469,7 +507,9 @@ impl ChainWorld {
 
     fn send_sealed(&mut self, via: Via, data: Vec<u8>) {
         match via {
-            Via::Udp { local, remote } => self.send_to_client(local, remote, false, data),
+            Via::Ike { local, remote } | Via::Udp { local, remote } => {
+                self.send_to_client(local, remote, false, data)
+            }
             Via::RawEsp { local, remote } => self.send_to_client(
                 SocketAddr::new(local, 0),
                 SocketAddr::new(remote, 0),
@@ -500,35 +540,22 @@ impl ChainWorld {
     /// What the shell does with a datagram on UDP 500 or 4500, or a raw ESP packet.
     fn server_receive(&mut self, src: SocketAddr, dst: SocketAddr, raw: bool, data: &mut [u8]) {
         let now = self.now;
-        if raw {
-            self.esp_in(SocketAddr::new(src.ip(), 0), data);
+        let ip = if raw {
+            self.timed(|s| s.core.handle_esp(now, data, SocketAddr::new(src.ip(), 0)))
         } else if dst.port() == NATT_PORT {
-            match esp::classify_udp4500(data) {
-                Udp4500::Ike(msg) => {
-                    let msg = msg.to_vec();
-                    self.timed(|s| s.ike.handle_datagram(now, dst, src, &msg));
-                    // An SA this message completed must be in place for the ESP right behind it.
-                    self.follow_ike();
-                }
-                Udp4500::Esp(_) => self.esp_in(src, data),
-                Udp4500::Keepalive | Udp4500::Malformed => {}
-            }
+            self.timed(|s| s.core.handle_udp4500(now, dst, src, data))
         } else {
-            self.timed(|s| s.ike.handle_datagram(now, dst, src, data));
-        }
-        self.drain_server();
-    }
-
-    fn esp_in(&mut self, from: SocketAddr, packet: &mut [u8]) {
-        let now = self.now;
-        let range = self.timed(|s| s.gw.esp_in(&mut s.ike, now, packet, from));
-        if let Some(ip) = range.and_then(|r| packet.get(r)) {
+            self.timed(|s| s.core.handle_ike(now, dst, src, data));
+            None
+        };
+        if let Some(ip) = ip.and_then(|r| data.get(r)) {
             let ip = ip.to_vec();
             self.lan.push(ip.clone());
             if self.kernel {
                 self.route(&ip);
             }
         }
+        self.drain_server();
     }
 
     /// What the server's kernel and LAN would do with a packet from the TUN device: the LAN host
@@ -547,7 +574,8 @@ impl ChainWorld {
             }
         } else if self
             .server
-            .gw
+            .core
+            .gateway()
             .sessions()
             .iter()
             .any(|s| s.address == Some(dst))
@@ -556,24 +584,19 @@ impl ChainWorld {
         }
     }
 
-    /// Hands IKE's events to the Gateway (and the tap); returns whether there were any.
-    fn follow_ike(&mut self) -> bool {
-        let now = self.now;
-        let mut any = false;
-        while let Some(ev) = self.timed(|s| s.ike.poll_event()) {
-            any = true;
-            if let ike::Event::ChildSaUp(child) = &ev
-                && let Ok(sa) =
-                    InboundSa::new(child.outbound_spi, child.suite, &child.outbound_keymat)
-            {
-                self.taps.insert(child.outbound_spi, sa);
+    /// The SAs the server's IKE observer saw come and go, into the tap.
+    fn follow_taps(&mut self) {
+        let changes = std::mem::take(&mut *self.tap_events.lock().unwrap());
+        for c in changes {
+            match c {
+                TapChange::Up(spi, sa) => {
+                    self.taps.insert(spi, *sa);
+                }
+                TapChange::Down(spi) => {
+                    self.taps.remove(&spi);
+                }
             }
-            if let ike::Event::ChildSaDown { outbound_spi, .. } = &ev {
-                self.taps.remove(outbound_spi);
-            }
-            self.timed(|s| s.gw.on_ike_event(now, ev));
         }
-        any
     }
 
     /// Sends what the server produced and answers its authentication requests (the shell's
@@ -583,29 +606,27 @@ impl ChainWorld {
         let mut moved = false;
         loop {
             let mut progressed = false;
-            while let Some(t) = self.timed(|s| s.ike.poll_transmit()) {
-                progressed = true;
-                self.send_to_client(t.local, t.remote, false, t.data);
-            }
-            progressed |= self.follow_ike();
             let mut buf = std::mem::take(&mut self.txbuf);
-            while let Some(t) = self.timed(|s| s.gw.poll_transmit(&mut s.ike, &mut buf)) {
+            while let Some(t) = self.timed(|s| s.core.poll_transmit(now, &mut buf)) {
                 progressed = true;
+                // The SAs a datagram's exchange installed are known before the tap reads it.
+                self.follow_taps();
                 let data = buf[t.range.clone()].to_vec();
                 self.send_sealed(t.via, data);
             }
             self.txbuf = buf;
-            while let Some(ev) = self.timed(|s| s.gw.sessions_mut().poll_event()) {
+            self.follow_taps();
+            while let Some(ev) = self.timed(|s| s.core.poll_event()) {
                 progressed = true;
                 match ev {
-                    session::Event::Authenticate {
+                    core::Event::Authenticate {
                         session, request, ..
                     } => {
                         let decision = self.timed(|s| aaa::local_decision(&s.users, &request));
                         self.auth
                             .push_back((now + self.auth_delay, session, request.id, decision));
                     }
-                    session::Event::Up {
+                    core::Event::SessionUp {
                         session,
                         user,
                         address,
@@ -615,7 +636,7 @@ impl ChainWorld {
                         self.acct.push(*start);
                         self.ups.push((session, user, address));
                     }
-                    session::Event::Down {
+                    core::Event::SessionDown {
                         session,
                         user,
                         reason,
@@ -624,15 +645,13 @@ impl ChainWorld {
                         self.acct.extend(stop.map(|s| *s));
                         self.downs.push((session, user, reason));
                     }
+                    core::Event::HostRoute { .. } => {}
                 }
             }
             while self.auth.front().is_some_and(|a| a.0 <= now) {
                 let (_, session, id, decision) = self.auth.pop_front().unwrap();
                 progressed = true;
-                self.timed(|s| {
-                    s.gw.sessions_mut()
-                        .authenticated(now, session, id, decision)
-                });
+                self.timed(|s| s.core.authenticated(now, session, id, decision, None));
             }
             if !progressed {
                 return moved;
@@ -716,8 +735,7 @@ impl ChainWorld {
     /// The next instant anything is due.
     pub fn next_deadline(&self) -> Option<Instant> {
         let server = [
-            self.server.ike.poll_timeout(),
-            self.server.gw.poll_timeout(),
+            self.server.core.poll_timeout(),
             self.queue.keys().next().map(|k| k.0),
             self.auth.front().map(|a| a.0),
         ];
@@ -732,11 +750,8 @@ impl ChainWorld {
     fn advance(&mut self, at: Instant) {
         self.now = self.now.max(at);
         let now = self.now;
-        if self.server.ike.poll_timeout().is_some_and(|t| t <= now) {
-            self.timed(|s| s.ike.handle_timeout(now));
-        }
-        if self.server.gw.poll_timeout().is_some_and(|t| t <= now) {
-            self.timed(|s| s.gw.handle_timeout(now));
+        if self.server.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.timed(|s| s.core.handle_timeout(now));
         }
         for i in 0..self.clients.len() {
             let c = &mut self.clients[i].client;
@@ -799,7 +814,7 @@ impl ChainWorld {
         let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
         buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
         let len = packet.len();
-        let out = self.timed(|s| match s.gw.tun_in(&mut s.ike, now, &mut buf, len) {
+        let out = self.timed(|s| match s.core.handle_tun(now, &mut buf, len) {
             FromTun::Send(t) => Ok(t),
             FromTun::Icmp(answer) => Err(Some(answer.to_vec())),
             FromTun::Dropped => Err(None),
@@ -831,7 +846,7 @@ impl ChainWorld {
     /// Gateway::disconnect, as the admin socket calls it.
     pub fn disconnect(&mut self, target: &str) -> usize {
         let now = self.now;
-        let n = self.timed(|s| s.gw.disconnect(now, target));
+        let n = self.timed(|s| s.core.disconnect(now, target));
         self.drain_server();
         n
     }
@@ -840,10 +855,11 @@ impl ChainWorld {
     /// to `grace` of fake time for the tunnels to close, then the Responder's (Deletes).
     pub fn shutdown(&mut self, grace: Duration) {
         let now = self.now;
-        self.timed(|s| s.gw.shutdown(now));
+        self.timed(|s| s.core.shutdown_sessions(now));
         self.drain_server();
-        self.run(grace, |w| w.server.gw.tunnels() == 0);
-        self.timed(|s| s.ike.shutdown());
+        self.run(grace, |w| w.server.core.tunnels() == 0);
+        let now = self.now;
+        self.timed(|s| s.core.shutdown_ike(now));
         self.drain_server();
     }
 }

@@ -40,7 +40,7 @@ fn ip_goes_both_ways_byte_exact() {
     let mut w = world_up(server(), &[("alice", "alice-pw"), ("bob", "bob-pw")]);
     let (a, b) = (addr(&w, 0), addr(&w, 1));
     assert_ne!(a, b);
-    assert_eq!(w.server.gw.sessions().len(), 2);
+    assert_eq!(w.server.core.gateway().sessions().len(), 2);
     // Client → LAN, several sizes, both clients.
     let mut sent = Vec::new();
     for (k, len) in [28usize, 100, 576, 1400].into_iter().enumerate() {
@@ -80,10 +80,10 @@ fn ip_goes_both_ways_byte_exact() {
     }
     assert_eq!(w.clients[0].tun.len(), 4);
     assert_eq!(w.clients[1].tun.len(), 4);
-    let st = w.server.gw.stats();
+    let st = w.server.core.gateway().stats();
     assert_eq!((st.to_tun, st.from_tun), (8, 8));
     // Traffic counters per session.
-    let view = w.server.gw.sessions_view(w.now);
+    let view = w.server.core.gateway().sessions_view(w.now);
     for s in &view {
         assert!(s.up);
         assert_eq!(s.traffic.packets_in, 4);
@@ -93,7 +93,7 @@ fn ip_goes_both_ways_byte_exact() {
     // Nothing for an address no session holds.
     let stray = udp_packet(LAN_HOST, Ipv4Addr::new(10, 77, 0, 98), 100, false, 1);
     assert_eq!(w.lan_send(&stray), FromLan::Dropped);
-    assert_eq!(w.server.gw.stats().tun_no_session, 1);
+    assert_eq!(w.server.core.gateway().stats().tun_no_session, 1);
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn a_client_spoofing_another_source_is_dropped_and_counted() {
     assert!(w.client_send(1, &honest));
     w.run_for(Duration::from_millis(50));
     assert_eq!(w.lan, vec![honest], "only Bob's own packet reached the LAN");
-    assert_eq!(w.server.gw.sessions().stats().spoofed, 2);
+    assert_eq!(w.server.core.gateway().sessions().stats().spoofed, 2);
     // Bob's session is undisturbed both ways, and Alice's own address still works.
     let to_bob = udp_packet(LAN_HOST, b, 500, false, 4);
     assert_eq!(w.lan_send(&to_bob), FromLan::Sent);
@@ -120,7 +120,7 @@ fn a_client_spoofing_another_source_is_dropped_and_counted() {
     assert!(w.clients[0].tun.is_empty());
     assert_eq!(w.lan.last(), Some(&own));
     assert!(w.clients.iter().all(|c| c.client.is_up()));
-    assert_eq!(w.server.gw.sessions_view(w.now).len(), 2);
+    assert_eq!(w.server.core.gateway().sessions_view(w.now).len(), 2);
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn tcp_syn_mss_is_clamped_both_ways_with_a_valid_checksum() {
     w.run_for(Duration::from_millis(20));
     assert_eq!(w.lan.last(), Some(&small));
     assert_eq!(w.clients[0].tun.last(), Some(&small_in));
-    assert_eq!(w.server.gw.stats().mss_clamped, 2);
+    assert_eq!(w.server.core.gateway().stats().mss_clamped, 2);
 }
 
 fn icmp_ip_checksum(p: &[u8]) -> u16 {
@@ -183,7 +183,7 @@ fn a_df_packet_over_the_clients_mtu_from_the_lan_gets_icmp_frag_needed() {
     let FromLan::Icmp(icmp) = r else {
         panic!(
             "no ICMP answer: {r:?} {:?}",
-            w.server.gw.sessions_view(w.now)
+            w.server.core.gateway().sessions_view(w.now)
         );
     };
     assert_eq!(
@@ -216,7 +216,7 @@ fn a_df_packet_over_the_clients_mtu_from_the_lan_gets_icmp_frag_needed() {
         w.clients[0].tun.is_empty(),
         "the big packet did not go through"
     );
-    assert_eq!(w.server.gw.stats().icmp_frag_needed, 1);
+    assert_eq!(w.server.core.gateway().stats().icmp_frag_needed, 1);
     // At the MTU, or without DF, it goes through.
     let at_mtu = udp_packet(LAN_HOST, a, usize::from(mtu), true, 10);
     assert_eq!(w.lan_send(&at_mtu), FromLan::Sent);
@@ -257,7 +257,7 @@ fn idle_timeout_ends_the_idle_session_only_and_frees_its_address() {
     };
     let mut w = world_up(server_with(dp), &[("alice", "alice-pw"), ("bob", "bob-pw")]);
     let (a, b) = (addr(&w, 0), addr(&w, 1));
-    assert_eq!(w.server.gw.sessions().pool().in_use(), 2);
+    assert_eq!(w.server.core.gateway().sessions().pool().in_use(), 2);
     // Bob sends a packet every 10 s; Alice nothing.
     for k in 0..5 {
         assert!(w.client_send(1, &udp_packet(b, LAN_HOST, 100, false, k)));
@@ -280,11 +280,11 @@ fn idle_timeout_ends_the_idle_session_only_and_frees_its_address() {
     let downs: Vec<_> = w.downs.iter().map(|d| d.2.as_str()).collect();
     assert_eq!(downs.len(), 1, "{downs:?}");
     assert!(downs[0].contains("idle timeout"), "{downs:?}");
-    let pool = w.server.gw.sessions().pool();
+    let pool = w.server.core.gateway().sessions().pool();
     assert!(!pool.is_allocated(a), "Alice's address is back in the pool");
     assert!(pool.is_allocated(b));
     assert_eq!(pool.in_use(), 1);
-    assert_eq!(w.server.gw.sessions().len(), 1);
+    assert_eq!(w.server.core.gateway().sessions().len(), 1);
 }
 
 #[test]
@@ -312,7 +312,7 @@ fn session_timeout_ends_sessions_however_busy() {
         "{:?}",
         w.downs
     );
-    assert_eq!(w.server.gw.sessions().pool().in_use(), 0);
+    assert_eq!(w.server.core.gateway().sessions().pool().in_use(), 0);
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn disconnect_by_id_and_by_user() {
             ("alice", "alice-pw"),
         ],
     );
-    let view = w.server.gw.sessions_view(w.now);
+    let view = w.server.core.gateway().sessions_view(w.now);
     assert_eq!(view.len(), 3);
     let bob = view
         .iter()
@@ -338,7 +338,7 @@ fn disconnect_by_id_and_by_user() {
     assert_eq!(ended_by_server(&w, 1).as_deref(), Some("lcp-terminate"));
     terminated_then_cdn(&w, 1);
     assert!(w.clients[0].client.is_up() && w.clients[2].client.is_up());
-    assert_eq!(w.server.gw.sessions().pool().in_use(), 2);
+    assert_eq!(w.server.core.gateway().sessions().pool().in_use(), 2);
     // By user, in any case: both of Alice's sessions.
     assert_eq!(w.disconnect("ALICE"), 2);
     w.run_for(Duration::from_secs(5));
@@ -346,11 +346,11 @@ fn disconnect_by_id_and_by_user() {
         assert_eq!(ended_by_server(&w, i).as_deref(), Some("lcp-terminate"));
         terminated_then_cdn(&w, i);
     }
-    assert_eq!(w.server.gw.sessions().pool().in_use(), 0);
-    assert!(w.server.gw.sessions_view(w.now).is_empty());
+    assert_eq!(w.server.core.gateway().sessions().pool().in_use(), 0);
+    assert!(w.server.core.gateway().sessions_view(w.now).is_empty());
     // The clients tore down everything: no tunnel, no SA left on the server.
-    assert_eq!(w.server.gw.tunnels(), 0);
-    assert_eq!(w.server.gw.sa_count(), 0);
+    assert_eq!(w.server.core.gateway().tunnels(), 0);
+    assert_eq!(w.server.core.gateway().sa_count(), 0);
     assert!(w.clients.iter().all(|c| c.client.is_finished()));
 }
 
@@ -387,12 +387,12 @@ fn shutdown_order(w: &ChainWorld, i: usize) -> usize {
 }
 
 fn server_is_empty(w: &ChainWorld) {
-    assert_eq!(w.server.gw.tunnels(), 0);
-    assert_eq!(w.server.gw.sa_count(), 0);
-    assert_eq!(w.server.ike.child_count(), 0);
-    assert_eq!(w.server.ike.phase1_count(), 0);
-    assert_eq!(w.server.gw.sessions().pool().in_use(), 0);
-    assert!(w.server.gw.sessions().is_empty());
+    assert_eq!(w.server.core.gateway().tunnels(), 0);
+    assert_eq!(w.server.core.gateway().sa_count(), 0);
+    assert_eq!(w.server.core.ike().child_count(), 0);
+    assert_eq!(w.server.core.ike().phase1_count(), 0);
+    assert_eq!(w.server.core.gateway().sessions().pool().in_use(), 0);
+    assert!(w.server.core.gateway().sessions().is_empty());
 }
 
 #[test]
@@ -468,13 +468,13 @@ fn phase2_rekey_under_traffic_loses_no_packet() {
         w.clients[0].tun == down,
         "LAN → client: all in order, byte-exact"
     );
-    assert_eq!(w.server.gw.stats().esp_unknown_spi, 0);
-    assert_eq!(w.server.gw.stats().esp_replayed, 0);
+    assert_eq!(w.server.core.gateway().stats().esp_unknown_spi, 0);
+    assert_eq!(w.server.core.gateway().stats().esp_replayed, 0);
     assert_eq!(stats.esp_errors + stats.unknown_spi, 0);
-    assert!(w.server.ike.stats().child_sas_established >= 3);
+    assert!(w.server.core.ike().stats().child_sas_established >= 3);
     // The old SAs are gone on both sides.
     assert_eq!(w.clients[0].client.spis().len(), 1);
-    assert_eq!(w.server.gw.sa_count(), 1);
+    assert_eq!(w.server.core.gateway().sa_count(), 1);
 }
 
 #[test]
@@ -497,7 +497,7 @@ fn two_clients_behind_one_nat_get_two_sessions() {
             .any(|e| matches!(e, Event::IkeUp { encap: true, .. }));
         assert!(encap, "UDP-encapsulated ESP behind the NAT");
     }
-    let view = w.server.gw.sessions_view(w.now);
+    let view = w.server.core.gateway().sessions_view(w.now);
     assert_eq!(view.len(), 2);
     let remotes: Vec<SocketAddr> = view.iter().map(|s| s.client.unwrap()).collect();
     assert!(remotes.iter().all(|r| r.ip() == IpAddr::V4(public)));
@@ -563,10 +563,12 @@ fn a_flood_of_unknown_spis_and_garbage_disturbs_no_session() {
             w.run_for(Duration::from_millis(100));
         }
     }
-    let st = w.server.gw.stats().clone();
+    let st = w.server.core.gateway().stats().clone();
     assert!(st.esp_unknown_spi > 100, "{st:?}");
     assert!(st.esp_auth_failed > 100, "{st:?}");
-    assert!(w.server.ike.stats().malformed + w.server.ike.stats().unknown_cookies > 100);
+    assert!(
+        w.server.core.ike().stats().malformed + w.server.core.ike().stats().unknown_cookies > 100
+    );
     // Every session still passes traffic both ways.
     for i in 0..2 {
         let me = addr(&w, i);
@@ -580,7 +582,7 @@ fn a_flood_of_unknown_spis_and_garbage_disturbs_no_session() {
         assert_eq!(w.clients[i].tun.last(), Some(&q));
         assert!(w.clients[i].client.is_up());
     }
-    assert_eq!(w.server.gw.sessions_view(w.now).len(), 2);
+    assert_eq!(w.server.core.gateway().sessions_view(w.now).len(), 2);
     assert!(w.downs.is_empty());
 }
 
@@ -650,15 +652,20 @@ fn lossy(seed: u64) {
     w.link.duplicate = 0.0;
     w.run_for(Duration::from_secs(300));
     assert!(w.clients.iter().all(|c| c.client.is_up()));
-    let view = w.server.gw.sessions_view(w.now);
+    let view = w.server.core.gateway().sessions_view(w.now);
     assert_eq!(view.len(), 6, "{view:#?}");
     assert!(view.iter().all(|s| s.up));
-    assert_eq!(w.server.gw.sessions().pool().in_use(), 6);
-    assert_eq!(w.server.gw.tunnels(), 6);
-    assert_eq!(w.server.ike.half_open_count(), 0);
-    assert_eq!(w.server.gw.sa_count(), 6, "{:?}", w.server.ike);
-    assert_eq!(w.server.ike.child_count(), 6);
-    assert_eq!(w.server.ike.phase1_count(), 6);
+    assert_eq!(w.server.core.gateway().sessions().pool().in_use(), 6);
+    assert_eq!(w.server.core.gateway().tunnels(), 6);
+    assert_eq!(w.server.core.ike().half_open_count(), 0);
+    assert_eq!(
+        w.server.core.gateway().sa_count(),
+        6,
+        "{:?}",
+        w.server.core.ike()
+    );
+    assert_eq!(w.server.core.ike().child_count(), 6);
+    assert_eq!(w.server.core.ike().phase1_count(), 6);
     for i in 0..6 {
         let me = addr(&w, i);
         let p = udp_packet(me, LAN_HOST, 500, false, i as u16);
@@ -686,7 +693,7 @@ fn authentic_esp_completes_a_quick_mode_whose_message_3_is_lost() {
     w.link.drop_to_server = Some(is_qm3);
     w.add_client(client_config(0, client_ip(0), "alice", "alice-pw"), None);
     assert!(w.run_until_up(Duration::from_secs(60)), "the client is up");
-    assert!(w.server.gw.stats().implicit_qm3 >= 1);
+    assert!(w.server.core.gateway().stats().implicit_qm3 >= 1);
     assert!(w.lost >= 1, "message 3 was dropped");
     let a = addr(&w, 0);
     let p = udp_packet(a, LAN_HOST, 200, false, 1);
@@ -695,7 +702,7 @@ fn authentic_esp_completes_a_quick_mode_whose_message_3_is_lost() {
     assert_eq!(w.lan.last(), Some(&p));
     // ESP with a wrong ICV on a pending SPI completes nothing: checked by the other tests'
     // garbage floods, which never install an SA.
-    assert_eq!(w.server.gw.sa_count(), 1);
+    assert_eq!(w.server.core.gateway().sa_count(), 1);
 }
 
 #[test]
@@ -747,7 +754,7 @@ fn twenty_clients_reach_the_lan_the_server_and_each_other() {
         );
         assert_eq!(c.client.stats().esp_errors, 0);
     }
-    assert_eq!(w.server.gw.stats().esp_auth_failed, 0);
+    assert_eq!(w.server.core.gateway().stats().esp_auth_failed, 0);
 }
 
 #[test]
@@ -789,7 +796,11 @@ fn two_hours_of_rekeys_under_traffic_lose_nothing_and_leave_no_old_sa() {
         );
         assert_eq!(c.client.spis().len(), 1, "client {i} keeps old SAs");
     }
-    assert_eq!(w.server.gw.sa_count(), 2, "the server keeps old SAs");
+    assert_eq!(
+        w.server.core.gateway().sa_count(),
+        2,
+        "the server keeps old SAs"
+    );
 }
 
 #[test]
@@ -802,17 +813,52 @@ fn a_client_that_stops_leaves_nothing_behind_on_the_server() {
             ("alice", "alice-pw"),
         ],
     );
-    assert_eq!(w.server.gw.tunnels(), 3);
+    assert_eq!(w.server.core.gateway().tunnels(), 3);
     // Client 0 stops as Windows does: LCP Terminate, CDN, StopCCN, Deletes.
     w.client_close(0);
     w.run_for(Duration::from_secs(3));
     assert_eq!(w.clients[0].client.ending(), Some(&Ending::Stopped));
-    assert_eq!(w.server.gw.tunnels(), 2);
-    assert_eq!(w.server.gw.sa_count(), 2);
-    assert_eq!(w.server.gw.sessions().len(), 2);
+    assert_eq!(w.server.core.gateway().tunnels(), 2);
+    assert_eq!(w.server.core.gateway().sa_count(), 2);
+    assert_eq!(w.server.core.gateway().sessions().len(), 2);
     assert_eq!(
-        w.server.gw.sessions().pool().in_use(),
+        w.server.core.gateway().sessions().pool().in_use(),
         2,
         "its address is back"
     );
+}
+
+/// The server's rule, without sockets: while the accounting spool is full (and
+/// `accounting.block_when_full` set), a login is refused before any backend is asked; once it
+/// drains, the next client connects.
+#[test]
+fn a_full_accounting_spool_refuses_logins_before_the_backends() {
+    let mut w = ChainWorld::new(server(), 7);
+    w.server.core.set_accounting_full(true);
+    w.add_client(client_config(0, client_ip(0), "alice", "alice-pw"), None);
+    w.run(MINUTE, |w| w.clients[0].client.ending().is_some());
+    assert!(!w.clients[0].client.is_up(), "{:?}", events(&w));
+    assert!(
+        matches!(w.clients[0].client.ending(), Some(Ending::Failed { .. })),
+        "{:?}",
+        events(&w)
+    );
+    // Every try (PPP allows a few per link) was refused by the rule, none by a backend.
+    let refused = w.server.core.stats().refused_spool_full;
+    assert!(refused >= 1);
+    assert_eq!(
+        w.server.core.gateway().sessions().stats().auth_rejected,
+        refused
+    );
+    assert!(w.ups.is_empty());
+
+    w.server.core.set_accounting_full(false);
+    w.add_client(client_config(1, client_ip(1), "bob", "bob-pw"), None);
+    assert!(
+        w.run(MINUTE, |w| w.clients[1].client.is_up()),
+        "{:?}",
+        events(&w)
+    );
+    assert_eq!(w.server.core.stats().refused_spool_full, refused);
+    assert_eq!(w.ups.len(), 1);
 }

@@ -47,9 +47,18 @@ const PLAIN_PEER_BASE: PeerId = 1 << 48;
 /// How the SA's byte and sequence limits are checked: every this many packets per SA.
 const LIMIT_CHECK_EVERY: u64 = 64;
 
-/// Where a sealed packet goes.
+/// Where a datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
+    /// An IKE datagram (already framed: on the NAT-T port it carries the non-ESP marker) from
+    /// our `local` address and port (500 or 4500) to `remote`. Only the [`crate::server::Server`]
+    /// sends these; the data plane never does.
+    Ike {
+        /// Our address and port.
+        local: SocketAddr,
+        /// The peer's.
+        remote: SocketAddr,
+    },
     /// ESP in UDP (RFC 3948) from our NAT-T port at `local` to `remote`.
     Udp {
         /// Our address and port (the one the client talks to).

@@ -14,7 +14,7 @@ pub mod mss;
 
 pub use gateway::{FromTun, Gateway, HEADROOM, TAILROOM, Transmit, Via};
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 /// Settings of the data plane.
@@ -52,6 +52,13 @@ impl Default for Config {
             session_timeout: None,
         }
     }
+}
+
+/// Whether `addr` lies in one of `routes` (prefix, length).
+pub fn covered(routes: &[(Ipv4Addr, u8)], addr: Ipv4Addr) -> bool {
+    routes.iter().any(|&(net, len)| {
+        crate::ike::quick_mode::in_prefix(IpAddr::V4(addr), IpAddr::V4(net), len)
+    })
 }
 
 /// The shortest list of prefixes that covers exactly `first..=last`.
@@ -111,5 +118,19 @@ mod tests {
             vec![(ip("1.2.3.4"), 32)]
         );
         assert!(range_prefixes(ip("1.2.3.5"), ip("1.2.3.4")).is_empty());
+    }
+
+    #[test]
+    fn coverage_of_the_pool_routes() {
+        let routes = range_prefixes(Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 99));
+        assert!(covered(&routes, Ipv4Addr::new(10, 77, 0, 10)));
+        assert!(covered(&routes, Ipv4Addr::new(10, 77, 0, 99)));
+        assert!(!covered(&routes, Ipv4Addr::new(10, 77, 0, 9)));
+        assert!(!covered(&routes, Ipv4Addr::new(10, 77, 0, 200)));
+        assert!(covered(
+            &[(Ipv4Addr::UNSPECIFIED, 0)],
+            Ipv4Addr::new(1, 2, 3, 4)
+        ));
+        assert!(!covered(&[], Ipv4Addr::new(1, 2, 3, 4)));
     }
 }

@@ -16,7 +16,6 @@ use crate::aaa::spool::{Counters, SpoolId};
 use crate::aaa::{AcctRecord, AuthContext, TerminateCause};
 use crate::dataplane::Gateway;
 use crate::l2tp::SessionRef;
-use crate::radius::dynauth::{ErrorCause, Outcome, RequestKind};
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -278,45 +277,4 @@ fn counters(r: &AcctRecord) -> Counters {
         output_octets: r.output_octets,
         output_packets: r.output_packets,
     }
-}
-
-/// Applies a Disconnect or CoA request to the sessions it names.
-pub fn dynauth(gw: &mut Gateway, now: Instant, call: DynAuthCall) {
-    let req = &call.request;
-    let from = req.from;
-    let sel = &req.selector;
-    let found = gw.sessions().find(
-        sel.acct_session_id.as_deref(),
-        sel.user_name.as_deref(),
-        sel.framed_ip,
-    );
-    let outcome = if let Some(problem) = req.problem {
-        Outcome::Nak(problem)
-    } else if found.is_empty() {
-        info!(%from, kind = ?req.kind, selector = ?sel, "dynamic authorization: no such session");
-        Outcome::Nak(ErrorCause::SessionContextNotFound)
-    } else {
-        match req.kind {
-            RequestKind::Disconnect => {
-                for s in &found {
-                    gw.sessions_mut()
-                        .disconnect(now, *s, "disconnected by the RADIUS server");
-                }
-                info!(%from, sessions = found.len(), "RADIUS Disconnect-Request: sessions ended");
-            }
-            RequestKind::Coa => {
-                let secs = |v: Option<u32>| v.map(|s| Duration::from_secs(u64::from(s)));
-                for s in &found {
-                    gw.sessions_mut().change_timeouts(
-                        *s,
-                        secs(req.changes.idle_timeout),
-                        secs(req.changes.session_timeout),
-                    );
-                }
-                info!(%from, sessions = found.len(), changes = ?req.changes, "RADIUS CoA-Request applied");
-            }
-        }
-        Outcome::Ack
-    };
-    let _ = call.reply.send(outcome);
 }

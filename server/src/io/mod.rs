@@ -1,5 +1,7 @@
 //! The tokio shell: it owns the sockets, the TUN device and the clock, and drives the sans-IO
-//! cores: the IKE [`Responder`] and the data plane [`Gateway`] (IPsec SAs, L2TP, PPP, sessions).
+//! [`Server`] (the IKE responder, the data plane, the sessions and the rules between them). It
+//! moves datagrams, runs the authentication backends, accounting and timers; it decides nothing
+//! about the protocols.
 //!
 //! It carries IKE on UDP 500 and 4500 (non-ESP marker demux, NAT keepalives), ESP over raw
 //! protocol 50 (when the process may open a raw socket) and over UDP 4500, on every address it
@@ -28,11 +30,12 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::aaa::{Decision, local::UserStore};
-use crate::admin::{Request, Response, SessionInfo, StatusInfo};
-use crate::dataplane::{self, FromTun, Gateway, HEADROOM, TAILROOM, Transmit, Via};
-use crate::esp::{self, Udp4500};
+use crate::admin::{Request, Response};
+use crate::dataplane::{self, FromTun, Gateway, HEADROOM, TAILROOM, Via};
+use crate::esp;
 use crate::ike::{self, Responder};
 use crate::l2tp::SessionRef;
+use crate::server::{self, Server, ShellFacts, Transmit};
 use crate::session::{self, Sessions};
 use listen::{Datagram, Kind, Listeners, Outgoing, RecvBatch};
 
@@ -58,14 +61,6 @@ pub struct Listen {
     pub plain_l2tp: bool,
 }
 
-/// The unspecified address of `ip`'s family.
-fn unspecified(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-    }
-}
-
 /// Settings read again on SIGHUP (or `roadgate reload`): what can change while running.
 #[derive(Debug)]
 pub struct Reload {
@@ -81,6 +76,14 @@ pub struct Reload {
 
 /// Reads the settings again.
 pub type Reloader = Box<dyn FnMut() -> Result<Reload, String> + Send>;
+
+/// The unspecified address of `ip`'s family.
+fn unspecified(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
 
 /// Packets taken from one ready socket (or the TUN device) before the loop looks at the others.
 const BATCH: usize = 64;
@@ -149,8 +152,8 @@ type Answer = (SessionRef, u64, Decision, Option<Vec<u8>>);
 
 /// The running shell.
 pub struct Shell {
-    ike: Responder,
-    gw: Option<Gateway>,
+    /// The protocol cores and the rules between them.
+    server: Server,
     listen: Listen,
     /// Every socket, on every address.
     sockets: Listeners,
@@ -172,13 +175,9 @@ pub struct Shell {
     admin_tx: Option<tokio::sync::mpsc::Sender<admin::Call>>,
     /// The RADIUS client's per-server figures.
     radius_metrics: Vec<radius::RadiusMetricsHandle>,
-    /// PPP must authenticate the user a user certificate of the IPsec peer was issued for.
-    cert_user_match: bool,
     admin_path: Option<std::path::PathBuf>,
     /// Reads the configuration again (SIGHUP, `roadgate reload`).
     reloader: Option<Reloader>,
-    /// Host routes added for sessions whose static address lies outside the pool's routes.
-    host_routes: std::collections::HashMap<SessionRef, Ipv4Addr>,
     started: Instant,
 }
 
@@ -186,9 +185,34 @@ impl std::fmt::Debug for Shell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shell")
             .field("listen", &self.listen)
-            .field("gateway", &self.gw)
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
+}
+
+/// A data plane without a TUN device and with a small pool, for a shell that serves no
+/// sessions of its own ([`Shell::bind_all`] before [`Shell::with_sessions`]; the test echo).
+fn bare_gateway(test_echo: bool) -> io::Result<Gateway> {
+    let pool = pppd_lite::pool::AddressPool::builder()
+        .range(Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 250))
+        .build()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut gw = Gateway::new(
+        dataplane::Config {
+            tun: false,
+            ..dataplane::Config::default()
+        },
+        Sessions::new(
+            session::Config {
+                lns: crate::l2tp::LnsConfig::default(),
+                ppp: pppd_lite::Config::server(pppd_lite::ServerConfig::default()),
+                pool,
+            },
+            [0; 32],
+        ),
+    );
+    gw.set_test_echo(test_echo);
+    Ok(gw)
 }
 
 impl Shell {
@@ -218,14 +242,15 @@ impl Shell {
             );
         }
         let (decisions_tx, decisions_rx) = tokio::sync::mpsc::unbounded_channel();
-        let test_echo = listen.test_echo;
-        let shell = Self {
-            ike: {
-                let mut r = Responder::new(cfg);
-                r.set_unix_time(Instant::now(), aaa_io::unix_now());
-                r
-            },
-            gw: None,
+        let mut ike = Responder::new(cfg);
+        ike.set_unix_time(Instant::now(), aaa_io::unix_now());
+        let server = Server::new(
+            ike,
+            bare_gateway(listen.test_echo)?,
+            server::Policy::default(),
+        );
+        Ok(Self {
+            server,
             listen,
             sockets,
             tun: None,
@@ -238,17 +263,10 @@ impl Shell {
             admin: None,
             admin_tx: None,
             radius_metrics: Vec::new(),
-            cert_user_match: false,
             admin_path: None,
             reloader: None,
-            host_routes: std::collections::HashMap::new(),
             started: Instant::now(),
-        };
-        if test_echo {
-            shell.with_test_echo()
-        } else {
-            Ok(shell)
-        }
+        })
     }
 
     /// Adds the data plane: L2TP arriving through IPsec (or in clear, in plain mode) is served,
@@ -269,7 +287,12 @@ impl Shell {
         let mut gw = Gateway::new(dataplane, sessions);
         gw.set_plain_l2tp(self.listen.plain_l2tp);
         gw.set_test_echo(self.listen.test_echo);
-        self.gw = Some(gw);
+        *self.server.gateway_mut() = gw;
+        let policy = server::Policy {
+            tun: self.tun.is_some(),
+            ..self.server.policy()
+        };
+        self.server.set_policy(policy);
         self.aaa = Some(aaa_io::Aaa::new(auth::Backends {
             chain: vec![crate::aaa::BackendKind::Local],
             users: Some(Arc::new(std::sync::Mutex::new(users))),
@@ -321,31 +344,6 @@ impl Shell {
         Ok(self)
     }
 
-    /// Only IKE and ESP (the test echo), no sessions: for tests of the IPsec half.
-    fn with_test_echo(mut self) -> io::Result<Self> {
-        let pool = pppd_lite::pool::AddressPool::builder()
-            .range(Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 250))
-            .build()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let mut gw = Gateway::new(
-            dataplane::Config {
-                tun: false,
-                ..dataplane::Config::default()
-            },
-            Sessions::new(
-                session::Config {
-                    lns: crate::l2tp::LnsConfig::default(),
-                    ppp: pppd_lite::Config::server(pppd_lite::ServerConfig::default()),
-                    pool,
-                },
-                [0; 32],
-            ),
-        );
-        gw.set_test_echo(true);
-        self.gw = Some(gw);
-        Ok(self)
-    }
-
     /// A channel to the control loop's admin requests (after [`Shell::with_admin_socket`]).
     pub fn admin_calls(&self) -> Option<tokio::sync::mpsc::Sender<admin::Call>> {
         self.admin_tx.clone()
@@ -354,7 +352,11 @@ impl Shell {
     /// Whether PPP must authenticate the user that the IPsec peer's user certificate was
     /// issued for (`certificates.require_user_match`).
     pub fn with_cert_user_match(mut self, on: bool) -> Self {
-        self.cert_user_match = on;
+        let policy = server::Policy {
+            cert_user_match: on,
+            ..self.server.policy()
+        };
+        self.server.set_policy(policy);
         self
     }
 
@@ -384,16 +386,14 @@ impl Shell {
         tokio::pin!(stop);
         self.event_loop(&mut stop, false).await?;
         info!("shutting down: ending every session and L2TP tunnel, then deleting every SA");
-        if let Some(gw) = self.gw.as_mut() {
-            gw.shutdown(Instant::now());
-        }
+        self.server.shutdown_sessions(Instant::now());
         self.drain().await;
         let grace = tokio::time::sleep(SHUTDOWN_GRACE);
         tokio::pin!(grace);
-        if self.gw.as_ref().is_some_and(|g| g.tunnels() > 0) {
+        if self.server.tunnels() > 0 {
             self.event_loop(&mut grace, true).await?;
         }
-        self.ike.shutdown();
+        self.server.shutdown_ike(Instant::now());
         self.drain().await;
         if let Some(aaa) = self.aaa.as_mut() {
             aaa.shutdown(SHUTDOWN_GRACE).await;
@@ -421,8 +421,7 @@ impl Shell {
         loop {
             turn = turn.wrapping_add(1);
             let deadline = [
-                self.ike.poll_timeout(),
-                self.gw.as_ref().and_then(Gateway::poll_timeout),
+                self.server.poll_timeout(),
                 self.aaa.as_ref().and_then(aaa_io::Aaa::poll_timeout),
             ]
             .into_iter()
@@ -451,11 +450,8 @@ impl Shell {
                     self.tun_batch(&mut tx, n).await;
                 }
                 d = self.decisions_rx.recv() => {
-                    if let (Some((session, id, decision, state)), Some(gw)) = (d, self.gw.as_mut()) {
-                        if let (Some(state), Some(aaa)) = (state, self.aaa.as_mut()) {
-                            aaa.eap_states.insert(session, state);
-                        }
-                        gw.sessions_mut().authenticated(Instant::now(), session, id, decision);
+                    if let Some((session, id, decision, state)) = d {
+                        self.server.authenticated(Instant::now(), session, id, decision, state);
                     }
                 }
                 incoming = async {
@@ -466,13 +462,10 @@ impl Shell {
                 } => self.aaa_incoming(incoming),
                 _ = sleep => {
                     let now = Instant::now();
-                    self.ike.set_unix_time(now, aaa_io::unix_now());
-                    self.ike.handle_timeout(now);
-                    if let Some(gw) = self.gw.as_mut() {
-                        gw.handle_timeout(now);
-                    }
-                    if let (Some(aaa), Some(gw)) = (self.aaa.as_mut(), self.gw.as_ref()) {
-                        aaa.timeouts(gw, now);
+                    self.server.ike_mut().set_unix_time(now, aaa_io::unix_now());
+                    self.server.handle_timeout(now);
+                    if let Some(aaa) = self.aaa.as_mut() {
+                        aaa.timeouts(self.server.gateway(), now);
                     }
                 }
                 _ = keepalive.tick() => self.keepalives().await,
@@ -501,7 +494,7 @@ impl Shell {
                 }
             }
             self.drain().await;
-            if until_tunnels_closed && self.gw.as_ref().is_none_or(|g| g.tunnels() == 0) {
+            if until_tunnels_closed && self.server.tunnels() == 0 {
                 return Ok(());
             }
         }
@@ -555,48 +548,20 @@ impl Shell {
 
     /// One datagram (in `slot` at `d.range`) from a socket of `kind`.
     async fn datagram_in(&mut self, kind: Kind, slot: &mut [u8], d: Datagram) {
-        match kind {
+        let now = Instant::now();
+        let Some(data) = slot.get_mut(d.range) else {
+            return;
+        };
+        let ip = match kind {
             Kind::Ike => {
-                if let Some(data) = slot.get(d.range) {
-                    self.ike
-                        .handle_datagram(Instant::now(), d.local, d.remote, data);
-                }
+                self.server.handle_ike(now, d.local, d.remote, data);
+                None
             }
-            Kind::Natt => self.udp4500_in(slot, d).await,
-            Kind::RawEsp => {
-                if let Some(esp) = slot.get_mut(d.range) {
-                    self.esp_in(esp, d.remote).await;
-                }
-            }
-            Kind::L2tp => self.cleartext_l2tp(slot, d).await,
-        }
-    }
-
-    async fn udp4500_in(&mut self, buf: &mut [u8], d: Datagram) {
-        let Some(data) = buf.get_mut(d.range) else {
-            return;
+            Kind::Natt => self.server.handle_udp4500(now, d.local, d.remote, data),
+            Kind::RawEsp => self.server.handle_esp(now, data, d.remote),
+            Kind::L2tp => self.server.handle_plain_l2tp(now, data, d.remote),
         };
-        match esp::classify_udp4500(data) {
-            Udp4500::Keepalive => {}
-            Udp4500::Ike(msg) => {
-                self.ike
-                    .handle_datagram(Instant::now(), d.local, d.remote, msg);
-                // An SA that this message completed must be in place for the ESP right behind
-                // it in the same batch.
-                self.follow_ike();
-            }
-            Udp4500::Esp(_) => self.esp_in(data, d.remote).await,
-            Udp4500::Malformed => {}
-        }
-    }
-
-    /// ESP from a client: the IPv4 packet inside goes to the TUN device.
-    async fn esp_in(&mut self, packet: &mut [u8], from: SocketAddr) {
-        let Some(gw) = self.gw.as_mut() else { return };
-        let Some(range) = gw.esp_in(&mut self.ike, Instant::now(), packet, from) else {
-            return;
-        };
-        if let Some(ip) = packet.get(range) {
+        if let Some(ip) = ip.and_then(|r| data.get(r)) {
             self.write_tun(ip).await;
         }
     }
@@ -607,20 +572,6 @@ impl Shell {
             && let Err(e) = tun.send(ip).await
         {
             dropped!(self.send_errors, error = %e, "write to the TUN device failed");
-        }
-    }
-
-    /// A datagram on the cleartext L2TP port.
-    async fn cleartext_l2tp(&mut self, buf: &mut [u8], d: Datagram) {
-        let Some(gw) = self.gw.as_mut() else { return };
-        let Some(data) = buf.get_mut(d.range) else {
-            return;
-        };
-        let Some(range) = gw.plain_in(Instant::now(), data, d.remote) else {
-            return;
-        };
-        if let Some(ip) = data.get(range) {
-            self.write_tun(ip).await;
         }
     }
 
@@ -641,12 +592,11 @@ impl Shell {
     /// Seals the packet in `tx`'s read slot (`n` bytes) for its client and keeps the datagram
     /// at the end of the batch.
     async fn tun_in(&mut self, tx: &mut TxBatch, n: usize) {
-        let Some(gw) = self.gw.as_mut() else { return };
         let start = tx.used;
         let Some(room) = tx.buf.get_mut(start..) else {
             return;
         };
-        match gw.tun_in(&mut self.ike, Instant::now(), room, n) {
+        match self.server.handle_tun(Instant::now(), room, n) {
             FromTun::Send(t) => {
                 let t = t.clone();
                 let Some((socket, from, to)) = self.route(&t.via) else {
@@ -710,6 +660,18 @@ impl Shell {
     /// The socket (index), source address and destination for a datagram sent `via`.
     fn route(&self, via: &Via) -> Option<(usize, IpAddr, SocketAddr)> {
         match *via {
+            Via::Ike { local, remote } => {
+                let kind = if local.port() == self.listen.natt_port {
+                    Kind::Natt
+                } else {
+                    Kind::Ike
+                };
+                Some((
+                    self.sockets.index_for_local(kind, local.ip())?,
+                    local.ip(),
+                    remote,
+                ))
+            }
             Via::Udp { local, remote } => Some((
                 self.sockets.index_for_local(Kind::Natt, local.ip())?,
                 local.ip(),
@@ -748,8 +710,7 @@ impl Shell {
 
     async fn keepalives(&mut self) {
         // RFC 3948 §4: a host behind NAT keeps the mapping open with 0xFF keepalives.
-        let Some(gw) = self.gw.as_ref() else { return };
-        for (local, remote) in gw.keepalive_targets() {
+        for (local, remote) in self.server.keepalive_targets() {
             let r = match self.sockets.for_local(Kind::Natt, local.ip()) {
                 Some(s) => s.send(&esp::NAT_KEEPALIVE, local.ip(), remote).await,
                 None => Err(io::Error::other("no socket for this local address")),
@@ -760,77 +721,20 @@ impl Shell {
         }
     }
 
-    /// Sends what the cores produced, follows IKE's events, and starts authentication checks.
+    /// Sends what the server produced and does what it asks (authentication checks,
+    /// accounting, host routes), until it has nothing more.
     async fn drain(&mut self) {
         loop {
             let mut progressed = false;
-            while let Some(t) = self.ike.poll_transmit() {
-                progressed = true;
-                let kind = if t.local.port() == self.listen.natt_port {
-                    Kind::Natt
-                } else {
-                    Kind::Ike
-                };
-                let r = match self.sockets.for_local(kind, t.local.ip()) {
-                    Some(s) => s.send(&t.data, t.local.ip(), t.remote).await,
-                    None => Err(io::Error::other("no socket for this local address")),
-                };
-                if let Err(e) = r {
-                    warn!(local = %t.local, remote = %t.remote, error = %e, "send failed");
-                }
-            }
-            progressed |= self.follow_ike();
             let mut txbuf = std::mem::take(&mut self.txbuf);
-            while let Some(t) = self
-                .gw
-                .as_mut()
-                .and_then(|gw| gw.poll_transmit(&mut self.ike, &mut txbuf))
-            {
+            while let Some(t) = self.server.poll_transmit(Instant::now(), &mut txbuf) {
                 progressed = true;
                 self.send(&t, &txbuf).await;
             }
             self.txbuf = txbuf;
-            while let Some(ev) = self
-                .gw
-                .as_mut()
-                .and_then(|gw| gw.sessions_mut().poll_event())
-            {
+            while let Some(ev) = self.server.poll_event() {
                 progressed = true;
-                match ev {
-                    session::Event::Authenticate {
-                        session,
-                        request,
-                        nas_port,
-                        acct_session_id,
-                    } => {
-                        self.authenticate(session, request, nas_port, acct_session_id);
-                    }
-                    session::Event::Up {
-                        session,
-                        address,
-                        start,
-                        interim_interval,
-                        ..
-                    } => {
-                        if let (Some(aaa), Some(gw)) = (self.aaa.as_mut(), self.gw.as_ref()) {
-                            aaa.session_up(gw, Instant::now(), session, &start, interim_interval);
-                        }
-                        self.route_outside_pool(session, address);
-                    }
-                    session::Event::Down { session, stop, .. } => {
-                        if let Some(aaa) = self.aaa.as_mut() {
-                            match &stop {
-                                Some(stop) => aaa.session_down(Instant::now(), session, stop),
-                                None => {
-                                    aaa.eap_states.remove(&session);
-                                }
-                            }
-                        }
-                        if let Some(address) = self.host_routes.remove(&session) {
-                            self.host_route("del", address);
-                        }
-                    }
-                }
+                self.server_event(ev);
             }
             if !progressed {
                 break;
@@ -838,31 +742,62 @@ impl Shell {
         }
         if let Some(aaa) = self.aaa.as_mut() {
             aaa.send(Instant::now());
+            let full = aaa
+                .accounting
+                .as_ref()
+                .is_some_and(|a| a.must_block_new_sessions());
+            self.server.set_accounting_full(full);
         }
     }
 
-    /// Hands IKE's events (SAs up and down) to the data plane; returns whether there were any.
-    fn follow_ike(&mut self) -> bool {
+    /// What the server asks of the shell.
+    fn server_event(&mut self, ev: server::Event) {
         let now = Instant::now();
-        let mut any = false;
-        while let Some(ev) = self.ike.poll_event() {
-            any = true;
-            if let Some(gw) = self.gw.as_mut() {
-                gw.on_ike_event(now, ev);
+        match ev {
+            server::Event::Authenticate {
+                session,
+                request,
+                context,
+                eap_state,
+            } => {
+                let Some(aaa) = self.aaa.as_ref() else {
+                    return;
+                };
+                let backends = aaa.backends.clone();
+                let tx = self.decisions_tx.clone();
+                let id = request.id;
+                // The backends block (SQLite, PAM) or wait (RADIUS): off the control loop.
+                tokio::spawn(async move {
+                    let (decision, state) =
+                        auth::decide(backends, context, request, eap_state).await;
+                    let _ = tx.send((session, id, decision, state));
+                });
+            }
+            server::Event::SessionUp {
+                session,
+                start,
+                interim_interval,
+                ..
+            } => {
+                if let Some(aaa) = self.aaa.as_mut() {
+                    aaa.session_up(
+                        self.server.gateway(),
+                        now,
+                        session,
+                        &start,
+                        interim_interval,
+                    );
+                }
+            }
+            server::Event::SessionDown { session, stop, .. } => {
+                if let (Some(aaa), Some(stop)) = (self.aaa.as_mut(), stop) {
+                    aaa.session_down(now, session, &stop);
+                }
+            }
+            server::Event::HostRoute { address, add } => {
+                self.host_route(if add { "replace" } else { "del" }, address);
             }
         }
-        any
-    }
-
-    /// A user's static address outside the pool's routes gets a host route to the TUN device
-    /// while its session lasts (the pool's own ranges are routed at start).
-    fn route_outside_pool(&mut self, session: SessionRef, address: Ipv4Addr) {
-        let Some(gw) = &self.gw else { return };
-        if self.tun.is_none() || tun::covered(&gw.config().routes, address) {
-            return;
-        }
-        self.host_routes.insert(session, address);
-        self.host_route("replace", address);
     }
 
     /// `ip route ACTION address/32 dev <tun>`, off the loop (it runs a program).
@@ -877,62 +812,6 @@ impl Shell {
         });
     }
 
-    fn authenticate(
-        &mut self,
-        session: SessionRef,
-        request: pppd_lite::AuthRequest,
-        nas_port: u32,
-        acct_session_id: String,
-    ) {
-        let (Some(aaa), Some(gw)) = (self.aaa.as_mut(), self.gw.as_ref()) else {
-            return;
-        };
-        let refusal = if aaa
-            .accounting
-            .as_ref()
-            .is_some_and(|a| a.must_block_new_sessions())
-        {
-            warn!(
-                peer = session.peer,
-                "session refused: the accounting spool is full and accounting.block_when_full is set"
-            );
-            true
-        } else if self.cert_user_match
-            && let Some(owner) = gw.cert_user(session.peer)
-            && !owner.eq_ignore_ascii_case(pppd_lite::mschapv2::strip_domain(&request.user))
-        {
-            warn!(
-                peer = session.peer,
-                user = %request.user,
-                certificate_user = %owner,
-                "authentication refused: the PPP user is not the one the IPsec certificate was \
-                 issued for (certificates.require_user_match)"
-            );
-            true
-        } else {
-            false
-        };
-        if refusal {
-            let _ = self.decisions_tx.send((
-                session,
-                request.id,
-                Decision::reject(crate::aaa::REJECTED),
-                None,
-            ));
-            return;
-        }
-        let ctx = aaa_io::Aaa::context(gw, session, nas_port, acct_session_id);
-        let state = aaa.eap_states.remove(&session);
-        let backends = aaa.backends.clone();
-        let tx = self.decisions_tx.clone();
-        let id = request.id;
-        // The backends block (SQLite, PAM) or wait (RADIUS): off the control loop.
-        tokio::spawn(async move {
-            let (decision, state) = auth::decide(backends, ctx, request, state).await;
-            let _ = tx.send((session, id, decision, state));
-        });
-    }
-
     /// An accounting outcome or a Disconnect/CoA request.
     fn aaa_incoming(&mut self, incoming: aaa_io::Incoming) {
         let now = Instant::now();
@@ -943,14 +822,10 @@ impl Shell {
                 }
             }
             aaa_io::Incoming::Acct(None) => {}
-            aaa_io::Incoming::DynAuth(Some(call)) => match self.gw.as_mut() {
-                Some(gw) => aaa_io::dynauth(gw, now, call),
-                None => {
-                    let _ = call.reply.send(crate::radius::dynauth::Outcome::Nak(
-                        crate::radius::dynauth::ErrorCause::SessionContextNotFound,
-                    ));
-                }
-            },
+            aaa_io::Incoming::DynAuth(Some(call)) => {
+                let outcome = self.server.dynamic_authorization(now, &call.request);
+                let _ = call.reply.send(outcome);
+            }
             aaa_io::Incoming::DynAuth(None) => {
                 if let Some(a) = self.aaa.as_mut() {
                     a.dynauth = None;
@@ -968,11 +843,7 @@ impl Shell {
         };
         match reloader() {
             Ok(r) => {
-                self.ike.set_config(r.ike);
-                if let Some(gw) = self.gw.as_mut() {
-                    gw.sessions_mut().set_ppp_template(r.ppp);
-                    gw.reconfigure(r.dataplane);
-                }
+                self.server.reconfigure(r.ike, r.ppp, r.dataplane);
                 info!(summary = %r.summary, "configuration reloaded");
                 Response::Reloaded { summary: r.summary }
             }
@@ -988,155 +859,39 @@ impl Shell {
     fn admin_request(&mut self, request: Request) -> Response {
         let now = Instant::now();
         match request {
-            Request::Status => Response::Status(self.status(now)),
-            Request::Sessions => {
-                let now_unix = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let sessions = self
-                    .gw
-                    .as_ref()
-                    .map(|gw| gw.sessions_view(now))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|v| SessionInfo {
-                        id: v.id,
-                        user: v.user,
-                        address: v.address,
-                        client: v.client.map_or_else(|| "-".into(), |c| c.to_string()),
-                        since_unix: now_unix.saturating_sub(v.age.as_secs()),
-                        state: if v.up { "up" } else { "connecting" }.into(),
-                        bytes_in: v.traffic.bytes_in,
-                        bytes_out: v.traffic.bytes_out,
-                        packets_in: v.traffic.packets_in,
-                        packets_out: v.traffic.packets_out,
-                        ike: v.ike,
-                        esp: v.esp,
-                        auth: v.auth,
-                        acct_session_id: v.acct_session_id,
-                    })
-                    .collect();
-                Response::Sessions { sessions }
-            }
-            Request::Disconnect { target } => match self.gw.as_mut() {
-                Some(gw) => Response::Disconnected {
-                    count: gw.disconnect(now, target.trim()),
-                },
-                None => Response::Disconnected { count: 0 },
+            Request::Status => Response::Status(self.server.status(&self.facts(now))),
+            Request::Sessions => Response::Sessions {
+                sessions: self.server.sessions(now, aaa_io::unix_now()),
+            },
+            Request::Disconnect { target } => Response::Disconnected {
+                count: self.server.disconnect(now, &target),
             },
             Request::Reload => self.reload(),
-            Request::Metrics => Response::Metrics(Box::new(self.metrics(now))),
+            Request::Metrics => Response::Metrics(Box::new(self.server.metrics(&self.facts(now)))),
         }
     }
 
-    fn metrics(&self, now: Instant) -> crate::admin::MetricsInfo {
-        let ike = self.ike.stats();
-        let mut m = crate::admin::MetricsInfo {
-            status: self.status(now),
-            failures: vec![
-                (
-                    "ike_auth_failed".into(),
-                    ike.auth_failed + ike.hash_mismatch,
-                ),
-                ("ike_no_proposal_chosen".into(), ike.no_proposal_chosen),
-                ("ike_malformed".into(), ike.malformed),
-            ],
-            ..Default::default()
-        };
-        if let Some(gw) = &self.gw {
-            let s = gw.sessions().stats();
-            m.connects_total = s.up;
-            m.failures.extend([
-                ("ppp_auth_rejected".into(), s.auth_rejected),
-                ("over_session_limit".into(), s.over_limit),
-                ("pool_exhausted".into(), s.pool_exhausted),
-            ]);
-            m.bytes_in = s.ended_bytes_in;
-            m.bytes_out = s.ended_bytes_out;
-            m.packets_in = s.ended_packets_in;
-            m.packets_out = s.ended_packets_out;
-            for live in gw.sessions().iter() {
-                m.bytes_in += live.traffic.bytes_in;
-                m.bytes_out += live.traffic.bytes_out;
-                m.packets_in += live.traffic.packets_in;
-                m.packets_out += live.traffic.packets_out;
-            }
-        }
-        if let Some(acct) = self.aaa.as_ref().and_then(|a| a.accounting.as_ref()) {
-            m.spool_depth = acct.spool().depth();
-        }
-        m
-    }
-
-    fn status(&self, now: Instant) -> StatusInfo {
-        let ike = self.ike.stats();
-        let mut counters: Vec<(String, u64)> = vec![
-            ("ike_phase1_established".into(), ike.phase1_established),
-            (
-                "ike_child_sas_established".into(),
-                ike.child_sas_established,
-            ),
-            (
-                "ike_auth_failed".into(),
-                ike.auth_failed + ike.hash_mismatch,
-            ),
-            ("ike_no_proposal_chosen".into(), ike.no_proposal_chosen),
-            ("ike_malformed".into(), ike.malformed),
-            ("ike_dpd_dead".into(), ike.dpd_dead),
-            ("send_errors".into(), self.send_errors),
-            ("io_rx_datagrams".into(), self.batching.rx_datagrams),
-            ("io_rx_calls".into(), self.batching.rx_calls),
-            ("io_tx_datagrams".into(), self.batching.tx_datagrams),
-            ("io_tx_calls".into(), self.batching.tx_calls),
-        ];
-        let (mut up, mut total, mut used, mut size) = (0, 0, 0, 0);
-        if let Some(gw) = &self.gw {
-            let d = gw.stats();
-            let s = gw.sessions().stats();
-            let pool = gw.sessions().pool();
-            used = pool.in_use();
-            size = pool.capacity();
-            total = gw.sessions().len();
-            up = gw.sessions().iter().filter(|s| s.up).count();
-            counters.extend([
-                ("esp_decrypted".into(), d.esp_decrypted),
-                ("esp_unknown_spi".into(), d.esp_unknown_spi),
-                ("esp_auth_failed".into(), d.esp_auth_failed),
-                ("esp_replayed".into(), d.esp_replayed),
-                ("esp_not_l2tp".into(), d.esp_not_l2tp),
-                ("ip_to_tun".into(), d.to_tun),
-                ("ip_from_tun".into(), d.from_tun),
-                ("ip_from_tun_no_session".into(), d.tun_no_session),
-                ("icmp_frag_needed".into(), d.icmp_frag_needed),
-                ("tcp_mss_clamped".into(), d.mss_clamped),
-                ("cleartext_l2tp_dropped".into(), d.cleartext_l2tp_dropped),
-                ("sessions_up_total".into(), s.up),
-                ("auth_rejected".into(), s.auth_rejected),
-                ("over_session_limit".into(), s.over_limit),
-                ("pool_exhausted".into(), s.pool_exhausted),
-                ("ip_spoofed_dropped".into(), s.spoofed),
-                ("l2tp_tunnels".into(), gw.tunnels() as u64),
-            ]);
-        }
-        StatusInfo {
-            version: env!("CARGO_PKG_VERSION").into(),
+    /// What only the shell knows, for the status and metrics.
+    fn facts(&self, now: Instant) -> ShellFacts {
+        ShellFacts {
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
-            sessions_up: up,
-            sessions_total: total,
-            ike_sas: self.ike.phase1_count(),
-            ipsec_sas: self.gw.as_ref().map_or(0, Gateway::sa_count),
-            pool_used: used,
-            pool_size: size,
-            counters,
+            counters: vec![
+                ("send_errors".into(), self.send_errors),
+                ("io_rx_datagrams".into(), self.batching.rx_datagrams),
+                ("io_rx_calls".into(), self.batching.rx_calls),
+                ("io_tx_datagrams".into(), self.batching.tx_datagrams),
+                ("io_tx_calls".into(), self.batching.tx_calls),
+            ],
+            spool_depth: self
+                .aaa
+                .as_ref()
+                .and_then(|a| a.accounting.as_ref())
+                .map_or(0, |a| a.spool().depth()),
         }
     }
 
-    pub fn ike(&self) -> &Responder {
-        &self.ike
-    }
-
-    /// The data plane, once added.
-    pub fn gateway(&self) -> Option<&Gateway> {
-        self.gw.as_ref()
+    /// The sans-IO server this shell drives.
+    pub fn server(&self) -> &Server {
+        &self.server
     }
 }

@@ -1,14 +1,13 @@
 //! The TUN device: the server's PPP address on it, the pool routed to it.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::process::Command;
 
 use tokio_tun::Tun;
 use tracing::{info, warn};
 
 use crate::dataplane;
-use crate::ike::quick_mode::in_prefix;
 
 /// Opens (creates) the TUN device, brings it up with the server's address and MTU, and routes
 /// the pool's prefixes to it. Needs CAP_NET_ADMIN.
@@ -65,33 +64,4 @@ pub fn ip_route(action: &str, dev: &str, addr: Ipv4Addr, len: u8) -> io::Result<
         "ip route {action} {prefix} dev {dev}: {}",
         err.trim()
     )))
-}
-
-/// Whether `addr` lies in one of `routes` (prefix, length).
-pub fn covered(routes: &[(Ipv4Addr, u8)], addr: Ipv4Addr) -> bool {
-    routes
-        .iter()
-        .any(|&(net, len)| in_prefix(IpAddr::V4(addr), IpAddr::V4(net), len))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn coverage_of_the_pool_routes() {
-        let routes = crate::dataplane::range_prefixes(
-            Ipv4Addr::new(10, 77, 0, 10),
-            Ipv4Addr::new(10, 77, 0, 99),
-        );
-        assert!(covered(&routes, Ipv4Addr::new(10, 77, 0, 10)));
-        assert!(covered(&routes, Ipv4Addr::new(10, 77, 0, 99)));
-        assert!(!covered(&routes, Ipv4Addr::new(10, 77, 0, 9)));
-        assert!(!covered(&routes, Ipv4Addr::new(10, 77, 0, 200)));
-        assert!(covered(
-            &[(Ipv4Addr::UNSPECIFIED, 0)],
-            Ipv4Addr::new(1, 2, 3, 4)
-        ));
-        assert!(!covered(&[], Ipv4Addr::new(1, 2, 3, 4)));
-    }
 }
