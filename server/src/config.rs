@@ -201,6 +201,7 @@ struct ServerSection {
     ike_port: Option<i64>,
     natt_port: Option<i64>,
     raw_esp: Option<bool>,
+    socket_buffer: Option<i64>,
     admin_socket: Option<PathBuf>,
 }
 
@@ -794,6 +795,16 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
         test_echo: overrides.test_echo,
         l2tp_port: Some(L2TP_PORT),
         plain_l2tp: overrides.plain_l2tp,
+        socket_buffer: match file.server.socket_buffer {
+            None => crate::io::DEFAULT_SOCKET_BUFFER,
+            Some(b) if (64 * 1024..=1 << 30).contains(&b) => b as usize,
+            Some(b) => {
+                return Err(ctx.err(
+                    "server.socket_buffer",
+                    format!("{b} bytes: give 65536 (64 KiB) to 1073741824 (1 GiB)"),
+                ));
+            }
+        },
     };
 
     // [auth] before [ppp]: the backends decide which PPP methods can work.

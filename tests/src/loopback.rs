@@ -62,6 +62,7 @@ impl LoopbackServer {
             test_echo,
             l2tp_port: None,
             plain_l2tp: false,
+            socket_buffer: roadgate::io::DEFAULT_SOCKET_BUFFER,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -37,6 +37,7 @@ fn builtin_is_todays_behaviour() {
     assert_eq!((s.listen.ike_port, s.listen.natt_port), (500, 4500));
     assert!(s.listen.raw_esp && !s.listen.test_echo && !s.listen.plain_l2tp);
     assert_eq!(s.listen.l2tp_port, Some(L2TP_PORT));
+    assert_eq!(s.listen.socket_buffer, crate::io::DEFAULT_SOCKET_BUFFER);
     assert_eq!(s.ike.natt_port, 4500);
     assert_eq!(s.pool, vec![(ip("10.77.0.10"), ip("10.77.0.250"))]);
     assert_eq!(s.pool_size(), 241);
@@ -140,6 +141,17 @@ fn the_example_parses_and_documents_the_defaults() {
 
 #[test]
 fn errors_name_the_file_the_key_and_the_reason() {
+    assert_eq!(
+        error("[server]\nsocket_buffer = 4096\n"),
+        "roadgate.toml: server.socket_buffer: 4096 bytes: give 65536 (64 KiB) to 1073741824 (1 GiB)"
+    );
+    assert_eq!(
+        check("[server]\nsocket_buffer = 1048576\n")
+            .unwrap()
+            .listen
+            .socket_buffer,
+        1 << 20
+    );
     assert_eq!(
         error("[ppp]\ndns = [\"8.8.8.888\"]\n"),
         "roadgate.toml: ppp.dns[0]: \"8.8.8.888\" is not an IPv4 address"

@@ -227,6 +227,70 @@ fn set_int_option(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::
     }
 }
 
+/// Gives the socket `bytes` of receive and send buffer. The kernel caps SO_RCVBUF/SO_SNDBUF at
+/// net.core.rmem_max/wmem_max (208 KiB on a stock Linux): as root (CAP_NET_ADMIN) the FORCE
+/// variants pass that cap, otherwise the capped size is what we get. At 1 Gbit/s of 1400-byte
+/// packets a 208 KiB buffer holds under 2 ms of traffic; a burst longer than that while the
+/// loop is busy is lost in the kernel (seen as `udp_rcvbuf_drops`). Returns the receive buffer
+/// the kernel granted (it reports twice what it accounts for payload).
+fn size_buffers(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let want = i32::try_from(bytes).unwrap_or(i32::MAX);
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if set_int_option(fd, libc::SOL_SOCKET, force, want).is_err() {
+            set_int_option(fd, libc::SOL_SOCKET, plain, want)?;
+        }
+    }
+    get_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| usize::try_from(v).unwrap_or(0))
+}
+
+/// Reads an integer socket option.
+fn get_int_option(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket for the duration of the call, `value` and `len` are valid
+    // for writes and `len` holds the size of `value`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Datagrams the kernel dropped on this socket because its receive buffer was full (or for
+/// lack of memory): the socket's `sk_drops`, the same counter SO_RXQ_OVFL reports with each
+/// datagram, read with SO_MEMINFO (Linux 3.17+). `None` where the kernel does not say.
+fn socket_drops(fd: BorrowedFd<'_>) -> Option<u64> {
+    /// SK_MEMINFO_VARS in linux/sock_diag.h; SK_MEMINFO_DROPS is the last one.
+    const VARS: usize = 9;
+    const DROPS: usize = 8;
+    let mut info = [0u32; VARS];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `fd` is an open socket for the duration of the call; `info` is valid for `len`
+    // bytes of writes and the kernel writes at most `len` bytes (and sets `len`).
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && len as usize > DROPS * 4).then(|| u64::from(info[DROPS]))
+}
+
 /// Lets the kernel fragment our outer packets instead of refusing them (IP_PMTUDISC_DONT, and
 /// no IPV6_DONTFRAG): a full-size ESP packet must still reach a client whose path has a smaller
 /// MTU, and clients and their NATs reassemble (the inner MSS is clamped, so this is rare).
@@ -302,8 +366,9 @@ fn send_many(
 }
 
 impl DgramSocket {
-    /// A UDP socket bound to `addr` (IPv6: IPv6-only).
-    pub fn udp(addr: SocketAddr) -> io::Result<Self> {
+    /// A UDP socket bound to `addr` (IPv6: IPv6-only), with `buffer` bytes of receive and send
+    /// buffer (0: the kernel's default).
+    pub fn udp(addr: SocketAddr, buffer: usize) -> io::Result<Self> {
         let v6 = addr.is_ipv6();
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
@@ -314,6 +379,9 @@ impl DgramSocket {
         // Packet info, GRO, non-blocking.
         let state = UdpSocketState::new(UdpSockRef::from(&s))?;
         allow_fragmentation(s.as_fd(), v6)?;
+        if buffer > 0 {
+            size_buffers(s.as_fd(), buffer)?;
+        }
         let bound = s
             .local_addr()?
             .as_socket()
@@ -329,7 +397,7 @@ impl DgramSocket {
 
     /// A raw IP socket for protocol 50 (ESP) bound to `addr` (needs CAP_NET_RAW). An IPv4 one
     /// hands over the IP header with each packet, an IPv6 one does not.
-    pub fn raw_esp(addr: IpAddr) -> io::Result<Self> {
+    pub fn raw_esp(addr: IpAddr, buffer: usize) -> io::Result<Self> {
         let v6 = addr.is_ipv6();
         let sa = SocketAddr::new(addr, 0);
         let s = Socket::new(
@@ -342,6 +410,9 @@ impl DgramSocket {
         // the UDP-only options (GRO) fail quietly.
         let state = UdpSocketState::new(UdpSockRef::from(&s))?;
         allow_fragmentation(s.as_fd(), v6)?;
+        if buffer > 0 {
+            size_buffers(s.as_fd(), buffer)?;
+        }
         let wildcard = addr.is_unspecified();
         // SAFETY: `Socket` owns its file descriptor, keeps it open until it is dropped, and
         // `as_raw_fd` always returns that same descriptor; the AsyncFd owns the Socket.
@@ -366,6 +437,21 @@ impl DgramSocket {
     /// Whether this socket serves `local`: bound to it, or to the wildcard of its family.
     pub fn serves(&self, local: IpAddr) -> bool {
         self.bound.ip() == local || (self.wildcard && self.bound.is_ipv4() == local.is_ipv4())
+    }
+
+    /// Datagrams the kernel dropped because this socket's receive buffer was full.
+    pub fn drops(&self) -> u64 {
+        // SAFETY: the descriptor belongs to this socket, which outlives the borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.raw_fd()) };
+        socket_drops(fd).unwrap_or(0)
+    }
+
+    /// The receive buffer the kernel granted, bytes (as the kernel reports it).
+    pub fn receive_buffer(&self) -> usize {
+        // SAFETY: the descriptor belongs to this socket, which outlives the borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.raw_fd()) };
+        get_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)
+            .map_or(0, |v| usize::try_from(v).unwrap_or(0))
     }
 
     /// Whether this is a raw ESP socket.
@@ -626,12 +712,13 @@ impl Listeners {
         // The error names the socket: "UDP 192.0.2.1:500: Address already in use".
         let udp = |port| {
             let sa = SocketAddr::new(addr, port);
-            DgramSocket::udp(sa).map_err(|e| io::Error::new(e.kind(), format!("UDP {sa}: {e}")))
+            DgramSocket::udp(sa, listen.socket_buffer)
+                .map_err(|e| io::Error::new(e.kind(), format!("UDP {sa}: {e}")))
         };
         let ike = udp(listen.ike_port)?;
         let natt = udp(listen.natt_port)?;
         let raw = if listen.raw_esp {
-            match DgramSocket::raw_esp(addr) {
+            match DgramSocket::raw_esp(addr, listen.socket_buffer) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     warn!(%addr, error = %e, "cannot open a raw ESP socket (needs CAP_NET_RAW): only UDP-encapsulated ESP will work");
@@ -656,6 +743,7 @@ impl Listeners {
             ike = %ike.bound(),
             natt = %natt.bound(),
             raw_esp = raw.is_some(),
+            receive_buffer = natt.receive_buffer(),
             "listening"
         );
         out.push(Endpoint {
@@ -679,6 +767,20 @@ impl Listeners {
             });
         }
         Ok(())
+    }
+
+    /// Datagrams the kernel dropped on every socket because a receive buffer was full.
+    pub fn drops(&self) -> u64 {
+        self.endpoints.iter().map(|e| e.socket.drops()).sum()
+    }
+
+    /// The smallest receive buffer the kernel granted to a socket, bytes.
+    pub fn receive_buffer(&self) -> usize {
+        self.endpoints
+            .iter()
+            .map(|e| e.socket.receive_buffer())
+            .min()
+            .unwrap_or(0)
     }
 
     /// The socket at `index` ([`Ready::index`]).
@@ -822,6 +924,37 @@ mod tests {
         }
     }
 
+    /// A socket whose buffer fills up counts what the kernel dropped, and a sized buffer is
+    /// granted (beyond net.core.rmem_max when the FORCE options are allowed).
+    #[tokio::test]
+    async fn receive_buffer_overflows_are_counted() {
+        let small = DgramSocket::udp((Ipv4Addr::LOCALHOST, 0).into(), 4096).unwrap();
+        assert!(
+            small.receive_buffer() < 64 * 1024,
+            "{}",
+            small.receive_buffer()
+        );
+        assert_eq!(small.drops(), 0);
+        let peer = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let datagram = [0u8; 1400];
+        for _ in 0..200 {
+            peer.send_to(&datagram, small.bound()).unwrap();
+        }
+        let drops = small.drops();
+        assert!(drops > 100, "the kernel dropped {drops} of 200 datagrams");
+
+        let big = DgramSocket::udp((Ipv4Addr::LOCALHOST, 0).into(), 8 << 20).unwrap();
+        let forced = unsafe { libc::geteuid() } == 0;
+        if forced {
+            assert!(big.receive_buffer() >= 8 << 20, "{}", big.receive_buffer());
+        } else {
+            eprintln!(
+                "not root: the 8 MiB buffer is capped at net.core.rmem_max ({} granted)",
+                big.receive_buffer()
+            );
+        }
+    }
+
     #[test]
     fn gro_slots_are_cut_at_the_stride() {
         let cut = |len, stride| segments(len, stride).collect::<Vec<_>>();
@@ -869,9 +1002,9 @@ mod tests {
     /// asked; a receiver with GRO cuts them apart again.
     #[tokio::test]
     async fn gso_out_and_gro_in() {
-        let mut server = DgramSocket::udp((Ipv4Addr::UNSPECIFIED, 0).into()).unwrap();
+        let mut server = DgramSocket::udp((Ipv4Addr::UNSPECIFIED, 0).into(), 0).unwrap();
         let port = server.bound().port();
-        let mut peer = DgramSocket::udp((Ipv4Addr::new(127, 0, 0, 3), 0).into()).unwrap();
+        let mut peer = DgramSocket::udp((Ipv4Addr::new(127, 0, 0, 3), 0).into(), 0).unwrap();
         let asked = Ipv4Addr::new(127, 0, 0, 9);
         let mut data = Vec::new();
         for i in 0..5u8 {
@@ -912,8 +1045,8 @@ mod tests {
     #[tokio::test]
     async fn raw_batch() {
         let (mut tx, mut rx) = match (
-            DgramSocket::raw_esp(ip("127.0.0.1")),
-            DgramSocket::raw_esp(ip("127.0.0.2")),
+            DgramSocket::raw_esp(ip("127.0.0.1"), 0),
+            DgramSocket::raw_esp(ip("127.0.0.2"), 0),
         ) {
             (Ok(t), Ok(r)) => (t, r),
             (Err(e), _) | (_, Err(e)) => {
@@ -954,7 +1087,7 @@ mod tests {
     /// it; without the source address the kernel would answer from 127.0.0.1.
     #[tokio::test]
     async fn wildcard_udp_answers_from_the_address_asked() {
-        let mut server = DgramSocket::udp((Ipv4Addr::UNSPECIFIED, 0).into()).unwrap();
+        let mut server = DgramSocket::udp((Ipv4Addr::UNSPECIFIED, 0).into(), 0).unwrap();
         let port = server.bound().port();
         let client = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         client
@@ -975,9 +1108,9 @@ mod tests {
     /// `::` is IPv6-only, so it is bound next to `0.0.0.0` on the same port, and learns `::1`.
     #[tokio::test]
     async fn v6_wildcard_next_to_v4() {
-        let mut v6 = DgramSocket::udp((Ipv6Addr::UNSPECIFIED, 0).into()).unwrap();
+        let mut v6 = DgramSocket::udp((Ipv6Addr::UNSPECIFIED, 0).into(), 0).unwrap();
         let port = v6.bound().port();
-        let _v4 = DgramSocket::udp((Ipv4Addr::UNSPECIFIED, port).into()).unwrap();
+        let _v4 = DgramSocket::udp((Ipv4Addr::UNSPECIFIED, port).into(), 0).unwrap();
         let client = std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))

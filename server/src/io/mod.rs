@@ -59,7 +59,13 @@ pub struct Listen {
     pub l2tp_port: Option<u16>,
     /// Test-only: serve L2TP without IPsec on `l2tp_port`. Never for production.
     pub plain_l2tp: bool,
+    /// Receive and send buffer of every socket, bytes (0: the kernel's default).
+    pub socket_buffer: usize,
 }
+
+/// The sockets' buffers unless configured: 8 MiB, as SoftEther sets; the kernel's 208 KiB
+/// default lost a fifth of a client's packets at 1 Gbit/s.
+pub const DEFAULT_SOCKET_BUFFER: usize = 8 << 20;
 
 /// Settings read again on SIGHUP (or `roadgate reload`): what can change while running.
 #[derive(Debug)]
@@ -877,6 +883,11 @@ impl Shell {
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
             counters: vec![
                 ("send_errors".into(), self.send_errors),
+                ("udp_rcvbuf_drops".into(), self.sockets.drops()),
+                (
+                    "socket_receive_buffer_bytes".into(),
+                    self.sockets.receive_buffer() as u64,
+                ),
                 ("io_rx_datagrams".into(), self.batching.rx_datagrams),
                 ("io_rx_calls".into(), self.batching.rx_calls),
                 ("io_tx_datagrams".into(), self.batching.tx_datagrams),
