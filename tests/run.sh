@@ -5,7 +5,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each stage's time, printed at the end (and when a stage fails), for the CI budget.
+STAGE=""
+STAGE_T0=$SECONDS
+TIMES=()
+end_stage() {
+  if [ -n "$STAGE" ]; then TIMES+=("$(printf '%5ds  %s' $((SECONDS - STAGE_T0)) "$STAGE")"); fi
+  STAGE=""
+}
+print_times() {
+  end_stage
+  echo
+  echo "stage times (total $((SECONDS / 60)) min $((SECONDS % 60)) s):"
+  printf '  %s\n' "${TIMES[@]}"
+}
+trap print_times EXIT
+step() {
+  end_stage
+  STAGE="$*"
+  STAGE_T0=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
