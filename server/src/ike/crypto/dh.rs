@@ -1049,6 +1049,47 @@ mod prop {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
+    #[test]
+    fn validate_public_without_a_key() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        for g in DhGroup::ALL {
+            let peer = DhPrivate::generate(g, &mut rng);
+            assert_eq!(validate_public(g, peer.public()), Ok(()), "{}", g.name());
+            let len = g.public_len();
+            assert!(matches!(
+                validate_public(g, &[1]),
+                Err(DhError::WrongLength { got: 1, .. })
+            ));
+            assert_eq!(
+                validate_public(g, &vec![0; len]),
+                Err(DhError::InvalidPublic)
+            );
+            let mut one = vec![0u8; len];
+            one[len - 1] = 1;
+            assert_eq!(
+                validate_public(g, &one),
+                Err(DhError::InvalidPublic),
+                "{}",
+                g.name()
+            );
+            if let Some(p) = g.modp_prime() {
+                let mut pm1 = p.to_vec();
+                pm1[len - 1] -= 1;
+                assert_eq!(validate_public(g, &pm1), Err(DhError::InvalidPublic));
+                assert_eq!(validate_public(g, p), Err(DhError::InvalidPublic));
+                let mut two = vec![0u8; len];
+                two[len - 1] = 2;
+                assert_eq!(validate_public(g, &two), Ok(()));
+            } else {
+                // (1, 1) is not on either curve.
+                let mut off = vec![0u8; len];
+                off[len / 2 - 1] = 1;
+                off[len - 1] = 1;
+                assert_eq!(validate_public(g, &off), Err(DhError::InvalidPublic));
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1063,6 +1104,21 @@ mod prop {
             for input in [&bytes, &sized] {
                 if let Ok(s) = k.shared_secret(input) {
                     prop_assert_eq!(s.len(), group.shared_len());
+                }
+            }
+        }
+
+        /// The check without a key agrees with the agreement's own check (a degenerate
+        /// result aside, which only the agreement can see).
+        #[test]
+        fn validate_public_agrees_with_shared_secret(bytes in proptest::collection::vec(any::<u8>(), 0..200), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            let k = DhPrivate::generate(group, &mut ChaCha20Rng::seed_from_u64(9));
+            let mut sized = bytes.clone();
+            sized.resize(group.public_len(), 0x5c);
+            for input in [&bytes, &sized] {
+                if validate_public(group, input).is_err() {
+                    prop_assert!(k.shared_secret(input).is_err());
                 }
             }
         }
