@@ -68,8 +68,7 @@ impl Responder {
             return;
         }
         if header.message_id != 0 || header.is_encrypted() {
-            self.stats.malformed += 1;
-            debug!(%remote, "Main Mode message 1 with a message ID or encryption flag; dropped");
+            dropped!(self.stats.malformed, %remote, "Main Mode message 1 with a message ID or encryption flag; dropped");
             return;
         }
         // Bound the work a stranger can make us do.
@@ -79,8 +78,7 @@ impl Responder {
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
-                self.stats.malformed += 1;
-                info!(%remote, error = %e, "malformed Main Mode message 1");
+                dropped!(self.stats.malformed, %remote, error = %e, "malformed Main Mode message 1");
                 self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
                 return;
             }
@@ -90,8 +88,7 @@ impl Responder {
             payload: Payload::Sa(sa),
         }) = payload_of(&msg, payload_type::SA)
         else {
-            self.stats.malformed += 1;
-            info!(%remote, "Main Mode message 1 without an SA payload");
+            dropped!(self.stats.malformed, %remote, "Main Mode message 1 without an SA payload");
             self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
             return;
         };
@@ -110,7 +107,6 @@ impl Responder {
         let choice = match proposals::choose_phase1(sa, &policy) {
             Ok(c) => c,
             Err(refusal) => {
-                self.stats.no_proposal_chosen += 1;
                 let why = match (have_psk, have_cert) {
                     (true, true) => String::new(),
                     (true, false) => " (certificate authentication is not configured)".into(),
@@ -119,7 +115,7 @@ impl Responder {
                         " (no pre-shared key for this peer and no server certificate)".into()
                     }
                 };
-                warn!(%remote, vendor_ids = ?vendors.names, "no acceptable phase-1 proposal{why}: {refusal}");
+                dropped!(self.stats.no_proposal_chosen, %remote, vendor_ids = ?vendors.names, "no acceptable phase-1 proposal{why}: {refusal}");
                 self.notify_unprotected(local, remote, header, notify::NO_PROPOSAL_CHOSEN);
                 return;
             }

@@ -5,9 +5,22 @@
 //! [`Responder::handle_timeout`]), datagrams, timers and events out ([`Responder::poll_transmit`],
 //! [`Responder::poll_timeout`], [`Responder::poll_event`]). It never touches a socket or a clock.
 //!
+//! Handshake cryptography (Main Mode message 3's Diffie-Hellman, certificate message 5's chain
+//! and signature work) can run off the packet path: with [`Responder::set_deferred_jobs`]`(true)`
+//! the responder parks the ISAKMP SA and queues a [`Job`] ([`Responder::poll_job`]); the shell runs
+//! [`Job::run`] on any thread and returns the [`JobDone`] with [`Responder::job_done`]. By default
+//! (inline) the responder runs each job itself at once, through the same path. See `jobs`.
+//!
+//! Flood limits, all before any key is made: the peer's KE is validated first
+//! ([`crypto::validate_public`]); half-open SAs are bounded in total, per source address and per
+//! IPv6 /64, with random early drop above [`Config::early_drop_threshold`]; a failed handshake
+//! stays charged to its source until its half-open timeout; new message 1s wait for fewer than
+//! [`Config::handshake_queue`] outstanding jobs. Each refusal has its own counter in [`Stats`].
+//!
 //! Module map: `proposals` (policy and transform matching), `nat_t` (RFC 3947 and drafts),
 //! `crypto` (RFC 2409 key material), `sa` (phase-1 and phase-2 state), `main_mode`,
-//! `quick_mode`, `informational` (the exchanges), `responder` (demux, timers, limits).
+//! `quick_mode`, `informational` (the exchanges), `jobs` (handshake work off the packet path),
+//! `responder` (demux, timers, limits).
 
 pub mod cert;
 pub mod crypto;

@@ -383,8 +383,8 @@ impl Responder {
         match header.exchange {
             exchange::MAIN => self.main_mode_1(now, local, remote, header, data),
             exchange::AGGRESSIVE => {
-                self.stats.aggressive_refused += 1;
-                warn!(
+                dropped!(
+                    self.stats.aggressive_refused,
                     %remote,
                     "refused Aggressive Mode: its pre-shared-key hash can be cracked offline; \
                      configure the client for Main Mode (on Apple and Android clients: leave the \
