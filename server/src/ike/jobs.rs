@@ -33,8 +33,8 @@ use super::responder::Responder;
 use super::sa::{Cookies, P1State};
 use crate::isakmp::{Header, exchange, notify};
 
-/// Work of one handshake step, to be run off the packet path: see the [module
-/// documentation](self). Owns everything it needs; holds secrets (a pre-shared key, nonces, a
+/// Work of one handshake step, to be run off the packet path: see the documentation of
+/// [`crate::ike`]. Owns everything it needs; holds secrets (a pre-shared key, nonces, a
 /// seed), which its `Debug` does not show.
 pub struct Job {
     sa: Cookies,

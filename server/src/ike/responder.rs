@@ -278,8 +278,7 @@ impl Responder {
         match p1.frags.add(f) {
             super::fragment::Added::Waiting => {}
             super::fragment::Added::Refused(why) => {
-                self.stats.malformed += 1;
-                info!(%remote, "IKE fragments refused: {why}");
+                dropped!(self.stats.malformed, %remote, "IKE fragments refused: {why}");
             }
             super::fragment::Added::Complete(whole) => {
                 // The joined message must belong to the same SA and not be a fragment itself.
@@ -293,8 +292,7 @@ impl Responder {
                         self.handle_datagram(now, local, remote, &whole);
                     }
                     _ => {
-                        self.stats.malformed += 1;
-                        info!(%remote, "joined IKE fragments are not a message of this ISAKMP SA");
+                        dropped!(self.stats.malformed, %remote, "joined IKE fragments are not a message of this ISAKMP SA");
                     }
                 }
             }
@@ -366,8 +364,7 @@ impl Responder {
             exchange::QUICK => self.quick_mode(now, local, remote, key, &header, data),
             exchange::INFORMATIONAL => self.informational(now, local, remote, key, &header, data),
             other => {
-                self.stats.unsupported_exchange += 1;
-                info!(%remote, exchange = other, "exchange type not supported; dropped");
+                dropped!(self.stats.unsupported_exchange, %remote, exchange = other, "exchange type not supported; dropped");
             }
         }
     }
