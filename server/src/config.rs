@@ -1675,6 +1675,10 @@ fn ipsec(
         s.max_half_open_per_source,
         &mut cfg.max_half_open_per_source,
     )?;
+    // Unset, the /64 limit is never below the per-address one.
+    cfg.max_half_open_per_v6_prefix = cfg
+        .max_half_open_per_v6_prefix
+        .max(cfg.max_half_open_per_source);
     limit(
         "ipsec.max_half_open_per_v6_prefix",
         s.max_half_open_per_v6_prefix,

@@ -363,6 +363,11 @@ fn ipsec_half_open_limits_and_handshake_queue() {
         error("[ipsec]\nmax_half_open = 10\nmax_half_open_per_source = 20\n")
             .contains("ipsec.max_half_open_per_source: 20 is above ipsec.max_half_open (10)")
     );
+    let s = check("[ipsec]\nmax_half_open_per_source = 1000\n").unwrap();
+    assert_eq!(
+        s.ike.max_half_open_per_v6_prefix, 1000,
+        "raised to the per-address limit"
+    );
     assert!(
         error("[ipsec]\nmax_half_open_per_source = 20\nmax_half_open_per_v6_prefix = 10\n")
             .contains("ipsec.max_half_open_per_v6_prefix: 10 is below")

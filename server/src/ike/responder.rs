@@ -189,6 +189,8 @@ impl Responder {
         self.p1.len()
     }
 
+    /// Phase-1 negotiations in progress, plus failed ones still charged to their source (until
+    /// their half-open timeout would have run out).
     pub fn half_open_count(&self) -> usize {
         self.half_open
     }
