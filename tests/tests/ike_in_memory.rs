@@ -1724,11 +1724,15 @@ const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113,
 
 /// Main Mode message 1 from a forged initiator (MODP-4096 offered, as the measured attack did).
 fn forged_mm1(n: u32) -> ([u8; 8], Vec<u8>) {
+    forged_mm1_group(n, DhGroup::Modp4096)
+}
+
+fn forged_mm1_group(n: u32, group: DhGroup) -> ([u8; 8], Vec<u8>) {
     let mut cfg = client_config(ip(200), 1);
     cfg.ike_proposals = vec![P1Proposal::new(
         CipherAlg::AesCbc { key_len: 16 },
         HashAlg::Sha1,
-        DhGroup::Modp4096,
+        group,
     )];
     let mut icky = [0u8; 8];
     icky[..4].copy_from_slice(&n.to_be_bytes());
@@ -2026,4 +2030,46 @@ fn a_job_result_for_an_expired_sa_is_ignored() {
     assert_eq!(pair.server.jobs_outstanding(), 0);
     assert!(pair.server.poll_transmit().is_none());
     assert_eq!(pair.log.len(), sent_before);
+}
+
+#[test]
+fn a_repeated_message_3_while_its_job_runs_is_dropped_not_recomputed() {
+    let mut server = Responder::seeded(Arc::new(server_config()), 9);
+    server.set_deferred_jobs(true);
+    let now = Instant::now();
+    let src = SocketAddr::new(IpAddr::V4(ip(95)), 500);
+    let (icky, mm1) = forged_mm1_group(1, DhGroup::Ecp256);
+    server.handle_datagram(now, SERVER, src, &mm1);
+    let mm2 = server.poll_transmit().unwrap();
+    let rcky = Header::parse(&mm2.data).unwrap().rcky;
+    let ours = roadgate::ike::crypto::DhPrivate::generate(DhGroup::Ecp256, &mut rand::rng());
+    let mm3 = forged_mm3(icky, rcky, ours.public());
+    for _ in 0..3 {
+        server.handle_datagram(now, SERVER, src, &mm3);
+    }
+    assert!(
+        server.poll_transmit().is_none(),
+        "nothing is sent while the job waits"
+    );
+    assert_eq!(server.stats().jobs_retransmit_dropped, 2);
+    assert_eq!(server.jobs_outstanding(), 1);
+    let job = server.poll_job().unwrap();
+    assert_eq!(job.kind(), "main mode 3");
+    assert!(server.poll_job().is_none(), "one job for three copies");
+    assert_eq!(
+        server.stats().dh_keys_generated,
+        0,
+        "no key before the job runs"
+    );
+    let done = job.run();
+    server.job_done(now, done);
+    assert_eq!(server.stats().dh_keys_generated, 1);
+    assert_eq!(server.jobs_outstanding(), 0);
+    // Message 4 goes out, and a further copy of message 3 gets it again (not a new job).
+    let mm4 = server.poll_transmit().unwrap();
+    assert_eq!(Header::parse(&mm4.data).unwrap().exchange, exchange::MAIN);
+    server.handle_datagram(now, SERVER, src, &mm3);
+    assert_eq!(server.poll_transmit().unwrap().data, mm4.data);
+    assert!(server.poll_job().is_none());
+    assert_eq!(server.stats().duplicates_resent, 1);
 }
