@@ -217,6 +217,11 @@ struct IpsecSection {
     windows_nat_workaround: Option<bool>,
     dpd_interval: Option<DurationValue>,
     dpd_timeout: Option<DurationValue>,
+    max_half_open: Option<i64>,
+    max_half_open_per_source: Option<i64>,
+    max_half_open_per_v6_prefix: Option<i64>,
+    early_drop_threshold: Option<f64>,
+    handshake_queue: Option<i64>,
     #[serde(default)]
     phase1: Phase1Section,
     #[serde(default)]
@@ -1663,6 +1668,65 @@ fn ipsec(
     }
     if let Some(v) = &s.dpd_timeout {
         cfg.dpd_timeout = positive_duration(ctx, "ipsec.dpd_timeout", v, Duration::from_secs(1))?;
+    }
+    // Flood limits of the IKE responder (docs/ipsec.md, "Half-open limits").
+    let limit = |key: &str, v: Option<i64>, target: &mut usize| -> Result<(), ConfigError> {
+        if let Some(v) = v {
+            *target = int(ctx, key, v, 1, 1 << 20)?;
+        }
+        Ok(())
+    };
+    limit(
+        "ipsec.max_half_open",
+        s.max_half_open,
+        &mut cfg.max_half_open,
+    )?;
+    limit(
+        "ipsec.max_half_open_per_source",
+        s.max_half_open_per_source,
+        &mut cfg.max_half_open_per_source,
+    )?;
+    // Unset, the /64 limit is never below the per-address one.
+    cfg.max_half_open_per_v6_prefix = cfg
+        .max_half_open_per_v6_prefix
+        .max(cfg.max_half_open_per_source);
+    limit(
+        "ipsec.max_half_open_per_v6_prefix",
+        s.max_half_open_per_v6_prefix,
+        &mut cfg.max_half_open_per_v6_prefix,
+    )?;
+    limit(
+        "ipsec.handshake_queue",
+        s.handshake_queue,
+        &mut cfg.handshake_queue,
+    )?;
+    if cfg.max_half_open_per_source > cfg.max_half_open {
+        return Err(ctx.err(
+            "ipsec.max_half_open_per_source",
+            format!(
+                "{} is above ipsec.max_half_open ({})",
+                cfg.max_half_open_per_source, cfg.max_half_open
+            ),
+        ));
+    }
+    if cfg.max_half_open_per_v6_prefix < cfg.max_half_open_per_source {
+        return Err(ctx.err(
+            "ipsec.max_half_open_per_v6_prefix",
+            format!(
+                "{} is below ipsec.max_half_open_per_source ({}): one address of the /64 could \
+                 not use its own limit",
+                cfg.max_half_open_per_v6_prefix, cfg.max_half_open_per_source
+            ),
+        ));
+    }
+    if let Some(f) = s.early_drop_threshold {
+        if !(0.0..=1.0).contains(&f) {
+            return Err(ctx.err(
+                "ipsec.early_drop_threshold",
+                format!("{f} is out of range: a fraction of ipsec.max_half_open, 0.0..=1.0"),
+            ));
+        }
+        cfg.early_drop_threshold = f;
     }
     Ok((cfg, source))
 }

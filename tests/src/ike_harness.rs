@@ -93,3 +93,67 @@ pub fn run_to_failure(pair: &mut Pair, c: usize) -> (Stage, FailReason) {
         None => panic!("client {c} did not fail; log:\n{}", dump(pair)),
     }
 }
+
+/// Connects client `c` like [`connect`], with the server in deferred-jobs mode: every handshake
+/// job the server queues runs on a worker thread (`std::thread`), and its result goes back
+/// through `Responder::job_done`. Returns the client's and the server's view of the IPsec SA
+/// and how many jobs the worker ran. Panics with the log when the client does not connect.
+pub fn connect_deferred(pair: &mut Pair, c: usize) -> (ChildInfo, ChildSa, usize) {
+    use roadgate::ike::{Job, JobDone};
+    use std::sync::mpsc;
+
+    pair.server.set_deferred_jobs(true);
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let (done_tx, done_rx) = mpsc::channel::<JobDone>();
+    let caller = std::thread::current().id();
+    let worker = std::thread::spawn(move || {
+        let mut ran = 0usize;
+        for job in job_rx {
+            assert_ne!(std::thread::current().id(), caller);
+            ran += 1;
+            if done_tx.send(job.run()).is_err() {
+                break;
+            }
+        }
+        ran
+    });
+    let mut client_child: Option<ChildInfo> = None;
+    let mut server_child: Option<ChildSa> = None;
+    for _ in 0..4000 {
+        pair.run_for(Duration::from_millis(50), |ev| {
+            match ev {
+                PairEvent::Client(i, InitiatorEvent::ChildSaUp(info)) if *i == c => {
+                    client_child = Some((**info).clone());
+                }
+                PairEvent::Server(roadgate::ike::Event::ChildSaUp(ch)) => {
+                    server_child = Some((**ch).clone());
+                }
+                _ => {}
+            }
+            false
+        });
+        if let (Some(cc), Some(sc)) = (&client_child, &server_child)
+            && sc.outbound_spi == cc.inbound_spi
+        {
+            break;
+        }
+        while let Some(job) = pair.server.poll_job() {
+            let (Ok(()), Ok(done)) = (job_tx.send(job), done_rx.recv()) else {
+                panic!("the job worker thread is gone; log:\n{}", dump(pair));
+            };
+            let now = pair.now;
+            pair.server.job_done(now, done);
+        }
+    }
+    drop(job_tx);
+    let Ok(ran) = worker.join() else {
+        panic!("the job worker thread panicked");
+    };
+    match (client_child, server_child) {
+        (Some(cc), Some(sc)) if sc.outbound_spi == cc.inbound_spi => (cc, sc, ran),
+        _ => panic!(
+            "client {c} did not connect in deferred mode; log:\n{}",
+            dump(pair)
+        ),
+    }
+}

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use roadgate::ike::crypto::{CipherAlg, DhGroup, HashAlg};
 use roadgate::ike::{ChildSa, Event};
 use roadgate::pki::{Authority, CertSettings};
-use roadgate_tests::ike_harness::{check_esp, connect, dump, ip, run_to_failure};
+use roadgate_tests::ike_harness::{check_esp, connect, connect_deferred, dump, ip, run_to_failure};
 use roadgate_tests::initiator::{
     CertAuth, CertId, ChildInfo, FailReason, InitiatorConfig, InitiatorEvent, Mm5Tamper,
     P1Proposal, Stage,
@@ -712,4 +712,58 @@ fn mutated_message_5_never_panics_or_establishes() {
     pair.advance(Duration::from_secs(120));
     assert_eq!(pair.server.half_open_count(), 0);
     let _ = established_free;
+}
+
+// ------------------------------------------------------------------------------------------------
+// deferred handshake jobs
+
+#[test]
+fn certificate_main_mode_with_deferred_jobs_on_another_thread() {
+    let pki = Pki::new(None);
+    let alice = pki.issue("alice");
+    let mut pair = cert_pair(&pki, 90);
+    let c = pair.add_client(cert_client(&pki, &alice, ip(90), 90), None);
+    let (cc, sc, ran) = connect_deferred(&mut pair, c);
+    assert_eq!(
+        ran, 2,
+        "message 3's Diffie-Hellman and message 5's certificate work"
+    );
+    let (auth, _) = server_phase1_up(&pair, ip(90)).expect("server Phase1Up");
+    assert_eq!(auth, format!("certificate {}", alice.subject));
+    assert_eq!(
+        client_peer_cert(&pair, c),
+        Some(Some(pki.authority.subject.clone()))
+    );
+    assert_eq!(pair.server.jobs_outstanding(), 0);
+    check_esp(&mut pair, c, &cc, &sc);
+}
+
+#[test]
+fn certificate_refused_by_a_deferred_job_gets_its_notify() {
+    let pki = Pki::new(None);
+    let other = Pki::new(None);
+    // A certificate of another CA: the job's chain check refuses it.
+    let mallory = other.issue("mallory");
+    let mut pair = cert_pair(&pki, 91);
+    pair.server.set_deferred_jobs(true);
+    let c = pair.add_client(cert_client(&pki, &mallory, ip(91), 91), None);
+    let mut ran = 0;
+    for _ in 0..200 {
+        pair.run_for(Duration::from_millis(50), |_| false);
+        if let Some(job) = pair.server.poll_job() {
+            let done = std::thread::spawn(move || job.run()).join().unwrap();
+            let now = pair.now;
+            pair.server.job_done(now, done);
+            ran += 1;
+        }
+        if pair.server.stats().auth_failed > 0 {
+            break;
+        }
+    }
+    assert_eq!(ran, 2, "{}", dump(&pair));
+    let (stage, reason) = run_to_failure(&mut pair, c);
+    assert_eq!(stage, Stage::MainMode);
+    assert_eq!(reason, FailReason::PeerNotify(notify::INVALID_CERTIFICATE));
+    assert_eq!(pair.server.phase1_count(), 0);
+    assert_eq!(pair.server.stats().auth_failed, 1);
 }

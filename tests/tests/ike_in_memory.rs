@@ -7,12 +7,15 @@
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use roadgate::esp::{Encryption, Integrity, Suite};
 use roadgate::ike::crypto::{CipherAlg, DhGroup, HashAlg};
-use roadgate::ike::{ChildSa, Config, DownReason, Event};
-use roadgate_tests::ike_harness::{check_esp, client_failure, connect, dump, ip, run_to_failure};
+use roadgate::ike::{ChildSa, Config, DownReason, Event, Responder};
+use roadgate_tests::ike_harness::{
+    check_esp, client_failure, connect, connect_deferred, dump, ip, run_to_failure,
+};
 use roadgate_tests::initiator::{
     self, Deleted, FailReason, InitiatorConfig, InitiatorEvent, NattVids, P1Proposal, Stage,
 };
@@ -450,6 +453,12 @@ fn bad_dh_values_get_invalid_key_information_and_no_sa() {
                 group.name()
             );
             assert_eq!(pair.server.stats().invalid_ke, 1, "{} {what}", group.name());
+            assert_eq!(
+                pair.server.stats().dh_keys_generated,
+                0,
+                "{} {what}: a key was made for a bad KE",
+                group.name()
+            );
             assert!(pair.server_events().is_empty(), "{} {what}", group.name());
             assert_eq!(
                 pair.server.phase1_count(),
@@ -1340,8 +1349,11 @@ fn half_open_flood_does_not_stop_an_established_client() {
     }
     let max_per_source = server_config().max_half_open_per_source;
     assert!(pair.server.half_open_count() <= 5000 + max_per_source);
+    // Random early drop (above half of max_half_open) takes some of the one source's first
+    // messages before its own limit does.
+    let st = pair.server.stats();
     assert!(
-        pair.server.stats().half_open_limited >= (5000 - max_per_source) as u64,
+        st.half_open_source_limited + st.early_dropped >= (5000 - max_per_source) as u64,
         "{:?}",
         pair.server.stats()
     );
@@ -1365,10 +1377,11 @@ fn half_open_flood_does_not_stop_an_established_client() {
     // A new client gets in once the half-open SAs expire.
     pair.advance(server_config().half_open_timeout + Duration::from_secs(5));
     assert_eq!(pair.server.half_open_count(), 0);
+    // Every message 1 that was let in (not refused by a limit or random early drop) expired.
+    let st = pair.server.stats();
     assert!(
-        pair.server.stats().half_open_expired >= 5000,
-        "{:?}",
-        pair.server.stats()
+        st.half_open_expired + st.half_open_source_limited + st.early_dropped >= 10_000,
+        "{st:?}"
     );
     let d = pair.add_client(client_config(ip(44), 44), None);
     let (dc, ds) = connect(&mut pair, d);
@@ -1389,7 +1402,8 @@ fn half_open_flood_from_one_address_is_limited() {
         pair.inject_to_server(src, 500, mm1);
     }
     assert_eq!(pair.server.half_open_count(), 16);
-    assert_eq!(pair.server.stats().half_open_limited, 1000 - 16);
+    assert_eq!(pair.server.stats().half_open_source_limited, 1000 - 16);
+    assert_eq!(pair.server.stats().half_open_limited, 0);
     // Other addresses still get in.
     let c = pair.add_client(client_config(ip(45), 45), None);
     let (cc, sc) = connect(&mut pair, c);
@@ -1701,4 +1715,361 @@ fn ipsec_sas_per_peer_are_bounded() {
         pair.server.stats()
     );
     check_esp(&mut pair, c, &first_c, &first_s);
+}
+
+// ------------------------------------------------------------------------------------------------
+// flood limits and handshake jobs, on a bare responder with a fake clock
+
+const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 500);
+
+/// Main Mode message 1 from a forged initiator (MODP-4096 offered, as the measured attack did).
+fn forged_mm1(n: u32) -> ([u8; 8], Vec<u8>) {
+    forged_mm1_group(n, DhGroup::Modp4096)
+}
+
+fn forged_mm1_group(n: u32, group: DhGroup) -> ([u8; 8], Vec<u8>) {
+    let mut cfg = client_config(ip(200), 1);
+    cfg.ike_proposals = vec![P1Proposal::new(
+        CipherAlg::AesCbc { key_len: 16 },
+        HashAlg::Sha1,
+        group,
+    )];
+    let mut icky = [0u8; 8];
+    icky[..4].copy_from_slice(&n.to_be_bytes());
+    icky[4..].copy_from_slice(b"kfld");
+    (icky, initiator::main_mode_1(&cfg, icky).0)
+}
+
+/// Main Mode message 3 with the KE payload `ke` and a valid nonce.
+fn forged_mm3(icky: [u8; 8], rcky: [u8; 8], ke: &[u8]) -> Vec<u8> {
+    let mut chain = wire::Chain::new();
+    chain.push(payload::KE, ke.to_vec());
+    chain.push(payload::NONCE, vec![0x42; 16]);
+    let header = Header {
+        icky,
+        rcky,
+        next: 0,
+        version: 0x10,
+        exchange: exchange::MAIN,
+        flags: 0,
+        mid: 0,
+        length: 0,
+    };
+    wire::message(header, &chain)
+}
+
+/// Sends message 1 `n` from `src`: the responder cookie of its message 2, or None if refused.
+fn try_mm1(
+    server: &mut Responder,
+    now: Instant,
+    src: SocketAddr,
+    n: u32,
+) -> Option<([u8; 8], [u8; 8])> {
+    let (icky, mm1) = forged_mm1(n);
+    server.handle_datagram(now, SERVER, src, &mm1);
+    let mut rcky = None;
+    while let Some(t) = server.poll_transmit() {
+        let h = Header::parse(&t.data).unwrap();
+        if h.exchange == exchange::MAIN {
+            rcky = Some(h.rcky);
+        }
+    }
+    rcky.map(|r| (icky, r))
+}
+
+#[test]
+fn bad_ke_flood_from_one_source_hits_the_source_limit_and_makes_no_keys() {
+    let cfg = Config {
+        max_half_open_per_source: 8,
+        ..server_config()
+    };
+    let timeout = cfg.half_open_timeout;
+    let mut server = Responder::seeded(Arc::new(cfg), 5);
+    let t0 = Instant::now();
+    let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 66)), 500);
+    let mut accepted = 0;
+    let mut invalid_key_notifies = 0;
+    for n in 0..100u32 {
+        // ~280 pairs per second, as measured.
+        let now = t0 + Duration::from_millis(u64::from(n) * 1000 / 280);
+        server.handle_timeout(now);
+        let Some((icky, rcky)) = try_mm1(&mut server, now, src, n) else {
+            continue;
+        };
+        accepted += 1;
+        server.handle_datagram(now, SERVER, src, &forged_mm3(icky, rcky, &[1]));
+        while let Some(t) = server.poll_transmit() {
+            let h = Header::parse(&t.data).unwrap();
+            assert_eq!(h.exchange, exchange::INFORMATIONAL);
+            invalid_key_notifies += 1;
+        }
+    }
+    let st = server.stats().clone();
+    assert_eq!(accepted, 8, "{st:?}");
+    assert_eq!(invalid_key_notifies, 8);
+    assert_eq!(st.invalid_ke, 8);
+    assert_eq!(st.half_open_source_limited, 92);
+    assert_eq!(st.dh_keys_generated, 0, "no key of ours for a bad KE");
+    assert_eq!(server.phase1_count(), 0, "failed SAs are gone");
+    assert_eq!(
+        server.half_open_count(),
+        8,
+        "but still charged to the source"
+    );
+    // Once the half-open timeout has passed, the source may try again.
+    let later = t0 + timeout + Duration::from_secs(1);
+    server.handle_timeout(later);
+    assert_eq!(server.half_open_count(), 0);
+    assert!(try_mm1(&mut server, later, src, 1000).is_some());
+    // Another source was never affected.
+    let other = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 67)), 500);
+    assert!(try_mm1(&mut server, later, other, 1001).is_some());
+}
+
+#[test]
+fn malformed_message_3_counts_against_its_source_too() {
+    let cfg = Config {
+        max_half_open_per_source: 3,
+        ..server_config()
+    };
+    let mut server = Responder::seeded(Arc::new(cfg), 6);
+    let now = Instant::now();
+    let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 68)), 500);
+    for n in 0..3u32 {
+        let (icky, rcky) = try_mm1(&mut server, now, src, n).unwrap();
+        // A KE but no nonce.
+        let mut chain = wire::Chain::new();
+        chain.push(payload::KE, vec![1; 512]);
+        let header = Header {
+            icky,
+            rcky,
+            next: 0,
+            version: 0x10,
+            exchange: exchange::MAIN,
+            flags: 0,
+            mid: 0,
+            length: 0,
+        };
+        server.handle_datagram(now, SERVER, src, &wire::message(header, &chain));
+        while server.poll_transmit().is_some() {}
+    }
+    assert_eq!(server.phase1_count(), 0);
+    assert!(try_mm1(&mut server, now, src, 99).is_none());
+    assert_eq!(server.stats().half_open_source_limited, 1);
+    assert_eq!(server.stats().dh_keys_generated, 0);
+}
+
+#[test]
+fn ipv6_sources_are_limited_per_64() {
+    let cfg = Config {
+        max_half_open_per_source: 2,
+        max_half_open_per_v6_prefix: 5,
+        ..server_config()
+    };
+    let mut server = Responder::seeded(Arc::new(cfg), 7);
+    let now = Instant::now();
+    let v6 = |s: &str| SocketAddr::new(s.parse::<IpAddr>().unwrap(), 500);
+    let mut accepted = 0;
+    for n in 1..=12u32 {
+        // Twelve addresses of 2001:db8:1:2::/64, two attempts each.
+        let src = v6(&format!("2001:db8:1:2::{n:x}"));
+        for k in 0..2 {
+            if try_mm1(&mut server, now, src, n * 10 + k).is_some() {
+                accepted += 1;
+            }
+        }
+    }
+    let st = server.stats().clone();
+    assert_eq!(accepted, 5, "{st:?}");
+    assert_eq!(st.half_open_prefix_limited, 19, "{st:?}");
+    // The per-address limit still applies inside another /64.
+    let other = v6("2001:db8:1:3::1");
+    assert!(try_mm1(&mut server, now, other, 500).is_some());
+    assert!(try_mm1(&mut server, now, other, 501).is_some());
+    assert!(try_mm1(&mut server, now, other, 502).is_none());
+    assert_eq!(server.stats().half_open_source_limited, 1);
+    assert_eq!(server.half_open_count(), 7);
+}
+
+#[test]
+fn random_early_drop_above_the_threshold() {
+    let cfg = Config {
+        max_half_open: 1000,
+        early_drop_threshold: 0.5,
+        ..server_config()
+    };
+    let mut server = Responder::seeded(Arc::new(cfg), 8);
+    let now = Instant::now();
+    let src = |n: u32| {
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8)),
+            500,
+        )
+    };
+    let mut n = 0u32;
+    // Below half full nothing is dropped.
+    while server.half_open_count() < 500 {
+        assert!(try_mm1(&mut server, now, src(n), n).is_some());
+        n += 1;
+    }
+    assert_eq!(server.stats().early_dropped, 0);
+    // Fill to 75%.
+    while server.half_open_count() < 750 {
+        try_mm1(&mut server, now, src(n), n);
+        n += 1;
+    }
+    let before = server.stats().early_dropped;
+    assert!(before > 0);
+    // At 75%, a new message 1 is dropped with probability 0.5 (rising as some get in).
+    let tries = 400u32;
+    let mut dropped = 0;
+    for _ in 0..tries {
+        if try_mm1(&mut server, now, src(n), n).is_none() {
+            dropped += 1;
+        }
+        n += 1;
+    }
+    assert_eq!(server.stats().early_dropped - before, dropped);
+    assert_eq!(server.stats().half_open_limited, 0);
+    // Expected about 0.5..0.63 of the tries; bounds far outside sampling error.
+    assert!(
+        (tries as u64 * 40 / 100..=tries as u64 * 80 / 100).contains(&dropped),
+        "{dropped} of {tries} dropped"
+    );
+}
+
+#[test]
+fn deferred_jobs_complete_main_and_quick_mode_on_another_thread() {
+    let mut pair = Pair::new(server_config(), 60);
+    let c = pair.add_client(client_config(ip(60), 60), None);
+    let (cc, sc, ran) = connect_deferred(&mut pair, c);
+    assert_eq!(ran, 1, "one job: message 3's Diffie-Hellman");
+    assert_eq!(pair.server.stats().dh_keys_generated, 1);
+    assert_eq!(pair.server.jobs_outstanding(), 0);
+    check_esp(&mut pair, c, &cc, &sc);
+}
+
+/// A pair with one established client (connected inline), then deferred jobs and a job
+/// queue of two, filled by two clients whose message 3 waits.
+fn busy_pair(seed: u64) -> (Pair, usize, [usize; 2]) {
+    let cfg = Config {
+        handshake_queue: 2,
+        ..server_config()
+    };
+    let mut pair = Pair::new(cfg, seed);
+    let a = pair.add_client(client_config(ip(70), seed), None);
+    connect(&mut pair, a);
+    pair.server.set_deferred_jobs(true);
+    let b = pair.add_client(client_config(ip(71), seed + 1), None);
+    let c = pair.add_client(client_config(ip(72), seed + 2), None);
+    pair.advance(Duration::from_millis(500));
+    assert_eq!(pair.server.jobs_outstanding(), 2);
+    (pair, a, [b, c])
+}
+
+#[test]
+fn a_full_job_queue_drops_message_1_but_not_established_peers() {
+    let (mut pair, a, [b, c]) = busy_pair(70);
+    let d = pair.add_client(client_config(ip(73), 73), None);
+    pair.advance(Duration::from_secs(5));
+    let st = pair.server.stats().clone();
+    assert!(st.jobs_busy_dropped >= 1, "{st:?}");
+    assert!(
+        st.jobs_retransmit_dropped >= 1,
+        "retransmitted MM3 while computing: {st:?}"
+    );
+    assert!(phase1_up(&pair, d).is_none());
+    // Quick Mode and DPD of the established client go through without any job being run.
+    let now = pair.now;
+    assert!(pair.client(a).initiator_mut().rekey_child(now));
+    assert!(
+        pair.run_for(Duration::from_secs(10), |e| matches!(
+            e,
+            PairEvent::Client(i, InitiatorEvent::ChildSaUp(_)) if *i == a
+        )),
+        "{}",
+        dump(&pair)
+    );
+    let seq = pair.client(a).initiator_mut().send_dpd().unwrap();
+    assert!(pair.run_for(Duration::from_secs(5), |e| matches!(
+        e,
+        PairEvent::Client(i, InitiatorEvent::DpdAck { seq: s }) if *i == a && *s == seq
+    )));
+    assert_eq!(pair.server.jobs_outstanding(), 2);
+    // The jobs run (here on the test thread); b and c come up.
+    let mut ran = 0;
+    while let Some(job) = pair.server.poll_job() {
+        let done = job.run();
+        let now = pair.now;
+        pair.server.job_done(now, done);
+        ran += 1;
+    }
+    assert_eq!(ran, 2);
+    pair.advance(Duration::from_secs(10));
+    for i in [b, c] {
+        assert!(phase1_up(&pair, i).is_some(), "{}", dump(&pair));
+    }
+}
+
+#[test]
+fn a_job_result_for_an_expired_sa_is_ignored() {
+    let (mut pair, _a, _) = busy_pair(80);
+    let jobs: Vec<_> = std::iter::from_fn(|| pair.server.poll_job()).collect();
+    assert_eq!(jobs.len(), 2);
+    let timeout = pair.server.config().half_open_timeout;
+    pair.advance(timeout + Duration::from_secs(1));
+    let expired = pair.server.stats().half_open_expired;
+    assert!(expired >= 2, "{:?}", pair.server.stats());
+    let sent_before = pair.log.len();
+    for job in jobs {
+        let done = job.run();
+        let now = pair.now;
+        pair.server.job_done(now, done);
+    }
+    assert_eq!(pair.server.stats().jobs_orphaned, 2);
+    assert_eq!(pair.server.jobs_outstanding(), 0);
+    assert!(pair.server.poll_transmit().is_none());
+    assert_eq!(pair.log.len(), sent_before);
+}
+
+#[test]
+fn a_repeated_message_3_while_its_job_runs_is_dropped_not_recomputed() {
+    let mut server = Responder::seeded(Arc::new(server_config()), 9);
+    server.set_deferred_jobs(true);
+    let now = Instant::now();
+    let src = SocketAddr::new(IpAddr::V4(ip(95)), 500);
+    let (icky, mm1) = forged_mm1_group(1, DhGroup::Ecp256);
+    server.handle_datagram(now, SERVER, src, &mm1);
+    let mm2 = server.poll_transmit().unwrap();
+    let rcky = Header::parse(&mm2.data).unwrap().rcky;
+    let ours = roadgate::ike::crypto::DhPrivate::generate(DhGroup::Ecp256, &mut rand::rng());
+    let mm3 = forged_mm3(icky, rcky, ours.public());
+    for _ in 0..3 {
+        server.handle_datagram(now, SERVER, src, &mm3);
+    }
+    assert!(
+        server.poll_transmit().is_none(),
+        "nothing is sent while the job waits"
+    );
+    assert_eq!(server.stats().jobs_retransmit_dropped, 2);
+    assert_eq!(server.jobs_outstanding(), 1);
+    let job = server.poll_job().unwrap();
+    assert_eq!(job.kind(), "main mode 3");
+    assert!(server.poll_job().is_none(), "one job for three copies");
+    assert_eq!(
+        server.stats().dh_keys_generated,
+        0,
+        "no key before the job runs"
+    );
+    let done = job.run();
+    server.job_done(now, done);
+    assert_eq!(server.stats().dh_keys_generated, 1);
+    assert_eq!(server.jobs_outstanding(), 0);
+    // Message 4 goes out, and a further copy of message 3 gets it again (not a new job).
+    let mm4 = server.poll_transmit().unwrap();
+    assert_eq!(Header::parse(&mm4.data).unwrap().exchange, exchange::MAIN);
+    server.handle_datagram(now, SERVER, src, &mm3);
+    assert_eq!(server.poll_transmit().unwrap().data, mm4.data);
+    assert!(server.poll_job().is_none());
+    assert_eq!(server.stats().duplicates_resent, 1);
 }

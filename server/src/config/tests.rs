@@ -335,6 +335,58 @@ fn proposal_names() {
 }
 
 #[test]
+fn ipsec_half_open_limits_and_handshake_queue() {
+    let d = ike::Config::default();
+    let s = check("[ipsec]\n").unwrap();
+    assert_eq!(
+        (
+            s.ike.max_half_open,
+            s.ike.max_half_open_per_source,
+            s.ike.max_half_open_per_v6_prefix,
+            s.ike.handshake_queue
+        ),
+        (
+            d.max_half_open,
+            d.max_half_open_per_source,
+            d.max_half_open_per_v6_prefix,
+            d.handshake_queue
+        )
+    );
+    assert!((s.ike.early_drop_threshold - 0.5).abs() < f64::EPSILON);
+    let s = check(
+        "[ipsec]\nmax_half_open = 1000\nmax_half_open_per_source = 8\n\
+         max_half_open_per_v6_prefix = 32\nearly_drop_threshold = 0.75\nhandshake_queue = 16\n",
+    )
+    .unwrap();
+    assert_eq!(s.ike.max_half_open, 1000);
+    assert_eq!(s.ike.max_half_open_per_source, 8);
+    assert_eq!(s.ike.max_half_open_per_v6_prefix, 32);
+    assert!((s.ike.early_drop_threshold - 0.75).abs() < f64::EPSILON);
+    assert_eq!(s.ike.handshake_queue, 16);
+    assert_eq!(
+        error("[ipsec]\nhandshake_queue = 0\n"),
+        "roadgate.toml: ipsec.handshake_queue: 0 is out of range: 1..=1048576"
+    );
+    assert!(
+        error("[ipsec]\nearly_drop_threshold = 1.5\n")
+            .contains("ipsec.early_drop_threshold: 1.5 is out of range")
+    );
+    assert!(
+        error("[ipsec]\nmax_half_open = 10\nmax_half_open_per_source = 20\n")
+            .contains("ipsec.max_half_open_per_source: 20 is above ipsec.max_half_open (10)")
+    );
+    let s = check("[ipsec]\nmax_half_open_per_source = 1000\n").unwrap();
+    assert_eq!(
+        s.ike.max_half_open_per_v6_prefix, 1000,
+        "raised to the per-address limit"
+    );
+    assert!(
+        error("[ipsec]\nmax_half_open_per_source = 20\nmax_half_open_per_v6_prefix = 10\n")
+            .contains("ipsec.max_half_open_per_v6_prefix: 10 is below")
+    );
+}
+
+#[test]
 fn keys_inline_from_files_and_per_peer() {
     let dir = Scratch::new("psk");
     dir.write("psk", "from-a-file-123\n");

@@ -12,13 +12,15 @@
 //! RSA-signature authentication is negotiated only when [`super::Config::cert`] is set.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 
-use super::cert::{CertAuthority, MAX_PEER_CERT, MAX_PEER_CERTS, PeerCert, id_matches};
-use super::crypto::{self, DhPrivate};
+use super::cert::{CertAuthority, MAX_PEER_CERT, MAX_PEER_CERTS, PeerCert};
+use super::crypto;
+use super::jobs::{Mm3Pending, Mm5Pending, Mm5Work};
 use super::nat_t::PeerVendors;
 use super::proposals::{self, AuthMethod};
 use super::responder::{Responder, TimerKey};
@@ -66,27 +68,17 @@ impl Responder {
             return;
         }
         if header.message_id != 0 || header.is_encrypted() {
-            self.stats.malformed += 1;
-            debug!(%remote, "Main Mode message 1 with a message ID or encryption flag; dropped");
+            dropped!(self.stats.malformed, %remote, "Main Mode message 1 with a message ID or encryption flag; dropped");
             return;
         }
         // Bound the work a stranger can make us do.
-        let from_src = self
-            .half_open_by_src
-            .get(&remote.ip())
-            .copied()
-            .unwrap_or(0);
-        if self.half_open >= self.cfg.max_half_open || from_src >= self.cfg.max_half_open_per_source
-        {
-            self.stats.half_open_limited += 1;
-            debug!(%remote, half_open = self.half_open, from_src, "half-open limit reached; message 1 dropped");
+        if !self.admit_half_open(remote) {
             return;
         }
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
-                self.stats.malformed += 1;
-                info!(%remote, error = %e, "malformed Main Mode message 1");
+                dropped!(self.stats.malformed, %remote, error = %e, "malformed Main Mode message 1");
                 self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
                 return;
             }
@@ -96,8 +88,7 @@ impl Responder {
             payload: Payload::Sa(sa),
         }) = payload_of(&msg, payload_type::SA)
         else {
-            self.stats.malformed += 1;
-            info!(%remote, "Main Mode message 1 without an SA payload");
+            dropped!(self.stats.malformed, %remote, "Main Mode message 1 without an SA payload");
             self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
             return;
         };
@@ -116,7 +107,6 @@ impl Responder {
         let choice = match proposals::choose_phase1(sa, &policy) {
             Ok(c) => c,
             Err(refusal) => {
-                self.stats.no_proposal_chosen += 1;
                 let why = match (have_psk, have_cert) {
                     (true, true) => String::new(),
                     (true, false) => " (certificate authentication is not configured)".into(),
@@ -125,7 +115,7 @@ impl Responder {
                         " (no pre-shared key for this peer and no server certificate)".into()
                     }
                 };
-                warn!(%remote, vendor_ids = ?vendors.names, "no acceptable phase-1 proposal{why}: {refusal}");
+                dropped!(self.stats.no_proposal_chosen, %remote, vendor_ids = ?vendors.names, "no acceptable phase-1 proposal{why}: {refusal}");
                 self.notify_unprotected(local, remote, header, notify::NO_PROPOSAL_CHOSEN);
                 return;
             }
@@ -223,11 +213,11 @@ impl Responder {
                 pending: None,
                 next_probe: None,
             },
+            pending: None,
         };
         self.p1.insert(ck, p1);
         self.mm1_index.insert((icky, remote), rcky);
-        self.half_open += 1;
-        *self.half_open_by_src.entry(remote.ip()).or_insert(0) += 1;
+        self.charge_half_open(remote.ip());
         self.arm(now + self.cfg.retransmit_initial, TimerKey::Phase1(ck));
         self.arm(expires, TimerKey::Phase1(ck));
         self.send(local, remote, framed);
@@ -242,18 +232,15 @@ impl Responder {
         header: &Header,
         data: &[u8],
     ) {
-        let natt_port = self.cfg.natt_port;
         let Some(p1) = self.p1.get(&c) else { return };
         if remote.ip() != p1.remote.ip() || header.is_encrypted() || header.message_id != 0 {
-            self.stats.malformed += 1;
-            debug!(%remote, "unexpected Main Mode message 3; dropped");
+            dropped!(self.stats.malformed, %remote, "unexpected Main Mode message 3; dropped");
             return;
         }
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
-                self.stats.malformed += 1;
-                info!(%remote, error = %e, "malformed Main Mode message 3");
+                dropped!(self.stats.malformed, %remote, error = %e, "malformed Main Mode message 3");
                 return;
             }
         };
@@ -261,29 +248,26 @@ impl Responder {
             msg.first(payload_type::KE).map(|i| &i.payload),
             msg.first(payload_type::NONCE).map(|i| &i.payload),
         ) else {
-            self.stats.malformed += 1;
-            info!(%remote, "Main Mode message 3 without KE or nonce");
+            dropped!(self.stats.malformed, %remote, "Main Mode message 3 without KE or nonce");
             self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
+            self.fail_half_open(now, c);
             return;
         };
         if !(NONCE_MIN..=NONCE_MAX).contains(&ni.len()) {
-            self.stats.malformed += 1;
-            info!(%remote, len = ni.len(), "nonce length outside 8..256");
+            dropped!(self.stats.malformed, %remote, len = ni.len(), "nonce length outside 8..256");
             self.notify_unprotected(local, remote, header, notify::PAYLOAD_MALFORMED);
+            self.fail_half_open(now, c);
             return;
         }
+        // The peer's public value is checked before we make a key of our own: a bad one costs
+        // us a comparison, not an exponentiation.
         let group = p1.choice.group;
-        let dh = DhPrivate::generate(group, &mut self.rng);
-        let gxy = match dh.shared_secret(gxi) {
-            Ok(s) => s,
-            Err(e) => {
-                self.stats.invalid_ke += 1;
-                warn!(%remote, group = group.name(), error = %e, "invalid Diffie-Hellman public value");
-                self.notify_unprotected(local, remote, header, notify::INVALID_KEY_INFORMATION);
-                self.remove_phase1(c);
-                return;
-            }
-        };
+        if let Err(e) = crypto::validate_public(group, gxi) {
+            dropped!(self.stats.invalid_ke, %remote, group = group.name(), error = %e, "invalid Diffie-Hellman public value");
+            self.notify_unprotected(local, remote, header, notify::INVALID_KEY_INFORMATION);
+            self.fail_half_open(now, c);
+            return;
+        }
         let rsa = p1.choice.auth == AuthMethod::RsaSignature;
         let psk = if rsa {
             None
@@ -292,14 +276,14 @@ impl Responder {
         } else {
             // The key was there at message 1; a reload removed it since.
             warn!(%remote, "no pre-shared key for this peer any more");
-            self.remove_phase1(c);
+            self.fail_half_open(now, c);
             return;
         };
         let ca_subjects = match (&self.cfg.cert, rsa) {
             (Some(ca), true) => ca.trusted_ca_subjects(),
             (None, true) => {
                 warn!(%remote, "certificate authentication is no longer configured");
-                self.remove_phase1(c);
+                self.fail_half_open(now, c);
                 return;
             }
             _ => Vec::new(),
@@ -311,7 +295,6 @@ impl Responder {
         let Some(p1) = self.p1.get_mut(&c) else {
             return;
         };
-        let prf = p1.choice.prf;
         let hash = p1.choice.hash;
 
         // NAT-D (RFC 3947 §3.2): the first payload hashes the address the peer sent to (ours),
@@ -362,26 +345,55 @@ impl Responder {
                 info!(%remote, "peer agreed to NAT-T but sent no NAT-D payloads");
             }
         }
-        // RFC 2409 §5: SKEYID = prf(pre-shared-key, Ni_b | Nr_b) or, for signatures,
-        // prf(Ni_b | Nr_b, g^xy).
-        let skeyid = match &psk {
-            Some(psk) => crypto::skeyid_psk(prf, psk, ni, &nr),
-            None => crypto::skeyid_sig(prf, ni, &nr, &gxy),
+        if nat.local_behind_nat && !self.behind_nat {
+            warn!(
+                %remote,
+                local = %local,
+                "NAT-D: this server is behind a NAT (its address is translated on the way to its \
+                 clients); Windows clients then need the registry value \
+                 AssumeUDPEncapsulationContextOnSendRule=2 or fail with error 809"
+            );
+        }
+        if nat.peer_behind_nat {
+            debug!(%remote, "NAT-D: the client is behind a NAT");
+        }
+        p1.nat = nat;
+        p1.peer_certreq |= certreq;
+        self.behind_nat |= nat.local_behind_nat;
+        let pending = Mm3Pending {
+            request: data.to_vec(),
+            local,
+            remote,
+            natd_out,
+            ca_subjects,
         };
-        let keys = crypto::derive_phase1(
-            prf,
-            hash,
-            p1.choice.cipher,
-            skeyid,
-            &gxy,
-            &p1.icky,
-            &p1.rcky,
-            gxi,
-            dh.public(),
-        );
+        self.park_main_mode_3(now, c, pending, gxi, ni, nr, psk);
+    }
+
+    /// Message 4, once the job of message 3 has made our key and the key schedule.
+    pub(crate) fn finish_main_mode_3(
+        &mut self,
+        now: Instant,
+        c: Cookies,
+        pending: Mm3Pending,
+        gxr: Vec<u8>,
+        keys: crypto::Phase1Keys,
+    ) {
+        let natt_port = self.cfg.natt_port;
+        let timer = Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries));
+        let Some(p1) = self.p1.get_mut(&c) else {
+            return;
+        };
+        let Mm3Pending {
+            request,
+            local,
+            remote,
+            natd_out,
+            ca_subjects,
+        } = pending;
         let mut chain = PayloadChain::new();
-        chain.push(payload_type::KE, dh.public());
-        chain.push(payload_type::NONCE, &nr);
+        chain.push(payload_type::KE, &gxr);
+        chain.push(payload_type::NONCE, &p1.nr);
         for (kind, h) in &natd_out {
             chain.push(*kind, h);
         }
@@ -399,38 +411,12 @@ impl Responder {
             chain.bytes(),
         );
         let framed = super::sa::frame(local, remote, natt_port, reply);
-        if nat.local_behind_nat && !self.behind_nat {
-            warn!(
-                %remote,
-                local = %local,
-                "NAT-D: this server is behind a NAT (its address is translated on the way to its \
-                 clients); Windows clients then need the registry value \
-                 AssumeUDPEncapsulationContextOnSendRule=2 or fail with error 809"
-            );
-        }
-        if nat.peer_behind_nat {
-            debug!(%remote, "NAT-D: the client is behind a NAT");
-        }
-        p1.nat = nat;
-        self.behind_nat |= nat.local_behind_nat;
-        let Some(p1) = self.p1.get_mut(&c) else {
-            return;
-        };
         p1.iv = keys.iv.clone();
         p1.keys = Some(keys);
-        p1.gxi = gxi.to_vec();
-        p1.gxr = dh.public().to_vec();
+        p1.gxr = gxr;
         p1.dh = None;
-        p1.ni = ni.to_vec();
-        p1.nr = nr;
-        p1.peer_certreq |= certreq;
         p1.state = P1State::SentMm4;
-        p1.last = Some(LastReply::new(
-            data,
-            framed.clone(),
-            now,
-            Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries)),
-        ));
+        p1.last = Some(LastReply::new(&request, framed.clone(), now, timer));
         self.arm(now + self.cfg.retransmit_initial, TimerKey::Phase1(c));
         self.send(local, remote, framed);
     }
@@ -444,16 +430,13 @@ impl Responder {
         header: &Header,
         data: &[u8],
     ) {
-        let natt_port = self.cfg.natt_port;
         let Some(p1) = self.p1.get(&c) else { return };
         if remote.ip() != p1.remote.ip() || !header.is_encrypted() || header.message_id != 0 {
-            self.stats.malformed += 1;
-            debug!(%remote, "unexpected Main Mode message 5; dropped");
+            dropped!(self.stats.malformed, %remote, "unexpected Main Mode message 5; dropped");
             return;
         }
         let Some((plain, last_block)) = p1.open(data, &p1.iv) else {
-            self.stats.malformed += 1;
-            info!(%remote, "Main Mode message 5 length is not a multiple of the cipher block");
+            dropped!(self.stats.malformed, %remote, "Main Mode message 5 length is not a multiple of the cipher block");
             return;
         };
         let parsed = Message::parse(*header, &plain);
@@ -463,35 +446,35 @@ impl Responder {
                 .is_ok_and(|m| m.first(payload_type::CERT_REQ).is_some());
         let rsa = p1.choice.auth == AuthMethod::RsaSignature;
         let unix_now = self.unix_time(now);
+        // Everything cheap is checked here; the certificate chain and the signatures are the
+        // job's.
         let verdict = match (&parsed, rsa, &self.cfg.cert) {
             (Err(_), _, _) => Err((
                 "it did not decrypt to valid payloads".to_string(),
                 notify::AUTHENTICATION_FAILED,
             )),
             (Ok(msg), false, _) => check_psk_auth(p1, msg).map(|()| None),
-            (Ok(msg), true, Some(ca)) => {
-                check_signature_auth(p1, msg, ca.as_ref(), unix_now).map(Some)
-            }
+            (Ok(msg), true, Some(ca)) => signature_inputs(p1, msg, ca, unix_now).map(Some),
             (Ok(_), true, None) => Err((
                 "certificate authentication is no longer configured".to_string(),
                 notify::AUTHENTICATION_FAILED,
             )),
         };
-        let peer_cert = match verdict {
-            Ok(c) => c,
+        let sig_work = match verdict {
+            Ok(w) => w,
             Err((why, code)) => {
-                self.stats.auth_failed += 1;
                 if rsa {
-                    warn!(%remote, "certificate authentication failed in Main Mode message 5: {why}");
+                    dropped!(self.stats.auth_failed, %remote, "certificate authentication failed in Main Mode message 5: {why}");
                 } else {
-                    warn!(
+                    dropped!(
+                        self.stats.auth_failed,
                         %remote,
                         "authentication failed in Main Mode message 5 ({why}): the client's \
                          pre-shared key most likely differs from the server's"
                     );
                 }
                 self.notify_unprotected(local, remote, header, code);
-                self.remove_phase1(c);
+                self.fail_half_open(now, c);
                 return;
             }
         };
@@ -515,9 +498,8 @@ impl Responder {
 
         // Our identity: with certificates our subject (ID_DER_ASN1_DN), otherwise the address
         // the peer reached us on; protocol and port mirrored (RFC 2407 §4.6.2: zero, or UDP/500).
-        let signer = if rsa { self.cfg.cert.clone() } else { None };
-        let (our_type, our_addr) = match (&signer, local.ip()) {
-            (Some(ca), _) => (id_type::DER_ASN1_DN, ca.our_subject().to_vec()),
+        let (our_type, our_addr) = match (&sig_work, local.ip()) {
+            (Some(w), _) => (id_type::DER_ASN1_DN, w.ca.our_subject().to_vec()),
             (None, IpAddr::V4(a)) => (id_type::IPV4_ADDR, a.octets().to_vec()),
             (None, IpAddr::V6(a)) => (id_type::IPV6_ADDR, a.octets().to_vec()),
         };
@@ -527,7 +509,7 @@ impl Responder {
             (17, 500)
         };
         let idir_b = isakmp::encode_id(our_type, proto, port, &our_addr);
-        let Some(p1) = self.p1.get_mut(&c) else {
+        let Some(p1) = self.p1.get(&c) else {
             return;
         };
         let Some(keys) = p1.keys.as_ref() else { return };
@@ -541,13 +523,64 @@ impl Responder {
             &p1.sa_body,
             &idir_b,
         );
+        let pending = Mm5Pending {
+            request: data.to_vec(),
+            local,
+            remote,
+            last_block,
+            peer_id,
+            peer_id_raw,
+            initial_contact,
+            idir_b,
+            hash_r: hash_r.clone(),
+            peer_certreq,
+            dpd_seq,
+        };
+        match sig_work {
+            None => self.finish_main_mode_5(now, c, pending, None),
+            Some(mut work) => {
+                work.hash_r = hash_r;
+                self.park_main_mode_5(now, c, pending, work);
+            }
+        }
+    }
+
+    /// Message 6: at once with pre-shared keys, after the job with certificates (`signed`: the
+    /// peer's checked certificate and our signature over HASH_R).
+    pub(crate) fn finish_main_mode_5(
+        &mut self,
+        now: Instant,
+        c: Cookies,
+        pending: Mm5Pending,
+        signed: Option<(PeerCert, Vec<u8>)>,
+    ) {
+        let natt_port = self.cfg.natt_port;
+        let Mm5Pending {
+            request,
+            local,
+            remote,
+            last_block,
+            peer_id,
+            peer_id_raw,
+            initial_contact,
+            idir_b,
+            hash_r,
+            peer_certreq,
+            dpd_seq,
+        } = pending;
         let mut chain = PayloadChain::new();
         chain.push(payload_type::ID, &idir_b);
-        match &signer {
+        let (peer_cert, signer) = match signed {
             None => {
                 chain.push(payload_type::HASH, &hash_r);
+                (None, false)
             }
-            Some(ca) => {
+            Some((cert, sig)) => {
+                let Some(ca) = self.cfg.cert.clone() else {
+                    warn!(%remote, "certificate authentication is no longer configured");
+                    self.fail_half_open(now, c);
+                    return;
+                };
                 // Our certificate goes out whether or not it was asked for: clients that sent no
                 // CERTREQ (they hold our certificate) ignore it, and Windows needs it.
                 for cert in ca.our_chain() {
@@ -556,18 +589,10 @@ impl Responder {
                     body.extend_from_slice(cert);
                     chain.push(payload_type::CERT, &body);
                 }
-                match ca.sign(&hash_r) {
-                    Ok(sig) => {
-                        chain.push(payload_type::SIG, &sig);
-                    }
-                    Err(e) => {
-                        tracing::error!(%remote, error = %e, "cannot sign HASH_R with the server key");
-                        self.remove_phase1(c);
-                        return;
-                    }
-                }
+                chain.push(payload_type::SIG, &sig);
+                (Some(cert), true)
             }
-        }
+        };
         let Some(p1) = self.p1.get_mut(&c) else {
             return;
         };
@@ -578,7 +603,7 @@ impl Responder {
         // A message with certificates can exceed the path MTU: cut it into IKE fragments when
         // the peer announced them (strongSwan fragments only such messages for Windows, whose
         // support depends on expecting certificates).
-        let mut datagrams = if p1.vendors.fragmentation && signer.is_some() {
+        let mut datagrams = if p1.vendors.fragmentation && signer {
             super::fragment::split(&h, &reply, local, remote, natt_port)
         } else {
             Vec::new()
@@ -602,7 +627,7 @@ impl Responder {
         let peer_key = p1.peer.clone();
         p1.expires = now + p1.choice.lifetime;
         p1.dpd.last_activity = now;
-        let mut last = LastReply::new(data, framed.clone(), now, None);
+        let mut last = LastReply::new(&request, framed.clone(), now, None);
         last.more = datagrams.clone();
         p1.last = Some(last);
         let auth = match &peer_cert {
@@ -614,9 +639,9 @@ impl Responder {
         let (id, nat, algorithms, icky) = (p1.id, p1.nat, p1.choice.describe(), p1.icky);
         let ms_ic = p1.vendors.ms_initial_contact;
         let expires = p1.expires;
-        let mm1_from = self.p1.get(&c).map_or(remote, |p| p.mm1_from);
+        let mm1_from = p1.mm1_from;
         self.mm1_index.remove(&(icky, mm1_from));
-        self.release_half_open(remote.ip());
+        self.release_half_open(mm1_from.ip());
         self.stats.phase1_established += 1;
         info!(
             %remote,
@@ -754,15 +779,16 @@ fn check_psk_auth(p1: &Phase1, msg: &Message<'_>) -> Result<(), AuthError> {
     }
 }
 
-/// Signature authentication of message 5 (RFC 2409 §5.1): the certificate chain against the
-/// trust anchors and CRLs, the claimed identity against the certificate, then SIG_I over HASH_I
-/// by the certificate's key.
-fn check_signature_auth(
+/// Signature authentication of message 5 (RFC 2409 §5.1), the cheap part: the payloads are
+/// there and of the right kinds, and HASH_I is computed. The job then checks the certificate
+/// chain against the trust anchors and CRLs, the claimed identity against the certificate, and
+/// SIG_I over HASH_I by the certificate's key (see [`super::jobs`]).
+fn signature_inputs(
     p1: &Phase1,
     msg: &Message<'_>,
-    ca: &dyn CertAuthority,
+    ca: &Arc<dyn CertAuthority>,
     unix_now: u64,
-) -> Result<PeerCert, AuthError> {
+) -> Result<Mm5Work, AuthError> {
     let Some(id) = msg.first(payload_type::ID) else {
         return Err(("it lacks the ID payload".into(), notify::PAYLOAD_MALFORMED));
     };
@@ -814,24 +840,17 @@ fn check_signature_auth(
             notify::CERTIFICATE_UNAVAILABLE,
         ));
     }
-    let cert = ca.verify_chain(&chain, unix_now).map_err(|e| {
-        (
-            format!("its certificate was refused: {e}"),
-            notify::INVALID_CERTIFICATE,
-        )
-    })?;
-    id_matches(idp.id_type, idp.data, &cert).map_err(|e| (e, notify::INVALID_ID_INFORMATION))?;
     let Some(hash_i) = expected_hash_i(p1, id.raw.body) else {
         return Err(("no keys".into(), notify::AUTHENTICATION_FAILED));
     };
-    if !ca.verify_signature(&cert, &hash_i, sig) {
-        return Err((
-            format!(
-                "SIG_I does not verify with the key of its certificate ({})",
-                cert.subject
-            ),
-            notify::INVALID_SIGNATURE,
-        ));
-    }
-    Ok(cert)
+    Ok(Mm5Work {
+        ca: Arc::clone(ca),
+        certs: chain.iter().map(|c| c.to_vec()).collect(),
+        id_type: idp.id_type,
+        id_data: idp.data.to_vec(),
+        sig: sig.to_vec(),
+        hash_i,
+        hash_r: zeroize::Zeroizing::new(Vec::new()),
+        unix_now,
+    })
 }

@@ -5,14 +5,28 @@
 //! [`Responder::handle_timeout`]), datagrams, timers and events out ([`Responder::poll_transmit`],
 //! [`Responder::poll_timeout`], [`Responder::poll_event`]). It never touches a socket or a clock.
 //!
+//! Handshake cryptography (Main Mode message 3's Diffie-Hellman, certificate message 5's chain
+//! and signature work) can run off the packet path: with [`Responder::set_deferred_jobs`]`(true)`
+//! the responder parks the ISAKMP SA and queues a [`Job`] ([`Responder::poll_job`]); the shell runs
+//! [`Job::run`] on any thread and returns the [`JobDone`] with [`Responder::job_done`]. By default
+//! (inline) the responder runs each job itself at once, through the same path. See `jobs`.
+//!
+//! Flood limits, all before any key is made: the peer's KE is validated first
+//! ([`crypto::validate_public`]); half-open SAs are bounded in total, per source address and per
+//! IPv6 /64, with random early drop above [`Config::early_drop_threshold`]; a failed handshake
+//! stays charged to its source until its half-open timeout; new message 1s wait for fewer than
+//! [`Config::handshake_queue`] outstanding jobs. Each refusal has its own counter in [`Stats`].
+//!
 //! Module map: `proposals` (policy and transform matching), `nat_t` (RFC 3947 and drafts),
 //! `crypto` (RFC 2409 key material), `sa` (phase-1 and phase-2 state), `main_mode`,
-//! `quick_mode`, `informational` (the exchanges), `responder` (demux, timers, limits).
+//! `quick_mode`, `informational` (the exchanges), `jobs` (handshake work off the packet path),
+//! `responder` (demux, timers, limits).
 
 pub mod cert;
 pub mod crypto;
 mod fragment;
 mod informational;
+mod jobs;
 mod main_mode;
 pub mod nat_t;
 pub mod proposals;
@@ -27,6 +41,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+pub use jobs::{Job, JobDone};
 pub use proposals::{AuthMethod, Encapsulation, Phase1Policy, Phase2Policy};
 pub use responder::{Responder, Stats};
 
@@ -104,10 +119,19 @@ pub struct Config {
     pub dpd_timeout: Duration,
     /// A phase 1 that is not complete after this long is dropped.
     pub half_open_timeout: Duration,
-    /// Limits on phase-1 negotiations in progress, per source address and in total. Established
-    /// peers are looked up before these limits apply, so a flood of first messages cannot starve them.
+    /// Limits on phase-1 negotiations in progress, per source address, per IPv6 /64 and in
+    /// total. Established peers are looked up before these limits apply, so a flood of first
+    /// messages cannot starve them. A negotiation that fails (a bad message 3 or 5) stays charged
+    /// until its `half_open_timeout` would have run out.
     pub max_half_open_per_source: usize,
+    pub max_half_open_per_v6_prefix: usize,
     pub max_half_open: usize,
+    /// Random early drop: above this fraction of `max_half_open`, a new message 1 is dropped
+    /// with a probability rising linearly to 1 at `max_half_open` (1.0 turns it off).
+    pub early_drop_threshold: f64,
+    /// At most this many handshake jobs outstanding (see [`Job`]); while they are, new message
+    /// 1s are dropped.
+    pub handshake_queue: usize,
     /// Retransmission of our last reply when the peer's next message does not come.
     pub retransmit_initial: Duration,
     pub retransmit_tries: u32,
@@ -127,7 +151,10 @@ impl Default for Config {
             dpd_timeout: Duration::from_secs(120),
             half_open_timeout: Duration::from_secs(30),
             max_half_open_per_source: 64,
+            max_half_open_per_v6_prefix: 256,
             max_half_open: 8192,
+            early_drop_threshold: 0.5,
+            handshake_queue: 64,
             retransmit_initial: Duration::from_secs(2),
             retransmit_tries: 4,
         }

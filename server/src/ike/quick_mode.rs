@@ -349,6 +349,7 @@ impl Responder {
         let (pfs_gxy, our_ke) = match (choice.pfs, ke) {
             (Some(group), Some(peer_ke)) => {
                 let dh = DhPrivate::generate(group, &mut self.rng);
+                self.stats.dh_keys_generated += 1;
                 match dh.shared_secret(peer_ke) {
                     Ok(s) => (Some(s), Some(dh.public().to_vec())),
                     Err(e) => {

@@ -37,12 +37,29 @@ pub struct Stats {
     pub dpd_dead: u64,
     pub retransmits: u64,
     pub unsupported_exchange: u64,
+    /// Diffie-Hellman keys of ours made (Main Mode message 3 jobs, Quick Mode PFS).
+    pub dh_keys_generated: u64,
+    /// Message 1 refused: `max_half_open_per_source` of its address are half open (failed
+    /// attempts stay charged until their half-open timeout would have run out).
+    pub half_open_source_limited: u64,
+    /// Message 1 refused: `max_half_open_per_v6_prefix` of its IPv6 /64 are half open.
+    pub half_open_prefix_limited: u64,
+    /// Message 1 dropped by random early drop (half-open SAs above `early_drop_threshold`).
+    pub early_dropped: u64,
+    /// Message 1 dropped: `handshake_queue` jobs are outstanding.
+    pub jobs_busy_dropped: u64,
+    /// A job result for an ISAKMP SA that had gone meanwhile; ignored.
+    pub jobs_orphaned: u64,
+    /// A Main Mode message for an SA whose job is running; dropped (not computed again).
+    pub jobs_retransmit_dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKey {
     Phase1(Cookies),
     Child(u32),
+    /// A failed half-open SA whose charge against its source ends (by phase-1 ID).
+    Tombstone(u64),
 }
 
 /// What we keep per installed IPsec SA pair.
@@ -63,7 +80,15 @@ pub struct Responder {
     /// (initiator cookie, peer) → responder cookie, to recognise a repeated message 1.
     pub(crate) mm1_index: HashMap<([u8; 8], SocketAddr), [u8; 8]>,
     pub(crate) half_open_by_src: HashMap<IpAddr, usize>,
+    /// Half-open SAs per IPv6 /64 (the first 8 bytes of the source).
+    pub(crate) half_open_by_prefix: HashMap<[u8; 8], usize>,
+    /// Failed half-open SAs still charged to their source: phase-1 ID → source address.
+    pub(crate) tombstones: HashMap<u64, IpAddr>,
     pub(crate) half_open: usize,
+    /// Handshake jobs queued for [`Responder::poll_job`] (deferred mode).
+    pub(crate) jobs: VecDeque<super::Job>,
+    pub(crate) jobs_outstanding: usize,
+    pub(crate) deferred_jobs: bool,
     pub(crate) children: HashMap<u32, ChildEntry>,
     /// Our SPI of every Quick Mode whose message 2 is out and message 3 awaited → its phase 1
     /// and message ID (entries of exchanges that ended otherwise are checked and dropped).
@@ -103,7 +128,12 @@ impl Responder {
             p1: HashMap::new(),
             mm1_index: HashMap::new(),
             half_open_by_src: HashMap::new(),
+            half_open_by_prefix: HashMap::new(),
+            tombstones: HashMap::new(),
             half_open: 0,
+            jobs: VecDeque::new(),
+            jobs_outstanding: 0,
+            deferred_jobs: false,
             children: HashMap::new(),
             pending_spis: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -159,6 +189,8 @@ impl Responder {
         self.p1.len()
     }
 
+    /// Phase-1 negotiations in progress, plus failed ones still charged to their source (until
+    /// their half-open timeout would have run out).
     pub fn half_open_count(&self) -> usize {
         self.half_open
     }
@@ -248,8 +280,7 @@ impl Responder {
         match p1.frags.add(f) {
             super::fragment::Added::Waiting => {}
             super::fragment::Added::Refused(why) => {
-                self.stats.malformed += 1;
-                info!(%remote, "IKE fragments refused: {why}");
+                dropped!(self.stats.malformed, %remote, "IKE fragments refused: {why}");
             }
             super::fragment::Added::Complete(whole) => {
                 // The joined message must belong to the same SA and not be a fragment itself.
@@ -263,8 +294,7 @@ impl Responder {
                         self.handle_datagram(now, local, remote, &whole);
                     }
                     _ => {
-                        self.stats.malformed += 1;
-                        info!(%remote, "joined IKE fragments are not a message of this ISAKMP SA");
+                        dropped!(self.stats.malformed, %remote, "joined IKE fragments are not a message of this ISAKMP SA");
                     }
                 }
             }
@@ -325,6 +355,9 @@ impl Responder {
             exchange::MAIN => match p1.state {
                 P1State::SentMm2 => self.main_mode_3(now, local, remote, key, &header, data),
                 P1State::SentMm4 => self.main_mode_5(now, local, remote, key, &header, data),
+                P1State::Computing => {
+                    dropped!(self.stats.jobs_retransmit_dropped, %remote, "Main Mode message while its handshake job runs; dropped");
+                }
                 P1State::Established => {
                     self.stats.malformed += 1;
                     debug!(%remote, "dropped Main Mode message for an established SA");
@@ -333,8 +366,7 @@ impl Responder {
             exchange::QUICK => self.quick_mode(now, local, remote, key, &header, data),
             exchange::INFORMATIONAL => self.informational(now, local, remote, key, &header, data),
             other => {
-                self.stats.unsupported_exchange += 1;
-                info!(%remote, exchange = other, "exchange type not supported; dropped");
+                dropped!(self.stats.unsupported_exchange, %remote, exchange = other, "exchange type not supported; dropped");
             }
         }
     }
@@ -350,8 +382,8 @@ impl Responder {
         match header.exchange {
             exchange::MAIN => self.main_mode_1(now, local, remote, header, data),
             exchange::AGGRESSIVE => {
-                self.stats.aggressive_refused += 1;
-                warn!(
+                dropped!(
+                    self.stats.aggressive_refused,
                     %remote,
                     "refused Aggressive Mode: its pre-shared-key hash can be cracked offline; \
                      configure the client for Main Mode (on Apple and Android clients: leave the \
@@ -382,6 +414,11 @@ impl Responder {
             match key {
                 TimerKey::Phase1(c) => self.service_phase1(now, c),
                 TimerKey::Child(spi) => self.service_child(now, spi),
+                TimerKey::Tombstone(id) => {
+                    if let Some(ip) = self.tombstones.remove(&id) {
+                        self.release_half_open(ip);
+                    }
+                }
             }
         }
     }
@@ -450,9 +487,94 @@ impl Responder {
             self.pending_spis.remove(&qm.our_spi);
         }
         if p1.state != P1State::Established {
-            self.release_half_open(p1.remote.ip());
+            self.release_half_open(p1.mm1_from.ip());
         }
         Some(p1)
+    }
+
+    /// A failed handshake (message 3 or 5 refused): the SA goes, but its half-open charge stays
+    /// with its source (and the totals) until its half-open timeout would have run out, so that
+    /// a peer that loops message 1 and a bad message 3 meets the per-source limit.
+    pub(crate) fn fail_half_open(&mut self, now: Instant, c: Cookies) {
+        let Some(p1) = self.p1.remove(&c) else {
+            return;
+        };
+        self.mm1_index.remove(&(p1.icky, p1.mm1_from));
+        for qm in p1.quick.values() {
+            self.pending_spis.remove(&qm.our_spi);
+        }
+        if p1.state == P1State::Established {
+            return;
+        }
+        let ip = p1.mm1_from.ip();
+        if p1.expires > now {
+            self.tombstones.insert(p1.id, ip);
+            self.arm(p1.expires, TimerKey::Tombstone(p1.id));
+        } else {
+            self.release_half_open(ip);
+        }
+    }
+
+    /// The /64 of an IPv6 source (None for IPv4).
+    fn v6_prefix(ip: IpAddr) -> Option<[u8; 8]> {
+        match ip {
+            IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => {
+                let mut p = [0u8; 8];
+                p.copy_from_slice(&a.octets()[..8]);
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+
+    /// May a new message 1 from `ip` start a half-open SA? Counts and logs each refusal by its
+    /// cause. Established peers never come here (they are found by their cookies first).
+    pub(crate) fn admit_half_open(&mut self, remote: SocketAddr) -> bool {
+        let ip = remote.ip();
+        let cfg = Arc::clone(&self.cfg);
+        if self.jobs_outstanding >= cfg.handshake_queue {
+            dropped!(self.stats.jobs_busy_dropped, %remote, jobs = self.jobs_outstanding, "handshake job queue full; Main Mode message 1 dropped");
+            return false;
+        }
+        if self.half_open >= cfg.max_half_open {
+            dropped!(self.stats.half_open_limited, %remote, half_open = self.half_open, "half-open limit reached; Main Mode message 1 dropped");
+            return false;
+        }
+        let from_src = self.half_open_by_src.get(&ip).copied().unwrap_or(0);
+        if from_src >= cfg.max_half_open_per_source {
+            dropped!(self.stats.half_open_source_limited, %remote, from_src, "half-open limit of the source address reached; Main Mode message 1 dropped");
+            return false;
+        }
+        if let Some(prefix) = Self::v6_prefix(ip) {
+            let n = self.half_open_by_prefix.get(&prefix).copied().unwrap_or(0);
+            if n >= cfg.max_half_open_per_v6_prefix {
+                dropped!(self.stats.half_open_prefix_limited, %remote, from_prefix = n, "half-open limit of the source's IPv6 /64 reached; Main Mode message 1 dropped");
+                return false;
+            }
+        }
+        // Random early drop: above the threshold a new message 1 is dropped with a probability
+        // rising linearly from 0 to 1 at the total limit.
+        let threshold = early_drop_start(cfg.early_drop_threshold, cfg.max_half_open);
+        if self.half_open >= threshold && cfg.max_half_open > threshold {
+            // P(drop) = (half_open - threshold) / (max - threshold); the modulo bias of a 64-bit
+            // draw over a range this small is negligible.
+            let range = (cfg.max_half_open - threshold) as u64;
+            let draw = self.rng.next_u64() % range;
+            if draw < (self.half_open - threshold) as u64 {
+                dropped!(self.stats.early_dropped, %remote, half_open = self.half_open, "random early drop of Main Mode message 1");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Charges a new half-open SA to `ip`, its /64 and the total.
+    pub(crate) fn charge_half_open(&mut self, ip: IpAddr) {
+        self.half_open += 1;
+        *self.half_open_by_src.entry(ip).or_insert(0) += 1;
+        if let Some(prefix) = Self::v6_prefix(ip) {
+            *self.half_open_by_prefix.entry(prefix).or_insert(0) += 1;
+        }
     }
 
     pub(crate) fn release_half_open(&mut self, ip: IpAddr) {
@@ -461,6 +583,14 @@ impl Responder {
             *n -= 1;
             if *n == 0 {
                 self.half_open_by_src.remove(&ip);
+            }
+        }
+        if let Some(prefix) = Self::v6_prefix(ip)
+            && let Some(n) = self.half_open_by_prefix.get_mut(&prefix)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.half_open_by_prefix.remove(&prefix);
             }
         }
     }
@@ -641,4 +771,14 @@ impl Responder {
             }
         }
     }
+}
+
+/// The half-open count from which random early drop starts: `fraction` of `max`, rounded up
+/// (a fraction of 1 or more, or a NaN, disables it).
+pub(crate) fn early_drop_start(fraction: f64, max: usize) -> usize {
+    if fraction.is_nan() || fraction >= 1.0 {
+        return max;
+    }
+    let f = fraction.max(0.0);
+    ((max as f64) * f).ceil() as usize
 }

@@ -49,6 +49,9 @@ pub(crate) enum P1State {
     SentMm2,
     /// Message 4 sent, waiting for message 5.
     SentMm4,
+    /// Message 3 or 5 accepted; its cryptography runs as a [`super::Job`] (see
+    /// [`Phase1::pending`]). Further Main Mode messages are dropped until it is done.
+    Computing,
     Established,
 }
 
@@ -173,6 +176,8 @@ pub(crate) struct Phase1 {
     /// that a repeated QM3 gets CONNECTED again.
     pub connected: VecDeque<(u32, LastReply)>,
     pub dpd: Dpd,
+    /// While [`P1State::Computing`]: what the job's result completes.
+    pub pending: Option<super::jobs::Pending>,
 }
 
 const DONE_MIDS: usize = 128;

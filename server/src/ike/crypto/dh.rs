@@ -431,6 +431,79 @@ fn modp_pow(group: DhGroup, base: &[u8], exp: &[u8]) -> Result<Zeroizing<Vec<u8>
     }
 }
 
+/// 1 < y < p-1 for a public value of exactly the prime's length `L * 8`.
+fn modp_in_range<const L: usize>(params: &ModpParams<L>, y: &[u8]) -> bool {
+    if y.len() != L * 8 {
+        return false;
+    }
+    let y = Uint::<L>::from_be_slice(y);
+    bool::from(y.ct_gt(&Uint::<L>::ONE) & y.ct_lt(&params.p_minus_1))
+}
+
+/// Checks a peer's public value without any private key: exactly `group.public_len()` bytes;
+/// MODP: 1 < y < p-1 (crypto-bigint comparison); ECP: `x || y` is a point on the curve and not
+/// the identity (aws-lc parses and validates it). Costs a comparison or a point decoding, far
+/// less than generating our own key, so a responder calls it before it makes one.
+pub fn validate_public(group: DhGroup, peer_public: &[u8]) -> Result<(), DhError> {
+    static P768: OnceLock<Option<ModpParams<12>>> = OnceLock::new();
+    static P1024: OnceLock<Option<ModpParams<16>>> = OnceLock::new();
+    static P1536: OnceLock<Option<ModpParams<24>>> = OnceLock::new();
+    static P2048: OnceLock<Option<ModpParams<32>>> = OnceLock::new();
+    static P3072: OnceLock<Option<ModpParams<48>>> = OnceLock::new();
+    static P4096: OnceLock<Option<ModpParams<64>>> = OnceLock::new();
+    let expected = group.public_len();
+    if peer_public.len() != expected {
+        return Err(DhError::WrongLength {
+            expected,
+            got: peer_public.len(),
+        });
+    }
+    let bad = |_| DhError::InvalidPublic;
+    let ok = match group {
+        DhGroup::Modp768 => {
+            modp_in_range(ModpParams::get(&P768, &MODP_768).map_err(bad)?, peer_public)
+        }
+        DhGroup::Modp1024 => modp_in_range(
+            ModpParams::get(&P1024, &MODP_1024).map_err(bad)?,
+            peer_public,
+        ),
+        DhGroup::Modp1536 => modp_in_range(
+            ModpParams::get(&P1536, &MODP_1536).map_err(bad)?,
+            peer_public,
+        ),
+        DhGroup::Modp2048 => modp_in_range(
+            ModpParams::get(&P2048, &MODP_2048).map_err(bad)?,
+            peer_public,
+        ),
+        DhGroup::Modp3072 => modp_in_range(
+            ModpParams::get(&P3072, &MODP_3072).map_err(bad)?,
+            peer_public,
+        ),
+        DhGroup::Modp4096 => modp_in_range(
+            ModpParams::get(&P4096, &MODP_4096).map_err(bad)?,
+            peer_public,
+        ),
+        DhGroup::Ecp256 | DhGroup::Ecp384 => {
+            let Some(alg) = ecdh_alg(group) else {
+                return Err(DhError::InvalidPublic);
+            };
+            if peer_public.iter().all(|&b| b == 0) {
+                return Err(DhError::InvalidPublic);
+            }
+            let mut sec1 = [0u8; SEC1_MAX];
+            sec1[0] = 0x04;
+            sec1[1..=expected].copy_from_slice(peer_public);
+            let unparsed = agreement::UnparsedPublicKey::new(alg, &sec1[..=expected]);
+            agreement::ParsedPublicKey::try_from(&unparsed).is_ok()
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DhError::InvalidPublic)
+    }
+}
+
 fn modp_generator(group: DhGroup) -> Vec<u8> {
     let mut g = vec![0u8; group.public_len()];
     if let Some(last) = g.last_mut() {
@@ -976,6 +1049,47 @@ mod prop {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
+    #[test]
+    fn validate_public_without_a_key() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        for g in DhGroup::ALL {
+            let peer = DhPrivate::generate(g, &mut rng);
+            assert_eq!(validate_public(g, peer.public()), Ok(()), "{}", g.name());
+            let len = g.public_len();
+            assert!(matches!(
+                validate_public(g, &[1]),
+                Err(DhError::WrongLength { got: 1, .. })
+            ));
+            assert_eq!(
+                validate_public(g, &vec![0; len]),
+                Err(DhError::InvalidPublic)
+            );
+            let mut one = vec![0u8; len];
+            one[len - 1] = 1;
+            assert_eq!(
+                validate_public(g, &one),
+                Err(DhError::InvalidPublic),
+                "{}",
+                g.name()
+            );
+            if let Some(p) = g.modp_prime() {
+                let mut pm1 = p.to_vec();
+                pm1[len - 1] -= 1;
+                assert_eq!(validate_public(g, &pm1), Err(DhError::InvalidPublic));
+                assert_eq!(validate_public(g, p), Err(DhError::InvalidPublic));
+                let mut two = vec![0u8; len];
+                two[len - 1] = 2;
+                assert_eq!(validate_public(g, &two), Ok(()));
+            } else {
+                // (1, 1) is not on either curve.
+                let mut off = vec![0u8; len];
+                off[len / 2 - 1] = 1;
+                off[len - 1] = 1;
+                assert_eq!(validate_public(g, &off), Err(DhError::InvalidPublic));
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -990,6 +1104,21 @@ mod prop {
             for input in [&bytes, &sized] {
                 if let Ok(s) = k.shared_secret(input) {
                     prop_assert_eq!(s.len(), group.shared_len());
+                }
+            }
+        }
+
+        /// The check without a key agrees with the agreement's own check (a degenerate
+        /// result aside, which only the agreement can see).
+        #[test]
+        fn validate_public_agrees_with_shared_secret(bytes in proptest::collection::vec(any::<u8>(), 0..200), gi in 0usize..3) {
+            let group = [DhGroup::Modp1024, DhGroup::Ecp256, DhGroup::Ecp384][gi];
+            let k = DhPrivate::generate(group, &mut ChaCha20Rng::seed_from_u64(9));
+            let mut sized = bytes.clone();
+            sized.resize(group.public_len(), 0x5c);
+            for input in [&bytes, &sized] {
+                if validate_public(group, input).is_err() {
+                    prop_assert!(k.shared_secret(input).is_err());
                 }
             }
         }

@@ -21,7 +21,7 @@ mod hash;
 mod kdf;
 
 pub use cipher::{CipherAlg, CryptoError, ENC_3DES_CBC, ENC_AES_CBC};
-pub use dh::{DhError, DhGroup, DhPrivate};
+pub use dh::{DhError, DhGroup, DhPrivate, validate_public};
 pub use hash::{HashAlg, Prf};
 pub use kdf::{
     Phase1Keys, derive_phase1, exchange_iv, expand_key, hash_i, hash_r, info_hash, keymat, nat_d,
