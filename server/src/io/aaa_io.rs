@@ -366,3 +366,91 @@ pub fn dynauth(gw: &mut Gateway, now: Instant, call: DynAuthCall) {
     };
     let _ = call.reply.send(outcome);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aaa::accounting::AccountingConfig;
+    use crate::aaa::spool::{Spool, SpoolLimits};
+
+    fn aaa() -> Aaa {
+        Aaa::new(Backends {
+            chain: Vec::new(),
+            users: None,
+            pam_service: String::new(),
+            radius: None,
+        })
+    }
+
+    fn reads(a: &Aaa) -> u64 {
+        a.accounting.as_ref().unwrap().spool().reads()
+    }
+
+    #[tokio::test]
+    async fn send_reads_the_spool_only_when_a_record_is_due_and_there_is_room() {
+        let mut a = aaa();
+        let (radius, mut rx) = mpsc::channel(1);
+        let spool = Spool::in_memory(SpoolLimits::default()).unwrap();
+        a.start_accounting(
+            Accounting::new(spool, AccountingConfig::default(), 1),
+            Some(radius),
+        );
+        let t0 = Instant::now();
+        // Accounting-On is due: read once, sent.
+        a.send(t0);
+        assert_eq!(reads(&a), 1);
+        // In flight and the channel full: passes of the loop read nothing.
+        for _ in 0..100 {
+            a.send(t0);
+        }
+        assert_eq!(reads(&a), 1);
+        // A new record while there is no room: still nothing read, and no timer for it.
+        a.accounting.as_mut().unwrap().accounting_off(1).unwrap();
+        a.send(t0);
+        assert_eq!(reads(&a), 1);
+        assert_eq!(a.poll_timeout(), None);
+        // The server does not answer: the record backs off.
+        let Some(Command::Account { reply, .. }) = rx.recv().await else {
+            panic!("no record sent")
+        };
+        drop(reply);
+        let Incoming::Acct(Some(o)) = a.next().await else {
+            panic!("no outcome")
+        };
+        a.acct_outcome(t0, o);
+        // Room again: the Accounting-Off (due) is read and sent, the failed one is not.
+        a.send(t0);
+        assert_eq!(reads(&a), 2);
+        let Some(Command::Account { key, record, reply }) = rx.recv().await else {
+            panic!("no record sent")
+        };
+        assert_eq!(record.status, Some(crate::aaa::AcctStatus::AccountingOff));
+        let _ = reply.send(AcctOutcome { key, acked: true });
+        let Incoming::Acct(Some(o)) = a.next().await else {
+            panic!("no outcome")
+        };
+        a.acct_outcome(t0, o);
+        for _ in 0..100 {
+            a.send(t0);
+        }
+        assert_eq!(reads(&a), 2);
+        assert_eq!(a.spool_depth(), 1);
+        // The timer says when the backed-off record is due; then it is read and sent again.
+        let due = a.poll_timeout().unwrap();
+        assert_eq!((due - t0).as_secs(), 5);
+        a.send(due);
+        assert_eq!(reads(&a), 3);
+        let Some(Command::Account { key, record, reply }) = rx.recv().await else {
+            panic!("no record sent")
+        };
+        assert_eq!(record.status, Some(crate::aaa::AcctStatus::AccountingOn));
+        let _ = reply.send(AcctOutcome { key, acked: true });
+        let Incoming::Acct(Some(o)) = a.next().await else {
+            panic!("no outcome")
+        };
+        a.acct_outcome(due, o);
+        assert_eq!(a.spool_depth(), 0);
+        assert!(!a.must_block_new_sessions());
+        assert_eq!(a.poll_timeout(), None);
+    }
+}
