@@ -265,11 +265,23 @@ impl LoginThrottle {
     /// password must not reset the count of guesses at other accounts).
     fn succeeded(&mut self, limits: &LoginLimits, name: &str, ip: IpAddr) {
         self.accounts.remove(name);
-        if let Some(f) = self.addresses.get_mut(&ip) {
-            f.count = f.count.saturating_sub(1);
-            if f.count < limits.per_address {
-                f.locked_until = None;
-            }
+        take_back(self.addresses.get_mut(&ip), limits.per_address);
+    }
+
+    /// The password was not checked after all (no permit for the hash): takes back the failure
+    /// [`LoginThrottle::begin`] counted, for the account and the address.
+    fn not_checked(&mut self, limits: &LoginLimits, name: &str, ip: IpAddr) {
+        take_back(self.accounts.get_mut(name), limits.per_account);
+        take_back(self.addresses.get_mut(&ip), limits.per_address);
+    }
+}
+
+/// Takes one failure back; a lockout ends when the count falls below its threshold.
+fn take_back(f: Option<&mut Failures>, threshold: u32) {
+    if let Some(f) = f {
+        f.count = f.count.saturating_sub(1);
+        if f.count < threshold {
+            f.locked_until = None;
         }
     }
 }
@@ -628,7 +640,9 @@ pub async fn login(
         .await;
     let ok = match verdict {
         None => {
-            // Too many password checks at once. Counted as a failure (begin), as a guess is.
+            // Too many password checks at once: no password was tried, so the failure counted
+            // by begin is taken back.
+            state.throttle().not_checked(&limits, &name, source);
             tracing::warn!(admin = %name, %source, "login refused: too many password checks at once");
             let mut resp = pages::login_page(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -781,6 +795,13 @@ mod tests {
             t.succeeded(&l, "b", other);
         }
         assert!(t.locked(&l, "c", other).is_none());
+        // Attempts whose hash was never checked are taken back, lockout included.
+        let third: IpAddr = "192.0.2.11".parse().unwrap();
+        for _ in 0..5 {
+            assert!(t.begin(&l, "d", third).is_ok());
+            t.not_checked(&l, "d", third);
+        }
+        assert!(t.locked(&l, "d", third).is_none());
     }
 
     #[test]

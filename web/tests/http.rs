@@ -216,6 +216,13 @@ async fn a_login_waits_for_a_permit_then_gets_503() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.header("retry-after").as_deref(), Some("1"));
     assert_eq!(server.state.argon2_peak(), 0);
+    // No password was tried: not counted against the account (per_account is 5).
+    for _ in 0..6 {
+        let r = c
+            .post_raw_form("/login", &[("username", ADMIN), ("password", "a guess")])
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
     drop(held);
     c.login().await;
     assert_eq!(server.state.argon2_peak(), 1);
