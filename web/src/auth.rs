@@ -244,10 +244,45 @@ impl LoginThrottle {
         started
     }
 
-    /// A successful login clears the account's failures (not the address's: one good password
-    /// must not reset the count of guesses at other accounts).
-    fn succeeded(&mut self, name: &str) {
+    /// Before a password is checked: refuses it while `name` or `ip` is locked (the time
+    /// left), else counts it as a failure now (the lockout that starts if it fails, if any).
+    /// Counting before the (slow) hash, in one step with the check, means parallel guesses
+    /// cannot all pass the check before any of them is counted.
+    fn begin(
+        &mut self,
+        limits: &LoginLimits,
+        name: &str,
+        ip: IpAddr,
+    ) -> Result<Option<Duration>, Duration> {
+        if let Some(wait) = self.locked(limits, name, ip) {
+            return Err(wait);
+        }
+        Ok(self.failed(limits, name, ip))
+    }
+
+    /// A successful login clears the account's failures and takes back the failure
+    /// [`LoginThrottle::begin`] counted for the address (not its other failures: one good
+    /// password must not reset the count of guesses at other accounts).
+    fn succeeded(&mut self, limits: &LoginLimits, name: &str, ip: IpAddr) {
         self.accounts.remove(name);
+        take_back(self.addresses.get_mut(&ip), limits.per_address);
+    }
+
+    /// The password was not checked after all (no permit for the hash): takes back the failure
+    /// [`LoginThrottle::begin`] counted, for the account and the address.
+    fn not_checked(&mut self, limits: &LoginLimits, name: &str, ip: IpAddr) {
+        take_back(self.accounts.get_mut(name), limits.per_account);
+        take_back(self.addresses.get_mut(&ip), limits.per_address);
+    }
+}
+
+/// Takes one failure back; a lockout ends when the count falls below its threshold.
+fn take_back(f: Option<&mut Failures>, threshold: u32) {
+    if let Some(f) = f {
+        f.count = f.count.saturating_sub(1);
+        if f.count < threshold {
+            f.locked_until = None;
+        }
     }
 }
 
@@ -577,29 +612,50 @@ pub async fn login(
             Some("Enter your administrator name and password."),
         );
     }
-    let locked = state.throttle().locked(&limits, &name, source);
-    if let Some(wait) = locked {
-        audit(&state, &name, source, "login", &name, "locked").await;
-        let secs = wait.as_secs().max(1);
-        let mut resp = pages::login_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            next,
-            &name,
-            Some(&format!(
-                "Too many failed logins for this account or from this address. Try again in {secs} seconds."
-            )),
-        );
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+    // Counted as a failure before the hash is checked (taken back when it is right).
+    let attempt = state.throttle().begin(&limits, &name, source);
+    let lockout_if_wrong = match attempt {
+        Ok(l) => l,
+        Err(wait) => {
+            audit(&state, &name, source, "login", &name, "locked").await;
+            let secs = wait.as_secs().max(1);
+            let mut resp = pages::login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                next,
+                &name,
+                Some(&format!(
+                    "Too many failed logins for this account or from this address. Try again in {secs} seconds."
+                )),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
         }
-        return resp;
-    }
+    };
     let store = state.admins().clone();
     let (n, pw) = (name.clone(), Zeroizing::new(form.password));
-    let verdict = tokio::task::spawn_blocking(move || store.verify_login(&n, &pw)).await;
+    let verdict = state
+        .password_check(move || store.verify_login(&n, &pw))
+        .await;
     let ok = match verdict {
-        Ok(Ok(ok)) => ok,
-        Ok(Err(e)) => {
+        None => {
+            // Too many password checks at once: no password was tried, so the failure counted
+            // by begin is taken back.
+            state.throttle().not_checked(&limits, &name, source);
+            tracing::warn!(admin = %name, %source, "login refused: too many password checks at once");
+            let mut resp = pages::login_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                next,
+                &name,
+                Some("The server is busy checking other logins. Try again in a moment."),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+        Some(Ok(Ok(ok))) => ok,
+        Some(Ok(Err(e))) => {
             tracing::error!("login check failed: {e}");
             return pages::login_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -608,7 +664,7 @@ pub async fn login(
                 Some("The administrator database cannot be read; see the server log."),
             );
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::error!("login check failed: {e}");
             return pages::login_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -619,8 +675,7 @@ pub async fn login(
         }
     };
     if !ok {
-        let locked = state.throttle().failed(&limits, &name, source);
-        let result = match locked {
+        let result = match lockout_if_wrong {
             Some(d) => format!("wrong password; locked for {} s", d.as_secs()),
             None => "wrong password".to_string(),
         };
@@ -632,7 +687,7 @@ pub async fn login(
             Some("Wrong administrator name or password."),
         );
     }
-    state.throttle().succeeded(&name);
+    state.throttle().succeeded(&limits, &name, source);
     let store = state.admins().clone();
     let n = name.clone();
     let _ = tokio::task::spawn_blocking(move || store.record_login(&n)).await;
@@ -715,6 +770,38 @@ mod tests {
         assert!(t.locked(&l, "b", "192.0.2.2".parse().unwrap()).is_none());
         assert!(t.failed(&l, "b", ip).is_some()); // third failure from ip
         assert!(t.locked(&l, "c", ip).is_some());
+    }
+
+    #[test]
+    fn begin_counts_before_the_check_and_success_takes_it_back() {
+        let l = LoginLimits {
+            per_account: 3,
+            per_address: 3,
+            ..Default::default()
+        };
+        let mut t = LoginThrottle::default();
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        // Three attempts begun (none finished yet): the third starts the lockout, the fourth
+        // is refused before any hash is checked.
+        assert_eq!(t.begin(&l, "a", ip), Ok(None));
+        assert_eq!(t.begin(&l, "a", ip), Ok(None));
+        assert!(t.begin(&l, "a", ip).unwrap().is_some());
+        assert!(t.begin(&l, "a", ip).is_err());
+        // A good password from another address for another account: its provisional count
+        // is taken back, the address is not locked by it.
+        let other: IpAddr = "192.0.2.10".parse().unwrap();
+        for _ in 0..5 {
+            assert!(t.begin(&l, "b", other).is_ok());
+            t.succeeded(&l, "b", other);
+        }
+        assert!(t.locked(&l, "c", other).is_none());
+        // Attempts whose hash was never checked are taken back, lockout included.
+        let third: IpAddr = "192.0.2.11".parse().unwrap();
+        for _ in 0..5 {
+            assert!(t.begin(&l, "d", third).is_ok());
+            t.not_checked(&l, "d", third);
+        }
+        assert!(t.locked(&l, "d", third).is_none());
     }
 
     #[test]

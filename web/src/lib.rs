@@ -67,6 +67,7 @@ mod security;
 mod serve;
 mod util;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,6 +153,11 @@ pub struct WebConfig {
     pub version: String,
     /// Send `Strict-Transport-Security` (leave on when serving HTTPS).
     pub hsts: bool,
+    /// Password hashes (Argon2id) checked at once at most: each costs ~20 MB and tens of ms
+    /// of a core, so a burst of logins must not take the machine.
+    pub argon2_permits: usize,
+    /// How long a login waits for one of those; after it the answer is 503 with Retry-After.
+    pub argon2_wait: Duration,
 }
 
 impl Default for WebConfig {
@@ -165,6 +171,8 @@ impl Default for WebConfig {
             metrics: MetricsAccess::Disabled,
             version: env!("CARGO_PKG_VERSION").to_string(),
             hsts: true,
+            argon2_permits: 2,
+            argon2_wait: Duration::from_secs(3),
         }
     }
 }
@@ -181,6 +189,11 @@ struct Inner {
     config: WebConfig,
     sessions: Mutex<auth::SessionStore>,
     throttle: Mutex<auth::LoginThrottle>,
+    /// Bounds the password checks running at once ([`WebConfig::argon2_permits`]).
+    argon2: Arc<tokio::sync::Semaphore>,
+    /// Password checks running now, and the most seen at once.
+    argon2_active: AtomicUsize,
+    argon2_peak: AtomicUsize,
 }
 
 impl std::fmt::Debug for WebState {
@@ -198,11 +211,52 @@ impl WebState {
             inner: Arc::new(Inner {
                 backend,
                 admins,
-                config,
                 sessions: Mutex::new(auth::SessionStore::default()),
                 throttle: Mutex::new(auth::LoginThrottle::default()),
+                argon2: Arc::new(tokio::sync::Semaphore::new(config.argon2_permits.max(1))),
+                argon2_active: AtomicUsize::new(0),
+                argon2_peak: AtomicUsize::new(0),
+                config,
             }),
         }
+    }
+
+    /// The most password checks (Argon2id) that ran at once since the start.
+    pub fn argon2_peak(&self) -> usize {
+        self.inner.argon2_peak.load(Ordering::SeqCst)
+    }
+
+    /// The semaphore bounding the password checks (tests hold its permits to see the 503).
+    #[doc(hidden)]
+    pub fn argon2_semaphore(&self) -> Arc<tokio::sync::Semaphore> {
+        self.inner.argon2.clone()
+    }
+
+    /// Runs the password check `f` on the blocking pool under a permit, counting it. The
+    /// permit moves into the blocking task, so that it is held until the hash is done even if
+    /// the request is dropped meanwhile. `None`: no permit within [`WebConfig::argon2_wait`].
+    async fn password_check<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<Result<T, tokio::task::JoinError>> {
+        let wait = self.config().argon2_wait;
+        let permit = tokio::time::timeout(wait, self.inner.argon2.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        let state = self.clone();
+        Some(
+            tokio::task::spawn_blocking(move || {
+                let inner = &state.inner;
+                let now = inner.argon2_active.fetch_add(1, Ordering::SeqCst) + 1;
+                inner.argon2_peak.fetch_max(now, Ordering::SeqCst);
+                let out = f();
+                inner.argon2_active.fetch_sub(1, Ordering::SeqCst);
+                drop(permit);
+                out
+            })
+            .await,
+        )
     }
 
     fn backend(&self) -> &dyn Backend {

@@ -152,6 +152,123 @@ async fn wrong_passwords_lock_the_account() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn password_checks_are_bounded_by_the_semaphore() {
+    let mut cfg = config();
+    cfg.argon2_permits = 2;
+    cfg.argon2_wait = Duration::from_secs(120);
+    cfg.login_limits = LoginLimits {
+        per_account: 1000,
+        per_address: 1000,
+        ..LoginLimits::default()
+    };
+    let server = std::sync::Arc::new(start(cfg).await);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::new(&server);
+            let pw = if i % 3 == 0 {
+                ADMIN_PASSWORD
+            } else {
+                "wrong guess!"
+            };
+            c.post_raw_form("/login", &[("username", ADMIN), ("password", pw)])
+                .await
+                .status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::SEE_OTHER || *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    // Counted inside the blocking task around the hash: never more than the permits.
+    let peak = server.state.argon2_peak();
+    assert!((1..=2).contains(&peak), "peak {peak}");
+}
+
+#[tokio::test]
+async fn a_login_waits_for_a_permit_then_gets_503() {
+    let mut cfg = config();
+    cfg.argon2_permits = 1;
+    cfg.argon2_wait = Duration::from_millis(50);
+    let server = start(cfg).await;
+    // Every permit is taken (as by long hashes).
+    let held = server
+        .state
+        .argon2_semaphore()
+        .acquire_owned()
+        .await
+        .unwrap();
+    let mut c = Client::new(&server);
+    let r = c
+        .post_raw_form(
+            "/login",
+            &[("username", ADMIN), ("password", ADMIN_PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(server.state.argon2_peak(), 0);
+    // No password was tried: not counted against the account (per_account is 5).
+    for _ in 0..6 {
+        let r = c
+            .post_raw_form("/login", &[("username", ADMIN), ("password", "a guess")])
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    drop(held);
+    c.login().await;
+    assert_eq!(server.state.argon2_peak(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_passwords_are_all_counted() {
+    let mut cfg = config();
+    cfg.login_limits = LoginLimits {
+        per_account: 3,
+        per_address: 1000,
+        base_lockout: Duration::from_secs(60),
+        ..LoginLimits::default()
+    };
+    cfg.argon2_wait = Duration::from_secs(120);
+    let server = std::sync::Arc::new(start(cfg).await);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::new(&server);
+            c.post_raw_form(
+                "/login",
+                &[("username", ADMIN), ("password", "guess guess")],
+            )
+            .await
+            .status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    // Each attempt is counted before its hash: only the first three reach a hash, however
+    // they interleave; the other seven are refused as locked.
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let locked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, locked), (3, 7), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn logout_ends_the_session_and_next_stays_local() {
     let server = start(config()).await;

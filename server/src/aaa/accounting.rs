@@ -20,12 +20,20 @@
 //! does [`Accounting::must_block_new_sessions`] say to refuse new sessions while the spool is
 //! full.
 //!
-//! Records a server has not acknowledged are handed out again after a restart (the in-flight
-//! and back-off state is in memory only): a record can reach a server twice, never zero times.
+//! Records a server has not acknowledged are handed out again after a restart (the spool makes
+//! every pending record due when it opens): a record can reach a server twice, never zero times.
+//!
+//! When a record is due is kept in the spool (`next_try`, Unix milliseconds): a record handed
+//! out is leased (not due for [`IN_FLIGHT_LEASE`]), a failed one is due after its back-off.
+//! The earliest due time is cached here, so that [`Accounting::poll_send`] touches SQLite only
+//! when something is due and [`Accounting::poll_timeout`] can say when that is: a new record is
+//! due at once; after a poll the cache is the spool's earliest `next_try` (one index lookup); a
+//! failure lowers it to the record's retry time. The cache may be early (a record acknowledged
+//! meanwhile: one query finds nothing), never late.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -33,6 +41,11 @@ use tracing::warn;
 
 use super::record::{AcctRecord, AcctStatus, AuthContext, TerminateCause};
 use super::spool::{Counters, Spool, SpoolError, SpoolId, set_counters};
+
+/// How long a record handed out by [`Accounting::poll_send`] is not handed out again while its
+/// outcome is awaited. Longer than any RADIUS client's retries; should an outcome be lost, the
+/// record is sent again after it (a duplicate at worst, never a loss).
+pub const IN_FLIGHT_LEASE: Duration = Duration::from_secs(600);
 
 /// Settings of the accounting manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +109,11 @@ pub struct Accounting {
     cfg: AccountingConfig,
     rng: ChaCha20Rng,
     sessions: HashMap<String, Session>,
-    in_flight: HashSet<SpoolId>,
-    /// Records whose last send failed: failures so far and when to try again.
-    backoff: HashMap<SpoolId, (u32, Instant)>,
+    /// The instant and Unix milliseconds of the same moment: maps `Instant`s to `next_try`.
+    origin: (Instant, i64),
+    /// The earliest `next_try` of the pending records, Unix milliseconds (never later than the
+    /// truth; `i64::MIN` after a record was written: due now); `None`: none pending.
+    next_due: Option<i64>,
 }
 
 impl Accounting {
@@ -106,13 +121,60 @@ impl Accounting {
     /// the server, a fixed one in tests).
     pub fn new(spool: Spool, cfg: AccountingConfig, seed: u64) -> Self {
         Accounting {
-            spool,
             cfg,
             rng: ChaCha20Rng::seed_from_u64(seed),
             sessions: HashMap::new(),
-            in_flight: HashSet::new(),
-            backoff: HashMap::new(),
+            origin: (Instant::now(), unix_ms()),
+            // The spool may hold records from the previous run, all due at start.
+            next_due: (spool.depth() > 0).then_some(i64::MIN),
+            spool,
         }
+    }
+
+    /// `now` as Unix milliseconds (rounded up, so that a time computed from it is never before
+    /// the instant it stands for).
+    fn ms(&self, now: Instant) -> i64 {
+        let (at, ms) = self.origin;
+        let up = |d: Duration| i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX);
+        let down = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        match now.checked_duration_since(at) {
+            Some(d) => ms.saturating_add(up(d)),
+            None => ms.saturating_sub(down(at - now)),
+        }
+    }
+
+    /// The instant of Unix milliseconds `ms` (at or after it).
+    fn instant(&self, ms: i64) -> Instant {
+        let (at, origin) = self.origin;
+        let d = ms.saturating_sub(origin);
+        let abs = Duration::from_millis(d.unsigned_abs());
+        if d >= 0 {
+            at.checked_add(abs).unwrap_or(at)
+        } else {
+            at.checked_sub(abs).unwrap_or(at)
+        }
+    }
+
+    /// Notes that a record was written (`Some` id): it is due now.
+    fn wrote(
+        &mut self,
+        r: Result<Option<SpoolId>, SpoolError>,
+    ) -> Result<Option<SpoolId>, SpoolError> {
+        if matches!(r, Ok(Some(_))) {
+            self.next_due = Some(i64::MIN);
+        }
+        r
+    }
+
+    /// When the earliest spooled record is due (a past instant when one is due now), `None`
+    /// when none is pending. No SQLite.
+    pub fn spool_due(&self) -> Option<Instant> {
+        self.next_due.map(|ms| self.instant(ms))
+    }
+
+    /// Whether a spooled record is due at `now`. No SQLite.
+    pub fn spool_due_at(&self, now: Instant) -> bool {
+        self.next_due.is_some_and(|ms| ms <= self.ms(now))
     }
 
     /// The spool (depth, export).
@@ -124,15 +186,22 @@ impl Accounting {
     /// session the previous run left open, then an Accounting-On. Returns the Stops.
     pub fn start(&mut self, unix_now: u64) -> Result<Vec<AcctRecord>, SpoolError> {
         let stops = self.spool.recover(unix_now, self.cfg.crash_cause)?;
-        self.spool
-            .push(&server_record(AcctStatus::AccountingOn, unix_now))?;
+        let on = self
+            .spool
+            .push(&server_record(AcctStatus::AccountingOn, unix_now));
+        self.wrote(on)?;
+        if !stops.is_empty() && self.spool.depth() > 0 {
+            self.next_due = Some(i64::MIN);
+        }
         Ok(stops)
     }
 
     /// At a clean shutdown, after the sessions' Stops: spools an Accounting-Off.
     pub fn accounting_off(&mut self, unix_now: u64) -> Result<Option<SpoolId>, SpoolError> {
-        self.spool
-            .push(&server_record(AcctStatus::AccountingOff, unix_now))
+        let r = self
+            .spool
+            .push(&server_record(AcctStatus::AccountingOff, unix_now));
+        self.wrote(r)
     }
 
     /// Whether new sessions must be refused: only when the opt-in
@@ -164,7 +233,8 @@ impl Accounting {
         rec.session_time_s = 0;
         let id = session.info.context.acct_session_id.clone();
         self.sessions.insert(id, session);
-        self.spool.push(&rec)
+        let r = self.spool.push(&rec);
+        self.wrote(r)
     }
 
     /// A session ended: spools its Stop with the final counters and `cause` (which also
@@ -184,7 +254,8 @@ impl Accounting {
         let mut rec = session_record(&session, AcctStatus::Stop, now, unix_now);
         set_counters(&mut rec, counters);
         rec.terminate_cause = Some(cause);
-        self.spool.push(&rec)
+        let r = self.spool.push(&rec);
+        self.wrote(r)
     }
 
     /// Spools an Interim-Update for every session whose time has come, with the counters
@@ -203,8 +274,11 @@ impl Accounting {
             .filter(|(_, s)| s.next_interim.is_some_and(|t| t <= now))
             .map(|(id, _)| id.clone())
             .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
         due.sort();
-        let mut written = 0;
+        let mut records = Vec::new();
         for id in due {
             let interval = self.sessions.get(&id).and_then(|s| s.interval);
             let jittered = interval.map(|d| self.jitter(d));
@@ -216,80 +290,117 @@ impl Accounting {
             let Some(c) = counters(&id) else { continue };
             let mut rec = session_record(session, AcctStatus::InterimUpdate, now, unix_now);
             set_counters(&mut rec, &c);
-            match self.spool.push(&rec) {
-                Ok(_) => written += 1,
-                Err(SpoolError::Full { .. }) => {}
-                Err(e) => return Err(e),
+            records.push(rec);
+        }
+        if records.is_empty() {
+            return Ok(0);
+        }
+        // One transaction (one disk sync) for the round.
+        let (written, spooled) = self.spool.batch(|b| {
+            let (mut written, mut spooled) = (0, false);
+            for rec in &records {
+                match b.push(rec) {
+                    Ok(id) => {
+                        written += 1;
+                        spooled |= id.is_some();
+                    }
+                    Err(SpoolError::Full { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            Ok((written, spooled))
+        })?;
+        if spooled {
+            self.next_due = Some(i64::MIN);
         }
         Ok(written)
     }
 
     /// When [`Accounting::poll_interims`] or [`Accounting::poll_send`] next has work: the
-    /// earliest Interim-Update or retry. `None`: nothing scheduled (records never tried are
-    /// ready at once: call `poll_send` after each event).
+    /// earliest Interim-Update or spooled record due (a past instant when a record is due now,
+    /// e.g. just written). `None`: nothing scheduled. No SQLite.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let interims = self.sessions.values().filter_map(|s| s.next_interim);
-        let retries = self.backoff.values().map(|(_, t)| *t);
-        interims.chain(retries).min()
+        self.interim_timeout()
+            .into_iter()
+            .chain(self.spool_due())
+            .min()
     }
 
-    /// Up to `limit` records to send now, oldest first: those not in flight and not waiting
-    /// out a back-off. Each is counted as a try in the spool and is in flight until
-    /// [`Accounting::sent_ok`] or [`Accounting::send_failed`].
+    /// When the earliest Interim-Update is due.
+    pub fn interim_timeout(&self) -> Option<Instant> {
+        self.sessions.values().filter_map(|s| s.next_interim).min()
+    }
+
+    /// Up to `limit` records to send now, earliest due first: those not in flight and not
+    /// waiting out a back-off. Touches SQLite only when something is due (see the module
+    /// documentation); then reads only due rows. Each is counted as a try and leased for
+    /// [`IN_FLIGHT_LEASE`] in one transaction, and is in flight until [`Accounting::sent_ok`]
+    /// or [`Accounting::send_failed`].
     pub fn poll_send(
         &mut self,
         now: Instant,
         limit: usize,
     ) -> Result<Vec<(SpoolId, AcctRecord)>, SpoolError> {
-        if limit == 0 {
+        if limit == 0 || !self.spool_due_at(now) {
             return Ok(Vec::new());
         }
-        let skip = self.in_flight.len() + self.backoff.len();
-        let candidates = self.spool.pending(limit.saturating_add(skip))?;
-        let mut out = Vec::new();
-        for (id, rec) in candidates {
-            if out.len() >= limit {
-                break;
-            }
-            if self.in_flight.contains(&id) {
-                continue;
-            }
-            if self.backoff.get(&id).is_some_and(|(_, t)| *t > now) {
-                continue;
-            }
-            self.spool.note_try(id)?;
-            self.in_flight.insert(id);
-            out.push((id, rec));
+        let now_ms = self.ms(now);
+        let out = self.spool.due(now_ms, limit)?;
+        if !out.is_empty() {
+            let lease = now_ms.saturating_add(ms_of(IN_FLIGHT_LEASE));
+            self.spool.batch(|b| {
+                for (id, _) in &out {
+                    b.note_try(*id, Some(lease))?;
+                }
+                Ok(())
+            })?;
         }
+        self.next_due = self.spool.earliest_due()?;
         Ok(out)
     }
 
     /// A server acknowledged the record: it leaves the spool for good.
     pub fn sent_ok(&mut self, id: SpoolId) -> Result<(), SpoolError> {
-        self.in_flight.remove(&id);
-        self.backoff.remove(&id);
-        self.spool.ack(id)
+        self.outcomes(Instant::now(), &[(id, true)])
     }
 
     /// Every server failed for this record: it stays in the spool and is handed out again
-    /// after a back-off (`retry_base`, doubled at each failure, at most `retry_max`).
-    pub fn send_failed(&mut self, now: Instant, id: SpoolId) {
-        self.in_flight.remove(&id);
-        let failures = self
-            .backoff
-            .get(&id)
-            .map_or(0, |(n, _)| *n)
-            .saturating_add(1);
-        let factor = 1u32
-            .checked_shl(failures.saturating_sub(1).min(30))
-            .unwrap_or(u32::MAX);
-        let delay = self
-            .cfg
-            .retry_base
-            .saturating_mul(factor)
-            .min(self.cfg.retry_max);
-        self.backoff.insert(id, (failures, now + delay));
+    /// after a back-off (`retry_base`, doubled at each try, at most `retry_max`).
+    pub fn send_failed(&mut self, now: Instant, id: SpoolId) -> Result<(), SpoolError> {
+        self.outcomes(now, &[(id, false)])
+    }
+
+    /// Several outcomes at once (`true`: acknowledged, removed; `false`: failed, backed off),
+    /// in one transaction. On an error none is applied: the acknowledged records stay pending
+    /// (sent again after their lease: a duplicate, not a loss).
+    pub fn outcomes(
+        &mut self,
+        now: Instant,
+        outcomes: &[(SpoolId, bool)],
+    ) -> Result<(), SpoolError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now_ms = self.ms(now);
+        let (base, max) = (ms_of(self.cfg.retry_base), ms_of(self.cfg.retry_max));
+        let earliest = self.spool.batch(|b| {
+            let mut earliest: Option<i64> = None;
+            for &(id, acked) in outcomes {
+                if acked {
+                    b.ack(id)?;
+                } else if let Some(at) = b.retry_later(id, now_ms, base, max)? {
+                    earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                }
+            }
+            Ok(earliest)
+        })?;
+        if let Some(ms) = earliest {
+            self.next_due = Some(self.next_due.map_or(ms, |d| d.min(ms)));
+        }
+        if self.spool.depth() == 0 {
+            self.next_due = None;
+        }
+        Ok(())
     }
 
     /// Sessions being accounted.
@@ -304,6 +415,18 @@ impl Accounting {
         let millis = d.as_millis().saturating_mul(9000 + u128::from(step)) / 10_000;
         Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
     }
+}
+
+/// Now as Unix milliseconds.
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A duration in milliseconds.
+fn ms_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// An Accounting-On or -Off.
@@ -429,7 +552,9 @@ mod tests {
         a.session_stopped(end, 1250, "s1", &c(900), TerminateCause::UserRequest)
             .unwrap();
         assert_eq!(a.sessions(), 0);
-        assert_eq!(a.poll_timeout(), None);
+        // No more interims; the Stop just written is due at once.
+        assert_eq!(a.interim_timeout(), None);
+        assert!(a.poll_timeout().unwrap() <= end);
         let p = a.poll_send(end, 10).unwrap();
         let stop = &p[0].1;
         assert_eq!(stop.status, Some(AcctStatus::Stop));
@@ -458,25 +583,25 @@ mod tests {
         };
         let mut a = manager(cfg, 1000);
         a.session_started(t0, 1, info("cfg", None)).unwrap();
-        let d = a.poll_timeout().unwrap() - t0;
+        let d = a.interim_timeout().unwrap() - t0;
         assert!(d >= Duration::from_secs(540) && d <= Duration::from_secs(660));
         // RADIUS's 10 s is raised to the 60 s minimum.
         let mut a = manager(AccountingConfig::default(), 1000);
         a.session_started(t0, 1, info("short", Some(10))).unwrap();
-        let d = a.poll_timeout().unwrap() - t0;
+        let d = a.interim_timeout().unwrap() - t0;
         assert!(
             d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
             "{d:?}"
         );
         // No counters this time: skipped, and not due again at once.
-        let at = a.poll_timeout().unwrap();
+        let at = a.interim_timeout().unwrap();
         assert_eq!(a.poll_interims(at, 2, |_| None).unwrap(), 0);
-        assert!(a.poll_timeout().unwrap() > at);
+        assert!(a.interim_timeout().unwrap() > at);
         // No interval anywhere: no interims.
         let mut a = manager(AccountingConfig::default(), 1000);
         a.session_started(t0, 1, info("none", None)).unwrap();
         a.session_started(t0, 1, info("zero", Some(0))).unwrap();
-        assert_eq!(a.poll_timeout(), None);
+        assert_eq!(a.interim_timeout(), None);
         assert_eq!(
             a.poll_interims(t0 + Duration::from_secs(9999), 2, |_| Some(c(1)))
                 .unwrap(),
@@ -519,7 +644,7 @@ mod tests {
         for _ in 0..9 {
             let p = a.poll_send(now, 10).unwrap();
             assert_eq!(p.len(), 1);
-            a.send_failed(now, p[0].0);
+            a.send_failed(now, p[0].0).unwrap();
             assert!(a.poll_send(now, 10).unwrap().is_empty());
             let at = a.poll_timeout().unwrap();
             waits.push((at - now).as_secs());
@@ -534,6 +659,49 @@ mod tests {
     }
 
     #[test]
+    fn spool_is_read_only_when_a_record_is_due() {
+        let t0 = Instant::now();
+        let mut a = manager(AccountingConfig::default(), 1000);
+        // Nothing spooled: no read, no timeout.
+        assert!(a.poll_send(t0, 10).unwrap().is_empty());
+        assert_eq!((a.spool().reads(), a.poll_timeout()), (0, None));
+        for i in 0..3 {
+            a.session_started(t0, 1, info(&format!("s{i}"), None))
+                .unwrap();
+        }
+        // Written: due at once.
+        assert!(a.poll_timeout().unwrap() <= t0);
+        let p = a.poll_send(t0, 10).unwrap();
+        assert_eq!((p.len(), a.spool().reads()), (3, 1));
+        // In flight, then all failed in one transaction: nothing due for 5 s, and polling
+        // meanwhile (as the shell does after every pass) reads nothing.
+        let failed: Vec<_> = p.iter().map(|(id, _)| (*id, false)).collect();
+        a.outcomes(t0, &failed).unwrap();
+        for ms in [0, 1000, 4990] {
+            let now = t0 + Duration::from_millis(ms);
+            assert!(!a.spool_due_at(now));
+            assert!(a.poll_send(now, 10).unwrap().is_empty());
+        }
+        assert_eq!(a.spool().reads(), 1);
+        let due = a.poll_timeout().unwrap();
+        assert_eq!((due - t0).as_secs(), 5);
+        // A new record is due at once, and the backlog is not: only it is read.
+        a.session_started(t0 + Duration::from_secs(1), 2, info("new", None))
+            .unwrap();
+        let p = a.poll_send(t0 + Duration::from_secs(1), 10).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].1.session_id, "new");
+        a.sent_ok(p[0].0).unwrap();
+        // At the retry time the three come back; acknowledged together.
+        let p = a.poll_send(due, 10).unwrap();
+        assert_eq!(p.len(), 3);
+        let acked: Vec<_> = p.iter().map(|(id, _)| (*id, true)).collect();
+        a.outcomes(due, &acked).unwrap();
+        assert_eq!(a.spool().depth(), 0);
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
     fn poll_send_limits_and_skips() {
         let t0 = Instant::now();
         let mut a = manager(AccountingConfig::default(), 1000);
@@ -543,7 +711,7 @@ mod tests {
         }
         let first = a.poll_send(t0, 2).unwrap();
         assert_eq!(first.len(), 2);
-        a.send_failed(t0, first[0].0);
+        a.send_failed(t0, first[0].0).unwrap();
         let next = a.poll_send(t0, 2).unwrap();
         assert_eq!(
             next.iter()

@@ -40,8 +40,8 @@ use super::store::{self, StoreError};
 /// File name of the spool inside the state folder.
 pub const SPOOL_FILE: &str = "accounting.db";
 
-/// The schema version this build writes.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes (2: `pending.next_try` and its index).
+const SCHEMA_VERSION: i64 = 2;
 
 /// The file in error messages.
 const WHAT: &str = "accounting spool";
@@ -114,6 +114,8 @@ pub struct Spool {
     depth: u64,
     /// The depth at which the last alarm was logged, while above the threshold.
     alarmed_at: Option<u64>,
+    /// How many times pending rows were read ([`Spool::due`]): a diagnostic for tests.
+    reads: std::cell::Cell<u64>,
 }
 
 impl Spool {
@@ -135,6 +137,7 @@ impl Spool {
             limits,
             depth: 0,
             alarmed_at: None,
+            reads: std::cell::Cell::new(0),
         };
         spool.migrate(opened.version)?;
         let depth: i64 =
@@ -195,6 +198,33 @@ impl Spool {
                  COMMIT;",
             ))?;
         }
+        if version < 2 {
+            // Idempotent: a file that already has the column (a migration cut short between
+            // its statements cannot happen, they are one transaction, but a hand-made file
+            // could) only gets what it lacks.
+            let tx = self.db(self.conn.unchecked_transaction())?;
+            let has: bool = self.db(tx.query_row(
+                "SELECT count(*) FROM pragma_table_info('pending') WHERE name = 'next_try'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            ))?;
+            if !has {
+                self.db(tx.execute_batch(
+                    "ALTER TABLE pending ADD COLUMN next_try INTEGER NOT NULL DEFAULT 0",
+                ))?;
+            }
+            self.db(tx.execute_batch(
+                "CREATE INDEX IF NOT EXISTS pending_next_try ON pending (next_try, id);
+                 PRAGMA user_version = 2;",
+            ))?;
+            self.db(tx.commit())?;
+        }
+        // The in-flight and back-off state (next_try) is only meaningful within one run: at
+        // start every pending record is due, so that records in flight when the previous run
+        // stopped are sent again. One indexed UPDATE, once per start.
+        self.db(self
+            .conn
+            .execute("UPDATE pending SET next_try = 0 WHERE next_try > 0", []))?;
         Ok(())
     }
 
@@ -217,44 +247,72 @@ impl Spool {
     /// sends) and to the open-session table (a Start opens, an Interim-Update checkpoints, a
     /// Stop closes). Returns the record's id, or `None` when the spool does not send. At the
     /// maximum depth an Interim-Update is refused with [`SpoolError::Full`] after its
-    /// checkpoint and history entry are written; every other record is always kept.
+    /// checkpoint and history entry are written; every other record is always kept. The
+    /// record is on disk (committed) when this returns `Ok`.
     pub fn push(&mut self, rec: &AcctRecord) -> Result<Option<SpoolId>, SpoolError> {
-        let interim = rec.status == Some(AcctStatus::InterimUpdate);
-        let refuse = interim && self.is_full();
-        let path = self.path.clone();
-        let send = self.limits.send;
-        let tx = db_err(&path, self.conn.transaction())?;
-        match rec.status {
-            Some(AcctStatus::Start) => tx_open(&path, &tx, rec)?,
-            Some(AcctStatus::InterimUpdate) => tx_checkpoint(&path, &tx, rec)?,
-            Some(AcctStatus::Stop) => tx_close(&path, &tx, &rec.session_id)?,
-            _ => {}
+        let mut full = None;
+        let id = self.batch(|b| match b.push(rec) {
+            Err(e @ SpoolError::Full { .. }) => {
+                full = Some(e);
+                Ok(None)
+            }
+            r => r,
+        })?;
+        match full {
+            Some(e) => Err(e),
+            None => Ok(id),
         }
-        let id = if send && !refuse {
-            Some(tx_pending(&path, &tx, rec)?)
-        } else {
-            None
+    }
+
+    /// Runs `f` on one transaction: every push, acknowledgement, try and retry it makes is
+    /// committed together (one disk sync) when it returns `Ok`, or none of them when it returns
+    /// an error (the transaction is rolled back). Nothing `f` pushed may be reported spooled
+    /// before this returns `Ok`. An Interim-Update refused by [`Batch::push`] because the spool
+    /// is full ([`SpoolError::Full`]) still gets its checkpoint and history entry if `f` goes
+    /// on and returns `Ok`.
+    pub fn batch<T>(
+        &mut self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, SpoolError>,
+    ) -> Result<T, SpoolError> {
+        let (out, depth, refused) = {
+            let path = self.path.clone();
+            let tx = db_err(&path, self.conn.transaction())?;
+            let mut b = Batch {
+                tx,
+                path,
+                limits: self.limits,
+                depth: self.depth,
+                refused: Vec::new(),
+            };
+            let out = f(&mut b)?;
+            let Batch {
+                tx,
+                path,
+                depth,
+                refused,
+                ..
+            } = b;
+            db_err(&path, tx.commit())?;
+            (out, depth, refused)
         };
-        tx_log(&path, &tx, rec)?;
-        db_err(&path, tx.commit())?;
-        if refuse {
+        for (session, depth_then) in refused {
             error!(
-                session = %rec.session_id,
-                depth = self.depth,
+                session = %session,
+                depth = depth_then,
                 max = self.limits.max_depth,
                 "ACCOUNTING SPOOL FULL: Interim-Update not kept (Starts and Stops still are); \
                  check that the RADIUS accounting servers answer"
             );
-            return Err(SpoolError::Full {
-                depth: self.depth,
-                max: self.limits.max_depth,
-            });
         }
-        if id.is_some() {
-            self.depth += 1;
+        let grew = depth > self.depth;
+        self.depth = depth;
+        if self.depth < self.limits.warn_depth / 2 {
+            self.alarmed_at = None;
+        }
+        if grew {
             self.alarm();
         }
-        Ok(id)
+        Ok(out)
     }
 
     /// Logs the depth alarm when due (see the module documentation).
@@ -309,28 +367,69 @@ impl Spool {
         Ok(out)
     }
 
+    /// Up to `limit` records that are due at `now_ms` (Unix milliseconds: `next_try <= now_ms`),
+    /// earliest due first, then oldest. Reads only those rows (through the `next_try` index).
+    /// A row that cannot be read back is logged and skipped, never deleted.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<(SpoolId, AcctRecord)>, SpoolError> {
+        self.reads.set(self.reads.get() + 1);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.db(self.conn.prepare(
+            "SELECT id, record FROM pending INDEXED BY pending_next_try
+             WHERE next_try <= ?1 ORDER BY next_try, id LIMIT ?2",
+        ))?;
+        let rows = self.db(stmt.query_map(params![now_ms, limit], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        }))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, text) = self.db(row)?;
+            match decode(&text) {
+                Some(rec) => out.push((SpoolId(id), rec)),
+                None => error!(
+                    id,
+                    "accounting spool: pending record {id} cannot be read; kept"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many times [`Spool::due`] read the pending records.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+
+    /// The earliest `next_try` (Unix milliseconds) of the pending records, `None` when there
+    /// are none. One index lookup.
+    pub fn earliest_due(&self) -> Result<Option<i64>, SpoolError> {
+        self.db(self.conn.query_row(
+            "SELECT min(next_try) FROM pending INDEXED BY pending_next_try",
+            [],
+            |r| r.get(0),
+        ))
+    }
+
+    /// When a pending record is next due (Unix milliseconds), if it is pending.
+    pub fn next_try(&self, id: SpoolId) -> Result<Option<i64>, SpoolError> {
+        self.db(self
+            .conn
+            .query_row(
+                "SELECT next_try FROM pending WHERE id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
+            .optional())
+    }
+
     /// Removes an acknowledged record. Acknowledging an unknown (already removed) id is not an
     /// error.
     pub fn ack(&mut self, id: SpoolId) -> Result<(), SpoolError> {
-        let n = self.db(self
-            .conn
-            .execute("DELETE FROM pending WHERE id = ?1", params![id.0]))?;
-        if n > 0 {
-            self.depth = self.depth.saturating_sub(1);
-            if self.depth < self.limits.warn_depth / 2 {
-                self.alarmed_at = None;
-            }
-        }
-        Ok(())
+        self.batch(|b| b.ack(id))
     }
 
     /// Counts a sending attempt of a record (`tries`, `last_try`).
     pub fn note_try(&mut self, id: SpoolId) -> Result<(), SpoolError> {
-        self.db(self.conn.execute(
-            "UPDATE pending SET tries = tries + 1, last_try = unixepoch() WHERE id = ?1",
-            params![id.0],
-        ))?;
-        Ok(())
+        self.batch(|b| b.note_try(id, None))
     }
 
     /// The number of attempts made for a record, if it is pending.
@@ -541,6 +640,120 @@ impl Spool {
             })
         }))?;
         rows.map(|r| self.db(r)).collect()
+    }
+}
+
+/// The writes of one [`Spool::batch`] transaction.
+pub struct Batch<'a> {
+    tx: Transaction<'a>,
+    path: PathBuf,
+    limits: SpoolLimits,
+    /// The depth as it will be after the commit.
+    depth: u64,
+    /// Interim-Updates refused as the spool was full: session and depth, logged after commit.
+    refused: Vec<(String, u64)>,
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("depth", &self.depth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batch<'_> {
+    /// As [`Spool::push`], within the batch: the id is only valid once the batch committed.
+    pub fn push(&mut self, rec: &AcctRecord) -> Result<Option<SpoolId>, SpoolError> {
+        let interim = rec.status == Some(AcctStatus::InterimUpdate);
+        let full = self.limits.send && self.depth >= self.limits.max_depth;
+        let refuse = interim && full;
+        let path = &self.path;
+        match rec.status {
+            Some(AcctStatus::Start) => tx_open(path, &self.tx, rec)?,
+            Some(AcctStatus::InterimUpdate) => tx_checkpoint(path, &self.tx, rec)?,
+            Some(AcctStatus::Stop) => tx_close(path, &self.tx, &rec.session_id)?,
+            _ => {}
+        }
+        let id = if self.limits.send && !refuse {
+            Some(tx_pending(path, &self.tx, rec)?)
+        } else {
+            None
+        };
+        tx_log(path, &self.tx, rec)?;
+        if refuse {
+            self.refused.push((rec.session_id.clone(), self.depth));
+            return Err(SpoolError::Full {
+                depth: self.depth,
+                max: self.limits.max_depth,
+            });
+        }
+        if id.is_some() {
+            self.depth += 1;
+        }
+        Ok(id)
+    }
+
+    /// As [`Spool::ack`], within the batch.
+    pub fn ack(&mut self, id: SpoolId) -> Result<(), SpoolError> {
+        let n = db_err(
+            &self.path,
+            self.tx
+                .execute("DELETE FROM pending WHERE id = ?1", params![id.0]),
+        )?;
+        if n > 0 {
+            self.depth = self.depth.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    /// Counts a sending attempt of a record (`tries`, `last_try`) and, with `lease_until`
+    /// (Unix milliseconds), makes it not due before then (it is in flight).
+    pub fn note_try(&mut self, id: SpoolId, lease_until: Option<i64>) -> Result<(), SpoolError> {
+        db_err(
+            &self.path,
+            self.tx.execute(
+                "UPDATE pending SET tries = tries + 1, last_try = unixepoch(),
+                     next_try = coalesce(?2, next_try)
+                 WHERE id = ?1",
+                params![id.0, lease_until],
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// A send failed: the record is due again at `now_ms + min(base_ms * 2^(tries - 1),
+    /// max_ms)` (the back-off doubles with each try). Returns that time, `None` when the
+    /// record is not pending.
+    pub fn retry_later(
+        &mut self,
+        id: SpoolId,
+        now_ms: i64,
+        base_ms: i64,
+        max_ms: i64,
+    ) -> Result<Option<i64>, SpoolError> {
+        let tries: Option<i64> = db_err(
+            &self.path,
+            self.tx
+                .query_row(
+                    "SELECT tries FROM pending WHERE id = ?1",
+                    params![id.0],
+                    |r| r.get(0),
+                )
+                .optional(),
+        )?;
+        let Some(tries) = tries else { return Ok(None) };
+        let shift = u32::try_from(tries.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+        let delay = base_ms.saturating_mul(1i64 << shift).min(max_ms).max(0);
+        let at = now_ms.saturating_add(delay);
+        db_err(
+            &self.path,
+            self.tx.execute(
+                "UPDATE pending SET next_try = ?2 WHERE id = ?1",
+                params![id.0, at],
+            ),
+        )?;
+        Ok(Some(at))
     }
 }
 
@@ -987,6 +1200,194 @@ pub(crate) mod tests {
         assert_eq!(all[1].framed_ip, None);
         assert_eq!(s.history(None, 1).unwrap().len(), 1);
         assert_eq!(s.history(Some(200), 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn due_reads_only_due_rows_by_the_index() {
+        let mut s = Spool::in_memory(limits(100, 50)).unwrap();
+        let a = s.push(&start("a")).unwrap().unwrap();
+        let b = s.push(&start("b")).unwrap().unwrap();
+        let c = s.push(&start("c")).unwrap().unwrap();
+        assert_eq!(s.earliest_due().unwrap(), Some(0));
+        let due = |s: &Spool, now| -> Vec<SpoolId> {
+            s.due(now, 10).unwrap().into_iter().map(|x| x.0).collect()
+        };
+        assert_eq!(due(&s, 1000), [a, b, c]);
+        // a in flight until 5000, b failed: back-off from its tries.
+        s.batch(|t| {
+            t.note_try(a, Some(5000))?;
+            t.note_try(b, None)?;
+            t.note_try(b, None)?;
+            assert_eq!(t.retry_later(b, 1000, 100, 10_000)?, Some(1200));
+            assert_eq!(t.retry_later(SpoolId(999), 1000, 100, 10_000)?, None);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.next_try(a).unwrap(), Some(5000));
+        assert_eq!(s.tries(b).unwrap(), Some(2));
+        assert_eq!(due(&s, 1000), [c]);
+        assert_eq!(due(&s, 1200), [c, b]);
+        assert_eq!(due(&s, 9000), [c, b, a]);
+        assert_eq!(s.due(9000, 1).unwrap().len(), 1);
+        // The back-off is capped.
+        s.batch(|t| {
+            for _ in 0..40 {
+                t.note_try(c, None)?;
+            }
+            assert_eq!(t.retry_later(c, 0, 100, 10_000)?, Some(10_000));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.earliest_due().unwrap(), Some(1200));
+        // The query plan uses the index.
+        let plan: String = s
+            .conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id, record FROM pending INDEXED BY pending_next_try
+                 WHERE next_try <= 5 ORDER BY next_try, id LIMIT 3",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("pending_next_try"), "{plan}");
+    }
+
+    #[test]
+    fn batch_commits_together_or_not_at_all() {
+        let mut s = Spool::in_memory(limits(3, 50)).unwrap();
+        let ids = s
+            .batch(|b| {
+                let x = b.push(&start("a"))?;
+                let y = b.push(&start("b"))?;
+                Ok([x, y])
+            })
+            .unwrap();
+        assert_eq!(s.depth(), 2);
+        assert_eq!(pending_ids(&s), ids.map(Option::unwrap));
+        // An error rolls the whole batch back.
+        let r: Result<(), _> = s.batch(|b| {
+            b.ack(ids[0].unwrap())?;
+            b.push(&start("c"))?;
+            Err(SpoolError::Export(std::io::Error::other("stop")))
+        });
+        assert!(r.is_err());
+        assert_eq!(s.depth(), 2);
+        assert_eq!(s.open_sessions().unwrap(), ["a", "b"]);
+        // Full within a batch: the interim is refused, the others are kept.
+        let (full, stop) = s
+            .batch(|b| {
+                b.push(&start("c"))?;
+                let full = b.push(&interim("a", 1));
+                let mut stop = interim("b", 2);
+                stop.status = Some(AcctStatus::Stop);
+                Ok((full, b.push(&stop)?))
+            })
+            .unwrap();
+        assert!(matches!(full, Err(SpoolError::Full { depth: 3, max: 3 })));
+        assert!(stop.is_some());
+        assert_eq!(s.depth(), 4);
+        // Several acknowledgements in one transaction.
+        s.batch(|b| {
+            for (id, _) in s_pending(&ids) {
+                b.ack(id)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.depth(), 2);
+    }
+
+    fn s_pending(ids: &[Option<SpoolId>; 2]) -> Vec<(SpoolId, ())> {
+        ids.iter().map(|i| (i.unwrap(), ())).collect()
+    }
+
+    #[test]
+    fn old_schema_file_is_migrated_once() {
+        let dir = std::env::temp_dir().join(format!("rg-spool-v1-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        {
+            // A file as the previous build wrote it (schema 1, no next_try), with a record.
+            let conn = Connection::open(dir.join(SPOOL_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE pending (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     record TEXT NOT NULL,
+                     created INTEGER NOT NULL DEFAULT (unixepoch()),
+                     tries INTEGER NOT NULL DEFAULT 0,
+                     last_try INTEGER
+                 );
+                 CREATE TABLE open_sessions (
+                     session_id TEXT NOT NULL PRIMARY KEY,
+                     start_record TEXT NOT NULL,
+                     session_time INTEGER NOT NULL DEFAULT 0,
+                     input_octets INTEGER NOT NULL DEFAULT 0,
+                     input_packets INTEGER NOT NULL DEFAULT 0,
+                     output_octets INTEGER NOT NULL DEFAULT 0,
+                     output_packets INTEGER NOT NULL DEFAULT 0,
+                     updated INTEGER NOT NULL DEFAULT (unixepoch())
+                 );
+                 CREATE TABLE accounting_log (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     time INTEGER NOT NULL,
+                     status TEXT NOT NULL,
+                     session_id TEXT NOT NULL,
+                     user TEXT NOT NULL,
+                     framed_ip TEXT,
+                     calling_station TEXT NOT NULL,
+                     session_time INTEGER NOT NULL,
+                     input_octets INTEGER NOT NULL,
+                     output_octets INTEGER NOT NULL,
+                     input_packets INTEGER NOT NULL,
+                     output_packets INTEGER NOT NULL,
+                     terminate_cause TEXT
+                 );
+                 CREATE INDEX accounting_log_time ON accounting_log (time);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO pending (record, tries) VALUES (?1, 3)",
+                params![encode(&start("old"))],
+            )
+            .unwrap();
+        }
+        let version = |s: &Spool| -> i64 {
+            s.conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        let first = {
+            let mut s = Spool::open(&dir, limits(100, 50)).unwrap();
+            assert_eq!(version(&s), 2);
+            assert_eq!(s.depth(), 1);
+            let due = s.due(0, 10).unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].1, start("old"));
+            assert_eq!(s.tries(due[0].0).unwrap(), Some(3));
+            s.batch(|b| b.retry_later(due[0].0, 1000, 100, 100_000))
+                .unwrap();
+            s.push(&start("new")).unwrap().unwrap();
+            due[0].0
+        };
+        // Opening again: no second migration; every record is due again at start.
+        let s = Spool::open(&dir, limits(100, 50)).unwrap();
+        assert_eq!(version(&s), 2);
+        assert_eq!(s.next_try(first).unwrap(), Some(0));
+        assert_eq!(s.due(0, 10).unwrap().len(), 2);
+        // The migration step itself is idempotent (column and index already there).
+        s.migrate(1).unwrap();
+        let indexes: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'pending_next_try'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 1);
+        drop(s);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

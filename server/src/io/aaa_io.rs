@@ -54,6 +54,8 @@ pub struct Aaa {
     pub dynauth: Option<mpsc::Receiver<DynAuthCall>>,
     /// Spool failures (disk full...), counted and logged.
     pub spool_errors: u64,
+    /// Records handed to the RADIUS client whose outcome has not come back.
+    outstanding: usize,
 }
 
 impl Aaa {
@@ -70,6 +72,7 @@ impl Aaa {
             sessions: HashMap::new(),
             dynauth: None,
             spool_errors: 0,
+            outstanding: 0,
         }
     }
 
@@ -107,9 +110,39 @@ impl Aaa {
         }
     }
 
-    /// When accounting next needs the clock.
+    /// When accounting next needs the clock: the next Interim-Update, and the next spooled
+    /// record due when there is room to send it (else an outcome coming back makes room, and
+    /// the shell sends after it).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.accounting.as_ref().and_then(Accounting::poll_timeout)
+        let acct = self.accounting.as_ref()?;
+        let spool = if self.room() > 0 {
+            acct.spool_due()
+        } else {
+            None
+        };
+        acct.interim_timeout().into_iter().chain(spool).min()
+    }
+
+    /// Whether new sessions must be refused (the spool is full and the opt-in is set).
+    pub fn must_block_new_sessions(&self) -> bool {
+        self.accounting
+            .as_ref()
+            .is_some_and(Accounting::must_block_new_sessions)
+    }
+
+    /// Records waiting in the spool for an acknowledgement.
+    pub fn spool_depth(&self) -> u64 {
+        self.accounting.as_ref().map_or(0, |a| a.spool().depth())
+    }
+
+    /// How many more records may be handed to the RADIUS client now.
+    fn room(&self) -> usize {
+        let Some(radius) = self.acct_radius.as_ref() else {
+            return 0;
+        };
+        IN_FLIGHT
+            .saturating_sub(self.outstanding)
+            .min(radius.capacity())
     }
 
     /// The authentication context of a session.
@@ -189,13 +222,17 @@ impl Aaa {
     }
 
     /// Hands the records that are due to the RADIUS client task; the outcomes come back on
-    /// `acct_rx` ([`Aaa::acct_outcome`]).
+    /// `acct_rx` ([`Aaa::acct_outcome`]). Does not touch SQLite when nothing is due or there
+    /// is no room (called after every pass of the shell's loop).
     pub fn send(&mut self, now: Instant) {
+        let room = self.room();
         let (Some(acct), Some(radius)) = (self.accounting.as_mut(), self.acct_radius.as_ref())
         else {
             return;
         };
-        let room = IN_FLIGHT.saturating_sub(radius.max_capacity() - radius.capacity());
+        if room == 0 || !acct.spool_due_at(now) {
+            return;
+        }
         let records = match acct.poll_send(now, room.min(64)) {
             Ok(r) => r,
             Err(e) => {
@@ -203,6 +240,7 @@ impl Aaa {
                 return;
             }
         };
+        let mut refused = Vec::new();
         for (id, record) in records {
             let (reply, answer) = oneshot::channel();
             let key = id.0 as u64;
@@ -210,29 +248,37 @@ impl Aaa {
                 .try_send(Command::Account { key, record, reply })
                 .is_err()
             {
-                acct.send_failed(now, id);
+                refused.push((id, false));
                 continue;
             }
+            self.outstanding += 1;
             let back = self.acct_tx.clone();
             tokio::spawn(async move {
                 let outcome = answer.await.unwrap_or(AcctOutcome { key, acked: false });
                 let _ = back.send(outcome);
             });
         }
+        if let Err(e) = acct.outcomes(now, &refused) {
+            dropped!(self.spool_errors, error = %e, "accounting spool: cannot note a failed send");
+        }
     }
 
-    /// What became of a record sent.
+    /// What became of a record sent, and of the others whose outcomes already wait in the
+    /// channel: all applied in one spool transaction.
     pub fn acct_outcome(&mut self, now: Instant, o: AcctOutcome) {
+        let mut all = vec![(SpoolId(o.key as i64), o.acked)];
+        while all.len() < IN_FLIGHT {
+            match self.acct_rx.try_recv() {
+                Ok(o) => all.push((SpoolId(o.key as i64), o.acked)),
+                Err(_) => break,
+            }
+        }
+        self.outstanding = self.outstanding.saturating_sub(all.len());
         let Some(acct) = self.accounting.as_mut() else {
             return;
         };
-        let id = SpoolId(o.key as i64);
-        if o.acked {
-            if let Err(e) = acct.sent_ok(id) {
-                dropped!(self.spool_errors, error = %e, "accounting spool: cannot remove an acknowledged record");
-            }
-        } else {
-            acct.send_failed(now, id);
+        if let Err(e) = acct.outcomes(now, &all) {
+            dropped!(self.spool_errors, error = %e, "accounting spool: cannot record the outcomes of sent records (acknowledged ones are sent again)");
         }
     }
 
@@ -276,5 +322,93 @@ fn counters(r: &AcctRecord) -> Counters {
         input_packets: r.input_packets,
         output_octets: r.output_octets,
         output_packets: r.output_packets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aaa::accounting::AccountingConfig;
+    use crate::aaa::spool::{Spool, SpoolLimits};
+
+    fn aaa() -> Aaa {
+        Aaa::new(Backends {
+            chain: Vec::new(),
+            users: None,
+            pam_service: String::new(),
+            radius: None,
+        })
+    }
+
+    fn reads(a: &Aaa) -> u64 {
+        a.accounting.as_ref().unwrap().spool().reads()
+    }
+
+    #[tokio::test]
+    async fn send_reads_the_spool_only_when_a_record_is_due_and_there_is_room() {
+        let mut a = aaa();
+        let (radius, mut rx) = mpsc::channel(1);
+        let spool = Spool::in_memory(SpoolLimits::default()).unwrap();
+        a.start_accounting(
+            Accounting::new(spool, AccountingConfig::default(), 1),
+            Some(radius),
+        );
+        let t0 = Instant::now();
+        // Accounting-On is due: read once, sent.
+        a.send(t0);
+        assert_eq!(reads(&a), 1);
+        // In flight and the channel full: passes of the loop read nothing.
+        for _ in 0..100 {
+            a.send(t0);
+        }
+        assert_eq!(reads(&a), 1);
+        // A new record while there is no room: still nothing read, and no timer for it.
+        a.accounting.as_mut().unwrap().accounting_off(1).unwrap();
+        a.send(t0);
+        assert_eq!(reads(&a), 1);
+        assert_eq!(a.poll_timeout(), None);
+        // The server does not answer: the record backs off.
+        let Some(Command::Account { reply, .. }) = rx.recv().await else {
+            panic!("no record sent")
+        };
+        drop(reply);
+        let Incoming::Acct(Some(o)) = a.next().await else {
+            panic!("no outcome")
+        };
+        a.acct_outcome(t0, o);
+        // Room again: the Accounting-Off (due) is read and sent, the failed one is not.
+        a.send(t0);
+        assert_eq!(reads(&a), 2);
+        let Some(Command::Account { key, record, reply }) = rx.recv().await else {
+            panic!("no record sent")
+        };
+        assert_eq!(record.status, Some(crate::aaa::AcctStatus::AccountingOff));
+        let _ = reply.send(AcctOutcome { key, acked: true });
+        let Incoming::Acct(Some(o)) = a.next().await else {
+            panic!("no outcome")
+        };
+        a.acct_outcome(t0, o);
+        for _ in 0..100 {
+            a.send(t0);
+        }
+        assert_eq!(reads(&a), 2);
+        assert_eq!(a.spool_depth(), 1);
+        // The timer says when the backed-off record is due; then it is read and sent again.
+        let due = a.poll_timeout().unwrap();
+        assert_eq!((due - t0).as_secs(), 5);
+        a.send(due);
+        assert_eq!(reads(&a), 3);
+        let Some(Command::Account { key, record, reply }) = rx.recv().await else {
+            panic!("no record sent")
+        };
+        assert_eq!(record.status, Some(crate::aaa::AcctStatus::AccountingOn));
+        let _ = reply.send(AcctOutcome { key, acked: true });
+        let Incoming::Acct(Some(o)) = a.next().await else {
+            panic!("no outcome")
+        };
+        a.acct_outcome(due, o);
+        assert_eq!(a.spool_depth(), 0);
+        assert!(!a.must_block_new_sessions());
+        assert_eq!(a.poll_timeout(), None);
     }
 }

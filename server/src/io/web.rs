@@ -799,9 +799,11 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, S
         .map_err(|e| format!("{what} cannot listen on {addr}: {e}"))
 }
 
-/// Starts the web UI (and the metrics and CRL listeners) on the running tokio runtime, if
-/// `[web]` enables it. Prints the first administrator's password once when the admin
-/// database is new.
+/// Starts the web UI (and the metrics and CRL listeners), if `[web]` enables it, on an OS
+/// thread of its own ("roadgate-web") with its own tokio runtime: page rendering, TLS and
+/// password hashing never run on the control loop's thread or runtime. Returns once the
+/// listeners are bound (their errors are returned). Prints the first administrator's password
+/// once when the admin database is new.
 pub async fn start(
     settings: &crate::config::Settings,
     calls: mpsc::Sender<Call>,
@@ -855,36 +857,89 @@ pub async fn start(
     };
     let admins = web::AdminStore::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
     let app = web::router(web::WebState::new(backend.clone(), admins, config));
-    let listener = bind(w.bind, "web.bind").await?;
-    info!(addr = %w.bind, certificate = %cert.display(), "admin web UI listening");
-    tokio::spawn(async move {
-        if let Err(e) = web::serve(listener, tls, app, std::future::pending()).await {
-            warn!(error = %e, "admin web UI stopped");
-        }
-    });
-    if let Some(addr) = w.metrics_bind {
-        let listener = bind(addr, "web.metrics_bind").await?;
-        let app = web::metrics_router(backend.clone(), env!("CARGO_PKG_VERSION").into());
-        info!(%addr, "Prometheus /metrics listening (plain HTTP)");
-        tokio::spawn(async move {
-            if let Err(e) = web::serve_plain_http(listener, app, std::future::pending()).await {
-                warn!(error = %e, "metrics listener stopped");
-            }
-        });
-    }
-    if let (Some(addr), Some(url)) = (w.crl_bind, &settings.certificates.crl_url) {
-        let listener = bind(addr, "web.crl_bind").await?;
-        let path = crl_path(url);
-        info!(%addr, path = %path, "CRL distribution point listening (plain HTTP)");
-        let app = crl_router(backend, &path);
-        tokio::spawn(async move {
-            if let Err(e) = web::serve_plain_http(listener, app, std::future::pending()).await {
-                warn!(error = %e, "CRL listener stopped");
-            }
-        });
-    }
-    Ok(())
+    let crl = settings
+        .certificates
+        .crl_url
+        .as_ref()
+        .and_then(|url| w.crl_bind.map(|addr| (addr, crl_path(url))));
+    let (main_bind, metrics_bind) = (w.bind, w.metrics_bind);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WEB_WORKERS)
+        .max_blocking_threads(WEB_BLOCKING_THREADS)
+        .thread_name("roadgate-web-rt")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("web: cannot start its runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("roadgate-web".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let bound = async {
+                    let main = bind(main_bind, "web.bind").await?;
+                    let metrics = match metrics_bind {
+                        Some(addr) => Some((addr, bind(addr, "web.metrics_bind").await?)),
+                        None => None,
+                    };
+                    let crl = match crl {
+                        Some((addr, path)) => Some((addr, path, bind(addr, "web.crl_bind").await?)),
+                        None => None,
+                    };
+                    Ok::<_, String>((main, metrics, crl))
+                }
+                .await;
+                let (listener, metrics, crl) = match bound {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                info!(addr = %main_bind, certificate = %cert.display(), "admin web UI listening");
+                tokio::spawn(async move {
+                    if let Err(e) = web::serve(listener, tls, app, std::future::pending()).await {
+                        warn!(error = %e, "admin web UI stopped");
+                    }
+                });
+                if let Some((addr, listener)) = metrics {
+                    let app =
+                        web::metrics_router(backend.clone(), env!("CARGO_PKG_VERSION").into());
+                    info!(%addr, "Prometheus /metrics listening (plain HTTP)");
+                    tokio::spawn(async move {
+                        if let Err(e) =
+                            web::serve_plain_http(listener, app, std::future::pending()).await
+                        {
+                            warn!(error = %e, "metrics listener stopped");
+                        }
+                    });
+                }
+                if let Some((addr, path, listener)) = crl {
+                    info!(%addr, path = %path, "CRL distribution point listening (plain HTTP)");
+                    let app = crl_router(backend, &path);
+                    tokio::spawn(async move {
+                        if let Err(e) =
+                            web::serve_plain_http(listener, app, std::future::pending()).await
+                        {
+                            warn!(error = %e, "CRL listener stopped");
+                        }
+                    });
+                }
+                let _ = ready_tx.send(Ok(()));
+                // Serves until the process ends.
+                std::future::pending::<()>().await;
+            });
+        })
+        .map_err(|e| format!("web: cannot start its thread: {e}"))?;
+    ready_rx
+        .await
+        .unwrap_or_else(|_| Err("web: its thread ended before listening".into()))
 }
+
+/// Worker threads of the web UI's runtime (requests, TLS).
+const WEB_WORKERS: usize = 2;
+/// Blocking threads of the web UI's runtime (SQLite, password hashes, key generation); the
+/// password hashes among them are bounded further by [`web::WebConfig::argon2_permits`].
+const WEB_BLOCKING_THREADS: usize = 16;
 
 /// The path part of a CRL URL (`http://vpn.example.com/crl.der` → `/crl.der`).
 pub fn crl_path(url: &str) -> String {

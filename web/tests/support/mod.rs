@@ -28,6 +28,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub backend: Arc<FixtureBackend>,
     pub admins: AdminStore,
+    /// The server's state (counters of the password checks).
+    pub state: WebState,
     pub connector: tokio_rustls::TlsConnector,
     stop: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
@@ -67,9 +69,14 @@ pub async fn start_with(config: WebConfig, backend: Arc<FixtureBackend>) -> Test
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(web::serve(listener, tls, web::router(state), async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(web::serve(
+        listener,
+        tls,
+        web::router(state.clone()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca_der).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -82,6 +89,7 @@ pub async fn start_with(config: WebConfig, backend: Arc<FixtureBackend>) -> Test
         addr,
         backend,
         admins,
+        state,
         connector: tokio_rustls::TlsConnector::from(Arc::new(client_config)),
         stop: Some(stop),
         _dir: dir,
