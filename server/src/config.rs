@@ -222,6 +222,7 @@ struct IpsecSection {
     max_half_open_per_v6_prefix: Option<i64>,
     early_drop_threshold: Option<f64>,
     handshake_queue: Option<i64>,
+    handshake_threads: Option<i64>,
     #[serde(default)]
     phase1: Phase1Section,
     #[serde(default)]
@@ -1700,6 +1701,16 @@ fn ipsec(
         s.handshake_queue,
         &mut cfg.handshake_queue,
     )?;
+    match s.handshake_threads {
+        None => {}
+        Some(n @ 0..=64) => cfg.handshake_threads = n as usize,
+        Some(n) => {
+            return Err(ctx.err(
+                "ipsec.handshake_threads",
+                format!("{n}: give 1 to 64 threads, or 0 for one per core beyond the first"),
+            ));
+        }
+    }
     if cfg.max_half_open_per_source > cfg.max_half_open {
         return Err(ctx.err(
             "ipsec.max_half_open_per_source",

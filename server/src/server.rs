@@ -397,6 +397,19 @@ impl Server {
         }
     }
 
+    /// The next handshake job to run on the shell's handshake pool (deferred mode:
+    /// [`Responder::set_deferred_jobs`]). Every job taken must come back through
+    /// [`job_done`](Self::job_done): an outstanding job keeps its place in the queue.
+    pub fn poll_job(&mut self) -> Option<ike::Job> {
+        self.ike.poll_job()
+    }
+
+    /// A handshake job's result: the exchange goes on (message 4 or 6 is sent).
+    pub fn job_done(&mut self, now: Instant, done: ike::JobDone) {
+        self.ike.job_done(now, done);
+        self.follow(now);
+    }
+
     /// The next thing the shell must do.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -680,7 +693,27 @@ impl Server {
             ("ike_malformed".into(), ike.malformed),
             ("ike_dpd_dead".into(), ike.dpd_dead),
             ("ike_half_open_limited".into(), ike.half_open_limited),
+            (
+                "ike_half_open_source_limited".into(),
+                ike.half_open_source_limited,
+            ),
+            (
+                "ike_half_open_prefix_limited".into(),
+                ike.half_open_prefix_limited,
+            ),
+            ("ike_early_dropped".into(), ike.early_dropped),
             ("ike_invalid_ke".into(), ike.invalid_ke),
+            ("ike_dh_keys_generated".into(), ike.dh_keys_generated),
+            ("ike_jobs_busy_dropped".into(), ike.jobs_busy_dropped),
+            ("ike_jobs_orphaned".into(), ike.jobs_orphaned),
+            (
+                "ike_jobs_retransmit_dropped".into(),
+                ike.jobs_retransmit_dropped,
+            ),
+            (
+                "ike_jobs_outstanding".into(),
+                self.ike.jobs_outstanding() as u64,
+            ),
             ("ike_half_open".into(), self.ike.half_open_count() as u64),
         ];
         counters.extend(shell.counters.iter().cloned());
@@ -740,7 +773,14 @@ impl Server {
                 ),
                 ("ike_no_proposal_chosen".into(), ike.no_proposal_chosen),
                 ("ike_malformed".into(), ike.malformed),
-                ("ike_half_open_limited".into(), ike.half_open_limited),
+                (
+                    "ike_half_open_limited".into(),
+                    ike.half_open_limited
+                        + ike.half_open_source_limited
+                        + ike.half_open_prefix_limited
+                        + ike.early_dropped,
+                ),
+                ("ike_handshake_busy".into(), ike.jobs_busy_dropped),
                 ("ike_invalid_ke".into(), ike.invalid_ke),
                 ("ppp_auth_rejected".into(), s.auth_rejected),
                 ("over_session_limit".into(), s.over_limit),

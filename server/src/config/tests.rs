@@ -364,6 +364,14 @@ fn ipsec_half_open_limits_and_handshake_queue() {
     assert!((s.ike.early_drop_threshold - 0.75).abs() < f64::EPSILON);
     assert_eq!(s.ike.handshake_queue, 16);
     assert_eq!(
+        check("[ipsec]\nhandshake_threads = 3\n")
+            .unwrap()
+            .ike
+            .handshake_threads,
+        3
+    );
+    assert!(error("[ipsec]\nhandshake_threads = 65\n").contains("ipsec.handshake_threads: 65"));
+    assert_eq!(
         error("[ipsec]\nhandshake_queue = 0\n"),
         "roadgate.toml: ipsec.handshake_queue: 0 is out of range: 1..=1048576"
     );

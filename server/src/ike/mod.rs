@@ -132,6 +132,9 @@ pub struct Config {
     /// At most this many handshake jobs outstanding (see [`Job`]); while they are, new message
     /// 1s are dropped.
     pub handshake_queue: usize,
+    /// Threads that run the jobs in `roadgate serve` (the shell's handshake pool); 0: one per
+    /// core beyond the forwarding one, 1 to 4. The responder itself does not read it.
+    pub handshake_threads: usize,
     /// Retransmission of our last reply when the peer's next message does not come.
     pub retransmit_initial: Duration,
     pub retransmit_tries: u32,
@@ -155,6 +158,7 @@ impl Default for Config {
             max_half_open: 8192,
             early_drop_threshold: 0.5,
             handshake_queue: 64,
+            handshake_threads: 0,
             retransmit_initial: Duration::from_secs(2),
             retransmit_tries: 4,
         }

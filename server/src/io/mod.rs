@@ -15,6 +15,7 @@
 pub mod aaa_io;
 pub mod admin;
 pub mod auth;
+pub mod handshake;
 pub mod listen;
 pub mod radius;
 mod tun;
@@ -160,6 +161,8 @@ type Answer = (SessionRef, u64, Decision, Option<Vec<u8>>);
 pub struct Shell {
     /// The protocol cores and the rules between them.
     server: Server,
+    /// The threads that run the handshakes' Diffie-Hellman and signature work.
+    handshakes: handshake::HandshakePool,
     listen: Listen,
     /// Every socket, on every address.
     sockets: Listeners,
@@ -248,8 +251,19 @@ impl Shell {
             );
         }
         let (decisions_tx, decisions_rx) = tokio::sync::mpsc::unbounded_channel();
+        let threads = match cfg.handshake_threads {
+            0 => handshake::default_threads(),
+            n => n,
+        };
+        let handshakes = handshake::HandshakePool::start(threads, cfg.handshake_queue)?;
+        info!(
+            threads,
+            queue = cfg.handshake_queue,
+            "handshake pool: Diffie-Hellman and signatures off the forwarding thread"
+        );
         let mut ike = Responder::new(cfg);
         ike.set_unix_time(Instant::now(), aaa_io::unix_now());
+        ike.set_deferred_jobs(true);
         let server = Server::new(
             ike,
             bare_gateway(listen.test_echo)?,
@@ -257,6 +271,7 @@ impl Shell {
         );
         Ok(Self {
             server,
+            handshakes,
             listen,
             sockets,
             tun: None,
@@ -454,6 +469,11 @@ impl Shell {
                 } => {
                     let n = r?;
                     self.tun_batch(&mut tx, n).await;
+                }
+                done = self.handshakes.next() => {
+                    if let Some(done) = done {
+                        self.server.job_done(Instant::now(), done);
+                    }
                 }
                 d = self.decisions_rx.recv() => {
                     if let Some((session, id, decision, state)) = d {
@@ -742,17 +762,17 @@ impl Shell {
                 progressed = true;
                 self.server_event(ev);
             }
+            while let Some(job) = self.server.poll_job() {
+                self.handshakes.submit(job);
+            }
             if !progressed {
                 break;
             }
         }
         if let Some(aaa) = self.aaa.as_mut() {
             aaa.send(Instant::now());
-            let full = aaa
-                .accounting
-                .as_ref()
-                .is_some_and(|a| a.must_block_new_sessions());
-            self.server.set_accounting_full(full);
+            self.server
+                .set_accounting_full(aaa.must_block_new_sessions());
         }
     }
 
@@ -893,11 +913,7 @@ impl Shell {
                 ("io_tx_datagrams".into(), self.batching.tx_datagrams),
                 ("io_tx_calls".into(), self.batching.tx_calls),
             ],
-            spool_depth: self
-                .aaa
-                .as_ref()
-                .and_then(|a| a.accounting.as_ref())
-                .map_or(0, |a| a.spool().depth()),
+            spool_depth: self.aaa.as_ref().map_or(0, aaa_io::Aaa::spool_depth),
         }
     }
 
