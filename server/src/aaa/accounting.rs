@@ -268,16 +268,10 @@ impl Accounting {
         unix_now: u64,
         mut counters: impl FnMut(&str) -> Option<Counters>,
     ) -> Result<usize, SpoolError> {
-        let mut due: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.next_interim.is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let due = self.due_interims(now);
         if due.is_empty() {
             return Ok(0);
         }
-        due.sort();
         let mut records = Vec::new();
         for id in due {
             let interval = self.sessions.get(&id).and_then(|s| s.interval);
@@ -324,6 +318,19 @@ impl Accounting {
             .into_iter()
             .chain(self.spool_due())
             .min()
+    }
+
+    /// The Acct-Session-Ids whose Interim-Update is due at `now` (what
+    /// [`poll_interims`](Self::poll_interims) will ask counters for), in order. No SQLite.
+    pub fn due_interims(&self, now: Instant) -> Vec<String> {
+        let mut due: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.next_interim.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        due.sort();
+        due
     }
 
     /// When the earliest Interim-Update is due.

@@ -13,6 +13,7 @@
 //! Cleartext L2TP on UDP 1701 is dropped and logged, unless the test-only plain mode is on.
 
 pub mod aaa_io;
+pub mod acct_thread;
 pub mod admin;
 pub mod auth;
 pub mod handshake;
@@ -353,7 +354,7 @@ impl Shell {
         });
         if let Some(acct) = accounting {
             let to_radius = client.as_ref().filter(|c| c.1).map(|c| c.0.clone());
-            aaa.start_accounting(acct, to_radius);
+            aaa.start_accounting(acct, to_radius)?;
         }
         if let Some((bind, cfg)) = dynauth {
             let (rx, local, _task) =
@@ -441,14 +442,11 @@ impl Shell {
         let mut turn = 0usize;
         loop {
             turn = turn.wrapping_add(1);
-            let deadline = [
-                self.server.poll_timeout(),
-                self.aaa.as_ref().and_then(aaa_io::Aaa::poll_timeout),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(tokio::time::Instant::from_std);
+            let deadline = [self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -490,9 +488,6 @@ impl Shell {
                     let now = Instant::now();
                     self.server.ike_mut().set_unix_time(now, aaa_io::unix_now());
                     self.server.handle_timeout(now);
-                    if let Some(aaa) = self.aaa.as_mut() {
-                        aaa.timeouts(self.server.gateway(), now);
-                    }
                 }
                 _ = keepalive.tick() => self.keepalives().await,
                 call = async {
@@ -769,8 +764,7 @@ impl Shell {
                 break;
             }
         }
-        if let Some(aaa) = self.aaa.as_mut() {
-            aaa.send(Instant::now());
+        if let Some(aaa) = self.aaa.as_ref() {
             self.server
                 .set_accounting_full(aaa.must_block_new_sessions());
         }
@@ -778,7 +772,6 @@ impl Shell {
 
     /// What the server asks of the shell.
     fn server_event(&mut self, ev: server::Event) {
-        let now = Instant::now();
         match ev {
             server::Event::Authenticate {
                 session,
@@ -806,18 +799,12 @@ impl Shell {
                 ..
             } => {
                 if let Some(aaa) = self.aaa.as_mut() {
-                    aaa.session_up(
-                        self.server.gateway(),
-                        now,
-                        session,
-                        &start,
-                        interim_interval,
-                    );
+                    aaa.session_up(self.server.gateway(), session, &start, interim_interval);
                 }
             }
-            server::Event::SessionDown { session, stop, .. } => {
+            server::Event::SessionDown { stop, .. } => {
                 if let (Some(aaa), Some(stop)) = (self.aaa.as_mut(), stop) {
-                    aaa.session_down(now, session, &stop);
+                    aaa.session_down(&stop);
                 }
             }
             server::Event::HostRoute { address, add } => {
@@ -842,12 +829,12 @@ impl Shell {
     fn aaa_incoming(&mut self, incoming: aaa_io::Incoming) {
         let now = Instant::now();
         match incoming {
-            aaa_io::Incoming::Acct(Some(o)) => {
-                if let Some(aaa) = self.aaa.as_mut() {
-                    aaa.acct_outcome(now, o);
+            aaa_io::Incoming::Counters(Some(ids)) => {
+                if let Some(aaa) = self.aaa.as_ref() {
+                    aaa.answer_counters(self.server.gateway(), now, &ids);
                 }
             }
-            aaa_io::Incoming::Acct(None) => {}
+            aaa_io::Incoming::Counters(None) => {}
             aaa_io::Incoming::DynAuth(Some(call)) => {
                 let outcome = self.server.dynamic_authorization(now, &call.request);
                 let _ = call.reply.send(outcome);
@@ -903,6 +890,10 @@ impl Shell {
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
             counters: vec![
                 ("send_errors".into(), self.send_errors),
+                (
+                    "spool_errors".into(),
+                    self.aaa.as_ref().map_or(0, aaa_io::Aaa::spool_errors),
+                ),
                 ("udp_rcvbuf_drops".into(), self.sockets.drops()),
                 (
                     "socket_receive_buffer_bytes".into(),
