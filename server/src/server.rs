@@ -702,6 +702,7 @@ impl Server {
                 ike.half_open_prefix_limited,
             ),
             ("ike_early_dropped".into(), ike.early_dropped),
+            ("ike_half_open_evicted".into(), ike.half_open_evicted),
             ("ike_invalid_ke".into(), ike.invalid_ke),
             ("ike_dh_keys_generated".into(), ike.dh_keys_generated),
             ("ike_jobs_busy_dropped".into(), ike.jobs_busy_dropped),

@@ -1388,6 +1388,50 @@ fn half_open_flood_does_not_stop_an_established_client() {
     check_esp(&mut pair, d, &dc, &ds);
 }
 
+/// A flood from spoofed addresses fills the half-open table and keeps it full (none of them ever
+/// sends message 3): a real client still connects during the flood, because a full table evicts
+/// the oldest handshake that waits for message 3.
+#[test]
+fn a_full_half_open_table_evicts_for_a_real_client() {
+    let mut cfg = server_config();
+    cfg.max_half_open = 256;
+    let max = cfg.max_half_open;
+    let mut pair = Pair::new(cfg, 47);
+    let forged = client_config(ip(202), 1);
+    let mut n = 0u32;
+    let mut flood = |pair: &mut Pair, count: u32| {
+        for _ in 0..count {
+            let mut icky = [0u8; 8];
+            icky[..4].copy_from_slice(&n.to_be_bytes());
+            icky[4..].copy_from_slice(b"spof");
+            let (mm1, _, _) = initiator::main_mode_1(&forged, icky);
+            let src = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, 200, (n >> 8) as u8, n as u8)),
+                500,
+            );
+            pair.inject_to_server(src, 500, mm1);
+            n += 1;
+        }
+    };
+    flood(&mut pair, 4 * max as u32);
+    assert_eq!(pair.server.half_open_count(), max);
+    let evicted_before = pair.server.stats().half_open_evicted;
+    assert!(evicted_before > 0, "{:?}", pair.server.stats());
+    // The client starts while the table is full, and the flood goes on between its messages.
+    let c = pair.add_client(client_config(ip(45), 45), None);
+    flood(&mut pair, 50);
+    let (cc, sc) = connect(&mut pair, c);
+    check_esp(&mut pair, c, &cc, &sc);
+    flood(&mut pair, 50);
+    assert!(pair.server.half_open_count() <= max);
+    assert!(pair.server.stats().half_open_evicted > evicted_before);
+    // The flood's entries were pushed out, never the client's SA, which is up (and not half-open).
+    assert_eq!(
+        pair.server.phase1_count(),
+        pair.server.half_open_count() + 1
+    );
+}
+
 #[test]
 fn half_open_flood_from_one_address_is_limited() {
     let mut cfg = server_config();

@@ -218,6 +218,7 @@ impl Responder {
         self.p1.insert(ck, p1);
         self.mm1_index.insert((icky, remote), rcky);
         self.charge_half_open(remote.ip());
+        self.note_mm2(ck);
         self.arm(now + self.cfg.retransmit_initial, TimerKey::Phase1(ck));
         self.arm(expires, TimerKey::Phase1(ck));
         self.send(local, remote, framed);

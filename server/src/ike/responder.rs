@@ -46,6 +46,9 @@ pub struct Stats {
     pub half_open_prefix_limited: u64,
     /// Message 1 dropped by random early drop (half-open SAs above `early_drop_threshold`).
     pub early_dropped: u64,
+    /// Half-open SAs still waiting for message 3 evicted, oldest first, to make room for a new
+    /// message 1 when the table was full (spoofed floods never send message 3).
+    pub half_open_evicted: u64,
     /// Message 1 dropped: `handshake_queue` jobs are outstanding.
     pub jobs_busy_dropped: u64,
     /// A job result for an ISAKMP SA that had gone meanwhile; ignored.
@@ -82,6 +85,9 @@ pub struct Responder {
     pub(crate) half_open_by_src: HashMap<IpAddr, usize>,
     /// Half-open SAs per IPv6 /64 (the first 8 bytes of the source).
     pub(crate) half_open_by_prefix: HashMap<[u8; 8], usize>,
+    /// Half-open SAs in the order their message 2 went out, oldest first (entries that have
+    /// moved on or gone are skipped when met): what a full table evicts.
+    pub(crate) mm2_order: VecDeque<Cookies>,
     /// Failed half-open SAs still charged to their source: phase-1 ID → source address.
     pub(crate) tombstones: HashMap<u64, IpAddr>,
     pub(crate) half_open: usize,
@@ -129,6 +135,7 @@ impl Responder {
             mm1_index: HashMap::new(),
             half_open_by_src: HashMap::new(),
             half_open_by_prefix: HashMap::new(),
+            mm2_order: VecDeque::new(),
             tombstones: HashMap::new(),
             half_open: 0,
             jobs: VecDeque::new(),
@@ -536,10 +543,6 @@ impl Responder {
             dropped!(self.stats.jobs_busy_dropped, %remote, jobs = self.jobs_outstanding, "handshake job queue full; Main Mode message 1 dropped");
             return false;
         }
-        if self.half_open >= cfg.max_half_open {
-            dropped!(self.stats.half_open_limited, %remote, half_open = self.half_open, "half-open limit reached; Main Mode message 1 dropped");
-            return false;
-        }
         let from_src = self.half_open_by_src.get(&ip).copied().unwrap_or(0);
         if from_src >= cfg.max_half_open_per_source {
             dropped!(self.stats.half_open_source_limited, %remote, from_src, "half-open limit of the source address reached; Main Mode message 1 dropped");
@@ -551,6 +554,16 @@ impl Responder {
                 dropped!(self.stats.half_open_prefix_limited, %remote, from_prefix = n, "half-open limit of the source's IPv6 /64 reached; Main Mode message 1 dropped");
                 return false;
             }
+        }
+        // A full table makes room by evicting the oldest SA that still waits for message 3:
+        // a flood from spoofed addresses never sends one, so a real client's handshake gets in
+        // and completes while the flood's entries are pushed out.
+        if self.half_open >= cfg.max_half_open {
+            if self.evict_oldest_waiting() {
+                return true;
+            }
+            dropped!(self.stats.half_open_limited, %remote, half_open = self.half_open, "half-open limit reached (none waiting for message 3 to evict); Main Mode message 1 dropped");
+            return false;
         }
         // Random early drop: above the threshold a new message 1 is dropped with a probability
         // rising linearly from 0 to 1 at the total limit.
@@ -566,6 +579,41 @@ impl Responder {
             }
         }
         true
+    }
+
+    /// Removes the oldest half-open SA that still waits for message 3 (its message 2 answered
+    /// nothing). Returns whether one was found.
+    fn evict_oldest_waiting(&mut self) -> bool {
+        while let Some(c) = self.mm2_order.pop_front() {
+            let waiting = self
+                .p1
+                .get(&c)
+                .is_some_and(|p| p.state == P1State::SentMm2 && p.pending.is_none());
+            if waiting {
+                self.remove_phase1(c);
+                self.stats.half_open_evicted += 1;
+                if self.stats.half_open_evicted.is_power_of_two() {
+                    info!(
+                        evicted = self.stats.half_open_evicted,
+                        "half-open table full: the oldest handshakes waiting for message 3 make room"
+                    );
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Notes a half-open SA whose message 2 went out, for eviction; entries that moved on or
+    /// went are dropped from the front, and the queue is compacted when it grows past four
+    /// times the table.
+    pub(crate) fn note_mm2(&mut self, c: Cookies) {
+        self.mm2_order.push_back(c);
+        if self.mm2_order.len() > 4 * self.cfg.max_half_open.max(16) {
+            let p1 = &self.p1;
+            self.mm2_order
+                .retain(|c| p1.get(c).is_some_and(|p| p.state == P1State::SentMm2));
+        }
     }
 
     /// Charges a new half-open SA to `ip`, its /64 and the total.

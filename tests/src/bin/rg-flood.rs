@@ -145,13 +145,21 @@ fn ipv4_checksum(h: &[u8]) -> u16 {
 fn spoof(a: &Args) -> std::io::Result<(u64, u64)> {
     use socket2::{Domain, Protocol, Socket, Type};
     // IPPROTO_RAW: we write the IP header ourselves (IP_HDRINCL).
-    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+    let sock = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )?;
     let dst = SocketAddr::new(IpAddr::V4(a.server), 0);
     let end = Instant::now() + Duration::from_secs_f64(a.seconds);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5b00_f000);
     let (net, len) = a.sources;
     let host_bits = 32 - u32::from(len);
-    let mask = if host_bits == 32 { u32::MAX } else { (1u32 << host_bits) - 1 };
+    let mask = if host_bits == 32 {
+        u32::MAX
+    } else {
+        (1u32 << host_bits) - 1
+    };
     let base = u32::from(net) & !mask;
     let start = Instant::now();
     let mut sent = 0u64;
