@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roadgate::esp::{
+use roadgate_core::esp::{
     Encryption, InboundSa, Integrity, OutboundSa, Suite, Udp4500, classify_udp4500, compute_icv,
     peek_spi,
 };

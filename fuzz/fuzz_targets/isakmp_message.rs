@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roadgate::isakmp::{
+use roadgate_core::isakmp::{
     self, AttributeSpec, Header, Message, Payload, PayloadChain, SaSpec, encode_attributes,
     encode_cert, encode_delete, encode_fragment, encode_id, encode_message, encode_notify,
     encode_sa,

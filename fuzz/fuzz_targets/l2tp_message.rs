@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use roadgate::l2tp::avp::{Message, attr, msg};
-use roadgate::l2tp::{Lns, LnsConfig, wire};
+use roadgate_core::l2tp::avp::{Message, attr, msg};
+use roadgate_core::l2tp::{Lns, LnsConfig, wire};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

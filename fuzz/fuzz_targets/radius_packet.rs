@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use pppd_lite::{AuthRequest, Credentials};
-use roadgate::radius::client::{AuthRequestData, Client, ClientConfig, Role, ServerConfig};
-use roadgate::radius::dynauth::{DynAuth, DynAuthConfig};
-use roadgate::radius::packet::{self, Packet, ms};
+use roadgate_core::radius::client::{AuthRequestData, Client, ClientConfig, Role, ServerConfig};
+use roadgate_core::radius::dynauth::{DynAuth, DynAuthConfig};
+use roadgate_core::radius::packet::{self, Packet, ms};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -63,6 +63,6 @@ fuzz_target!(|data: &[u8]| {
         ..DynAuthConfig::default()
     });
     if let Ok(r) = dynauth.handle(now, server, rest) {
-        let _ = dynauth.answer(&r, roadgate::radius::dynauth::Outcome::Ack);
+        let _ = dynauth.answer(&r, roadgate_core::radius::dynauth::Outcome::Ack);
     }
 });

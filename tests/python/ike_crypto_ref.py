@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent reference for Roadgate's IKEv1 crypto (server/src/ike/crypto).
+"""Independent reference for Roadgate's IKEv1 crypto (core/src/ike/crypto).
 
 Written from the RFC text (RFC 2409 sections 5, 5.5, 5.7, 6 and Appendix B; RFC 3526; RFC 3947
 section 3.2; RFC 5903), not from the Rust code. Uses Python's `cryptography` package for ECDH,

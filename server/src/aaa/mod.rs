@@ -2,12 +2,11 @@
 //!
 //! Local users in the embedded SQLite database ([`local`]), PAM and the system accounts
 //! ([`pam`]), which backend can check which PPP method ([`backend`]), the chain that walks the
-//! configured backends ([`chain`]), the decision a backend hands back to the session layer
-//! ([`Decision`]), and durable accounting: the on-disk spool ([`spool`]) and the manager that
-//! schedules and hands out the records ([`accounting`]). The RADIUS client and dynamic
+//! configured backends ([`chain`]), and durable accounting: the on-disk spool ([`spool`]) and
+//! the manager that schedules and hands out the records ([`accounting`]). The decision a backend
+//! hands back to the session layer ([`Decision`], [`Outcome`]) and the records ([`record`]) are
+//! plain data in [`roadgate_core::aaa`], re-exported here. The RADIUS client and dynamic
 //! authorization are in [`crate::radius`].
-
-use std::net::Ipv4Addr;
 
 use pppd_lite::{AuthRequest, Verdict};
 use tracing::info;
@@ -16,56 +15,14 @@ pub mod accounting;
 pub mod backend;
 pub mod local;
 pub mod pam;
-pub mod record;
 pub mod spool;
 pub mod store;
 
 pub use backend::{BackendKind, can_serve, impossible_pairs};
-pub use record::{AcctRecord, AcctStatus, AuthContext, Authorization, TerminateCause};
-
-/// The answer to a PPP authentication request, with what the backend knows of the user.
-#[derive(Debug)]
-pub struct Decision {
-    /// Accept or reject, as PPP needs it.
-    pub verdict: Verdict,
-    /// The user's canonical name (session limits, the pool), when known.
-    pub user: Option<String>,
-    /// The address this user always gets.
-    pub static_ip: Option<Ipv4Addr>,
-    /// Most simultaneous sessions of this user.
-    pub max_sessions: Option<u32>,
-    /// What the backend said beyond the verdict (RADIUS attributes).
-    pub authz: Authorization,
-}
-
-impl Decision {
-    /// A plain rejection.
-    pub fn reject(message: impl Into<String>) -> Self {
-        Decision {
-            verdict: Verdict::Reject {
-                message: message.into(),
-            },
-            user: None,
-            static_ip: None,
-            max_sessions: None,
-            authz: Authorization::default(),
-        }
-    }
-}
-
-/// What the client is told when authentication fails, whatever the cause: an unknown user, a
-/// wrong password and a disabled account look the same from outside (the log says which).
-pub const REJECTED: &str = "Authentication failed";
-
-/// What one backend of the chain made of a request.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Accepted or refused: the chain stops here.
-    Decided(Box<Decision>),
-    /// The backend does not know the user, cannot check this method, or cannot be reached:
-    /// the next backend decides (the reason is logged).
-    Pass(String),
-}
+pub use roadgate_core::aaa::{
+    AcctRecord, AcctStatus, AuthContext, Authorization, Decision, Outcome, REJECTED,
+    TerminateCause, record,
+};
 
 /// Checks `req` against the local user store. The user is looked up by the name after any
 /// `DOMAIN\` prefix. An unknown user costs the same computation as a known one, and is refused.

@@ -40,6 +40,7 @@ use crate::l2tp::SessionRef;
 use crate::server::{self, Server, ShellFacts, Transmit};
 use crate::session::{self, Sessions};
 use listen::{Datagram, Kind, Listeners, Outgoing, RecvBatch};
+use roadgate_core::dropped;
 
 pub use crate::dataplane::gateway::{L2TP_PORT, describe_inner, describe_l2tp};
 

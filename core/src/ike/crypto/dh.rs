@@ -562,7 +562,7 @@ impl DhPrivate {
     /// reproducible; use [`DhPrivate::from_secret`] for fixed ECP keys.
     ///
     /// ```
-    /// use roadgate::ike::crypto::{DhGroup, DhPrivate};
+    /// use roadgate_core::ike::crypto::{DhGroup, DhPrivate};
     /// let ours = DhPrivate::generate(DhGroup::Modp2048, &mut rand::rng());
     /// let peer = DhPrivate::generate(DhGroup::Modp2048, &mut rand_core::UnwrapErr(rand::rngs::SysRng));
     /// assert_eq!(ours.shared_secret(peer.public()).ok(), peer.shared_secret(ours.public()).ok());

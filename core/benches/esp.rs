@@ -1,6 +1,6 @@
 //! ESP throughput on one core, next to what the raw cipher and MAC get.
 //!
-//! `cargo bench -p roadgate --bench esp` (harness = false: this program prints figures, it is
+//! `cargo bench -p roadgate-core --bench esp` (harness = false: this program prints figures, it is
 //! not a pass/fail test). For each suite it encrypts 1400-byte payloads in place, and
 //! encrypts-then-decrypts them back in place, in one reused buffer; decryption alone is the
 //! round trip's time less encryption's. It counts heap allocations inside the timed loops
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::{aead, cipher, hmac};
-use roadgate::esp::{Encryption, InboundSa, Integrity, OutboundSa, Suite};
+use roadgate_core::esp::{Encryption, InboundSa, Integrity, OutboundSa, Suite};
 
 /// Counts allocations so the bench can show the packet path makes none.
 struct Counting;
