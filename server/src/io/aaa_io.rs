@@ -15,7 +15,6 @@ use crate::aaa::spool::Counters;
 use crate::aaa::{AcctRecord, AuthContext, TerminateCause};
 use crate::dataplane::Gateway;
 use crate::l2tp::SessionRef;
-use roadgate_core::dropped;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {

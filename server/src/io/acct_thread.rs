@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use roadgate_core::dropped;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
