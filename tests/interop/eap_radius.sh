@@ -142,7 +142,7 @@ run_case() {
       done
       [[ $result =~ \ ip=10\.77\.0\.[0-9]+ ]] || { ok=0; why+=" ip"; }
       [[ $result == *" ping=ok"* || $result == *" peer=global "* ]] || { ok=0; why+=" ping"; }
-      grep -q "roadgate::session: session up" "$log" || { ok=0; why+=" server-log"; }
+      grep -q "roadgate_core::session: session up" "$log" || { ok=0; why+=" server-log"; }
       # FreeRADIUS ran the method itself.
       grep -q "eap: Calling submodule eap_$method" "$frdir/out.log" || { ok=0; why+=" fr-method"; }
       # Accounting: Start and Stop of the session the server logged, User-Name = the EAP identity.
@@ -163,7 +163,7 @@ run_case() {
       if [ -f "$detail" ] && grep -q 'Acct-Status-Type = Start' "$detail"; then ok=0; why+=" accounted"; fi ;;
   esac
   if [ $ok = 1 ]; then
-    echo "PASS $cname: $(grep -o 'roadgate::session: session up.*' "$log" | head -1 | sed 's/roadgate::session: //')$(grep -o 'authentication refused.*' "$log" | head -1)"
+    echo "PASS $cname: $(grep -o 'roadgate_core::session: session up.*' "$log" | head -1 | sed 's/roadgate_core::session: //')$(grep -o 'authentication refused.*' "$log" | head -1)"
     pass=$((pass+1))
   else
     echo "FAIL $cname:$why (server log: $log, FreeRADIUS: $frdir/out.log, client: $logs)"

@@ -95,7 +95,7 @@ client_extra "$out/extra-mallory" "$out/pki/mallory.pem" "$out/pki/mallory.key"
 
 pass=0; fail=0
 log="$out/server.log"
-ip netns exec l2tpv-host env RUST_LOG=info,roadgate=debug "$bin" serve --listen 192.0.2.1 --psk-file "$out/psk" \
+ip netns exec l2tpv-host env RUST_LOG=info,roadgate=debug,roadgate_core=debug "$bin" serve --listen 192.0.2.1 --psk-file "$out/psk" \
   --state "$state" >"$log" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q "certificate authentication (IKE RSA signatures) is on" "$log" && break; sleep 0.1; done

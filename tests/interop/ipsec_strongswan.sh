@@ -56,13 +56,13 @@ run_case() {
   grep -q "ISAKMP SA established" "$log" || ok=0
   [[ $result == *" l2tp=up"* && $result == *" ppp=up"* && $result == *" auth=ok"* ]] || ok=0
   [[ $result =~ \ ip=10\.77\.0\.[0-9]+ ]] || ok=0
-  grep -q "roadgate::session: session up" "$log" || ok=0
+  grep -q "roadgate_core::session: session up" "$log" || ok=0
   # The data plane: the client pings the server's PPP address through the tunnel (TUN device),
   # and with --iperf, TCP both ways.
   [[ $result == *" ping=ok"* ]] || ok=0
   case " $* " in *" --iperf "*) [[ $result =~ \ tunnel_mbps=[0-9] && $result =~ \ tunnel_rev_mbps=[0-9] ]] || ok=0 ;; esac
   if [ $ok = 1 ]; then
-    echo "PASS $name: $(grep -m1 -o 'algorithms=[^ ]*' "$log" | head -1); $(grep -o 'roadgate::session: session up.*' "$log" | head -1 | sed 's/roadgate::session: //'); $(grep -o 'ping=[a-z]*\|tunnel_mbps=[0-9.]*\|tunnel_rev_mbps=[0-9.]*' <<<"$result" | tr '\n' ' ')"
+    echo "PASS $name: $(grep -m1 -o 'algorithms=[^ ]*' "$log" | head -1); $(grep -o 'roadgate_core::session: session up.*' "$log" | head -1 | sed 's/roadgate_core::session: //'); $(grep -o 'ping=[a-z]*\|tunnel_mbps=[0-9.]*\|tunnel_rev_mbps=[0-9.]*' <<<"$result" | tr '\n' ' ')"
     pass=$((pass+1))
   else
     echo "FAIL $name (server log: $log)"; fail=$((fail+1))
@@ -124,7 +124,7 @@ two_behind_nat() {
   ip1=$(grep -o ' ip=[0-9.]*' <<<"$r1"); ip2=$(grep -o ' ip=[0-9.]*' <<<"$r2")
   [ -n "$ip1" ] && [ "$ip1" != "$ip2" ] || ok=0
   # Both sessions up at once: two "session up" lines before the first "session down".
-  [ "$(sed -n '/roadgate::session: session down/q;/roadgate::session: session up/p' "$log" | wc -l)" = 2 ] || ok=0
+  [ "$(sed -n '/roadgate_core::session: session down/q;/roadgate_core::session: session up/p' "$log" | wc -l)" = 2 ] || ok=0
   # Two IPsec clients seen from the same NAT address.
   [ "$(grep -c 'new IPsec client' "$log")" = 2 ] || ok=0
   for r in "$r1" "$r2"; do

@@ -52,7 +52,7 @@ run_case() {
       # vm.sh may read ppp0 before pppd has set its peer address (peer=global): its own race,
       # with no ping to judge.
       [[ $result == *" ping=ok"* || $result == *" peer=global "* ]] || { ok=0; why+=" ping"; }
-      grep -q "roadgate::session: session up" "$log" || { ok=0; why+=" server-log"; } ;;
+      grep -q "roadgate_core::session: session up" "$log" || { ok=0; why+=" server-log"; } ;;
     auth-fail)
       [[ $result == *" l2tp=up"* ]] || { ok=0; why+=" l2tp"; }
       [[ $result != *" auth=ok"* ]] || { ok=0; why+=" auth-accepted"; }
