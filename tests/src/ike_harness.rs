@@ -157,3 +157,23 @@ pub fn connect_deferred(pair: &mut Pair, c: usize) -> (ChildInfo, ChildSa, usize
         ),
     }
 }
+
+/// Main Mode message 3 of a forged initiator: the KE payload `ke` (any length, for bad-KE
+/// floods) and a 16-byte nonce, in clear under the cookies `icky` and `rcky`.
+pub fn forged_mm3(icky: [u8; 8], rcky: [u8; 8], ke: &[u8]) -> Vec<u8> {
+    use crate::wire::{self, Header, exchange, payload};
+    let mut chain = wire::Chain::new();
+    chain.push(payload::KE, ke.to_vec());
+    chain.push(payload::NONCE, vec![0x42; 16]);
+    let header = Header {
+        icky,
+        rcky,
+        next: 0,
+        version: 0x10,
+        exchange: exchange::MAIN,
+        flags: 0,
+        mid: 0,
+        length: 0,
+    };
+    wire::message(header, &chain)
+}

@@ -1784,24 +1784,6 @@ fn forged_mm1_group(n: u32, group: DhGroup) -> ([u8; 8], Vec<u8>) {
     (icky, initiator::main_mode_1(&cfg, icky).0)
 }
 
-/// Main Mode message 3 with the KE payload `ke` and a valid nonce.
-fn forged_mm3(icky: [u8; 8], rcky: [u8; 8], ke: &[u8]) -> Vec<u8> {
-    let mut chain = wire::Chain::new();
-    chain.push(payload::KE, ke.to_vec());
-    chain.push(payload::NONCE, vec![0x42; 16]);
-    let header = Header {
-        icky,
-        rcky,
-        next: 0,
-        version: 0x10,
-        exchange: exchange::MAIN,
-        flags: 0,
-        mid: 0,
-        length: 0,
-    };
-    wire::message(header, &chain)
-}
-
 /// Sends message 1 `n` from `src`: the responder cookie of its message 2, or None if refused.
 fn try_mm1(
     server: &mut Responder,
@@ -1841,7 +1823,12 @@ fn bad_ke_flood_from_one_source_hits_the_source_limit_and_makes_no_keys() {
             continue;
         };
         accepted += 1;
-        server.handle_datagram(now, SERVER, src, &forged_mm3(icky, rcky, &[1]));
+        server.handle_datagram(
+            now,
+            SERVER,
+            src,
+            &roadgate_tests::ike_harness::forged_mm3(icky, rcky, &[1]),
+        );
         while let Some(t) = server.poll_transmit() {
             let h = Header::parse(&t.data).unwrap();
             assert_eq!(h.exchange, exchange::INFORMATIONAL);
@@ -2087,7 +2074,7 @@ fn a_repeated_message_3_while_its_job_runs_is_dropped_not_recomputed() {
     let mm2 = server.poll_transmit().unwrap();
     let rcky = Header::parse(&mm2.data).unwrap().rcky;
     let ours = roadgate::ike::crypto::DhPrivate::generate(DhGroup::Ecp256, &mut rand::rng());
-    let mm3 = forged_mm3(icky, rcky, ours.public());
+    let mm3 = roadgate_tests::ike_harness::forged_mm3(icky, rcky, ours.public());
     for _ in 0..3 {
         server.handle_datagram(now, SERVER, src, &mm3);
     }

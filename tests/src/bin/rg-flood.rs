@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use roadgate::ike::crypto::{CipherAlg, DhGroup, HashAlg};
+use roadgate_tests::ike_harness::forged_mm3;
 use roadgate_tests::initiator::{self, InitiatorConfig, P1Proposal};
-use roadgate_tests::wire::{self, Header, exchange, payload};
+use roadgate_tests::wire::Header;
 
 struct Args {
     mode: String,
@@ -82,24 +83,6 @@ fn mm1(icky: [u8; 8]) -> Vec<u8> {
     initiator::main_mode_1(&cfg, icky).0
 }
 
-/// Main Mode message 3 with a 1-byte KE payload and a nonce.
-fn mm3(icky: [u8; 8], rcky: [u8; 8]) -> Vec<u8> {
-    let mut chain = wire::Chain::new();
-    chain.push(payload::KE, vec![1]);
-    chain.push(payload::NONCE, vec![0x42; 16]);
-    let header = Header {
-        icky,
-        rcky,
-        next: 0,
-        version: 0x10,
-        exchange: exchange::MAIN,
-        flags: 0,
-        mid: 0,
-        length: 0,
-    };
-    wire::message(header, &chain)
-}
-
 fn badke(a: &Args) -> std::io::Result<(u64, u64)> {
     let sock = UdpSocket::bind((a.local, 0))?;
     sock.connect((a.server, 500))?;
@@ -121,7 +104,7 @@ fn badke(a: &Args) -> std::io::Result<(u64, u64)> {
             };
             if h.icky == icky && h.rcky != [0; 8] {
                 answered += 1;
-                sock.send(&mm3(icky, h.rcky))?;
+                sock.send(&forged_mm3(icky, h.rcky, &[1]))?;
                 sent += 1;
                 break;
             }
