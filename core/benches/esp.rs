@@ -161,7 +161,7 @@ fn measure_esp(suite: Suite, duration: Duration, allocations: &mut u64) -> Rates
     let payload = head..head + PAYLOAD;
 
     // SAs are built outside the timed loops; only the loops' allocations are counted.
-    let mut out = OutboundSa::new(2, suite, &keymat).unwrap();
+    let out = OutboundSa::new(2, suite, &keymat).unwrap();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let encrypt = rate(duration, || {
         let r = out
@@ -171,8 +171,8 @@ fn measure_esp(suite: Suite, duration: Duration, allocations: &mut u64) -> Rates
     });
     *allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
 
-    let mut out = OutboundSa::new(3, suite, &keymat).unwrap();
-    let mut inb = InboundSa::new(3, suite, &keymat).unwrap();
+    let out = OutboundSa::new(3, suite, &keymat).unwrap();
+    let inb = InboundSa::new(3, suite, &keymat).unwrap();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let round_trip = rate(duration, || {
         let r = out

@@ -308,6 +308,38 @@ impl Server {
         r
     }
 
+    /// An authentic datagram a data-plane worker left to the control plane
+    /// ([`EspIn::Control`](dataplane::worker::EspIn::Control)): `datagram` is the client's UDP
+    /// datagram. Returns where an IPv4 packet for the TUN device lies in it, if any.
+    pub fn handle_worker_datagram(
+        &mut self,
+        now: Instant,
+        client: crate::l2tp::PeerId,
+        spi: u32,
+        datagram: &mut [u8],
+    ) -> Option<Range<usize>> {
+        let r = self.gw.control_in(now, client, spi, datagram);
+        self.follow(now);
+        r
+    }
+
+    /// What a data-plane worker says (an SA at its limit).
+    pub fn handle_worker_note(&mut self, now: Instant, note: dataplane::worker::Note) {
+        self.gw.on_note(&mut self.ike, note);
+        self.follow(now);
+    }
+
+    /// Data-plane workers besides the server's own will forward: every SA and session change
+    /// is queued for [`poll_update`](Self::poll_update) from now on.
+    pub fn set_external_workers(&mut self, on: bool) {
+        self.gw.set_external_workers(on);
+    }
+
+    /// The next message for every data-plane worker.
+    pub fn poll_update(&mut self) -> Option<dataplane::worker::Update> {
+        self.gw.poll_update()
+    }
+
     /// A datagram on the cleartext L2TP port (dropped unless the test-only plain mode is on).
     pub fn handle_plain_l2tp(
         &mut self,
@@ -336,6 +368,8 @@ impl Server {
 
     /// Time passes: every core's due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Before IKE's timers: a DPD check must see the ESP the workers counted.
+        self.gw.report_activity(&mut self.ike, now);
         if self.ike.poll_timeout().is_some_and(|t| t <= now) {
             self.ike.handle_timeout(now);
         }
@@ -738,7 +772,8 @@ impl Server {
             ("auth_rejected".into(), s.auth_rejected),
             ("over_session_limit".into(), s.over_limit),
             ("pool_exhausted".into(), s.pool_exhausted),
-            ("ip_spoofed_dropped".into(), s.spoofed),
+            ("ip_spoofed_dropped".into(), s.spoofed + d.spoofed),
+            ("l2tp_data_stale".into(), d.l2tp_data_stale),
             ("l2tp_tunnels".into(), gw.tunnels() as u64),
             ("refused_spool_full".into(), self.stats.refused_spool_full),
             (

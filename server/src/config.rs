@@ -291,6 +291,7 @@ struct DataplaneSection {
     tun: Option<bool>,
     tun_name: Option<String>,
     mss_clamp: Option<bool>,
+    workers: Option<i64>,
     idle_timeout: Option<DurationValue>,
     session_timeout: Option<DurationValue>,
 }
@@ -808,6 +809,16 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
                 return Err(ctx.err(
                     "server.socket_buffer",
                     format!("{b} bytes: give 65536 (64 KiB) to 1073741824 (1 GiB)"),
+                ));
+            }
+        },
+        workers: match file.dataplane.workers {
+            None => 0,
+            Some(n @ 0..=64) => n as usize,
+            Some(n) => {
+                return Err(ctx.err(
+                    "dataplane.workers",
+                    format!("{n}: give 1 to 64 threads, or 0 for one per core"),
                 ));
             }
         },

@@ -144,7 +144,7 @@ fn main() {
                 buf[sealed].to_vec()
             })
             .collect();
-        let mut inb = InboundSa::new(9, suite, &keymat).unwrap();
+        let inb = InboundSa::new(9, suite, &keymat).unwrap();
         let t0 = Instant::now();
         for p in &mut packets {
             black_box(inb.decrypt(black_box(p)).unwrap());

@@ -63,6 +63,8 @@ impl LoopbackServer {
             l2tp_port: None,
             plain_l2tp: false,
             socket_buffer: roadgate::io::DEFAULT_SOCKET_BUFFER,
+            // Two workers: the kernel spreads the test clients over them (SO_REUSEPORT).
+            workers: 2,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

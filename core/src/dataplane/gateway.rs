@@ -1,17 +1,16 @@
-//! The sans-IO data plane: IPsec SAs, the clients they belong to, and the session layer.
+//! The control side of the data plane: IPsec SAs, the clients they belong to, the session
+//! layer, and what the data-plane workers must know of them.
 //!
-//! A packet's way in: [`Gateway::esp_in`] finds the SA by SPI, checks replay and decrypts in
-//! place; the inner UDP/1701 payload goes to [`Sessions::handle_l2tp`], which strips L2TP and
-//! PPP and checks the source address; the IPv4 packet is MSS-clamped in place and its range
-//! returned, for the caller to write to the TUN device.
+//! The forwarding itself is a [`Worker`]'s: the gateway keeps one inline worker (the server's
+//! own, for a single-threaded shell and the in-memory tests) and tells it, and through
+//! [`Gateway::poll_update`] every other worker, of each SA and session change as an
+//! [`Update`]. A packet's way in: [`Gateway::esp_in`] gives it to the inline worker; what the
+//! worker does not forward itself (L2TP control, PPP control, data of sessions not yet up)
+//! comes back to [`Gateway::control_in`], which drives the session layer. ESP for an unknown SPI
+//! may complete a Quick Mode waiting for its message 3.
 //!
-//! And out: the caller reads a packet from the TUN device into a buffer at offset [`HEADROOM`];
-//! [`Gateway::tun_in`] finds the session by destination address, writes the PPP, L2TP and UDP
-//! headers into the headroom, encrypts in place with the client's newest outbound SA and returns
-//! where the ESP packet lies and where it goes. Neither way allocates.
-//!
-//! The L2TP control channel and PPP control frames come out of [`Gateway::poll_transmit`],
-//! sealed the same way into a buffer the caller gives.
+//! And out: [`Gateway::tun_in`] is the worker's. The L2TP control channel and PPP control
+//! frames come out of [`Gateway::poll_transmit`], sealed with the client's newest SA.
 //!
 //! An IPsec client is one [`PeerId`]: its first IPsec SA gets a new id, an SA that replaces
 //! another (a rekey) inherits it, so an L2TP tunnel outlives rekeys and two clients behind one
@@ -24,11 +23,15 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{Config, icmp, mss};
-use crate::esp::{self, InboundSa, OutboundSa};
+use super::Config;
+use super::worker::{
+    EspIn, Note, PeerOut, SaPath, SharedSa, Update, Worker, WorkerConfig, offset_in,
+};
+use crate::esp::{InboundSa, OutboundSa};
 use crate::ike::{self, ChildSa, Responder};
 use crate::l2tp::{self, PeerId, SessionRef};
-use crate::session::{self, NoHeader, Sessions};
+use crate::session::{self, RouteChange, Sessions};
+use std::sync::Arc;
 
 /// The L2TP port (RFC 2661 §8.1).
 pub const L2TP_PORT: u16 = 1701;
@@ -43,9 +46,6 @@ pub const TAILROOM: usize = 15 + 2 + 32;
 
 /// Plain-mode (test-only) peers get ids from here up, apart from IPsec clients' ids.
 const PLAIN_PEER_BASE: PeerId = 1 << 48;
-
-/// How the SA's byte and sequence limits are checked: every this many packets per SA.
-const LIMIT_CHECK_EVERY: u64 = 64;
 
 /// Where a datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,17 +133,61 @@ pub struct Stats {
     pub seal_failed: u64,
     /// Cleartext L2TP dropped (plain mode off).
     pub cleartext_l2tp_dropped: u64,
+    /// IP packets from a client whose source is not its session's address, dropped.
+    pub spoofed: u64,
+    /// L2TP data messages older than the last one (sequence numbers), dropped.
+    pub l2tp_data_stale: u64,
+}
+
+impl Stats {
+    /// Adds `o` (another worker's counters) to these.
+    pub fn add(&mut self, o: &Stats) {
+        let Stats {
+            esp_decrypted,
+            esp_unknown_spi,
+            esp_auth_failed,
+            esp_replayed,
+            esp_malformed,
+            implicit_qm3,
+            esp_not_l2tp,
+            to_tun,
+            from_tun,
+            tun_no_session,
+            tun_not_ipv4,
+            icmp_frag_needed,
+            mss_clamped,
+            seal_failed,
+            cleartext_l2tp_dropped,
+            spoofed,
+            l2tp_data_stale,
+        } = o;
+        self.esp_decrypted += esp_decrypted;
+        self.esp_unknown_spi += esp_unknown_spi;
+        self.esp_auth_failed += esp_auth_failed;
+        self.esp_replayed += esp_replayed;
+        self.esp_malformed += esp_malformed;
+        self.implicit_qm3 += implicit_qm3;
+        self.esp_not_l2tp += esp_not_l2tp;
+        self.to_tun += to_tun;
+        self.from_tun += from_tun;
+        self.tun_no_session += tun_no_session;
+        self.tun_not_ipv4 += tun_not_ipv4;
+        self.icmp_frag_needed += icmp_frag_needed;
+        self.mss_clamped += mss_clamped;
+        self.seal_failed += seal_failed;
+        self.cleartext_l2tp_dropped += cleartext_l2tp_dropped;
+        self.spoofed += spoofed;
+        self.l2tp_data_stale += l2tp_data_stale;
+    }
 }
 
 struct SaPair {
-    inbound: InboundSa,
-    outbound: OutboundSa,
+    sa: Arc<SharedSa>,
     child: ChildSa,
-    last_activity_report: Instant,
+    /// The inbound packet count last reported to IKE as activity (DPD).
+    seen_packets: u64,
     /// The IPsec client (L2TP peer) this SA belongs to.
     client: PeerId,
-    /// Whether the first decrypted packet has been logged.
-    first_logged: bool,
 }
 
 /// What the admin sees of one session ([`Gateway::sessions`]).
@@ -180,7 +224,7 @@ pub fn session_id(s: SessionRef) -> String {
     format!("{}-{}-{}", s.peer, s.tunnel, s.session)
 }
 
-/// The data plane.
+/// The control side of the data plane.
 pub struct Gateway {
     config: Config,
     sessions: Sessions,
@@ -198,8 +242,16 @@ pub struct Gateway {
     /// Test-only: reflect every decrypted UDP datagram back to its sender.
     test_echo: bool,
     echo: VecDeque<(u32, Vec<u8>)>,
-    /// Scratch room for an ICMP answer (it quotes up to 548 bytes of the packet).
-    icmp: [u8; icmp::MAX_LEN],
+    /// The server's own forwarding path (single-threaded shells, tests, and packets the
+    /// control plane handles itself).
+    worker: Worker,
+    /// Updates for the other workers, when there are any.
+    outbox: VecDeque<Update>,
+    external_workers: bool,
+    /// Counters of the other workers, as last reported.
+    worker_stats: Stats,
+    /// When ESP activity was last reported to IKE.
+    activity_reported: Option<Instant>,
     stats: Stats,
 }
 
@@ -222,16 +274,16 @@ pub fn split_udp(datagram: &[u8]) -> Option<(u16, u16, &[u8])> {
     ))
 }
 
-/// Where `inner` lies within `outer` (`inner` must be a subslice of it).
-fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
-    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
-}
-
 impl Gateway {
     /// A data plane over `sessions`.
     pub fn new(config: Config, mut sessions: Sessions) -> Self {
         sessions.set_timeouts(config.idle_timeout, config.session_timeout);
         Gateway {
+            worker: Worker::new(worker_config(&config)),
+            outbox: VecDeque::new(),
+            external_workers: false,
+            worker_stats: Stats::default(),
+            activity_reported: None,
             config,
             sessions,
             sas: HashMap::new(),
@@ -243,9 +295,57 @@ impl Gateway {
             plain_addrs: HashMap::new(),
             test_echo: false,
             echo: VecDeque::new(),
-            icmp: [0; icmp::MAX_LEN],
             stats: Stats::default(),
         }
+    }
+
+    /// Data-plane workers besides the inline one will forward: from now on every change is
+    /// also queued for [`poll_update`](Self::poll_update). Call before the first SA.
+    pub fn set_external_workers(&mut self, on: bool) {
+        self.external_workers = on;
+    }
+
+    /// What the workers need of the settings.
+    pub fn worker_config(&self) -> WorkerConfig {
+        worker_config(&self.config)
+    }
+
+    /// The next message for the data-plane workers (each gets every message, in order).
+    pub fn poll_update(&mut self) -> Option<Update> {
+        self.sync_routes();
+        self.outbox.pop_front()
+    }
+
+    /// The other workers' counters, summed (the shell reports them now and then).
+    pub fn set_worker_stats(&mut self, stats: Stats) {
+        self.worker_stats = stats;
+    }
+
+    fn publish(&mut self, u: Update) {
+        if self.external_workers {
+            self.outbox.push_back(u.clone());
+        }
+        self.worker.update(u);
+    }
+
+    /// Hands the session layer's route changes to the workers.
+    fn sync_routes(&mut self) {
+        while let Some(r) = self.sessions.poll_route() {
+            let u = match r {
+                RouteChange::Up(route) => Update::RouteUp(route),
+                RouteChange::Down { session, address } => Update::RouteDown { session, address },
+            };
+            self.publish(u);
+        }
+    }
+
+    /// How `client`'s packets leave now: its newest SA, its plain-mode address, or none.
+    fn publish_peer(&mut self, client: PeerId) {
+        let out = match self.clients.get(&client).and_then(|s| s.last()) {
+            Some(&spi) => Some(PeerOut::Sa(spi)),
+            None => self.plain_addrs.get(&client).map(|&a| PeerOut::Plain(a)),
+        };
+        self.publish(Update::Peer { peer: client, out });
     }
 
     /// Test-only: serve L2TP in clear ([`Gateway::plain_in`]). Never for production.
@@ -270,6 +370,7 @@ impl Gateway {
             routes: self.config.routes.clone(),
             ..config
         };
+        self.publish(Update::Config(worker_config(&self.config)));
     }
 
     /// The settings in use.
@@ -287,9 +388,12 @@ impl Gateway {
         &mut self.sessions
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Counters: the control plane's, the inline worker's and the other workers'.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.add(self.worker.stats());
+        s.add(&self.worker_stats);
+        s
     }
 
     /// IPsec SAs installed.
@@ -340,6 +444,7 @@ impl Gateway {
                         ?reason,
                         "IPsec SA removed"
                     );
+                    self.publish(Update::SaDown { spi: inbound_spi });
                     self.sa_gone(now, pair.client, inbound_spi);
                 }
             }
@@ -351,6 +456,7 @@ impl Gateway {
                 for s in inbound_spis {
                     if let Some(p) = self.sas.get_mut(&s) {
                         p.child.remote = remote;
+                        self.publish(Update::SaMoved { spi: s, remote });
                     }
                 }
             }
@@ -388,15 +494,27 @@ impl Gateway {
             .entry(client)
             .or_default()
             .push(child.inbound_spi);
+        let spi = child.inbound_spi;
+        let sa = Arc::new(SharedSa::new(inbound, outbound, client, child.lifetime_kb));
+        let path = SaPath {
+            local: child.local,
+            remote: child.remote,
+            udp_encap: child.udp_encap,
+        };
+        self.publish(Update::SaUp {
+            spi,
+            sa: sa.clone(),
+            path,
+        });
+        self.publish_peer(client);
+        let _ = now;
         self.sas.insert(
-            child.inbound_spi,
+            spi,
             SaPair {
-                inbound,
-                outbound,
+                sa,
                 child,
-                last_activity_report: now,
+                seen_packets: 0,
                 client,
-                first_logged: false,
             },
         );
     }
@@ -411,14 +529,59 @@ impl Gateway {
             self.clients.remove(&client);
             self.sessions.peer_gone(now, client);
         }
+        self.publish_peer(client);
+        self.sync_routes();
+    }
+
+    /// Tells IKE which SAs passed authentic ESP since the last report (for DPD: a peer that
+    /// sends is alive), at most once a second. The workers count; the control plane looks.
+    pub fn report_activity(&mut self, ike: &mut Responder, now: Instant) {
+        if self
+            .activity_reported
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.activity_reported = Some(now);
+        for (&spi, pair) in &mut self.sas {
+            let n = pair.sa.inbound.packets();
+            if n != pair.seen_packets {
+                pair.seen_packets = n;
+                ike.esp_activity(now, spi);
+            }
+        }
+    }
+
+    /// What a worker says (an SA limit reached).
+    pub fn on_note(&mut self, ike: &mut Responder, note: Note) {
+        match note {
+            Note::SaLimit { spi, reason } => {
+                if let Some(pair) = self.sas.get(&spi) {
+                    info!(
+                        spi_in = format_args!("{spi:08x}"),
+                        bytes = pair.sa.inbound.bytes() + pair.sa.outbound.bytes(),
+                        %reason,
+                        "deleting the IPsec SA so that the client negotiates a new one"
+                    );
+                    ike.close_child(spi);
+                }
+            }
+        }
+    }
+
+    /// The inline worker's notes.
+    fn worker_notes(&mut self, ike: &mut Responder) {
+        while let Some(n) = self.worker.poll_note() {
+            self.on_note(ike, n);
+        }
     }
 
     // ---- the way in -------------------------------------------------------------------------
 
     /// An ESP packet (from UDP 4500 after the non-ESP-marker check, or from a raw socket after
-    /// its IP header) from `from`. Returns where the client's IPv4 packet lies in `packet`, for
-    /// the TUN device; control traffic is handled and may leave datagrams for
-    /// [`poll_transmit`](Self::poll_transmit).
+    /// its IP header) from `from`, through the inline worker. Returns where the client's IPv4
+    /// packet lies in `packet`, for the TUN device; control traffic is handled and may leave
+    /// datagrams for [`poll_transmit`](Self::poll_transmit).
     pub fn esp_in(
         &mut self,
         ike: &mut Responder,
@@ -426,59 +589,44 @@ impl Gateway {
         packet: &mut [u8],
         from: SocketAddr,
     ) -> Option<Range<usize>> {
-        let Some(spi) = esp::peek_spi(packet) else {
-            dropped!(self.stats.esp_malformed, %from, len = packet.len(), "ESP packet too short for an SPI; dropped");
-            return None;
-        };
-        if !self.sas.contains_key(&spi) && !self.confirm_pending(ike, now, spi, packet) {
-            dropped!(self.stats.esp_unknown_spi, %from, spi = format_args!("{spi:08x}"), "ESP for an unknown SPI dropped");
-            return None;
+        self.sync_routes();
+        let mut r = self.worker.esp_in(now, packet, from);
+        if let EspIn::UnknownSpi(spi) = r {
+            r = if self.confirm_pending(ike, now, spi, packet) {
+                self.worker.esp_in(now, packet, from)
+            } else {
+                dropped!(self.stats.esp_unknown_spi, %from, spi = format_args!("{spi:08x}"), "ESP for an unknown SPI dropped");
+                EspIn::Dropped
+            };
         }
-        let pair = self.sas.get_mut(&spi)?;
-        let d = match pair.inbound.decrypt(packet) {
-            Ok(d) => d,
-            Err(esp::EspError::Replay) => {
-                dropped!(self.stats.esp_replayed, %from, spi = format_args!("{spi:08x}"), "ESP packet replayed or older than the replay window; dropped");
-                return None;
+        self.worker_notes(ike);
+        match r {
+            EspIn::Tun(range) => Some(range),
+            EspIn::Control {
+                client,
+                spi,
+                datagram,
+            } => {
+                let at = datagram.start;
+                let inner = self.control_in(now, client, spi, packet.get_mut(datagram)?)?;
+                Some(inner.start + at..inner.end + at)
             }
-            Err(e) => {
-                dropped!(self.stats.esp_auth_failed, %from, spi = format_args!("{spi:08x}"), error = %e, "ESP packet rejected");
-                return None;
-            }
-        };
-        self.stats.esp_decrypted += 1;
-        if !pair.first_logged {
-            pair.first_logged = true;
-            let inner = packet.get(d.payload.clone()).unwrap_or(&[]);
-            info!(
-                %from,
-                spi = format_args!("{spi:08x}"),
-                seq = d.seq,
-                "ESP decrypted (first packet of the SA): {}",
-                describe_inner(d.next_header, inner)
-            );
+            EspIn::UnknownSpi(_) | EspIn::Dropped => None,
         }
-        if now.saturating_duration_since(pair.last_activity_report) > Duration::from_secs(1) {
-            pair.last_activity_report = now;
-            ike.esp_activity(now, spi);
-        }
-        let client = pair.client;
-        if pair.inbound.packets() % LIMIT_CHECK_EVERY == 0 {
-            self.check_limits(ike, spi);
-        }
-        let payload = d.payload;
-        let inner = packet.get(payload.clone())?;
-        if d.next_header != 17 {
-            dropped!(
-                self.stats.esp_not_l2tp,
-                spi = format_args!("{spi:08x}"),
-                next_header = d.next_header,
-                "decrypted packet is not UDP; dropped"
-            );
-            return None;
-        }
+    }
+
+    /// An authentic UDP datagram (header included) from IPsec `client` through SA `spi` that
+    /// the worker left to the control plane: L2TP control, PPP control, data of a session not
+    /// yet up. Returns where an IPv4 packet for the TUN device lies in it, if it holds one.
+    pub fn control_in(
+        &mut self,
+        now: Instant,
+        client: PeerId,
+        spi: u32,
+        datagram: &mut [u8],
+    ) -> Option<Range<usize>> {
         if self.test_echo {
-            let mut e = inner.to_vec();
+            let mut e = datagram.to_vec();
             if e.len() >= 8 {
                 e.swap(0, 2);
                 e.swap(1, 3);
@@ -487,8 +635,7 @@ impl Gateway {
             }
             return None;
         }
-        // Transport mode: the client's UDP datagram to our port 1701 (RFC 3193 §4).
-        let (sport, dport, body) = split_udp(inner)?;
+        let (sport, dport, body) = split_udp(datagram)?;
         if dport != L2TP_PORT {
             dropped!(
                 self.stats.esp_not_l2tp,
@@ -498,11 +645,14 @@ impl Gateway {
             );
             return None;
         }
-        let body_at = payload.start + 8;
         let ip = self.sessions.handle_l2tp(now, client, sport, body)?;
-        let start = body_at + offset_in(body, ip.packet);
+        let start = offset_in(datagram, ip.packet);
         let range = start..start + ip.packet.len();
-        self.finish_inbound(packet, range)
+        self.sync_routes();
+        match self.worker.finish_inbound(datagram, range) {
+            EspIn::Tun(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// ESP for an SPI of a Quick Mode that waits for its message 3 (lost, or overtaken by this
@@ -519,7 +669,7 @@ impl Gateway {
         let Some((suite, keymat)) = ike.pending_child_keys(spi) else {
             return false;
         };
-        let Ok(mut trial) = InboundSa::new(spi, suite, &keymat) else {
+        let Ok(trial) = InboundSa::new(spi, suite, &keymat) else {
             return false;
         };
         let mut copy = packet.to_vec();
@@ -530,7 +680,7 @@ impl Gateway {
         while let Some(ev) = ike.poll_event() {
             self.on_ike_event(now, ev);
         }
-        self.sas.contains_key(&spi)
+        self.worker.has_sa(spi)
     }
 
     /// A datagram on the cleartext L2TP port: dropped and counted unless plain mode is on.
@@ -554,29 +704,25 @@ impl Gateway {
                 info!(peer = p, %remote, "new cleartext L2TP peer (test mode)");
                 self.plain_peers.insert(remote, p);
                 self.plain_addrs.insert(p, remote);
+                self.publish_peer(p);
                 p
             }
         };
         let ip = self.sessions.handle_l2tp(now, peer, remote.port(), data)?;
         let start = offset_in(data, ip.packet);
         let range = start..start + ip.packet.len();
-        self.finish_inbound(data, range)
-    }
-
-    /// The last step in: MSS clamping, counting.
-    fn finish_inbound(&mut self, buf: &mut [u8], range: Range<usize>) -> Option<Range<usize>> {
-        let packet = buf.get_mut(range.clone())?;
-        if self.config.mss_clamp && mss::clamp_ipv4(packet, mss::mss_for_mtu(self.config.mtu)) {
-            self.stats.mss_clamped += 1;
+        self.sync_routes();
+        match self.worker.finish_inbound(data, range) {
+            EspIn::Tun(r) => Some(r),
+            _ => None,
         }
-        self.stats.to_tun += 1;
-        Some(range)
     }
 
     // ---- the way out ------------------------------------------------------------------------
 
     /// A packet read from the TUN device into `buf[HEADROOM..HEADROOM + len]` (`buf` has at
-    /// least [`TAILROOM`] bytes after it). Seals it in place for its client.
+    /// least [`TAILROOM`] bytes after it), through the inline worker: sealed in place for its
+    /// client.
     pub fn tun_in(
         &mut self,
         ike: &mut Responder,
@@ -584,125 +730,25 @@ impl Gateway {
         buf: &mut [u8],
         len: usize,
     ) -> FromTun<'_> {
-        let range = HEADROOM..HEADROOM + len;
-        let Some(packet) = buf.get_mut(range.clone()) else {
-            return FromTun::Dropped;
-        };
-        if packet.first().is_none_or(|v| v >> 4 != 4) {
-            dropped!(
-                self.stats.tun_not_ipv4,
-                "packet from the TUN device is not IPv4; dropped"
-            );
-            return FromTun::Dropped;
+        self.sync_routes();
+        while let Some(n) = self.worker.poll_note() {
+            self.on_note(ike, n);
         }
-        let h = match self.sessions.outbound_header(now, packet) {
-            Ok(h) => h,
-            Err(NoHeader::NoSession) => {
-                dropped!(
-                    self.stats.tun_no_session,
-                    "packet from the TUN device for an address with no session; dropped"
-                );
-                return FromTun::Dropped;
-            }
-            Err(NoHeader::TooBig { mtu }) => {
-                let from = self.config.local_address;
-                return match icmp::frag_needed(packet, mtu, from, &mut self.icmp) {
-                    Some(n) => {
-                        self.stats.icmp_frag_needed += 1;
-                        FromTun::Icmp(self.icmp.get(..n).unwrap_or(&[]))
-                    }
-                    None => FromTun::Dropped,
-                };
-            }
-        };
-        if self.config.mss_clamp && mss::clamp_ipv4(packet, mss::mss_for_mtu(self.config.mtu)) {
-            self.stats.mss_clamped += 1;
-        }
-        let Some(&spi) = self.clients.get(&h.session.peer).and_then(|s| s.last()) else {
-            // A plain-mode peer (test only): the caller sends L2TP in clear.
-            return match self.plain_addrs.get(&h.session.peer) {
-                Some(&addr) => {
-                    let start = HEADROOM - h.len;
-                    if let Some(head) = buf.get_mut(start..HEADROOM) {
-                        head.copy_from_slice(h.bytes.get(..h.len).unwrap_or(&[]));
-                    }
-                    self.stats.from_tun += 1;
-                    FromTun::Send(Transmit {
-                        via: Via::PlainL2tp {
-                            remote: SocketAddr::new(addr.ip(), h.port),
-                        },
-                        range: start..range.end,
-                    })
-                }
-                None => {
-                    self.stats.tun_no_session += 1;
-                    FromTun::Dropped
-                }
-            };
-        };
-        // UDP header (RFC 768) then L2TP + PPP, in front of the packet.
-        let l2tp_start = HEADROOM - h.len;
-        let udp_start = l2tp_start - 8;
-        let Some(head) = buf.get_mut(udp_start..HEADROOM) else {
-            return FromTun::Dropped;
-        };
-        write_udp_header(head, h.port, 8 + h.len + len);
-        if let Some(l2tp) = head.get_mut(8..) {
-            l2tp.copy_from_slice(h.bytes.get(..h.len).unwrap_or(&[]));
-        }
-        match self.seal(ike, spi, buf, udp_start..range.end) {
-            Some(t) => {
-                self.stats.from_tun += 1;
-                FromTun::Send(t)
-            }
-            None => FromTun::Dropped,
-        }
-    }
-
-    /// Encrypts `buf[datagram]` (a UDP datagram) with `spi`'s outbound SA, in place. Over IPv6
-    /// its checksum is filled in first.
-    fn seal(
-        &mut self,
-        ike: &mut Responder,
-        spi: u32,
-        buf: &mut [u8],
-        datagram: Range<usize>,
-    ) -> Option<Transmit> {
-        let pair = self.sas.get_mut(&spi)?;
-        // Transport mode: the datagram's pseudo-header has the outer packet's addresses, ours and
-        // the client's. IPv6 forbids a zero UDP checksum (RFC 8200 §8.1); IPv4 keeps none.
-        if let (IpAddr::V6(ours), IpAddr::V6(theirs)) =
-            (pair.child.local.ip(), pair.child.remote.ip())
-        {
-            set_udp6_checksum(buf.get_mut(datagram.clone())?, ours, theirs);
-        }
-        let range = match pair.outbound.encrypt(buf, datagram, 17) {
-            Ok(r) => r,
-            Err(e) => {
-                dropped!(self.stats.seal_failed, spi = format_args!("{spi:08x}"), error = %e, "ESP encryption failed");
-                return None;
-            }
-        };
-        let via = if pair.child.udp_encap {
-            Via::Udp {
-                local: pair.child.local,
-                remote: pair.child.remote,
-            }
-        } else {
-            Via::RawEsp {
-                local: pair.child.local.ip(),
-                remote: pair.child.remote.ip(),
-            }
-        };
-        if pair.outbound.packets() % LIMIT_CHECK_EVERY == 0 {
-            self.check_limits(ike, spi);
-        }
-        Some(Transmit { via, range })
+        let r = self.worker.tun_in(now, buf, len);
+        // Notes of this packet wait for the next call (the result borrows the worker).
+        r
     }
 
     /// The next control datagram (L2TP control, PPP control frames, test echoes), sealed into
     /// `buf` (at least 64 KiB + [`HEADROOM`] + [`TAILROOM`] covers every datagram).
     pub fn poll_transmit(&mut self, ike: &mut Responder, buf: &mut [u8]) -> Option<Transmit> {
+        self.sync_routes();
+        let t = self.next_transmit(buf);
+        self.worker_notes(ike);
+        t
+    }
+
+    fn next_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         loop {
             if let Some((spi, datagram)) = self.echo.pop_front() {
                 let Some(end) = HEADROOM.checked_add(datagram.len()) else {
@@ -712,24 +758,19 @@ impl Gateway {
                     continue;
                 };
                 dst.copy_from_slice(&datagram);
-                if let Some(t) = self.seal(ike, spi, buf, HEADROOM..end) {
+                if let Some(t) = self.worker.seal(spi, buf, HEADROOM..end) {
                     return Some(t);
                 }
                 continue;
             }
             let t = self.sessions.poll_transmit()?;
-            if let Some(sent) = self.seal_l2tp(ike, &t, buf) {
+            if let Some(sent) = self.seal_l2tp(&t, buf) {
                 return Some(sent);
             }
         }
     }
 
-    fn seal_l2tp(
-        &mut self,
-        ike: &mut Responder,
-        t: &l2tp::Transmit,
-        buf: &mut [u8],
-    ) -> Option<Transmit> {
+    fn seal_l2tp(&mut self, t: &l2tp::Transmit, buf: &mut [u8]) -> Option<Transmit> {
         let udp_start = HEADROOM - 8;
         let end = HEADROOM.checked_add(t.payload.len())?;
         buf.get_mut(HEADROOM..end)?.copy_from_slice(&t.payload);
@@ -741,38 +782,12 @@ impl Gateway {
                 range: HEADROOM..end,
             });
         }
-        let &spi = self.clients.get(&t.peer).and_then(|s| s.last())?;
         write_udp_header(
             buf.get_mut(udp_start..HEADROOM)?,
             t.port,
             8 + t.payload.len(),
         );
-        self.seal(ike, spi, buf, udp_start..end)
-    }
-
-    /// Ends an IPsec SA whose kilobyte lifetime is used up or whose outbound sequence numbers run
-    /// out (RFC 4303 §3.3.3). The server never starts a Quick Mode (NATed Windows clients reject
-    /// it, CLIENTS.md §5.11): it deletes the SA and the client negotiates a new one.
-    fn check_limits(&mut self, ike: &mut Responder, inbound_spi: u32) {
-        let Some(pair) = self.sas.get(&inbound_spi) else {
-            return;
-        };
-        let bytes = pair.inbound.bytes() + pair.outbound.bytes();
-        let kb_used = pair.child.lifetime_kb.is_some_and(|kb| bytes / 1024 >= kb);
-        let seq_used = pair.outbound.needs_rekey();
-        if kb_used || seq_used {
-            info!(
-                spi_in = format_args!("{inbound_spi:08x}"),
-                bytes,
-                reason = if kb_used {
-                    "kilobyte lifetime reached"
-                } else {
-                    "sequence numbers nearly exhausted"
-                },
-                "deleting the IPsec SA so that the client negotiates a new one"
-            );
-            ike.close_child(inbound_spi);
-        }
+        self.worker.seal_for(t.peer, buf, udp_start..end)
     }
 
     // ---- control ----------------------------------------------------------------------------
@@ -890,10 +905,19 @@ impl Gateway {
     }
 }
 
+/// What a worker needs of the data-plane settings.
+fn worker_config(c: &Config) -> WorkerConfig {
+    WorkerConfig {
+        mss_clamp: c.mss_clamp,
+        mtu: c.mtu,
+        local_address: c.local_address,
+    }
+}
+
 /// A UDP header from port 1701 to `port` for `len` bytes (header included); checksum 0 (none,
 /// allowed on IPv4, and the client's transport-mode NAT-T fix-up would rewrite it anyway:
 /// RFC 3948 §3.1.2). Over IPv6 [`Gateway::seal`] fills it in ([`set_udp6_checksum`]).
-fn write_udp_header(head: &mut [u8], port: u16, len: usize) {
+pub(crate) fn write_udp_header(head: &mut [u8], port: u16, len: usize) {
     let len = u16::try_from(len).unwrap_or(u16::MAX);
     if let Some(h) = head.get_mut(..8) {
         h[0..2].copy_from_slice(&L2TP_PORT.to_be_bytes());
@@ -1006,7 +1030,6 @@ mod tests {
     use super::*;
     use crate::esp::{Encryption, Integrity, Suite};
     use crate::ike::Selector;
-    use std::sync::Arc;
     use zeroize::Zeroizing;
 
     const SPI_IN: u32 = 0x1000_0001;
@@ -1099,7 +1122,7 @@ mod tests {
 
     #[test]
     fn sccrq_through_esp_gets_a_sealed_answer_to_the_client() {
-        let (mut gw, mut ike, mut out, mut inb) = world();
+        let (mut gw, mut ike, mut out, inb) = world();
         // A minimal SCCRQ (RFC 2661 §6.1): Message Type, Protocol Version, Host Name, Framing
         // Capabilities, Assigned Tunnel ID.
         let mut avps = Vec::new();
@@ -1243,6 +1266,7 @@ mod tests {
 #[cfg(test)]
 mod udp6_tests {
     use super::*;
+    use crate::dataplane::icmp;
 
     /// The reference: RFC 1071 over the pseudo-header and the datagram laid out in one buffer.
     fn reference(datagram: &[u8], src: Ipv6Addr, dst: Ipv6Addr) -> u16 {

@@ -11,6 +11,7 @@
 pub mod gateway;
 pub mod icmp;
 pub mod mss;
+pub mod worker;
 
 pub use gateway::{FromTun, Gateway, HEADROOM, TAILROOM, Transmit, Via};
 

@@ -2,6 +2,8 @@
 //! anti-replay window (inbound), and the packet transforms of RFC 4303 §3.3 and §3.4.
 
 use core::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -99,7 +101,14 @@ impl ReplayWindow {
     }
 }
 
-/// An outbound (sending) ESP SA.
+/// The lock's contents even if a thread panicked while holding it (the data it guards stays
+/// consistent: every update is a single assignment).
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An outbound (sending) ESP SA. It is `Sync`: data-plane workers share it, each taking its
+/// sequence number (and GCM IV) with one atomic add, so no number is ever used twice.
 ///
 /// Keys live in the cipher and HMAC objects, which wipe themselves when the SA is dropped; the
 /// SA keeps no other copy of the KEYMAT.
@@ -108,14 +117,15 @@ pub struct OutboundSa {
     suite: Suite,
     cipher: CipherState,
     auth: Auth,
-    /// Last sequence number sent (0: none yet).
-    seq: u32,
+    /// Last sequence number taken (0: none yet). Wider than the 32-bit field so that taking
+    /// one past 2^32 - 1 is seen, never wrapped.
+    seq: AtomicU64,
     /// Next GCM explicit IV (RFC 4106 §3.1: a counter, unique per key).
-    gcm_next_iv: u64,
+    gcm_next_iv: AtomicU64,
     /// Per-SA CSPRNG for CBC IVs, seeded once from the OS: no syscall per packet.
-    iv_rng: Option<ChaCha20Rng>,
-    packets: u64,
-    bytes: u64,
+    iv_rng: Option<Mutex<ChaCha20Rng>>,
+    packets: AtomicU64,
+    bytes: AtomicU64,
     #[cfg(test)]
     forced_iv: Option<[u8; MAX_IV_LEN]>,
 }
@@ -125,9 +135,9 @@ impl core::fmt::Debug for OutboundSa {
         f.debug_struct("OutboundSa")
             .field("spi", &format_args!("{:#010x}", self.spi))
             .field("suite", &self.suite)
-            .field("seq", &self.seq)
-            .field("packets", &self.packets)
-            .field("bytes", &self.bytes)
+            .field("seq", &self.last_seq())
+            .field("packets", &self.packets())
+            .field("bytes", &self.bytes())
             .finish_non_exhaustive()
     }
 }
@@ -151,7 +161,7 @@ impl OutboundSa {
                 getrandom::fill(&mut seed).map_err(|_| EspError::Rng)?;
                 let rng = ChaCha20Rng::from_seed(seed);
                 seed.zeroize();
-                Some(rng)
+                Some(Mutex::new(rng))
             }
             Encryption::AesGcm16 { .. } | Encryption::Null => None,
         };
@@ -160,11 +170,11 @@ impl OutboundSa {
             suite,
             cipher,
             auth,
-            seq: 0,
-            gcm_next_iv: 1,
+            seq: AtomicU64::new(0),
+            gcm_next_iv: AtomicU64::new(1),
             iv_rng,
-            packets: 0,
-            bytes: 0,
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             #[cfg(test)]
             forced_iv: None,
         })
@@ -182,25 +192,25 @@ impl OutboundSa {
 
     /// Packets sent.
     pub fn packets(&self) -> u64 {
-        self.packets
+        self.packets.load(Relaxed)
     }
 
     /// Payload bytes sent (the plaintext handed to `encrypt`, without ESP overhead), for
     /// lifetime-in-kilobytes checks.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes.load(Relaxed)
     }
 
     /// Last sequence number sent (0 before the first packet).
     pub fn last_seq(&self) -> u32 {
-        self.seq
+        u32::try_from(self.seq.load(Relaxed)).unwrap_or(u32::MAX)
     }
 
     /// The sequence number has passed [`SEQ_SOFT_LIMIT`]: time for IKE to rekey. The SA keeps
     /// working until 2^32 - 1 packets have been sent; then `encrypt` fails with
     /// [`EspError::SequenceExhausted`] (RFC 4303 §3.3.3: the counter never cycles).
     pub fn needs_rekey(&self) -> bool {
-        self.seq >= SEQ_SOFT_LIMIT
+        self.last_seq() >= SEQ_SOFT_LIMIT
     }
 
     /// Turns the plaintext in `buf[payload]` into an ESP packet, in place.
@@ -214,9 +224,9 @@ impl OutboundSa {
     /// Writes SPI, sequence number and IV before the payload, padding (minimal, 1, 2, 3...),
     /// pad length and next header after it, encrypts, and appends the ICV. Returns the range of
     /// the ESP packet within `buf` (it starts `header_len()` bytes before `payload.start`).
-    /// Allocates nothing.
+    /// Allocates nothing; several threads may encrypt with one SA at once.
     pub fn encrypt(
-        &mut self,
+        &self,
         buf: &mut [u8],
         payload: Range<usize>,
         next_header: u8,
@@ -246,8 +256,8 @@ impl OutboundSa {
 
         // Take the sequence number (and IV) before any crypto, so a failure can never lead to
         // a sequence number or GCM nonce being used twice.
-        let seq = self.seq.checked_add(1).ok_or(EspError::SequenceExhausted)?;
-        self.seq = seq;
+        let seq = u32::try_from(self.seq.fetch_add(1, Relaxed) + 1)
+            .map_err(|_| EspError::SequenceExhausted)?;
 
         let (header, rest) = packet.split_at_mut(header_len);
         let (ct, icv) = rest.split_at_mut(ct_end - header_len);
@@ -264,8 +274,10 @@ impl OutboundSa {
 
         match suite.encryption {
             Encryption::AesGcm16 { .. } => {
-                let iv = self.gcm_next_iv;
-                self.gcm_next_iv = iv.checked_add(1).ok_or(EspError::SequenceExhausted)?;
+                let iv = self.gcm_next_iv.fetch_add(1, Relaxed);
+                if iv == u64::MAX {
+                    return Err(EspError::SequenceExhausted);
+                }
                 let iv = iv.to_be_bytes();
                 header[8..16].copy_from_slice(&iv);
                 let mut aad = [0u8; 8];
@@ -287,23 +299,23 @@ impl OutboundSa {
             self.auth.sign(authed, icv)?;
         }
 
-        self.packets += 1;
-        self.bytes += payload_len as u64;
+        self.packets.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(payload_len as u64, Relaxed);
         Ok(start..end)
     }
 
-    fn next_cbc_iv(&mut self, iv: &mut [u8]) {
+    fn next_cbc_iv(&self, iv: &mut [u8]) {
         #[cfg(test)]
-        if let Some(forced) = self.forced_iv.take() {
+        if let Some(forced) = self.forced_iv {
             iv.copy_from_slice(&forced[..iv.len()]);
             return;
         }
-        if let Some(rng) = &mut self.iv_rng {
-            rng.fill_bytes(iv);
+        if let Some(rng) = &self.iv_rng {
+            locked(rng).fill_bytes(iv);
         }
     }
 
-    /// Test hook: the next packet uses `iv` (CBC suites) instead of a random one.
+    /// Test hook: the packets use `iv` (CBC suites) instead of a random one.
     #[cfg(test)]
     pub(crate) fn force_next_iv(&mut self, iv: &[u8]) {
         let mut f = [0u8; MAX_IV_LEN];
@@ -314,25 +326,26 @@ impl OutboundSa {
     /// Test hook: pretend `last` was the last sequence number sent.
     #[cfg(test)]
     pub(crate) fn set_last_seq(&mut self, last: u32) {
-        self.seq = last;
+        *self.seq.get_mut() = u64::from(last);
     }
 
     /// Test hook: the explicit IV of the next GCM packet.
     #[cfg(test)]
     pub(crate) fn set_next_gcm_iv(&mut self, iv: u64) {
-        self.gcm_next_iv = iv;
+        *self.gcm_next_iv.get_mut() = iv;
     }
 }
 
-/// An inbound (receiving) ESP SA.
+/// An inbound (receiving) ESP SA. It is `Sync`: its replay window has its own lock, held only
+/// to check and to mark a sequence number, never while decrypting.
 pub struct InboundSa {
     spi: u32,
     suite: Suite,
     cipher: CipherState,
     auth: Auth,
-    window: ReplayWindow,
-    packets: u64,
-    bytes: u64,
+    window: Mutex<ReplayWindow>,
+    packets: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl core::fmt::Debug for InboundSa {
@@ -340,9 +353,9 @@ impl core::fmt::Debug for InboundSa {
         f.debug_struct("InboundSa")
             .field("spi", &format_args!("{:#010x}", self.spi))
             .field("suite", &self.suite)
-            .field("highest_seq", &self.window.top())
-            .field("packets", &self.packets)
-            .field("bytes", &self.bytes)
+            .field("highest_seq", &self.highest_seq())
+            .field("packets", &self.packets())
+            .field("bytes", &self.bytes())
             .finish_non_exhaustive()
     }
 }
@@ -363,9 +376,9 @@ impl InboundSa {
             suite,
             cipher: CipherState::new(suite.encryption, enc_key, Direction::In)?,
             auth: Auth::new(suite.integrity, auth_key)?,
-            window: ReplayWindow::new(),
-            packets: 0,
-            bytes: 0,
+            window: Mutex::new(ReplayWindow::new()),
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         })
     }
 
@@ -381,23 +394,23 @@ impl InboundSa {
 
     /// Packets accepted (authenticated, fresh and well padded).
     pub fn packets(&self) -> u64 {
-        self.packets
+        self.packets.load(Relaxed)
     }
 
     /// Payload bytes accepted (plaintext without ESP overhead).
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes.load(Relaxed)
     }
 
     /// An activity stamp: the number of packets accepted so far. The IKE layer, which owns the
     /// clock, compares successive readings to tell whether the SA is idle (e.g. for DPD).
     pub fn last_used(&self) -> u64 {
-        self.packets
+        self.packets()
     }
 
     /// Highest sequence number accepted so far (0: none yet).
     pub fn highest_seq(&self) -> u32 {
-        self.window.top()
+        locked(&self.window).top()
     }
 
     /// Authenticates and decrypts the ESP packet in place.
@@ -412,8 +425,10 @@ impl InboundSa {
     /// The plaintext payload is at `packet[result.payload]`; `result.next_header` says what it
     /// is (17 UDP in transport mode, 4 or 41 an inner IP packet in tunnel mode, 59 a dummy
     /// packet of RFC 4303 §2.6 that the caller drops). Allocates nothing. On error no
-    /// unauthenticated plaintext is left in `packet`.
-    pub fn decrypt(&mut self, packet: &mut [u8]) -> Result<Decrypted, EspError> {
+    /// unauthenticated plaintext is left in `packet`. Several threads may decrypt with one SA
+    /// at once: the window is checked again when a number is marked, so of two copies of one
+    /// packet decrypted side by side only one is accepted.
+    pub fn decrypt(&self, packet: &mut [u8]) -> Result<Decrypted, EspError> {
         let suite = self.suite;
         let header_len = suite.header_len();
         let icv_len = suite.icv_len();
@@ -425,7 +440,7 @@ impl InboundSa {
         if packet.len() < suite.min_packet_len() {
             return Err(EspError::Truncated);
         }
-        self.window.check(seq)?;
+        locked(&self.window).check(seq)?;
 
         let ct_end = packet
             .len()
@@ -452,12 +467,12 @@ impl InboundSa {
                     .and_then(|h| h.try_into().ok())
                     .ok_or(EspError::Truncated)?;
                 self.cipher.gcm_open(iv, aad, body)?;
-                self.window.update(seq);
+                self.mark(seq)?;
             }
             Encryption::AesCbc { .. } | Encryption::TripleDesCbc | Encryption::Null => {
                 let (authed, icv) = packet.split_at_checked(ct_end).ok_or(EspError::Truncated)?;
                 self.auth.verify(authed, icv)?;
-                self.window.update(seq);
+                self.mark(seq)?;
                 if !matches!(suite.encryption, Encryption::Null) {
                     let (header, body) = packet
                         .split_at_mut_checked(header_len)
@@ -489,13 +504,24 @@ impl InboundSa {
             return Err(EspError::BadPadding);
         }
 
-        self.packets += 1;
-        self.bytes += payload_len as u64;
+        self.packets.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(payload_len as u64, Relaxed);
         Ok(Decrypted {
             seq,
             next_header,
             payload: header_len..header_len + payload_len,
         })
+    }
+}
+
+impl InboundSa {
+    /// Marks an authentic packet's number in the window, unless another thread took it since
+    /// the first check.
+    fn mark(&self, seq: u32) -> Result<(), EspError> {
+        let mut w = locked(&self.window);
+        w.check(seq)?;
+        w.update(seq);
+        Ok(())
     }
 }
 

@@ -194,7 +194,7 @@ fn rfc3602_cases_5_to_8_encrypt_and_decrypt() {
         // And the RFC's packet, with an independently computed ICV, decrypts.
         let mut wire = expected.clone();
         wire.extend_from_slice(&rustcrypto_hmac_sha1_96(&auth_key, &expected));
-        let mut inb = InboundSa::new(case.spi, s, &km).unwrap();
+        let inb = InboundSa::new(case.spi, s, &km).unwrap();
         let d = inb.decrypt(&mut wire).unwrap();
         assert_eq!(d.seq, case.seq);
         assert_eq!(d.next_header, case.next_header);
@@ -253,7 +253,7 @@ fn gcm_mcgrew_viega_vectors_as_esp() {
         expected.extend_from_slice(&h(tag));
         assert_eq!(packet, expected, "AES-{}-GCM", key.len() * 8);
 
-        let mut inb = InboundSa::new(spi, s, &km).unwrap();
+        let inb = InboundSa::new(spi, s, &km).unwrap();
         let mut wire = expected.clone();
         let d = inb.decrypt(&mut wire).unwrap();
         assert_eq!((d.seq, d.next_header), (0x2a, 4));
@@ -300,7 +300,7 @@ fn other_cbc_ciphers_match_openssl_enc() {
             &packet[expected.len()..],
             &rustcrypto_hmac_sha1_96(&auth_key, &expected)[..]
         );
-        let mut inb = InboundSa::new(0x4321, s, &km).unwrap();
+        let inb = InboundSa::new(0x4321, s, &km).unwrap();
         let mut wire = packet.clone();
         let d = inb.decrypt(&mut wire).unwrap();
         assert_eq!((&wire[d.payload], d.next_header), (&payload[..], 1));
@@ -528,7 +528,7 @@ fn debug_output_has_no_key_bytes() {
 #[test]
 fn round_trip_every_suite_many_sizes() {
     for s in all_suites() {
-        let (mut out, mut inb) = pair(s, 0x1000_0001);
+        let (mut out, inb) = pair(s, 0x1000_0001);
         for len in (0..=80).chain([255, 256, 1399, 1400, 1401, 9000]) {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
             let mut packet = seal(&mut out, &payload, 17);
@@ -555,7 +555,7 @@ fn round_trip_every_suite_many_sizes() {
 #[test]
 fn encrypt_in_place_in_a_larger_buffer_uses_headroom_and_pads_minimally() {
     for s in all_suites() {
-        let (mut out, mut inb) = pair(s, 99);
+        let (out, inb) = pair(s, 99);
         let head = 40; // more headroom than needed
         let payload = b"L2TP over UDP, the transport-mode payload";
         let mut buf = vec![0xeeu8; head + payload.len() + s.max_trailer_len() + 30];
@@ -598,7 +598,7 @@ fn padding_is_monotonic_on_the_wire() {
 #[test]
 fn encrypt_rejects_short_buffers() {
     for s in all_suites() {
-        let (mut out, _) = pair(s, 5);
+        let (out, _) = pair(s, 5);
         let head = s.header_len();
         let n = 21;
         let mut buf = vec![0u8; head + n + s.overhead(n) - head];
@@ -652,7 +652,7 @@ fn cbc_ivs_are_fresh_and_gcm_ivs_count() {
 #[test]
 fn flipping_any_bit_is_rejected_and_leaks_no_plaintext() {
     for s in all_suites() {
-        let (mut out, mut inb) = pair(s, 0x0102_0304);
+        let (mut out, inb) = pair(s, 0x0102_0304);
         let payload: Vec<u8> = (0..45u8).map(|i| i ^ 0x5c).collect();
         let packet = seal(&mut out, &payload, 17);
         for byte in 0..packet.len() {
@@ -680,7 +680,7 @@ fn flipping_any_bit_is_rejected_and_leaks_no_plaintext() {
 #[test]
 fn truncated_packets_of_every_length_are_rejected() {
     for s in all_suites() {
-        let (mut out, mut inb) = pair(s, 0x0102_0304);
+        let (mut out, inb) = pair(s, 0x0102_0304);
         let packet = seal(&mut out, &[0x42; 50], 17);
         for len in 0..packet.len() {
             let mut short = packet[..len].to_vec();
@@ -705,7 +705,7 @@ fn truncated_packets_of_every_length_are_rejected() {
 fn wrong_key_fails_authentication() {
     for s in all_suites() {
         let mut out = OutboundSa::new(9, s, &keymat(s, 1)).unwrap();
-        let mut wrong = InboundSa::new(9, s, &keymat(s, 2)).unwrap();
+        let wrong = InboundSa::new(9, s, &keymat(s, 2)).unwrap();
         let mut packet = seal(&mut out, &[7; 64], 17);
         assert_eq!(
             wrong.decrypt(&mut packet).unwrap_err(),
@@ -719,7 +719,7 @@ fn wrong_key_fails_authentication() {
     let mut other = km.clone();
     *other.last_mut().unwrap() ^= 1;
     let mut out = OutboundSa::new(9, s, &km).unwrap();
-    let mut inb = InboundSa::new(9, s, &other).unwrap();
+    let inb = InboundSa::new(9, s, &other).unwrap();
     assert_eq!(
         inb.decrypt(&mut seal(&mut out, &[7; 64], 17)),
         Err(EspError::AuthFailed)
@@ -730,7 +730,7 @@ fn wrong_key_fails_authentication() {
 fn wrong_spi_is_reported_before_anything_else() {
     let s = suite(GCM_128, Integrity::None);
     let (mut out, _) = pair(s, 1);
-    let (_, mut inb) = pair(s, 2);
+    let (_, inb) = pair(s, 2);
     assert_eq!(
         inb.decrypt(&mut seal(&mut out, &[0; 8], 17)),
         Err(EspError::BadSpi)
@@ -742,8 +742,8 @@ fn wrong_spi_is_reported_before_anything_else() {
 fn authentic_packets_with_bad_padding_are_rejected() {
     let s = suite(Encryption::Null, Integrity::HmacSha256_128);
     let km = keymat(s, 3);
-    let mut inb = InboundSa::new(77, s, &km).unwrap();
-    let mut build = |seq: u32, body: &[u8]| {
+    let inb = InboundSa::new(77, s, &km).unwrap();
+    let build = |seq: u32, body: &[u8]| {
         let mut p = 77u32.to_be_bytes().to_vec();
         p.extend_from_slice(&seq.to_be_bytes());
         p.extend_from_slice(body);
@@ -766,7 +766,7 @@ fn authentic_packets_with_bad_padding_are_rejected() {
 #[test]
 fn cbc_ciphertext_not_a_whole_number_of_blocks() {
     let s = suite(AES_CBC_128, Integrity::HmacSha1_96);
-    let (mut out, mut inb) = pair(s, 3);
+    let (mut out, inb) = pair(s, 3);
     let mut packet = seal(&mut out, &[1; 30], 17);
     packet.insert(30, 0);
     assert_eq!(inb.decrypt(&mut packet), Err(EspError::BadLength));
@@ -869,7 +869,7 @@ fn replay_window_matches_a_naive_model() {
 #[test]
 fn forged_packet_does_not_move_the_window() {
     let s = suite(AES_CBC_128, Integrity::HmacSha1_96);
-    let (mut out, mut inb) = pair(s, 1);
+    let (mut out, inb) = pair(s, 1);
     let genuine = packet_with_seq(&mut out, 1000);
     let mut forged = genuine.clone();
     let last = forged.len() - 1;
@@ -887,7 +887,7 @@ fn forged_packet_does_not_move_the_window() {
 fn sequence_zero_is_never_accepted() {
     let s = suite(Encryption::Null, Integrity::HmacSha1_96);
     let km = keymat(s, 1);
-    let mut inb = InboundSa::new(1, s, &km).unwrap();
+    let inb = InboundSa::new(1, s, &km).unwrap();
     let mut p = vec![0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 17];
     let tag = icv(s.integrity, &km, &p);
     p.extend_from_slice(&tag);
@@ -900,7 +900,7 @@ fn sequence_number_never_cycles() {
         suite(AES_CBC_128, Integrity::HmacSha1_96),
         suite(GCM_128, Integrity::None),
     ] {
-        let (mut out, mut inb) = pair(s, 1);
+        let (mut out, inb) = pair(s, 1);
         out.set_last_seq(SEQ_SOFT_LIMIT - 2);
         assert!(!out.needs_rekey());
         let _ = seal(&mut out, b"x", 17);
@@ -982,7 +982,7 @@ proptest! {
     ) {
         let suites = all_suites();
         let s = suites[which % suites.len()];
-        let (mut out, mut inb) = pair(s, 0xdead_beef);
+        let (out, inb) = pair(s, 0xdead_beef);
         let head = s.header_len() + extra_head;
         let mut buf = vec![0u8; head + payload.len() + s.max_trailer_len() + extra_tail];
         buf[head..head + payload.len()].copy_from_slice(&payload);
@@ -1001,7 +1001,7 @@ proptest! {
     ) {
         let suites = all_suites();
         let s = suites[which % suites.len()];
-        let (_, mut inb) = pair(s, 0x0a0b_0c0d);
+        let (_, inb) = pair(s, 0x0a0b_0c0d);
         if keep_spi && bytes.len() >= 4 {
             bytes[..4].copy_from_slice(&0x0a0b_0c0du32.to_be_bytes());
         }
@@ -1019,7 +1019,7 @@ proptest! {
     ) {
         let suites = all_suites();
         let s = suites[which % suites.len()];
-        let (mut out, mut inb) = pair(s, 0x0a0b_0c0d);
+        let (mut out, inb) = pair(s, 0x0a0b_0c0d);
         let mut packet = seal(&mut out, &payload, 6);
         let i = pos.index(packet.len());
         packet[i] ^= flip;

@@ -41,7 +41,7 @@ use zeroize::Zeroizing;
 
 use avp::{Fault, Message, attr, cdn, error, msg, stopccn};
 use reliable::{Arrival, Channel, Timing};
-pub use session::{CallDirection, CallInfo, OutgoingCall};
+pub use session::{CallDirection, CallInfo, DataSeq, OutgoingCall};
 use session::{Session, SessionState, text};
 use tunnel::{Tunnel, TunnelState};
 use wire::{Header, HeaderError};
@@ -159,6 +159,19 @@ pub struct DataHeader {
     pub bytes: [u8; 16],
     pub len: usize,
     pub port: u16,
+}
+
+/// How to frame one session's data messages ([`Lns::data_route`]).
+#[derive(Debug, Clone)]
+pub struct DataRoute {
+    /// The peer's Tunnel ID.
+    pub peer_tunnel: u16,
+    /// The peer's Session ID.
+    pub peer_session: u16,
+    /// The peer's UDP port.
+    pub port: u16,
+    /// Data sequence numbers, shared with the LNS.
+    pub seq: std::sync::Arc<DataSeq>,
 }
 
 /// Counters for metrics and tests. Each names one cause; none holds a secret.
@@ -402,7 +415,7 @@ impl Lns {
             );
             return None;
         };
-        if !s.on_data(h.seq) {
+        if !s.data.on_data(h.seq) {
             self.stats.data_stale += 1;
             return None;
         }
@@ -986,7 +999,9 @@ impl Lns {
         s.call.rx_connect_speed = m.rx_connect_speed;
         s.call.framing_type = m.framing_type.unwrap_or(s.call.framing_type);
         s.call.sequencing_required = m.sequencing_required;
-        s.sequencing |= m.sequencing_required;
+        if m.sequencing_required {
+            s.data.require();
+        }
         self.stats.sessions_established += 1;
         if s.direction() == CallDirection::Outgoing {
             self.stats.outgoing_calls_connected += 1;
@@ -1338,11 +1353,31 @@ impl Lns {
             .sessions
             .get_mut(&session.session)
             .filter(|s| s.state == SessionState::Established)?;
-        let (bytes, len) = wire::data_header(t.peer_id, s.peer_id, s.next_data_seq());
+        let (bytes, len) = wire::data_header(t.peer_id, s.peer_id, s.data.next());
         Some(DataHeader {
             bytes,
             len,
             port: t.port,
+        })
+    }
+
+    /// What the data plane needs to frame `session`'s data messages itself: the peer's tunnel
+    /// and session ids, its UDP port and the shared sequence numbers. None unless the session
+    /// and its tunnel are established.
+    pub fn data_route(&self, session: SessionRef) -> Option<DataRoute> {
+        let t = self
+            .tunnels
+            .get(&session.tunnel)
+            .filter(|t| t.peer == session.peer && t.state == TunnelState::Established)?;
+        let s = t
+            .sessions
+            .get(&session.session)
+            .filter(|s| s.state == SessionState::Established)?;
+        Some(DataRoute {
+            peer_tunnel: t.peer_id,
+            peer_session: s.peer_id,
+            port: t.port,
+            seq: s.data.clone(),
         })
     }
 

@@ -1,6 +1,9 @@
 //! One call (session) inside a tunnel (RFC 2661 §5.6; LNS states: §7.4.2 incoming calls,
 //! §7.5.2 outgoing calls).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed};
+
 /// Who started the call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum CallDirection {
@@ -76,12 +79,51 @@ pub(crate) struct Session {
     pub call: CallInfo,
     /// When the call was asked for (ICRQ received, OCRQ sent): setup must end in time.
     pub created: std::time::Instant,
+    /// The data channel's sequence numbers, shared with the data-plane workers.
+    pub data: Arc<DataSeq>,
+}
+
+/// The sequence numbers of one session's data messages (RFC 2661 §5.4). The control plane and
+/// the data-plane workers share it: each message takes its Ns with one atomic add.
+#[derive(Debug, Default)]
+pub struct DataSeq {
     /// Data messages carry Ns/Nr (the peer asked for it or sends them itself).
-    pub sequencing: bool,
+    sequencing: AtomicBool,
     /// Ns of our next data message.
-    pub data_ns: u16,
+    ns: AtomicU16,
     /// Ns the peer's next data message should carry (our data Nr).
-    pub data_nr: u16,
+    nr: AtomicU16,
+}
+
+impl DataSeq {
+    /// Turns sequence numbers on (the peer sent Sequencing Required).
+    pub fn require(&self) {
+        self.sequencing.store(true, Relaxed);
+    }
+
+    /// A data message from the peer: with Ns/Nr the session switches to sequencing (§5.4:
+    /// the S bit on data means the peer wants them). Returns false for a data message older
+    /// than the last one (the caller drops it). Two workers racing here can at worst accept
+    /// one late frame: PPP above copes with loss and reordering.
+    pub fn on_data(&self, seq: Option<(u16, u16)>) -> bool {
+        let Some((ns, _nr)) = seq else {
+            return true;
+        };
+        self.sequencing.store(true, Relaxed);
+        if super::reliable::seq_lt(ns, self.nr.load(Relaxed)) {
+            return false;
+        }
+        self.nr.store(ns.wrapping_add(1), Relaxed);
+        true
+    }
+
+    /// Sequence numbers for our next data message, if the session uses them.
+    pub fn next(&self) -> Option<(u16, u16)> {
+        if !self.sequencing.load(Relaxed) {
+            return None;
+        }
+        Some((self.ns.fetch_add(1, Relaxed), self.nr.load(Relaxed)))
+    }
 }
 
 impl Session {
@@ -98,9 +140,7 @@ impl Session {
             state,
             call,
             created: now,
-            sequencing: false,
-            data_ns: 0,
-            data_nr: 0,
+            data: Arc::default(),
         }
     }
 
@@ -112,31 +152,6 @@ impl Session {
     /// established call, or an outgoing call at any stage (place_call returned its reference).
     pub fn announced(&self) -> bool {
         self.state == SessionState::Established || self.direction() == CallDirection::Outgoing
-    }
-
-    /// A data message from the peer: with Ns/Nr the session switches to sequencing (§5.4:
-    /// the S bit on data means the peer wants them) and out-of-order frames are reported.
-    /// Returns false for a data message older than the last one (the caller drops it).
-    pub fn on_data(&mut self, seq: Option<(u16, u16)>) -> bool {
-        let Some((ns, _nr)) = seq else {
-            return true;
-        };
-        self.sequencing = true;
-        if super::reliable::seq_lt(ns, self.data_nr) {
-            return false;
-        }
-        self.data_nr = ns.wrapping_add(1);
-        true
-    }
-
-    /// Sequence numbers for our next data message, if the session uses them.
-    pub fn next_data_seq(&mut self) -> Option<(u16, u16)> {
-        if !self.sequencing {
-            return None;
-        }
-        let ns = self.data_ns;
-        self.data_ns = ns.wrapping_add(1);
-        Some((ns, self.data_nr))
     }
 }
 
@@ -151,15 +166,15 @@ mod tests {
 
     #[test]
     fn sequencing_follows_peer() {
-        let mut s = Session::new(1, 2, CallInfo::default(), std::time::Instant::now());
+        let s = Session::new(1, 2, CallInfo::default(), std::time::Instant::now()).data;
         assert!(s.on_data(None));
-        assert_eq!(s.next_data_seq(), None);
+        assert_eq!(s.next(), None);
         assert!(s.on_data(Some((0, 0))));
         assert!(s.on_data(Some((1, 0))));
         assert!(!s.on_data(Some((0, 0))), "stale frame dropped");
-        assert_eq!(s.next_data_seq(), Some((0, 2)));
-        assert_eq!(s.next_data_seq(), Some((1, 2)));
+        assert_eq!(s.next(), Some((0, 2)));
+        assert_eq!(s.next(), Some((1, 2)));
         assert!(s.on_data(Some((5, 0))), "a gap (lost frames) is accepted");
-        assert_eq!(s.next_data_seq(), Some((2, 6)));
+        assert_eq!(s.next(), Some((2, 6)));
     }
 }

@@ -314,18 +314,17 @@ pub fn challenge_response(message_type: u8, secret: &[u8], challenge: &[u8]) -> 
 pub fn data_header(tunnel: u16, session: u16, seq: Option<(u16, u16)>) -> ([u8; 16], usize) {
     let mut b = [0u8; 16];
     let flags = VERSION | if seq.is_some() { FLAG_S } else { 0 };
-    let mut w = Vec::with_capacity(10);
-    w.extend_from_slice(&flags.to_be_bytes());
-    w.extend_from_slice(&tunnel.to_be_bytes());
-    w.extend_from_slice(&session.to_be_bytes());
-    if let Some((ns, nr)) = seq {
-        w.extend_from_slice(&ns.to_be_bytes());
-        w.extend_from_slice(&nr.to_be_bytes());
+    b[0..2].copy_from_slice(&flags.to_be_bytes());
+    b[2..4].copy_from_slice(&tunnel.to_be_bytes());
+    b[4..6].copy_from_slice(&session.to_be_bytes());
+    match seq {
+        Some((ns, nr)) => {
+            b[6..8].copy_from_slice(&ns.to_be_bytes());
+            b[8..10].copy_from_slice(&nr.to_be_bytes());
+            (b, 10)
+        }
+        None => (b, 6),
     }
-    for (d, s) in b.iter_mut().zip(w.iter()) {
-        *d = *s;
-    }
-    (b, w.len())
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use pppd_lite::pool::{AddressPool, PoolError};
@@ -101,16 +103,98 @@ pub struct Traffic {
     pub last_packet: Instant,
 }
 
-impl Traffic {
+/// One session's traffic counters, shared with the data-plane workers that count its packets
+/// (relaxed atomics: each counter is exact, a snapshot of all of them need not be).
+#[derive(Debug)]
+pub struct Counters {
+    epoch: Instant,
+    packets_in: AtomicU64,
+    bytes_in: AtomicU64,
+    packets_out: AtomicU64,
+    bytes_out: AtomicU64,
+    /// When the last packet passed: nanoseconds after `epoch`.
+    last_packet: AtomicU64,
+}
+
+impl Counters {
     fn new(now: Instant) -> Self {
-        Traffic {
-            packets_in: 0,
-            bytes_in: 0,
-            packets_out: 0,
-            bytes_out: 0,
-            last_packet: now,
+        Counters {
+            epoch: now,
+            packets_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            packets_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            last_packet: AtomicU64::new(0),
         }
     }
+
+    /// A packet passed at `now` (either way): the idle timer starts again.
+    pub fn touch(&self, now: Instant) {
+        let at = now.saturating_duration_since(self.epoch).as_nanos();
+        self.last_packet
+            .fetch_max(u64::try_from(at).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// An IP packet of `bytes` from the client.
+    pub fn count_in(&self, now: Instant, bytes: usize) {
+        self.packets_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+        self.touch(now);
+    }
+
+    /// An IP packet of `bytes` to the client.
+    pub fn count_out(&self, now: Instant, bytes: usize) {
+        self.packets_out.fetch_add(1, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+        self.touch(now);
+    }
+
+    /// The counters as they are now.
+    pub fn snapshot(&self) -> Traffic {
+        Traffic {
+            packets_in: self.packets_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            packets_out: self.packets_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            last_packet: self.epoch + Duration::from_nanos(self.last_packet.load(Relaxed)),
+        }
+    }
+}
+
+/// What the data plane needs to forward an up session's IP packets itself ([`RouteChange`]):
+/// its address, its L2TP framing and its counters. Shared by the data-plane workers.
+#[derive(Debug)]
+pub struct Route {
+    /// The session.
+    pub session: SessionRef,
+    /// The client's address (inner source of its packets, destination of ours).
+    pub address: Ipv4Addr,
+    /// The largest IP packet the client takes.
+    pub mtu: u16,
+    /// The peer's L2TP Tunnel ID and Session ID (our data messages carry them).
+    pub peer_tunnel: u16,
+    /// See `peer_tunnel`.
+    pub peer_session: u16,
+    /// The client's L2TP UDP port (it may change: the last data message's source wins).
+    pub port: AtomicU16,
+    /// Data message sequence numbers, shared with the LNS.
+    pub seq: Arc<l2tp::DataSeq>,
+    /// Traffic counters, shared with the session layer.
+    pub counters: Arc<Counters>,
+}
+
+/// A change of the routes the data plane forwards itself ([`Sessions::poll_route`]).
+#[derive(Debug, Clone)]
+pub enum RouteChange {
+    /// A session came up.
+    Up(Arc<Route>),
+    /// A session that was up has ended.
+    Down {
+        /// The session.
+        session: SessionRef,
+        /// Its address.
+        address: Ipv4Addr,
+    },
 }
 
 /// What the admin sees of a session ([`Sessions::iter`]).
@@ -226,7 +310,7 @@ struct Link {
     mtu: u16,
     started: Instant,
     up_since: Option<Instant>,
-    traffic: Traffic,
+    counters: Arc<Counters>,
 }
 
 /// The session table and the cores it drives.
@@ -243,6 +327,7 @@ pub struct Sessions {
     timers: BTreeSet<TimerKey>,
     events: VecDeque<Event>,
     transmits: VecDeque<l2tp::Transmit>,
+    routes: VecDeque<RouteChange>,
     rng: ChaCha20Rng,
     stats: Stats,
     /// End a session that passes no IP packet for this long.
@@ -287,6 +372,7 @@ impl Sessions {
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
+            routes: VecDeque::new(),
             rng,
             stats: Stats::default(),
             idle_timeout: None,
@@ -354,7 +440,7 @@ impl Sessions {
             if link.ending.is_some() {
                 continue;
             }
-            let idle = now.saturating_duration_since(link.traffic.last_packet);
+            let idle = now.saturating_duration_since(link.counters.snapshot().last_packet);
             if let Some(limit) = link.idle_timeout.or(self.idle_timeout)
                 && idle >= limit
             {
@@ -399,9 +485,7 @@ impl Sessions {
                 .get(12..16)
                 .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
             if link.up && src.is_some() && src == link.address {
-                link.traffic.packets_in += 1;
-                link.traffic.bytes_in += packet.len() as u64;
-                link.traffic.last_packet = now;
+                link.counters.count_in(now, packet.len());
                 return Some(Inbound { session, packet });
             }
             if link.up {
@@ -481,9 +565,7 @@ impl Sessions {
             .get_mut(h.len..h.len + pppd_lite::IPV4_HEADER.len())
             .ok_or(NoHeader::NoSession)?
             .copy_from_slice(&pppd_lite::IPV4_HEADER);
-        link.traffic.packets_out += 1;
-        link.traffic.bytes_out += packet.len() as u64;
-        link.traffic.last_packet = now;
+        link.counters.count_out(now, packet.len());
         Ok(OutboundHeader {
             session,
             port: h.port,
@@ -501,7 +583,7 @@ impl Sessions {
             up: l.up,
             started: l.started,
             up_since: l.up_since,
-            traffic: l.traffic,
+            traffic: l.counters.snapshot(),
             acct_session_id: &l.acct_id,
         })
     }
@@ -674,6 +756,11 @@ impl Sessions {
         self.pump(now);
     }
 
+    /// The next change of the routes the data plane forwards itself (sessions up and down).
+    pub fn poll_route(&mut self) -> Option<RouteChange> {
+        self.routes.pop_front()
+    }
+
     /// The next L2TP datagram to send.
     pub fn poll_transmit(&mut self) -> Option<l2tp::Transmit> {
         self.transmits.pop_front()
@@ -824,7 +911,7 @@ impl Sessions {
                         mtu: self.template.mru,
                         started: now,
                         up_since: None,
-                        traffic: Traffic::new(now),
+                        counters: Arc::new(Counters::new(now)),
                     },
                 );
                 self.dirty.push(session);
@@ -947,8 +1034,22 @@ impl Sessions {
                 link.up = true;
                 link.mtu = net.mtu;
                 link.up_since = Some(now);
-                link.traffic.last_packet = now;
+                link.counters.touch(now);
                 self.stats.up += 1;
+                if let Some(address) = link.address
+                    && let Some(d) = self.lns.data_route(key)
+                {
+                    self.routes.push_back(RouteChange::Up(Arc::new(Route {
+                        session: key,
+                        address,
+                        mtu: link.mtu,
+                        peer_tunnel: d.peer_tunnel,
+                        peer_session: d.peer_session,
+                        port: AtomicU16::new(d.port),
+                        seq: d.seq,
+                        counters: link.counters.clone(),
+                    })));
+                }
                 let user = link.user.clone().unwrap_or_default();
                 let address = link.address.unwrap_or(net.peer);
                 info!(peer = key.peer, user = %user, %address, acct_session_id = %link.acct_id, "session up");
@@ -990,10 +1091,19 @@ impl Sessions {
         let Some(link) = self.links.remove(&key) else {
             return;
         };
-        self.stats.ended_packets_in += link.traffic.packets_in;
-        self.stats.ended_bytes_in += link.traffic.bytes_in;
-        self.stats.ended_packets_out += link.traffic.packets_out;
-        self.stats.ended_bytes_out += link.traffic.bytes_out;
+        let traffic = link.counters.snapshot();
+        self.stats.ended_packets_in += traffic.packets_in;
+        self.stats.ended_bytes_in += traffic.bytes_in;
+        self.stats.ended_packets_out += traffic.packets_out;
+        self.stats.ended_bytes_out += traffic.bytes_out;
+        if link.up
+            && let Some(address) = link.address
+        {
+            self.routes.push_back(RouteChange::Down {
+                session: key,
+                address,
+            });
+        }
         let cause = link.ending.unwrap_or(cause);
         let stop = link
             .up
@@ -1088,6 +1198,7 @@ fn acct_record(
     let session_time = link
         .up_since
         .map_or(0, |t| now.saturating_duration_since(t).as_secs());
+    let traffic = link.counters.snapshot();
     AcctRecord {
         status: Some(status),
         session_id: link.acct_id.clone(),
@@ -1096,10 +1207,10 @@ fn acct_record(
         framed_ip: link.address,
         class: link.authz.class.clone(),
         session_time_s: u32::try_from(session_time).unwrap_or(u32::MAX),
-        input_octets: link.traffic.bytes_in,
-        input_packets: link.traffic.packets_in,
-        output_octets: link.traffic.bytes_out,
-        output_packets: link.traffic.packets_out,
+        input_octets: traffic.bytes_in,
+        input_packets: traffic.packets_in,
+        output_octets: traffic.bytes_out,
+        output_packets: traffic.packets_out,
         terminate_cause: cause,
         ..AcctRecord::default()
     }

@@ -31,7 +31,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Listen;
 
@@ -155,6 +155,51 @@ pub fn send_run(out: &[Outgoing], raw: bool, max_segments: usize) -> usize {
         n += 1;
     }
     n
+}
+
+/// Attaches a classic BPF filter of one instruction, `ret #0`, to `fd`: the socket is given no
+/// packet (send-only raw sockets).
+fn take_nothing(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `code`, both alive for the call; the kernel copies the program.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::from_ref(&prog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Which sockets a [`Listeners`] set binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every kind on one thread.
+    All,
+    /// The control thread's: IKE and cleartext L2TP.
+    Control,
+    /// A data-plane worker's: the NAT-T port with SO_REUSEPORT, and raw ESP (received when
+    /// `receive_raw`, else send-only).
+    Data {
+        /// This worker receives raw ESP.
+        receive_raw: bool,
+    },
 }
 
 /// The OS socket under a [`DgramSocket`].
@@ -369,9 +414,23 @@ impl DgramSocket {
     /// A UDP socket bound to `addr` (IPv6: IPv6-only), with `buffer` bytes of receive and send
     /// buffer (0: the kernel's default).
     pub fn udp(addr: SocketAddr, buffer: usize) -> io::Result<Self> {
+        Self::udp_with(addr, buffer, false)
+    }
+
+    /// A UDP socket like [`udp`](Self::udp) with SO_REUSEPORT: each data-plane worker binds
+    /// one to the same address and port, and the kernel spreads the senders over them by
+    /// their address and port (one sender always to the same socket).
+    pub fn udp_shared(addr: SocketAddr, buffer: usize) -> io::Result<Self> {
+        Self::udp_with(addr, buffer, true)
+    }
+
+    fn udp_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<Self> {
         let v6 = addr.is_ipv6();
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
         if v6 {
             s.set_only_v6(true)?;
         }
@@ -398,6 +457,17 @@ impl DgramSocket {
     /// A raw IP socket for protocol 50 (ESP) bound to `addr` (needs CAP_NET_RAW). An IPv4 one
     /// hands over the IP header with each packet, an IPv6 one does not.
     pub fn raw_esp(addr: IpAddr, buffer: usize) -> io::Result<Self> {
+        Self::raw_esp_with(addr, buffer, true)
+    }
+
+    /// A raw ESP socket only for sending: a filter that takes nothing keeps the kernel from
+    /// queueing a copy of every ESP packet on it (every raw socket gets each one). The
+    /// data-plane workers other than the one that receives raw ESP send through these.
+    pub fn raw_esp_send_only(addr: IpAddr) -> io::Result<Self> {
+        Self::raw_esp_with(addr, 0, false)
+    }
+
+    fn raw_esp_with(addr: IpAddr, buffer: usize, receive: bool) -> io::Result<Self> {
         let v6 = addr.is_ipv6();
         let sa = SocketAddr::new(addr, 0);
         let s = Socket::new(
@@ -405,6 +475,9 @@ impl DgramSocket {
             Type::RAW,
             Some(Protocol::from(IPPROTO_ESP)),
         )?;
+        if !receive {
+            take_nothing(s.as_fd())?;
+        }
         s.bind(&sa.into())?;
         // Packet info (IPv6 needs it for the destination; IPv4 reads the IP header), non-blocking;
         // the UDP-only options (GRO) fail quietly.
@@ -690,6 +763,20 @@ impl Listeners {
     /// a cleartext L2TP port taken by another program (unless `plain_l2tp`); so is `::` on a
     /// host without IPv6, when other addresses are bound.
     pub fn bind(listen: &Listen, addrs: &[IpAddr]) -> io::Result<Self> {
+        Self::bind_role(listen, addrs, Role::All)
+    }
+
+    /// The control thread's sockets ([`Role::Control`]) on every address of `addrs`.
+    pub fn bind_control(listen: &Listen, addrs: &[IpAddr]) -> io::Result<Self> {
+        Self::bind_role(listen, addrs, Role::Control)
+    }
+
+    /// A data-plane worker's sockets ([`Role::Data`]) on every address of `addrs`.
+    pub fn bind_data(listen: &Listen, addrs: &[IpAddr], receive_raw: bool) -> io::Result<Self> {
+        Self::bind_role(listen, addrs, Role::Data { receive_raw })
+    }
+
+    fn bind_role(listen: &Listen, addrs: &[IpAddr], role: Role) -> io::Result<Self> {
         let (addrs, covered) = distinct_addrs(addrs);
         for a in &covered {
             info!(address = %a, "served through the wildcard address of its family");
@@ -700,7 +787,7 @@ impl Listeners {
                 warn!("IPv6 is not available on this host: not listening on ::");
                 continue;
             }
-            Self::bind_one(listen, addr, &mut endpoints)?;
+            Self::bind_one(listen, addr, role, &mut endpoints)?;
         }
         if endpoints.is_empty() {
             return Err(io::Error::other("no address to listen on"));
@@ -708,28 +795,56 @@ impl Listeners {
         Ok(Self { endpoints })
     }
 
-    fn bind_one(listen: &Listen, addr: IpAddr, out: &mut Vec<Endpoint>) -> io::Result<()> {
+    fn bind_one(
+        listen: &Listen,
+        addr: IpAddr,
+        role: Role,
+        out: &mut Vec<Endpoint>,
+    ) -> io::Result<()> {
         // The error names the socket: "UDP 192.0.2.1:500: Address already in use".
-        let udp = |port| {
+        let udp = |port, shared| {
             let sa = SocketAddr::new(addr, port);
-            DgramSocket::udp(sa, listen.socket_buffer)
-                .map_err(|e| io::Error::new(e.kind(), format!("UDP {sa}: {e}")))
+            let s = if shared {
+                DgramSocket::udp_shared(sa, listen.socket_buffer)
+            } else {
+                DgramSocket::udp(sa, listen.socket_buffer)
+            };
+            s.map_err(|e| io::Error::new(e.kind(), format!("UDP {sa}: {e}")))
         };
-        let ike = udp(listen.ike_port)?;
-        let natt = udp(listen.natt_port)?;
-        let raw = if listen.raw_esp {
-            match DgramSocket::raw_esp(addr, listen.socket_buffer) {
+        let (control, data) = match role {
+            Role::All => (true, true),
+            Role::Control => (true, false),
+            Role::Data { .. } => (false, true),
+        };
+        let ike = if control {
+            Some(udp(listen.ike_port, false)?)
+        } else {
+            None
+        };
+        let natt = if data {
+            Some(udp(listen.natt_port, matches!(role, Role::Data { .. }))?)
+        } else {
+            None
+        };
+        let raw = match role {
+            _ if !listen.raw_esp || !data => None,
+            Role::Data { receive_raw: false } => match DgramSocket::raw_esp_send_only(addr) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    debug!(%addr, error = %e, "no send-only raw ESP socket");
+                    None
+                }
+            },
+            _ => match DgramSocket::raw_esp(addr, listen.socket_buffer) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     warn!(%addr, error = %e, "cannot open a raw ESP socket (needs CAP_NET_RAW): only UDP-encapsulated ESP will work");
                     None
                 }
-            }
-        } else {
-            None
+            },
         };
         let l2tp = match listen.l2tp_port {
-            Some(port) => match udp(port) {
+            Some(port) if control => match udp(port, false) {
                 Ok(s) => Some(s),
                 Err(e) if listen.plain_l2tp => return Err(e),
                 Err(e) => {
@@ -737,23 +852,35 @@ impl Listeners {
                     None
                 }
             },
-            None => None,
+            _ => None,
         };
-        info!(
-            ike = %ike.bound(),
-            natt = %natt.bound(),
-            raw_esp = raw.is_some(),
-            receive_buffer = natt.receive_buffer(),
-            "listening"
-        );
-        out.push(Endpoint {
-            kind: Kind::Ike,
-            socket: ike,
-        });
-        out.push(Endpoint {
-            kind: Kind::Natt,
-            socket: natt,
-        });
+        match (&ike, &natt) {
+            (Some(ike), _) => info!(
+                ike = %ike.bound(),
+                natt = %SocketAddr::new(addr, listen.natt_port),
+                raw_esp = listen.raw_esp,
+                "listening"
+            ),
+            (None, Some(natt)) => debug!(
+                natt = %natt.bound(),
+                raw_esp = raw.is_some(),
+                receive_buffer = natt.receive_buffer(),
+                "listening (data plane)"
+            ),
+            (None, None) => {}
+        }
+        if let Some(socket) = ike {
+            out.push(Endpoint {
+                kind: Kind::Ike,
+                socket,
+            });
+        }
+        if let Some(socket) = natt {
+            out.push(Endpoint {
+                kind: Kind::Natt,
+                socket,
+            });
+        }
         if let Some(socket) = raw {
             out.push(Endpoint {
                 kind: Kind::RawEsp,

@@ -1,14 +1,15 @@
 //! The tokio shell: it owns the sockets, the TUN device and the clock, and drives the sans-IO
-//! [`Server`] (the IKE responder, the data plane, the sessions and the rules between them). It
-//! moves datagrams, runs the authentication backends, accounting and timers; it decides nothing
-//! about the protocols.
+//! [`Server`] (the IKE responder, the sessions and the rules between them). It moves datagrams,
+//! runs the authentication backends, accounting and timers; it decides nothing about the
+//! protocols.
 //!
-//! It carries IKE on UDP 500 and 4500 (non-ESP marker demux, NAT keepalives), ESP over raw
-//! protocol 50 (when the process may open a raw socket) and over UDP 4500, on every address it
-//! listens on, IPv4 and IPv6 ([`listen`]): each reply leaves from the local address its request
-//! came to. Between the TUN device and the clients goes IPv4. One task runs everything; packets
-//! that are ready are taken in batches before the task waits again. Credentials are checked off
-//! the loop (SQLite is a blocking call) and the answers come back through a channel.
+//! The control thread (this [`Shell`]) carries IKE on UDP 500 and, through the workers, 4500;
+//! the data-plane workers ([`workers`]) carry ESP over UDP 4500 and raw protocol 50 (when the
+//! process may open a raw socket) and the TUN device, on every address the server listens on,
+//! IPv4 and IPv6 ([`listen`]): each reply leaves from the local address its request came to.
+//! The control thread tells the workers of every SA and session change; they hand it what is
+//! not plain forwarding. Credentials are checked off the loop (SQLite is a blocking call) and
+//! the answers come back through a channel.
 //!
 //! Cleartext L2TP on UDP 1701 is dropped and logged, unless the test-only plain mode is on.
 
@@ -21,6 +22,7 @@ pub mod listen;
 pub mod radius;
 mod tun;
 pub mod web;
+pub mod workers;
 
 pub use tun::ip_route;
 
@@ -33,14 +35,15 @@ use tracing::{debug, info, warn};
 
 use crate::aaa::{Decision, local::UserStore};
 use crate::admin::{Request, Response};
-use crate::dataplane::{self, FromTun, Gateway, HEADROOM, TAILROOM, Via};
+use crate::dataplane::{self, Gateway, Via};
 use crate::esp;
 use crate::ike::{self, Responder};
 use crate::l2tp::SessionRef;
 use crate::server::{self, Server, ShellFacts, Transmit};
 use crate::session::{self, Sessions};
-use listen::{Datagram, Kind, Listeners, Outgoing, RecvBatch};
+use listen::{Datagram, Kind, Listeners, RecvBatch};
 use roadgate_core::dropped;
+use workers::{FromWorker, Workers};
 
 pub use crate::dataplane::gateway::{L2TP_PORT, describe_inner, describe_l2tp};
 
@@ -64,6 +67,8 @@ pub struct Listen {
     pub plain_l2tp: bool,
     /// Receive and send buffer of every socket, bytes (0: the kernel's default).
     pub socket_buffer: usize,
+    /// Data-plane worker threads (0: one per core).
+    pub workers: usize,
 }
 
 /// The sockets' buffers unless configured: 8 MiB, as SoftEther sets; the kernel's 208 KiB
@@ -94,65 +99,15 @@ fn unspecified(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Packets taken from one ready socket (or the TUN device) before the loop looks at the others.
-const BATCH: usize = 64;
-
-/// Room for one packet read from the TUN device and sealed in place.
-const TUN_SLOT: usize = HEADROOM + 65536 + TAILROOM;
-
 /// How long a shutdown waits for clients to acknowledge StopCCN before the IPsec Deletes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// How well the system calls are batched.
-#[derive(Debug, Default, Clone, Copy)]
-struct Batching {
-    rx_datagrams: u64,
-    rx_calls: u64,
-    tx_datagrams: u64,
-    tx_calls: u64,
-}
+/// Datagrams taken from one socket before the others get a turn.
+const BATCH: usize = workers::BATCH;
 
-/// A buffer for one packet with the data plane's headroom and tailroom.
+/// A buffer for one sealed control datagram with the data plane's headroom and tailroom.
 fn packet_buffer() -> Vec<u8> {
-    vec![0u8; TUN_SLOT]
-}
-
-/// Packets from the TUN device, each read at the end of the ones before it (plus the data
-/// plane's headroom), sealed in place and moved back to lie end to end, so that the run of
-/// datagrams to one client goes out in one GSO send.
-struct TxBatch {
-    buf: Vec<u8>,
-    /// Bytes of sealed datagrams at the start of `buf`.
-    used: usize,
-    /// The datagrams, in order (capacity [`BATCH`], reserved once).
-    out: Vec<Outgoing>,
-}
-
-impl TxBatch {
-    fn new() -> Self {
-        Self {
-            // Every packet of a batch: 1400-byte packets grown by at most the headers and
-            // padding, and room to read the next one at full size.
-            buf: vec![0u8; BATCH * 1600 + TUN_SLOT],
-            used: 0,
-            out: Vec::with_capacity(BATCH),
-        }
-    }
-
-    /// Where the next packet from the TUN device is read: after the datagrams so far, past the
-    /// headroom. `None` when the batch is full.
-    fn read_slot(&mut self) -> Option<&mut [u8]> {
-        if self.out.len() >= BATCH {
-            return None;
-        }
-        let start = self.used + HEADROOM;
-        self.buf.get_mut(start..start + 65536)
-    }
-
-    fn clear(&mut self) {
-        self.used = 0;
-        self.out.clear();
-    }
+    vec![0u8; workers::TUN_SLOT]
 }
 
 /// An authentication answer for a session: the request id, the decision and the RADIUS
@@ -166,20 +121,21 @@ pub struct Shell {
     /// The threads that run the handshakes' Diffie-Hellman and signature work.
     handshakes: handshake::HandshakePool,
     listen: Listen,
-    /// Every socket, on every address.
+    /// The control thread's sockets (IKE, cleartext L2TP), on every address.
     sockets: Listeners,
-    tun: Option<tokio_tun::Tun>,
+    /// The data-plane workers, and what they hand this thread.
+    workers: Workers,
+    from_workers: tokio::sync::mpsc::Receiver<FromWorker>,
+    /// The TUN device's name, once it is open.
+    tun_name: Option<String>,
     /// The authentication chain, accounting and dynamic authorization.
     aaa: Option<aaa_io::Aaa>,
     decisions_tx: tokio::sync::mpsc::UnboundedSender<Answer>,
     decisions_rx: tokio::sync::mpsc::UnboundedReceiver<Answer>,
     /// Scratch buffer for sealed control datagrams.
     txbuf: Vec<u8>,
-    /// NAT keepalives and IKE datagrams dropped because a socket refused them.
+    /// IKE datagrams dropped because a socket refused them.
     send_errors: u64,
-    /// Batching: datagrams received and the `recvmmsg` calls that took them; data-plane
-    /// datagrams sent and the sends (GSO `sendmsg`, `sendmmsg`) that carried them.
-    batching: Batching,
     /// Requests from the admin socket, and its path (removed at exit).
     admin: Option<tokio::sync::mpsc::Receiver<admin::Call>>,
     /// Another way into `admin` (the web UI's).
@@ -242,10 +198,15 @@ impl Shell {
         let addrs: Vec<IpAddr> = std::iter::once(listen.addr)
             .chain(more.iter().copied())
             .collect();
-        let sockets = Listeners::bind(&listen, &addrs)?;
-        if listen.raw_esp && !sockets.has_raw_esp() {
-            warn!("no raw ESP socket: clients that are not behind NAT cannot pass ESP");
-        }
+        let sockets = Listeners::bind_control(&listen, &addrs)?;
+        let n = match listen.workers {
+            0 => workers::default_workers(),
+            n => n,
+        };
+        let (to_control, from_workers) = tokio::sync::mpsc::channel(workers::TO_CONTROL_QUEUE);
+        let gateway = bare_gateway(listen.test_echo)?;
+        let workers =
+            Workers::start(n, &listen, &addrs, gateway.worker_config(), to_control).await?;
         if listen.plain_l2tp {
             warn!(
                 port = listen.l2tp_port,
@@ -266,23 +227,21 @@ impl Shell {
         let mut ike = Responder::new(cfg);
         ike.set_unix_time(Instant::now(), aaa_io::unix_now());
         ike.set_deferred_jobs(true);
-        let server = Server::new(
-            ike,
-            bare_gateway(listen.test_echo)?,
-            server::Policy::default(),
-        );
+        let mut server = Server::new(ike, gateway, server::Policy::default());
+        server.set_external_workers(true);
         Ok(Self {
             server,
             handshakes,
             listen,
             sockets,
-            tun: None,
+            workers,
+            from_workers,
+            tun_name: None,
             aaa: None,
             decisions_tx,
             decisions_rx,
             txbuf: packet_buffer(),
             send_errors: 0,
-            batching: Batching::default(),
             admin: None,
             admin_tx: None,
             radius_metrics: Vec::new(),
@@ -302,17 +261,21 @@ impl Shell {
         dataplane: dataplane::Config,
     ) -> io::Result<Self> {
         if dataplane.tun {
-            let t = tun::open(&dataplane)?;
-            self.tun = Some(t);
+            let queues = tun::open(&dataplane, self.workers.len())?;
+            self.tun_name = queues.first().map(|q| q.name().to_string());
+            self.workers.give_tun(workers::tun_fds(&queues)?);
         } else {
             warn!("no TUN device (data plane off): clients connect but pass no traffic");
         }
         let mut gw = Gateway::new(dataplane, sessions);
         gw.set_plain_l2tp(self.listen.plain_l2tp);
         gw.set_test_echo(self.listen.test_echo);
+        gw.set_external_workers(true);
+        self.workers
+            .broadcast(&dataplane::worker::Update::Config(gw.worker_config()));
         *self.server.gateway_mut() = gw;
         let policy = server::Policy {
-            tun: self.tun.is_some(),
+            tun: self.tun_name.is_some(),
             ..self.server.policy()
         };
         self.server.set_policy(policy);
@@ -435,7 +398,6 @@ impl Shell {
         until_tunnels_closed: bool,
     ) -> io::Result<()> {
         let mut rx = RecvBatch::default();
-        let mut tx = TxBatch::new();
         let mut keepalive = tokio::time::interval(Duration::from_secs(20));
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -460,14 +422,10 @@ impl Shell {
                 ready = std::future::poll_fn(|cx| sockets.poll_ready(cx, turn)) => {
                     self.socket_batch(ready.index, ready.kind, &mut rx).await;
                 }
-                r = async {
-                    match (&self.tun, tx.read_slot()) {
-                        (Some(t), Some(slot)) => t.recv(slot).await,
-                        _ => std::future::pending().await,
+                m = self.from_workers.recv() => {
+                    if let Some(m) = m {
+                        self.worker_message(m).await;
                     }
-                } => {
-                    let n = r?;
-                    self.tun_batch(&mut tx, n).await;
                 }
                 done = self.handshakes.next() => {
                     if let Some(done) = done {
@@ -538,7 +496,6 @@ impl Shell {
                     return;
                 }
             };
-            self.batching.rx_calls += 1;
             for i in 0..n {
                 let Some((slot, meta)) = rx.slot_mut(i) else {
                     break;
@@ -546,7 +503,6 @@ impl Shell {
                 let meta = *meta;
                 for segment in listen::segments(meta.len, meta.stride) {
                     taken += 1;
-                    self.batching.rx_datagrams += 1;
                     let d = match self
                         .sockets
                         .get_mut(index)
@@ -579,131 +535,72 @@ impl Shell {
                 self.server.handle_ike(now, d.local, d.remote, data);
                 None
             }
-            Kind::Natt => self.server.handle_udp4500(now, d.local, d.remote, data),
-            Kind::RawEsp => self.server.handle_esp(now, data, d.remote),
+            // The workers own these sockets.
+            Kind::Natt | Kind::RawEsp => None,
             Kind::L2tp => self.server.handle_plain_l2tp(now, data, d.remote),
         };
         if let Some(ip) = ip.and_then(|r| data.get(r)) {
-            self.write_tun(ip).await;
+            self.workers.tun_write(ip.to_vec());
         }
     }
 
-    /// One IPv4 packet to the TUN device.
-    async fn write_tun(&mut self, ip: &[u8]) {
-        if let Some(tun) = &self.tun
-            && let Err(e) = tun.send(ip).await
-        {
-            dropped!(self.send_errors, error = %e, "write to the TUN device failed");
-        }
-    }
-
-    /// The packet read from the TUN device (`n` bytes in `tx`'s read slot) and whatever else
-    /// is ready, up to a batch: each sealed for its client, then all sent.
-    async fn tun_batch(&mut self, tx: &mut TxBatch, n: usize) {
-        let mut len = Some(n);
-        while let Some(n) = len.take() {
-            self.tun_in(tx, n).await;
-            len = match (&self.tun, tx.read_slot()) {
-                (Some(t), Some(slot)) => t.try_recv(slot).ok(),
-                _ => None,
-            };
-        }
-        self.flush(tx).await;
-    }
-
-    /// Seals the packet in `tx`'s read slot (`n` bytes) for its client and keeps the datagram
-    /// at the end of the batch.
-    async fn tun_in(&mut self, tx: &mut TxBatch, n: usize) {
-        let start = tx.used;
-        let Some(room) = tx.buf.get_mut(start..) else {
-            return;
-        };
-        match self.server.handle_tun(Instant::now(), room, n) {
-            FromTun::Send(t) => {
-                let t = t.clone();
-                let Some((socket, from, to)) = self.route(&t.via) else {
-                    dropped!(self.send_errors, via = ?t.via, "no socket for this local address");
-                    return;
+    /// What a worker hands over: IKE on the NAT-T port, authentic control traffic, ESP for an
+    /// SPI it does not know, an SA at its limit, cleartext L2TP to send.
+    async fn worker_message(&mut self, m: FromWorker) {
+        let now = Instant::now();
+        let (mut data, ip) = match m {
+            FromWorker::Ike {
+                local,
+                remote,
+                data,
+            } => {
+                self.server.handle_ike(now, local, remote, &data);
+                return;
+            }
+            FromWorker::Control {
+                client,
+                spi,
+                mut data,
+            } => {
+                let ip = self
+                    .server
+                    .handle_worker_datagram(now, client, spi, &mut data);
+                (data, ip)
+            }
+            FromWorker::UnknownEsp { from, mut data } => {
+                let ip = self.server.handle_esp(now, &mut data, from);
+                (data, ip)
+            }
+            FromWorker::Note(n) => {
+                self.server.handle_worker_note(now, n);
+                return;
+            }
+            FromWorker::Plain { remote, data } => {
+                let t = Transmit {
+                    via: Via::PlainL2tp { remote },
+                    range: 0..data.len(),
                 };
-                // Back to the end of the datagrams before it (the headers took less than the
-                // headroom).
-                room.copy_within(t.range.clone(), 0);
-                let len = t.range.len();
-                tx.out.push(Outgoing {
-                    socket,
-                    from,
-                    to,
-                    range: start..start + len,
-                });
-                tx.used += len;
+                self.send(&t, &data).await;
+                return;
             }
-            // The answer lives in the gateway: written from there, with no copy.
-            FromTun::Icmp(answer) => {
-                if let Some(tun) = &self.tun
-                    && let Err(e) = tun.send(answer).await
-                {
-                    dropped!(self.send_errors, error = %e, "write to the TUN device failed");
-                }
-            }
-            FromTun::Dropped => {}
+        };
+        if let Some(r) = ip {
+            data.truncate(r.end);
+            data.drain(..r.start);
+            self.workers.tun_write(data);
         }
-    }
-
-    /// Sends every datagram of `tx` in order: runs to one client over UDP as one GSO send, runs
-    /// on a raw socket as one `sendmmsg`; then empties it.
-    async fn flush(&mut self, tx: &mut TxBatch) {
-        let mut rest = tx.out.as_slice();
-        while let Some(first) = rest.first() {
-            let Some(sock) = self.sockets.get_mut(first.socket) else {
-                break;
-            };
-            let raw = sock.is_raw();
-            let n = listen::send_run(rest, raw, sock.max_gso_segments()).max(1);
-            let (run, after) = rest.split_at(n.min(rest.len()));
-            self.batching.tx_calls += 1;
-            self.batching.tx_datagrams += run.len() as u64;
-            let r = if raw {
-                sock.send_batch(&tx.buf, run).await
-            } else {
-                let bytes = first.range.start..run.last().map_or(first.range.end, |o| o.range.end);
-                let data = tx.buf.get(bytes).unwrap_or(&[]);
-                let segment = (n > 1).then(|| first.range.len());
-                sock.send_segments(data, segment, first.from, first.to)
-                    .await
-            };
-            if let Err(e) = r {
-                dropped!(self.send_errors, to = %first.to, datagrams = n, error = %e, "send failed");
-            }
-            rest = after;
-        }
-        tx.clear();
     }
 
     /// The socket (index), source address and destination for a datagram sent `via`.
+    /// `None` for what the workers send (the NAT-T port, raw ESP).
     fn route(&self, via: &Via) -> Option<(usize, IpAddr, SocketAddr)> {
         match *via {
-            Via::Ike { local, remote } => {
-                let kind = if local.port() == self.listen.natt_port {
-                    Kind::Natt
-                } else {
-                    Kind::Ike
-                };
-                Some((
-                    self.sockets.index_for_local(kind, local.ip())?,
-                    local.ip(),
-                    remote,
-                ))
-            }
-            Via::Udp { local, remote } => Some((
-                self.sockets.index_for_local(Kind::Natt, local.ip())?,
+            Via::Ike { local, remote } if local.port() != self.listen.natt_port => Some((
+                self.sockets.index_for_local(Kind::Ike, local.ip())?,
                 local.ip(),
                 remote,
             )),
-            Via::RawEsp { local, remote } => Some((
-                self.sockets.index_for_local(Kind::RawEsp, local)?,
-                local,
-                SocketAddr::new(remote, 0),
-            )),
+            Via::Ike { .. } | Via::Udp { .. } | Via::RawEsp { .. } => None,
             // Test-only plain mode: the kernel picks the source address.
             Via::PlainL2tp { remote } => Some((
                 self.sockets.index_for_family(Kind::L2tp, remote.ip())?,
@@ -713,11 +610,26 @@ impl Shell {
         }
     }
 
-    /// Sends `buf[t.range]` where `t.via` says, from the local address it names.
+    /// Sends `buf[t.range]` where `t.via` says, from the local address it names: on this
+    /// thread's sockets, or through a worker's.
     async fn send(&mut self, t: &Transmit, buf: &[u8]) {
         let Some(pkt) = buf.get(t.range.clone()) else {
             return;
         };
+        let through_worker = match t.via {
+            Via::Ike { local, remote } if local.port() == self.listen.natt_port => {
+                Some((Kind::Natt, local.ip(), remote))
+            }
+            Via::Udp { local, remote } => Some((Kind::Natt, local.ip(), remote)),
+            Via::RawEsp { local, remote } => {
+                Some((Kind::RawEsp, local, SocketAddr::new(remote, 0)))
+            }
+            Via::Ike { .. } | Via::PlainL2tp { .. } => None,
+        };
+        if let Some((kind, from, to)) = through_worker {
+            self.workers.send(kind, from, to, pkt.to_vec());
+            return;
+        }
         let r = match self
             .route(&t.via)
             .and_then(|(i, from, to)| Some((self.sockets.get_mut(i)?, from, to)))
@@ -733,13 +645,8 @@ impl Shell {
     async fn keepalives(&mut self) {
         // RFC 3948 §4: a host behind NAT keeps the mapping open with 0xFF keepalives.
         for (local, remote) in self.server.keepalive_targets() {
-            let r = match self.sockets.for_local(Kind::Natt, local.ip()) {
-                Some(s) => s.send(&esp::NAT_KEEPALIVE, local.ip(), remote).await,
-                None => Err(io::Error::other("no socket for this local address")),
-            };
-            if let Err(e) = r {
-                dropped!(self.send_errors, %local, %remote, error = %e, "NAT keepalive not sent");
-            }
+            self.workers
+                .send(Kind::Natt, local.ip(), remote, esp::NAT_KEEPALIVE.to_vec());
         }
     }
 
@@ -760,6 +667,9 @@ impl Shell {
             }
             while let Some(job) = self.server.poll_job() {
                 self.handshakes.submit(job);
+            }
+            while let Some(u) = self.server.poll_update() {
+                self.workers.broadcast(&u);
             }
             if !progressed {
                 break;
@@ -816,7 +726,7 @@ impl Shell {
 
     /// `ip route ACTION address/32 dev <tun>`, off the loop (it runs a program).
     fn host_route(&self, action: &'static str, address: Ipv4Addr) {
-        let Some(dev) = self.tun.as_ref().map(|t| t.name().to_string()) else {
+        let Some(dev) = self.tun_name.clone() else {
             return;
         };
         tokio::task::spawn_blocking(move || {
@@ -872,6 +782,9 @@ impl Shell {
 
     fn admin_request(&mut self, request: Request) -> Response {
         let now = Instant::now();
+        self.server
+            .gateway_mut()
+            .set_worker_stats(self.workers.stats());
         match request {
             Request::Status => Response::Status(self.server.status(&self.facts(now))),
             Request::Sessions => Response::Sessions {
@@ -895,16 +808,18 @@ impl Shell {
                     "spool_errors".into(),
                     self.aaa.as_ref().map_or(0, aaa_io::Aaa::spool_errors),
                 ),
-                ("udp_rcvbuf_drops".into(), self.sockets.drops()),
+                (
+                    "udp_rcvbuf_drops".into(),
+                    self.sockets.drops() + self.workers.drops(),
+                ),
                 (
                     "socket_receive_buffer_bytes".into(),
-                    self.sockets.receive_buffer() as u64,
+                    (self.sockets.receive_buffer() as u64).min(self.workers.receive_buffer()),
                 ),
-                ("io_rx_datagrams".into(), self.batching.rx_datagrams),
-                ("io_rx_calls".into(), self.batching.rx_calls),
-                ("io_tx_datagrams".into(), self.batching.tx_datagrams),
-                ("io_tx_calls".into(), self.batching.tx_calls),
-            ],
+            ]
+            .into_iter()
+            .chain(self.workers.counters())
+            .collect(),
             spool_depth: self.aaa.as_ref().map_or(0, aaa_io::Aaa::spool_depth),
         }
     }

@@ -9,11 +9,13 @@ use tracing::{info, warn};
 
 use crate::dataplane;
 
-/// Opens (creates) the TUN device, brings it up with the server's address and MTU, and routes
-/// the pool's prefixes to it. Needs CAP_NET_ADMIN.
-pub fn open(cfg: &dataplane::Config) -> io::Result<Tun> {
-    let tun = Tun::builder()
+/// Opens (creates) the TUN device with `queues` queues (IFF_MULTI_QUEUE when more than one:
+/// one per data-plane worker), brings it up with the server's address and MTU, and routes the
+/// pool's prefixes to it. Needs CAP_NET_ADMIN.
+pub fn open(cfg: &dataplane::Config, queues: usize) -> io::Result<Vec<Tun>> {
+    let tuns = Tun::builder()
         .name(&cfg.tun_name)
+        .queues(queues.max(1))
         .mtu(i32::from(cfg.mtu))
         .address(cfg.local_address)
         .netmask(Ipv4Addr::BROADCAST)
@@ -24,11 +26,12 @@ pub fn open(cfg: &dataplane::Config) -> io::Result<Tun> {
                 "cannot create the TUN device {:?} (needs CAP_NET_ADMIN and /dev/net/tun): {e}",
                 cfg.tun_name
             ))
-        })?
-        .into_iter()
-        .next()
-        .ok_or_else(|| io::Error::other("no TUN queue was created"))?;
-    let name = tun.name().to_string();
+        })?;
+    let name = tuns
+        .first()
+        .ok_or_else(|| io::Error::other("no TUN queue was created"))?
+        .name()
+        .to_string();
     for (addr, len) in &cfg.routes {
         route(&name, *addr, *len)?;
     }
@@ -37,9 +40,10 @@ pub fn open(cfg: &dataplane::Config) -> io::Result<Tun> {
         address = %cfg.local_address,
         mtu = cfg.mtu,
         routes = cfg.routes.len(),
+        queues = tuns.len(),
         "TUN device up, address pool routed to it"
     );
-    Ok(tun)
+    Ok(tuns)
 }
 
 /// `ip route replace PREFIX dev NAME` (iproute2 is on every Linux server; the kernel's netlink
