@@ -17,6 +17,13 @@
 //!    whole-world figure includes the clients' side (as much Diffie-Hellman again).
 //! 3. Heap per idle session with many sessions up: the bytes the Responder and the Gateway free
 //!    when they are dropped (after the clients are gone), divided by the sessions.
+//! 4. Data-plane workers: the same 16 clients forwarded by one `Worker` and by two on two threads
+//!    (each client's packets on one worker, as the shell's SO_REUSEPORT sockets and TUN queues
+//!    keep them), both directions. Each thread seals its own clients' packets (not timed), then
+//!    forwards them, and measures its own rate in wall-clock time while the other runs; the
+//!    rates add up, as `openssl speed -multi 2` adds its processes' (printed beside it, same
+//!    run: what two cores give at all). `CHAIN_WORKER_PACKETS` (default 200) packets per client
+//!    per round. The allocations made while forwarding are counted in the one-worker run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,22 +32,27 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use roadgate::dataplane::worker::{EspIn, Update, Worker};
 use roadgate::dataplane::{FromTun, HEADROOM, TAILROOM};
 use roadgate::esp::{Encryption, Integrity, Suite};
 use roadgate::ike::crypto::DhGroup;
 use roadgate::l2tp::LnsConfig;
 use roadgate_tests::chain_world::{
-    ChainWorld, LAN_HOST, Server, client_config, client_ip, dataplane_config, ike_config, pool,
-    sessions, udp_packet,
+    ChainWorld, LAN_HOST, Server, Slot, client_config, client_ip, dataplane_config, ike_config,
+    pool, sessions, udp_packet,
 };
 use roadgate_tests::full_client::Datagram;
-use roadgate_tests::measure::{Counting, live, thread_cpu_time};
+use roadgate_tests::measure::{Counting, allocations, live, thread_cpu_time};
 use roadgate_tests::session_pair;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 const PACKET: usize = 1400;
+const GCM: Suite = Suite {
+    encryption: Encryption::AesGcm16 { key_len: 16 },
+    integrity: Integrity::None,
+};
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// A server for `n` clients: a pool of 10.77.0.0/16 and room for every tunnel.
@@ -333,6 +345,175 @@ fn memory(counts: &[u32]) {
     }
 }
 
+// ---- 4. workers ----------------------------------------------------------------------------
+
+/// Each worker's clients and what it measured.
+struct Share {
+    worker: Worker,
+    clients: Vec<Slot>,
+    /// One packet to each of its clients' addresses (the TUN direction).
+    to: Vec<Vec<u8>>,
+}
+
+/// One worker thread: rounds of `per_client` packets from each of its clients, sealed by the
+/// clients (not timed), then forwarded in (ESP to TUN) and out (TUN to ESP, the same number);
+/// until `seconds` of forwarding. Returns (packets forwarded both ways, forwarding time,
+/// allocations made while forwarding, by every thread).
+fn worker_thread(
+    mut s: Share,
+    now: Instant,
+    per_client: usize,
+    seconds: f64,
+) -> (usize, Duration, u64) {
+    let mut buf = vec![0u8; HEADROOM + PACKET + TAILROOM];
+    let mut esp: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(s.clients.len() * per_client);
+    let (mut packets, mut spent, mut allocs) = (0usize, Duration::ZERO, 0u64);
+    let mut id = 0u16;
+    while spent.as_secs_f64() < seconds {
+        esp.clear();
+        for c in &mut s.clients {
+            let me = c.address().expect("up");
+            let from = SocketAddr::new(IpAddr::V4(c.ip), 0);
+            for _ in 0..per_client {
+                id = id.wrapping_add(1);
+                assert!(
+                    c.client
+                        .send_ip(now, &udp_packet(me, LAN_HOST, PACKET, false, id))
+                );
+                match c.client.poll_transmit() {
+                    Some(Datagram::Esp { data, .. } | Datagram::Udp { data, .. }) => {
+                        esp.push((from, data));
+                    }
+                    None => panic!("the client sealed nothing"),
+                }
+            }
+        }
+        let a0 = allocations();
+        let t0 = Instant::now();
+        let mut up = 0usize;
+        for (from, p) in &mut esp {
+            if let EspIn::Tun(r) = s.worker.esp_in(now, black_box(p), *from) {
+                black_box(r);
+                up += 1;
+            }
+        }
+        let mut down = 0usize;
+        for _ in 0..per_client {
+            for q in &s.to {
+                buf[HEADROOM..HEADROOM + PACKET].copy_from_slice(q);
+                if let FromTun::Send(t) = s.worker.tun_in(now, black_box(&mut buf), PACKET) {
+                    black_box(t);
+                    down += 1;
+                }
+            }
+        }
+        spent += t0.elapsed();
+        allocs += allocations() - a0;
+        assert_eq!(up, esp.len(), "every packet reached the TUN side");
+        assert_eq!(down, esp.len(), "every packet from the TUN side was sealed");
+        packets += up + down;
+    }
+    (packets, spent, allocs)
+}
+
+/// Packets per second with `k` workers over the same clients, each client on one worker (as
+/// SO_REUSEPORT and the TUN queues keep them), every worker on its own thread at once. As
+/// `openssl speed -multi` does, each thread measures its own rate while the others run, and the
+/// rates add up (no barrier between rounds: each seals its own clients' packets). Returns the sum
+/// and the allocations made while forwarding (the counting allocator sees every thread, sealing
+/// included: a non-zero figure is an upper bound).
+fn worker_rate(k: usize, clients: usize, per_client: usize, seconds: f64) -> (f64, u64) {
+    let mut server = big_server(clients);
+    server.core.set_external_workers(true);
+    let mut w = quiet_world(server);
+    for n in 0..clients as u32 {
+        let mut cfg = client_config(u64::from(n), client_ip(n), "alice", "alice-pw");
+        cfg.group = DhGroup::Ecp256;
+        cfg.esp = vec![GCM];
+        w.add_client(cfg, None);
+    }
+    w.run_until_up(MINUTE);
+    assert!(
+        w.clients.iter().all(|c| c.client.is_up()),
+        "every client came up"
+    );
+    let updates: Vec<Update> = std::iter::from_fn(|| w.server.core.poll_update()).collect();
+    let cfg = w.server.core.gateway().worker_config();
+    let mut shares: Vec<Share> = (0..k)
+        .map(|_| {
+            let mut worker = Worker::new(cfg);
+            for u in &updates {
+                worker.update(u.clone());
+            }
+            Share {
+                worker,
+                clients: Vec::new(),
+                to: Vec::new(),
+            }
+        })
+        .collect();
+    for (i, c) in std::mem::take(&mut w.clients).into_iter().enumerate() {
+        let me = c.address().expect("up");
+        shares[i % k]
+            .to
+            .push(udp_packet(LAN_HOST, me, PACKET, false, 1));
+        shares[i % k].clients.push(c);
+    }
+    let now = w.now;
+    let results: Vec<(usize, Duration, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|s| scope.spawn(move || worker_thread(s, now, per_client, seconds)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let rate = results
+        .iter()
+        .map(|(p, t, _)| *p as f64 / t.as_secs_f64())
+        .sum();
+    (rate, results.iter().map(|r| r.2).max().unwrap_or(0))
+}
+
+fn workers(seconds: f64, smoke: bool) {
+    let per_client = std::env::var("CHAIN_WORKER_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let (clients, per_client) = if smoke { (4, 16) } else { (16, per_client) };
+    println!(
+        "4. Data-plane workers in memory: {clients} clients (AES-128-GCM-16), each on one worker, \
+         {PACKET}-byte packets both ways, every worker on its own thread (packets per wall-clock \
+         second; this machine has {} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let (one, a1) = worker_rate(1, clients, per_client, seconds);
+    let (two, _) = worker_rate(2, clients, per_client, seconds);
+    let ratio = two / one;
+    println!(
+        "  1 worker : {one:>9.0} packets/s ({a1} allocations while forwarding; exact: one thread)"
+    );
+    println!("  2 workers: {two:>9.0} packets/s (sum of the two threads' rates)");
+    println!(
+        "  2 workers / 1 worker = {ratio:.2}x (issue 14's target: at least 1.8x: {})",
+        if ratio >= 1.8 { "met" } else { "NOT met" }
+    );
+    // What two cores give at all here: openssl speed on one process and on two, same cipher.
+    if !smoke {
+        let s = seconds.ceil() as u64;
+        let one = openssl_rate(s, &["-evp", "aes-128-gcm"]);
+        let two = openssl_rate(s, &["-evp", "aes-128-gcm", "-multi", "2"]);
+        match (one, two) {
+            (Some(a), Some(b)) => println!(
+                "  reference in the same run: openssl speed -evp aes-128-gcm, 2 processes / 1 = {:.2}x ({:.0} / {:.0} MB/s)",
+                b / a,
+                b / 1e6,
+                a / 1e6
+            ),
+            _ => println!("  (openssl speed did not run: no reference for what two cores give)"),
+        }
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything else (`cargo test --all-targets`) gets a quick
     // smoke run that only checks that the three parts work.
@@ -366,4 +547,5 @@ fn main() {
             .collect()
     };
     memory(&counts);
+    workers(if smoke { 0.01 } else { seconds }, smoke);
 }

@@ -79,8 +79,10 @@ rnd() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
 printf 'fl-%s\n' "$(rnd)" >"$out/psk"; printf 'alice-%s\n' "$(rnd)" >"$out/pw-alice"
 chmod 600 "$out/psk" "$out/pw-alice"
 log="$out/server.log"
-ip netns exec $srv_ns env RUST_LOG=info "$bin" serve --state "$out/state" --listen 203.0.113.2 \
-  --psk-file "$out/psk" >"$out/server.out" 2>"$log" &
+# FLOOD_WORKERS: the server's data-plane workers (default: one per core).
+printf '[dataplane]\nworkers = %s\n' "${FLOOD_WORKERS:-0}" >"$out/roadgate.toml"
+ip netns exec $srv_ns env RUST_LOG=info "$bin" serve --config "$out/roadgate.toml" --state "$out/state" \
+  --listen 203.0.113.2 --psk-file "$out/psk" >"$out/server.out" 2>"$log" &
 srv=$!
 wait_for "$log" "listening" "$srv" || { echo "FAIL setup: the server did not start ($log)"; exit 1; }
 "$bin" user --state "$out/state" add alice <"$out/pw-alice" >/dev/null || { echo "FAIL setup: user add"; exit 1; }

@@ -41,7 +41,9 @@ use crate::session::Route;
 /// How often an SA's byte and sequence limits are checked: every this many packets.
 const LIMIT_CHECK_EVERY: u64 = 64;
 
-/// One IPsec SA pair as the workers share it.
+/// One IPsec SA pair as the workers share it (aligned to a cache line, so that the counters of
+/// two SAs on two workers never share one).
+#[repr(align(64))]
 pub struct SharedSa {
     /// Our inbound SA (decryption, replay window).
     pub inbound: InboundSa,
@@ -345,7 +347,7 @@ impl Worker {
             }
         };
         self.stats.esp_decrypted += 1;
-        if !sa.first_logged.swap(true, Relaxed) {
+        if !sa.first_logged.load(Relaxed) && !sa.first_logged.swap(true, Relaxed) {
             let inner = packet.get(d.payload.clone()).unwrap_or(&[]);
             info!(
                 %from,

@@ -86,6 +86,7 @@ pub(crate) struct Session {
 /// The sequence numbers of one session's data messages (RFC 2661 §5.4). The control plane and
 /// the data-plane workers share it: each message takes its Ns with one atomic add.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct DataSeq {
     /// Data messages carry Ns/Nr (the peer asked for it or sends them itself).
     sequencing: AtomicBool,
