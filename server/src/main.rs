@@ -377,8 +377,9 @@ fn reloader(running: Settings, args: ServeArgs) -> roadgate::io::Reloader {
         }
         if new.dataplane.tun != running.dataplane.tun
             || new.dataplane.tun_name != running.dataplane.tun_name
+            || new.listen.workers != running.listen.workers
         {
-            restart.push("dataplane.tun and tun_name");
+            restart.push("dataplane.tun, tun_name and workers");
         }
         if new.lns != running.lns {
             restart.push("[l2tp]");

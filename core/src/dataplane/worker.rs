@@ -572,3 +572,263 @@ impl Worker {
 pub(crate) fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::dataplane::TAILROOM;
+    use crate::esp::{Encryption, Integrity, Suite};
+    use crate::l2tp::DataSeq;
+    use crate::session::Counters;
+    use std::sync::atomic::AtomicU16;
+
+    const SPI_IN: u32 = 0x1000_0001;
+    const SPI_OUT: u32 = 0x2000_0002;
+    const GCM: Suite = Suite {
+        encryption: Encryption::AesGcm16 { key_len: 16 },
+        integrity: Integrity::None,
+    };
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+    const LAN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+    fn keymat(b: u8) -> Vec<u8> {
+        vec![b; GCM.keymat_len()]
+    }
+
+    fn session() -> SessionRef {
+        SessionRef {
+            peer: 1,
+            tunnel: 5,
+            session: 7,
+        }
+    }
+
+    /// A worker with one client (peer 1) and its session up; and the client's two SAs.
+    fn world() -> (Worker, OutboundSa, InboundSa) {
+        let ours = SharedSa::new(
+            InboundSa::new(SPI_IN, GCM, &keymat(1)).unwrap(),
+            OutboundSa::new(SPI_OUT, GCM, &keymat(2)).unwrap(),
+            1,
+            None,
+        );
+        let mut w = Worker::new(WorkerConfig {
+            mss_clamp: true,
+            mtu: 1400,
+            local_address: Ipv4Addr::new(10, 77, 0, 1),
+        });
+        w.update(Update::SaUp {
+            spi: SPI_IN,
+            sa: Arc::new(ours),
+            path: SaPath {
+                local: "203.0.113.2:4500".parse().unwrap(),
+                remote: "203.0.113.3:4500".parse().unwrap(),
+                udp_encap: true,
+            },
+        });
+        w.update(Update::Peer {
+            peer: 1,
+            out: Some(PeerOut::Sa(SPI_IN)),
+        });
+        w.update(Update::RouteUp(Arc::new(Route {
+            session: session(),
+            address: ME,
+            mtu: 1400,
+            peer_tunnel: 50,
+            peer_session: 70,
+            port: AtomicU16::new(1701),
+            seq: Arc::new(DataSeq::default()),
+            counters: Arc::new(Counters::new(Instant::now())),
+        })));
+        (
+            w,
+            OutboundSa::new(SPI_IN, GCM, &keymat(1)).unwrap(),
+            InboundSa::new(SPI_OUT, GCM, &keymat(2)).unwrap(),
+        )
+    }
+
+    fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
+        let mut p = vec![0u8; len];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&dst.octets());
+        p
+    }
+
+    /// What the client sends: UDP 1701 → 1701, an L2TP data header for our tunnel 5 session 7,
+    /// a PPP frame of `protocol` with `info`, sealed with the client's SA.
+    fn from_client(sa: &OutboundSa, protocol: [u8; 2], info: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; 8];
+        d[0..2].copy_from_slice(&1701u16.to_be_bytes());
+        d[2..4].copy_from_slice(&1701u16.to_be_bytes());
+        d.extend_from_slice(&[0x00, 0x02, 0, 5, 0, 7, 0xff, 0x03]);
+        d.extend_from_slice(&protocol);
+        d.extend_from_slice(info);
+        let len = d.len() as u16;
+        d[4..6].copy_from_slice(&len.to_be_bytes());
+        let mut buf = vec![0u8; HEADROOM + d.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + d.len()].copy_from_slice(&d);
+        let r = sa
+            .encrypt(&mut buf, HEADROOM..HEADROOM + d.len(), 17)
+            .unwrap();
+        buf[r].to_vec()
+    }
+
+    #[test]
+    fn ip_of_a_routed_session_is_forwarded_and_the_rest_goes_to_control() {
+        let (mut w, client_out, client_in) = world();
+        let now = Instant::now();
+        let from: SocketAddr = "203.0.113.3:4500".parse().unwrap();
+        // IPv4 from the session's own address: to the TUN device, byte for byte.
+        let ip = ipv4(ME, LAN, 100);
+        let mut p = from_client(&client_out, [0x00, 0x21], &ip);
+        match w.esp_in(now, &mut p, from) {
+            EspIn::Tun(r) => assert_eq!(&p[r], &ip[..]),
+            other => panic!("{other:?}"),
+        }
+        // LCP: authentic, for the control plane, the whole UDP datagram.
+        let mut p = from_client(&client_out, [0xc0, 0x21], &[9, 1, 0, 8, 0, 0, 0, 0]);
+        match w.esp_in(now, &mut p, from) {
+            EspIn::Control {
+                client: 1,
+                spi: SPI_IN,
+                datagram,
+            } => assert_eq!(p[datagram.start + 8..][..4], [0x00, 0x02, 0, 5]),
+            other => panic!("{other:?}"),
+        }
+        // Another source address: dropped and counted.
+        let mut p = from_client(&client_out, [0x00, 0x21], &ipv4(LAN, LAN, 60));
+        assert_eq!(w.esp_in(now, &mut p, from), EspIn::Dropped);
+        assert_eq!(w.stats().spoofed, 1);
+        // A replay: dropped.
+        let mut again = from_client(&client_out, [0x00, 0x21], &ip);
+        let copy = again.clone();
+        assert!(matches!(w.esp_in(now, &mut again, from), EspIn::Tun(_)));
+        assert_eq!(w.esp_in(now, &mut copy.clone(), from), EspIn::Dropped);
+        assert_eq!(w.stats().esp_replayed, 1);
+        // An SPI the worker does not know.
+        let mut p = copy;
+        p[0..4].copy_from_slice(&0x0bad_0badu32.to_be_bytes());
+        assert_eq!(w.esp_in(now, &mut p, from), EspIn::UnknownSpi(0x0bad_0bad));
+
+        // The way out: sealed for the client, with the peer's tunnel and session ids.
+        let down = ipv4(LAN, ME, 200);
+        let mut buf = vec![0u8; HEADROOM + down.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + down.len()].copy_from_slice(&down);
+        let (via, range) = match w.tun_in(now, &mut buf, down.len()) {
+            FromTun::Send(Transmit { via, range }) => (via, range),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            via,
+            Via::Udp {
+                local: "203.0.113.2:4500".parse().unwrap(),
+                remote: from
+            }
+        );
+        let mut esp = buf[range].to_vec();
+        let d = client_in.decrypt(&mut esp).unwrap();
+        let plain = &esp[d.payload];
+        assert_eq!(&plain[8..14], &[0x00, 0x02, 0, 50, 0, 70]);
+        assert_eq!(&plain[14..18], &pppd_lite::IPV4_HEADER);
+        assert_eq!(&plain[18..], &down[..]);
+
+        // The session ends: nothing more goes out to its address.
+        w.update(Update::RouteDown {
+            session: session(),
+            address: ME,
+        });
+        buf[HEADROOM..HEADROOM + down.len()].copy_from_slice(&down);
+        assert!(matches!(
+            w.tun_in(now, &mut buf, down.len()),
+            FromTun::Dropped
+        ));
+        assert_eq!(w.stats().tun_no_session, 1);
+    }
+
+    #[test]
+    fn an_sa_at_its_kilobyte_lifetime_is_noted_once() {
+        let sa = Arc::new(SharedSa::new(
+            InboundSa::new(SPI_IN, GCM, &keymat(1)).unwrap(),
+            OutboundSa::new(SPI_OUT, GCM, &keymat(2)).unwrap(),
+            1,
+            Some(1),
+        ));
+        let (mut w, _, _) = world();
+        w.update(Update::SaUp {
+            spi: SPI_IN,
+            sa,
+            path: SaPath {
+                local: "203.0.113.2:4500".parse().unwrap(),
+                remote: "203.0.113.3:4500".parse().unwrap(),
+                udp_encap: true,
+            },
+        });
+        let down = ipv4(LAN, ME, 1000);
+        let mut buf = vec![0u8; HEADROOM + down.len() + TAILROOM];
+        for _ in 0..2 * LIMIT_CHECK_EVERY {
+            buf[HEADROOM..HEADROOM + down.len()].copy_from_slice(&down);
+            assert!(matches!(
+                w.tun_in(Instant::now(), &mut buf, down.len()),
+                FromTun::Send(_)
+            ));
+        }
+        assert_eq!(
+            w.poll_note(),
+            Some(Note::SaLimit {
+                spi: SPI_IN,
+                reason: "kilobyte lifetime reached"
+            })
+        );
+        assert_eq!(w.poll_note(), None, "noted once");
+    }
+
+    #[test]
+    fn two_threads_on_one_sa_never_reuse_a_number_and_accept_each_packet_once() {
+        let out = Arc::new(OutboundSa::new(SPI_IN, GCM, &keymat(1)).unwrap());
+        let sealed: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let out = out.clone();
+                    s.spawn(move || {
+                        (0..500)
+                            .map(|_| {
+                                let mut b = vec![0u8; HEADROOM + 100 + TAILROOM];
+                                let r = out.encrypt(&mut b, HEADROOM..HEADROOM + 100, 17).unwrap();
+                                b[r].to_vec()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let mut seqs: Vec<u32> = sealed
+            .iter()
+            .map(|p| u32::from_be_bytes([p[4], p[5], p[6], p[7]]))
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<u32>>(), "every number once");
+        // Both threads get every packet: each is accepted exactly once between them.
+        let inb = InboundSa::new(SPI_IN, GCM, &keymat(1)).unwrap();
+        let accepted: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (inb, sealed) = (&inb, &sealed);
+                    s.spawn(move || {
+                        sealed
+                            .iter()
+                            .filter(|p| inb.decrypt(&mut p.to_vec()).is_ok())
+                            .count()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(accepted, 1000);
+        assert_eq!(inb.packets(), 1000);
+    }
+}

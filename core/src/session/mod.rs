@@ -119,7 +119,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn new(now: Instant) -> Self {
+    /// Counters that start at zero, the idle clock at `now`.
+    pub fn new(now: Instant) -> Self {
         Counters {
             epoch: now,
             packets_in: AtomicU64::new(0),

@@ -371,6 +371,13 @@ fn ipsec_half_open_limits_and_handshake_queue() {
         3
     );
     assert!(error("[ipsec]\nhandshake_threads = 65\n").contains("ipsec.handshake_threads: 65"));
+    assert_eq!(check("").unwrap().listen.workers, 0, "one per core");
+    assert_eq!(
+        check("[dataplane]\nworkers = 2\n").unwrap().listen.workers,
+        2
+    );
+    assert!(error("[dataplane]\nworkers = 65\n").contains("dataplane.workers: 65"));
+    assert!(error("[dataplane]\nworkers = -1\n").contains("dataplane.workers: -1"));
     assert_eq!(
         error("[ipsec]\nhandshake_queue = 0\n"),
         "roadgate.toml: ipsec.handshake_queue: 0 is out of range: 1..=1048576"

@@ -387,6 +387,7 @@ impl Shell {
         if let Some(p) = &self.admin_path {
             let _ = std::fs::remove_file(p);
         }
+        self.workers.stop().await;
         Ok(())
     }
 

@@ -115,6 +115,7 @@ pub struct WorkerShared {
 pub struct Workers {
     txs: Vec<mpsc::UnboundedSender<ToWorker>>,
     shared: Vec<Arc<WorkerShared>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -128,7 +129,7 @@ impl Workers {
         to_control: mpsc::Sender<FromWorker>,
     ) -> io::Result<Self> {
         let n = n.max(1);
-        let (mut txs, mut shared) = (Vec::new(), Vec::new());
+        let (mut txs, mut shared, mut threads) = (Vec::new(), Vec::new(), Vec::new());
         for index in 0..n {
             let (tx, rx) = mpsc::unbounded_channel();
             let s = Arc::new(WorkerShared::default());
@@ -139,7 +140,7 @@ impl Workers {
                 s.clone(),
                 to_control.clone(),
             );
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("rg-data-{index}"))
                 .spawn(move || {
                     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -171,12 +172,30 @@ impl Workers {
                 .map_err(|_| io::Error::other("a data-plane worker died while starting"))??;
             txs.push(tx);
             shared.push(s);
+            threads.push(thread);
         }
         info!(
             workers = n,
             "data-plane workers started (SO_REUSEPORT sockets, one TUN queue each)"
         );
-        Ok(Self { txs, shared })
+        Ok(Self {
+            txs,
+            shared,
+            threads,
+        })
+    }
+
+    /// Lets every worker finish what it was given (the last Deletes and CDNs among it), then
+    /// waits for the threads to end.
+    pub async fn stop(self) {
+        drop(self.txs);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 
     /// How many.
