@@ -28,24 +28,12 @@ nss="$srv_ns $c1 $lan"
 . "$(dirname "$0")/common.bash"
 # shellcheck disable=SC2154 # set by common.bash
 { : "$out" "$bin" "$top"; }
-[ -c /dev/net/tun ] || skip "no /dev/net/tun"
-command -v iperf3 >/dev/null || skip "iperf3 missing (apt-get install iperf3)"
-command -v python3 >/dev/null || skip "python3 missing"
-rgclient=${ROADGATE_CLIENT:-$top/target/release/rg-client}
-if [ ! -x "$rgclient" ]; then
-  (cd "$top" && cargo build --release -p roadgate-tests --bins) || { echo "FAIL: build"; exit 1; }
-fi
+need_tunnel_tools
+# shellcheck disable=SC2154 # set by need_tunnel_tools
+: "$rgclient"
 min_kept=${ACCT_MIN_KEPT:-80}
 target_kept=90
 backlog=50000
-rm -rf "$out"; mkdir -p "$out"
-pids=()
-cleanup_all() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  [ -s "$out/iperf.pid" ] && kill "$(cat "$out/iperf.pid")" 2>/dev/null
-  cleanup
-}
-trap cleanup_all EXIT
 make_namespaces
 
 # ---- topology ----------------------------------------------------------------------------------
@@ -98,17 +86,6 @@ stop_client() {
   kill "$cpid" 2>/dev/null
   for _ in $(seq 1 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 }
-# iperf NAME: 5 s of TCP from c1 to the LAN host through the tunnel; prints Mbit/s.
-iperf() {
-  ip netns exec $c1 iperf3 -c 192.0.2.10 -t 5 -J >"$out/iperf-$1.json" 2>&1
-  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e6, 1))' \
-    "$out/iperf-$1.json" 2>/dev/null || echo 0
-}
-best() {
-  local a b
-  a=$(iperf "$1-1"); b=$(iperf "$1-2")
-  python3 -c "print(max(float('$a'), float('$b')))"
-}
 pending() {
   python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM pending").fetchone()[0])' \
     "$out/state/accounting.db" 2>/dev/null || echo 0
@@ -119,7 +96,7 @@ start_server
 "$bin" user --state "$out/state" add alice <"$out/pw-alice" >/dev/null || { echo "FAIL setup: user add"; exit 1; }
 ip netns exec $lan iperf3 -s -D -I "$out/iperf.pid" --logfile "$out/iperf-server.log" || { echo "FAIL setup: iperf3 -s"; exit 1; }
 start_client c1-run1
-base=$(best baseline)
+base=$(best $c1 baseline)
 echo "baseline through the tunnel (empty spool, RADIUS not answering): $base Mbit/s"
 stop_client
 stop_server
@@ -150,7 +127,7 @@ echo "spool before run 2: $queued records pending"
 start_server
 start_client c1-run2
 "$bin" status --state "$out/state" >"$out/status-run2.txt" 2>&1
-with=$(best backlog)
+with=$(best $c1 backlog)
 "$bin" status --state "$out/state" >>"$out/status-run2.txt" 2>&1
 kept=$(python3 -c "b=float('$base'); u=float('$with'); print(round(100*u/b) if b > 0 else 0)")
 echo "with $queued records pending: $with Mbit/s = ${kept}% of the baseline ($base Mbit/s)"

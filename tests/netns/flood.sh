@@ -33,25 +33,13 @@ nss="$srv_ns $c1 $c2 $a1 $a2 $lan"
 . "$(dirname "$0")/common.bash"
 # shellcheck disable=SC2154 # set by common.bash
 { : "$out" "$bin" "$top"; }
-[ -c /dev/net/tun ] || skip "no /dev/net/tun"
-command -v iperf3 >/dev/null || skip "iperf3 missing (apt-get install iperf3)"
-command -v python3 >/dev/null || skip "python3 missing"
-rgclient=${ROADGATE_CLIENT:-$top/target/release/rg-client}
+need_tunnel_tools
+# shellcheck disable=SC2154 # set by need_tunnel_tools
+: "$rgclient"
 flood=${ROADGATE_FLOOD:-$top/target/release/rg-flood}
-if [ ! -x "$rgclient" ] || [ ! -x "$flood" ]; then
-  (cd "$top" && cargo build --release -p roadgate-tests --bins) || { echo "FAIL: build"; exit 1; }
-fi
 min_kept=${FLOOD_MIN_KEPT:-50}
 target_kept=80
 spoof_rate=${FLOOD_SPOOF_RATE:-20000}
-rm -rf "$out"; mkdir -p "$out"
-pids=()
-cleanup_all() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  [ -s "$out/iperf.pid" ] && kill "$(cat "$out/iperf.pid")" 2>/dev/null
-  cleanup
-}
-trap cleanup_all EXIT
 make_namespaces
 
 # ---- topology ----------------------------------------------------------------------------------
@@ -97,21 +85,9 @@ start_client() { # NS LOCAL LOGNAME
 start_client $c1 203.0.113.3 c1
 wait_for "$out/c1.log" '^PPP up' "$cpid" 300 || { echo "FAIL setup: c1 not up ($out/c1.log)"; exit 1; }
 
-# iperf NAME: 5 s of TCP from c1 to the LAN host through the tunnel; prints Mbit/s.
-iperf() {
-  ip netns exec $c1 iperf3 -c 192.0.2.10 -t 5 -J >"$out/iperf-$1.json" 2>&1
-  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e6, 1))' \
-    "$out/iperf-$1.json" 2>/dev/null || echo 0
-}
-# best NAME: the better of two runs.
-best() {
-  local a b
-  a=$(iperf "$1-1"); b=$(iperf "$1-2")
-  python3 -c "print(max(float('$a'), float('$b')))"
-}
 rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$srv/status"; }
 
-base=$(best baseline)
+base=$(best $c1 baseline)
 rss0=$(rss); lines0=$(wc -l <"$log")
 echo "baseline through the tunnel: $base Mbit/s; server RSS ${rss0} KiB"
 
@@ -123,7 +99,7 @@ rate_arg=()
 ip netns exec $a2 "$flood" spoof --server 203.0.113.2 --sources 198.51.100.0/24 --seconds 20 "${rate_arg[@]}" >"$out/a2.log" 2>&1 &
 pids+=("$!"); pa2=$!
 sleep 2
-under=$(best attack)
+under=$(best $c1 attack)
 t0=$(date +%s.%N)
 start_client $c2 203.0.113.6 c2
 if wait_for "$out/c2.log" '^PPP up' "$cpid" 100; then
