@@ -31,7 +31,7 @@ use crate::initiator::{
 use crate::lac::{Lac, LacConfig, LacEvent, LacState};
 
 mod net;
-pub use net::{Args, Outcome, run};
+pub use net::{Args, Blast, Outcome, run};
 
 /// Where a connection attempt failed, as the RESULT line names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

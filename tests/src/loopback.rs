@@ -138,5 +138,6 @@ pub fn full_client_args(
         hold: None,
         exit_after_up: true,
         no_delete: false,
+        blast: None,
     }
 }

@@ -31,7 +31,8 @@ const USAGE: &str =
           [--pap | --chap] [--force-encap] [--group modp2048|modp1024|ecp256|ecp384]
           [--tun NAME (rgc0) | --no-tun] [--tun-mtu N] [--route CIDR]...
           [--lifetime-ike S] [--lifetime-esp S] [--connect-timeout S]
-          [--hold S] [--exit-after-up] [--no-delete] [--no-initial-contact]";
+          [--hold S] [--exit-after-up] [--no-delete] [--no-initial-contact]
+          [--blast-to IPV4 [--blast-seconds S (5)] [--blast-size BYTES (1400)]]";
 
 fn read_line_file(path: &str) -> Result<String, String> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -73,7 +74,9 @@ fn parse() -> Result<Args, String> {
         hold: None,
         exit_after_up: false,
         no_delete: false,
+        blast: None,
     };
+    let (mut blast_to, mut blast_seconds, mut blast_size) = (None, 5u64, 1400usize);
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or(format!("{k} needs a value"));
         let port = |x: String| x.parse::<u16>().map_err(|e| format!("{k}: {e}"));
@@ -107,6 +110,21 @@ fn parse() -> Result<Args, String> {
             "--hold" => args.hold = Some(secs(&k, &v()?)?),
             "--exit-after-up" => args.exit_after_up = true,
             "--no-delete" => args.no_delete = true,
+            "--blast-to" => {
+                blast_to = Some(
+                    v()?.parse::<Ipv4Addr>()
+                        .map_err(|e| format!("--blast-to: {e}"))?,
+                )
+            }
+            "--blast-seconds" => {
+                blast_seconds = v()?.parse().map_err(|e| format!("--blast-seconds: {e}"))?
+            }
+            "--blast-size" => {
+                blast_size = v()?.parse().map_err(|e| format!("--blast-size: {e}"))?;
+                if !(28..=1400).contains(&blast_size) {
+                    return Err("--blast-size: 28 to 1400 bytes".into());
+                }
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -120,6 +138,12 @@ fn parse() -> Result<Args, String> {
     cfg.user = user.ok_or("--user is required")?;
     cfg.password = zeroize::Zeroizing::new(password.ok_or("--password-file is required")?);
     getrandom_seed(&mut cfg.seed);
+    args.blast = blast_to.map(|dst| roadgate_tests::full_client::Blast {
+        dst,
+        len: blast_size,
+        batch: 4096,
+        duration: Duration::from_secs(blast_seconds),
+    });
     args.client = cfg;
     Ok(args)
 }

@@ -9,6 +9,9 @@
 //! rg-flood spoof --server ADDR --sources A.B.C.0/24 --seconds N [--rate PPS]
 //!     Main Mode message 1 from random source addresses of the prefix (raw socket, needs
 //!     CAP_NET_RAW), at PPS datagrams per second (default: as fast as it goes).
+//! rg-flood udp --server ADDR --local ADDR --seconds N [--size BYTES]
+//!     Plain UDP datagrams (IP packets of BYTES, default 1400) to ADDR port 9, 64 a `sendmmsg`,
+//!     as fast as they go: the load towards a VPN client's address (tests/benches/socket.sh).
 //! ```
 //! Prints one line `RESULT mode=... sent=... answered=...` at the end.
 
@@ -29,11 +32,12 @@ struct Args {
     sources: (Ipv4Addr, u8),
     seconds: f64,
     rate: Option<u64>,
+    size: usize,
 }
 
 fn parse() -> Result<Args, String> {
     let mut a = std::env::args().skip(1);
-    let mode = a.next().ok_or("give a mode: badke or spoof")?;
+    let mode = a.next().ok_or("give a mode: badke, spoof or udp")?;
     let mut args = Args {
         mode,
         server: Ipv4Addr::UNSPECIFIED,
@@ -41,6 +45,7 @@ fn parse() -> Result<Args, String> {
         sources: (Ipv4Addr::new(198, 51, 100, 0), 24),
         seconds: 10.0,
         rate: None,
+        size: 1400,
     };
     while let Some(k) = a.next() {
         let v = a.next().ok_or(format!("{k} needs a value"))?;
@@ -50,6 +55,12 @@ fn parse() -> Result<Args, String> {
             "--local" => args.local = v.parse().map_err(|e| bad(&e))?,
             "--seconds" => args.seconds = v.parse().map_err(|e| bad(&e))?,
             "--rate" => args.rate = Some(v.parse().map_err(|e| bad(&e))?),
+            "--size" => {
+                args.size = v.parse().map_err(|e| bad(&e))?;
+                if !(28..=1500).contains(&args.size) {
+                    return Err(bad(&"28 to 1500 bytes"));
+                }
+            }
             "--sources" => {
                 let (net, len) = v.split_once('/').ok_or_else(|| bad(&"not A.B.C.D/LEN"))?;
                 let len: u8 = len.parse().map_err(|e| bad(&e))?;
@@ -178,6 +189,39 @@ fn spoof(a: &Args) -> std::io::Result<(u64, u64)> {
     Ok((sent, 0))
 }
 
+/// The `udp` mode: datagrams of `size - 28` bytes to `server`:9, 64 a `sendmmsg`.
+fn udp(a: &Args) -> std::io::Result<(u64, u64)> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+    use std::os::fd::AsRawFd;
+    let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(a.local), 0))?;
+    let payload = vec![0x5au8; a.size - 28];
+    let iovs: Vec<[std::io::IoSlice<'_>; 1]> =
+        (0..64).map(|_| [std::io::IoSlice::new(&payload)]).collect();
+    let to = SockaddrStorage::from(SocketAddr::new(IpAddr::V4(a.server), 9));
+    let addrs = vec![Some(to); 64];
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(64, None);
+    let end = Instant::now() + Duration::from_secs_f64(a.seconds);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        let cmsgs: [ControlMessage<'_>; 0] = [];
+        match sendmmsg(
+            sock.as_raw_fd(),
+            &mut headers,
+            &iovs,
+            &addrs,
+            cmsgs,
+            MsgFlags::empty(),
+        ) {
+            Ok(r) => sent += r.count() as u64,
+            Err(nix::errno::Errno::ENOBUFS | nix::errno::Errno::EAGAIN) => {
+                std::thread::yield_now();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((sent, 0))
+}
+
 fn main() -> ExitCode {
     let a = match parse() {
         Ok(a) => a,
@@ -189,8 +233,9 @@ fn main() -> ExitCode {
     let r = match a.mode.as_str() {
         "badke" => badke(&a),
         "spoof" => spoof(&a),
+        "udp" => udp(&a),
         other => {
-            eprintln!("rg-flood: unknown mode {other} (badke or spoof)");
+            eprintln!("rg-flood: unknown mode {other} (badke, spoof or udp)");
             return ExitCode::from(2);
         }
     };

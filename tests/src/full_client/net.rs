@@ -28,6 +28,20 @@ pub struct Args {
     pub exit_after_up: bool,
     /// On the stop signal, leave at once without telling the server anything (a killed client).
     pub no_delete: bool,
+    /// Once PPP is up, send sealed packets as fast as `sendmmsg` goes (a load generator), then
+    /// stop.
+    pub blast: Option<Blast>,
+}
+
+/// A load run ([`Args::blast`]): rounds of `batch` UDP/IPv4 packets of `len` bytes to `dst`, each
+/// round sealed first, then sent with `sendmmsg` on the NAT-T socket (ESP in UDP), until
+/// `duration` is over. Prints `BLAST sent=N seconds=S sealing_seconds=T` at the end.
+#[derive(Debug, Clone, Copy)]
+pub struct Blast {
+    pub dst: Ipv4Addr,
+    pub len: usize,
+    pub batch: usize,
+    pub duration: Duration,
 }
 
 impl fmt::Debug for Args {
@@ -37,6 +51,7 @@ impl fmt::Debug for Args {
             .field("tun", &self.tun)
             .field("routes", &self.routes)
             .field("hold", &self.hold)
+            .field("blast", &self.blast)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +173,86 @@ fn open_tun(
     Ok(tun)
 }
 
+/// The load run of [`Blast`]: the client seals each round (its sequence numbers in order), then
+/// the round goes out with `sendmmsg`, 64 datagrams a call, until the time is over.
+fn blast(
+    client: &mut FullClient,
+    sock: &tokio::net::UdpSocket,
+    natt_port: u16,
+    b: Blast,
+    report: &mut dyn FnMut(&str),
+) {
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+    use std::os::fd::AsRawFd;
+    let Some(me) = client.network().map(|n| n.local) else {
+        return;
+    };
+    let start = Instant::now();
+    let (mut sent, mut sealing, mut id) = (0u64, Duration::ZERO, 0u16);
+    let mut round: Vec<Vec<u8>> = Vec::with_capacity(b.batch);
+    let mut to: Option<SockaddrStorage> = None;
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(64, None);
+    while start.elapsed() < b.duration {
+        let t0 = Instant::now();
+        round.clear();
+        for _ in 0..b.batch {
+            id = id.wrapping_add(1);
+            let p = crate::chain_world::udp_packet(me, b.dst, b.len, false, id);
+            if !client.send_ip(t0, &p) {
+                break;
+            }
+            while let Some(d) = client.poll_transmit() {
+                if let Datagram::Udp {
+                    local_port,
+                    remote,
+                    data,
+                } = d
+                    && local_port == natt_port
+                {
+                    to = Some(SockaddrStorage::from(remote));
+                    round.push(data);
+                }
+            }
+        }
+        sealing += t0.elapsed();
+        let Some(dest) = to else {
+            report("BLAST failed: the client sealed nothing for UDP 4500 (use --force-encap)");
+            return;
+        };
+        for chunk in round.chunks(64) {
+            let iovs: Vec<[std::io::IoSlice<'_>; 1]> =
+                chunk.iter().map(|p| [std::io::IoSlice::new(p)]).collect();
+            let addrs = vec![Some(dest); chunk.len()];
+            let mut done = 0;
+            while done < chunk.len() {
+                let cmsgs: [nix::sys::socket::ControlMessage<'_>; 0] = [];
+                match sendmmsg(
+                    sock.as_raw_fd(),
+                    &mut headers,
+                    &iovs[done..],
+                    &addrs[done..],
+                    cmsgs,
+                    MsgFlags::empty(),
+                ) {
+                    Ok(r) => {
+                        let n = r.count().max(1);
+                        done += n;
+                        sent += n as u64;
+                    }
+                    // A full socket buffer: wait for room, as a sender at line rate would.
+                    Err(nix::errno::Errno::EAGAIN) => std::thread::yield_now(),
+                    Err(_) => done += 1,
+                }
+            }
+        }
+    }
+    report(&format!(
+        "BLAST sent={sent} seconds={:.3} sealing_seconds={:.3}",
+        start.elapsed().as_secs_f64(),
+        sealing.as_secs_f64()
+    ));
+}
+
 /// Runs one client over real sockets until it is torn down. `stop` asks for a clean stop (or,
 /// with `no_delete`, for leaving at once); `report` gets each progress line.
 pub async fn run(
@@ -211,7 +306,10 @@ pub async fn run(
                             Err(e) => client.fail_setup(now, e),
                         }
                     }
-                    if args.exit_after_up {
+                    if let Some(b) = args.blast {
+                        blast(&mut client, &udp_natt, natt_port, b, report);
+                        client.close(Instant::now());
+                    } else if args.exit_after_up {
                         client.close(now);
                     } else if let Some(h) = args.hold {
                         hold_until = Some(now + h);
