@@ -157,17 +157,56 @@ pub fn send_run(out: &[Outgoing], raw: bool, max_segments: usize) -> usize {
     n
 }
 
+/// One classic BPF instruction.
+const fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
 /// Attaches a classic BPF filter of one instruction, `ret #0`, to `fd`: the socket is given no
 /// packet (send-only raw sockets).
 fn take_nothing(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut code = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
+    attach_cbpf(
+        fd,
+        libc::SO_ATTACH_FILTER,
+        &mut [bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0)],
+    )
+}
+
+/// Steers the IKE port's datagrams between the two sockets of its SO_REUSEPORT group (`fd` is
+/// the first one bound): a datagram whose responder cookie is zero (Main Mode message 1, a new
+/// handshake) to the second socket, everything else (the later messages of handshakes under
+/// way, Quick Mode, Informational) to the first. The program sees the UDP payload: the ISAKMP
+/// header, the responder cookie at bytes 8 to 15 (RFC 2408 §3.1). A flood of message 1s then
+/// fills only the second socket's buffer, and the control thread reads the first one first.
+fn steer_new_handshakes(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let (ld, jeq, ret) = (
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::BPF_RET | libc::BPF_K,
+    );
+    attach_cbpf(
+        fd,
+        libc::SO_ATTACH_REUSEPORT_CBPF,
+        &mut [
+            bpf(ld, 0, 0, 8),
+            bpf(jeq, 0, 3, 0),
+            bpf(ld, 0, 0, 12),
+            bpf(jeq, 0, 1, 0),
+            bpf(ret, 0, 0, 1),
+            bpf(ret, 0, 0, 0),
+        ],
+    )
+}
+
+/// Attaches the classic BPF program `code` to `fd` with the socket option `opt`.
+fn attach_cbpf(fd: BorrowedFd<'_>, opt: i32, code: &mut [libc::sock_filter]) -> io::Result<()> {
     let prog = libc::sock_fprog {
-        len: 1,
+        len: code.len() as u16,
         filter: code.as_mut_ptr(),
     };
     // SAFETY: `prog` points at `code`, both alive for the call; the kernel copies the program.
@@ -175,7 +214,7 @@ fn take_nothing(fd: BorrowedFd<'_>) -> io::Result<()> {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
+            opt,
             std::ptr::from_ref(&prog).cast(),
             std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
         )
@@ -502,6 +541,12 @@ impl DgramSocket {
         })
     }
 
+    /// Runs `f` on the socket's file descriptor.
+    fn with_fd<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> T) -> T {
+        // SAFETY: the descriptor stays open while `self` lives, and `f` only borrows it.
+        f(unsafe { BorrowedFd::borrow_raw(self.raw_fd()) })
+    }
+
     /// The address bound (the port the kernel chose, if 0 was asked for).
     pub fn bound(&self) -> SocketAddr {
         self.bound
@@ -710,6 +755,8 @@ impl DgramSocket {
 pub struct Endpoint {
     pub kind: Kind,
     pub socket: DgramSocket,
+    /// Looked at before the others whenever the loop waits ([`Listeners::poll_ready`]).
+    pub priority: bool,
 }
 
 /// Which socket of a [`Listeners`] set is ready.
@@ -816,10 +863,19 @@ impl Listeners {
             Role::Control => (true, false),
             Role::Data { .. } => (false, true),
         };
-        let ike = if control {
-            Some(udp(listen.ike_port, false)?)
-        } else {
-            None
+        // The control thread's IKE port is two sockets: handshakes under way and new ones
+        // (steer_new_handshakes); one socket where everything is one thread's.
+        let (ike, ike_new) = match role {
+            Role::Control => {
+                let est = udp(listen.ike_port, true)?;
+                let new = udp(listen.ike_port, true)?;
+                if let Err(e) = est.with_fd(steer_new_handshakes) {
+                    warn!(%addr, error = %e, "cannot steer new IKE handshakes to a socket of their own: a flood of Main Mode message 1s shares the queue with handshakes under way");
+                }
+                (Some(est), Some(new))
+            }
+            Role::All => (Some(udp(listen.ike_port, false)?), None),
+            Role::Data { .. } => (None, None),
         };
         let natt = if data {
             Some(udp(listen.natt_port, matches!(role, Role::Data { .. }))?)
@@ -873,24 +929,35 @@ impl Listeners {
             out.push(Endpoint {
                 kind: Kind::Ike,
                 socket,
+                priority: ike_new.is_some(),
+            });
+        }
+        if let Some(socket) = ike_new {
+            out.push(Endpoint {
+                kind: Kind::Ike,
+                socket,
+                priority: false,
             });
         }
         if let Some(socket) = natt {
             out.push(Endpoint {
                 kind: Kind::Natt,
                 socket,
+                priority: false,
             });
         }
         if let Some(socket) = raw {
             out.push(Endpoint {
                 kind: Kind::RawEsp,
                 socket,
+                priority: false,
             });
         }
         if let Some(socket) = l2tp {
             out.push(Endpoint {
                 kind: Kind::L2tp,
                 socket,
+                priority: false,
             });
         }
         Ok(())
@@ -957,9 +1024,18 @@ impl Listeners {
     /// a busy socket does not starve the others).
     pub fn poll_ready(&self, cx: &mut Context<'_>, turn: usize) -> Poll<Ready> {
         let n = self.endpoints.len();
+        for (index, e) in self.endpoints.iter().enumerate() {
+            if e.priority && e.socket.poll_recv_ready(cx).is_ready() {
+                return Poll::Ready(Ready {
+                    index,
+                    kind: e.kind,
+                });
+            }
+        }
         for i in 0..n {
             let index = (turn + i) % n;
             if let Some(e) = self.endpoints.get(index)
+                && !e.priority
                 && e.socket.poll_recv_ready(cx).is_ready()
             {
                 return Poll::Ready(Ready {
@@ -1049,6 +1125,42 @@ mod tests {
             to: to.parse().unwrap(),
             range,
         }
+    }
+
+    /// The control thread's IKE port: new handshakes (responder cookie zero) land on the second
+    /// socket, the rest on the first, which is looked at first; whoever sends, however many.
+    #[tokio::test]
+    async fn new_handshakes_are_steered_to_their_own_socket() {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = Listen {
+            addr: ip("127.0.0.1"),
+            ike_port: port,
+            natt_port: 0,
+            raw_esp: false,
+            test_echo: false,
+            l2tp_port: None,
+            plain_l2tp: false,
+            socket_buffer: 0,
+            workers: 1,
+        };
+        let mut l = Listeners::bind_control(&listen, &[ip("127.0.0.1")]).unwrap();
+        assert_eq!(l.endpoints.len(), 2);
+        assert!(l.endpoints[0].priority && !l.endpoints[1].priority);
+        let new = |i: u8| [&[i; 8][..], &[0; 8], &[1, 16, 2, 0], &[0; 8]].concat();
+        let later = |i: u8| [&[i; 8][..], &[7; 8], &[5, 16, 2, 1], &[0; 8]].concat();
+        for i in 0..8u8 {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.send_to(&new(i), ("127.0.0.1", port)).unwrap();
+            c.send_to(&later(i), ("127.0.0.1", port)).unwrap();
+        }
+        let est = receive(l.get_mut(0).unwrap(), 8).await;
+        let fresh = receive(l.get_mut(1).unwrap(), 8).await;
+        assert!(est.iter().all(|(_, d)| d[8..16] == [7; 8]));
+        assert!(fresh.iter().all(|(_, d)| d[8..16] == [0; 8]));
     }
 
     /// A socket whose buffer fills up counts what the kernel dropped, and a sized buffer is
