@@ -11,9 +11,11 @@
 pub mod gateway;
 pub mod icmp;
 pub mod mss;
+pub mod packet;
 pub mod worker;
 
-pub use gateway::{FromTun, Gateway, HEADROOM, TAILROOM, Transmit, Via};
+pub use gateway::Gateway;
+pub use packet::{FromTun, HEADROOM, TAILROOM, Transmit, Via};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

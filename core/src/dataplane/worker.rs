@@ -29,11 +29,11 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::gateway::{
-    HEADROOM, L2TP_PORT, Stats, Transmit, Via, describe_inner, set_udp6_checksum, split_udp,
-    write_udp_header,
+use super::packet::{
+    FromTun, HEADROOM, L2TP_PORT, Stats, Transmit, Via, describe_inner, set_udp6_checksum,
+    split_udp, write_udp_header,
 };
-use super::{FromTun, icmp, mss};
+use super::{icmp, mss};
 use crate::esp::{self, InboundSa, OutboundSa};
 use crate::l2tp::{PeerId, SessionRef, wire};
 use crate::session::Route;
