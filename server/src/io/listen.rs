@@ -79,6 +79,23 @@ pub struct Datagram {
 pub struct RecvBatch {
     buf: Vec<u8>,
     meta: [RecvMeta; RECV_BATCH],
+    /// The datagrams of the last [`Listeners::receive`]: slot and where each lies in it.
+    found: Vec<(usize, Datagram)>,
+}
+
+/// How many segments GRO puts in one slot at most (the kernel's UDP_GRO_CNT_MAX).
+const GRO_SEGMENTS: usize = 64;
+
+/// What one [`Listeners::receive`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Slots the `recvmmsg` filled ([`RECV_BATCH`]: more may wait).
+    pub slots: usize,
+    /// Datagrams in them, GRO's cut apart.
+    pub segments: usize,
+    /// Of those, the ones read ([`RecvBatch::datagram_mut`]); the others were not valid
+    /// (a short raw packet) and were dropped.
+    pub datagrams: usize,
 }
 
 impl std::fmt::Debug for RecvBatch {
@@ -92,6 +109,7 @@ impl Default for RecvBatch {
         Self {
             buf: vec![0u8; RECV_BATCH * RECV_SLOT],
             meta: [RecvMeta::default(); RECV_BATCH],
+            found: Vec::with_capacity(RECV_BATCH * GRO_SEGMENTS),
         }
     }
 }
@@ -102,6 +120,17 @@ impl RecvBatch {
         let meta = self.meta.get(i)?;
         let slot = self.buf.get_mut(i * RECV_SLOT..(i + 1) * RECV_SLOT)?;
         Some((slot, meta))
+    }
+
+    /// Datagram `k` of the last [`Listeners::receive`]: its bytes, in place, and who sent it
+    /// to which address.
+    pub fn datagram_mut(&mut self, k: usize) -> Option<(&mut [u8], Datagram)> {
+        let (slot, d) = self.found.get(k)?.clone();
+        let bytes = self
+            .buf
+            .get_mut(slot * RECV_SLOT..(slot + 1) * RECV_SLOT)?
+            .get_mut(d.range.clone())?;
+        Some((bytes, d))
     }
 }
 
@@ -975,6 +1004,41 @@ impl Listeners {
             .map(|e| e.socket.receive_buffer())
             .min()
             .unwrap_or(0)
+    }
+
+    /// Takes what waits on socket `index` into `batch` with one `recvmmsg` and cuts each slot
+    /// into the datagrams GRO put together; read them with [`RecvBatch::datagram_mut`]. `None`
+    /// when nothing waited (the next [`poll_ready`](Self::poll_ready) then waits) or the receive
+    /// failed (logged).
+    pub fn receive(&mut self, index: usize, batch: &mut RecvBatch) -> Option<Received> {
+        let sock = &mut self.endpoints.get_mut(index)?.socket;
+        let slots = match sock.try_recv_batch(batch) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) => {
+                debug!(socket = %sock.bound(), error = %e, "receive failed");
+                return None;
+            }
+        };
+        batch.found.clear();
+        let mut segments_seen = 0;
+        for (i, meta) in batch.meta.iter().enumerate().take(slots) {
+            let Some(slot) = batch.buf.get(i * RECV_SLOT..(i + 1) * RECV_SLOT) else {
+                break;
+            };
+            for segment in segments(meta.len, meta.stride) {
+                segments_seen += 1;
+                match sock.datagram(slot, meta, segment) {
+                    Ok(d) => batch.found.push((i, d)),
+                    Err(e) => debug!(error = %e, "dropped a datagram"),
+                }
+            }
+        }
+        Some(Received {
+            slots,
+            segments: segments_seen,
+            datagrams: batch.found.len(),
+        })
     }
 
     /// The socket at `index` ([`Ready::index`]).

@@ -31,7 +31,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::aaa::{Decision, local::UserStore};
 use crate::admin::{Request, Response};
@@ -486,51 +486,24 @@ impl Shell {
     async fn socket_batch(&mut self, index: usize, kind: Kind, rx: &mut RecvBatch) {
         let mut taken = 0;
         while taken < BATCH {
-            let Some(sock) = self.sockets.get_mut(index) else {
+            let Some(got) = self.sockets.receive(index, rx) else {
                 return;
             };
-            let n = match sock.try_recv_batch(rx) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    debug!(socket = %sock.bound(), error = %e, "receive failed");
-                    return;
-                }
-            };
-            for i in 0..n {
-                let Some((slot, meta)) = rx.slot_mut(i) else {
-                    break;
-                };
-                let meta = *meta;
-                for segment in listen::segments(meta.len, meta.stride) {
-                    taken += 1;
-                    let d = match self
-                        .sockets
-                        .get_mut(index)
-                        .map(|s| s.datagram(slot, &meta, segment))
-                    {
-                        Some(Ok(d)) => d,
-                        Some(Err(e)) => {
-                            debug!(error = %e, "dropped a datagram");
-                            continue;
-                        }
-                        None => return,
-                    };
-                    self.datagram_in(kind, slot, d).await;
+            taken += got.segments;
+            for k in 0..got.datagrams {
+                if let Some((data, d)) = rx.datagram_mut(k) {
+                    self.datagram_in(kind, data, d).await;
                 }
             }
-            if n < listen::RECV_BATCH {
+            if got.slots < listen::RECV_BATCH {
                 return;
             }
         }
     }
 
-    /// One datagram (in `slot` at `d.range`) from a socket of `kind`.
-    async fn datagram_in(&mut self, kind: Kind, slot: &mut [u8], d: Datagram) {
+    /// One datagram (`data`, which `d` describes) from a socket of `kind`.
+    async fn datagram_in(&mut self, kind: Kind, data: &mut [u8], d: Datagram) {
         let now = Instant::now();
-        let Some(data) = slot.get_mut(d.range) else {
-            return;
-        };
         let ip = match kind {
             Kind::Ike => {
                 self.server.handle_ike(now, d.local, d.remote, data);

@@ -506,63 +506,39 @@ impl WorkerLoop {
     async fn socket_batch(&mut self, index: usize, kind: Kind, rx: &mut RecvBatch) {
         let mut taken = 0;
         while taken < BATCH {
-            let Some(sock) = self.sockets.get_mut(index) else {
+            let Some(got) = self.sockets.receive(index, rx) else {
                 return;
             };
-            let n = match sock.try_recv_batch(rx) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    debug!(socket = %sock.bound(), error = %e, "receive failed");
-                    return;
-                }
-            };
             self.shared.rx_calls.fetch_add(1, Relaxed);
-            for i in 0..n {
-                let Some((slot, meta)) = rx.slot_mut(i) else {
-                    break;
+            self.shared
+                .rx_datagrams
+                .fetch_add(got.segments as u64, Relaxed);
+            taken += got.segments;
+            for k in 0..got.datagrams {
+                let Some((data, d)) = rx.datagram_mut(k) else {
+                    continue;
                 };
-                let meta = *meta;
-                for segment in listen::segments(meta.len, meta.stride) {
-                    taken += 1;
-                    self.shared.rx_datagrams.fetch_add(1, Relaxed);
-                    let d = match self
-                        .sockets
-                        .get_mut(index)
-                        .map(|s| s.datagram(slot, &meta, segment))
-                    {
-                        Some(Ok(d)) => d,
-                        Some(Err(e)) => {
-                            debug!(error = %e, "dropped a datagram");
+                let esp = match kind {
+                    Kind::Natt => match esp::classify_udp4500(data) {
+                        Udp4500::Keepalive | Udp4500::Malformed => continue,
+                        Udp4500::Ike(msg) => {
+                            self.to_control(FromWorker::Ike {
+                                local: d.local,
+                                remote: d.remote,
+                                data: msg.to_vec(),
+                            });
                             continue;
                         }
-                        None => return,
-                    };
-                    let Some(data) = slot.get_mut(d.range) else {
-                        continue;
-                    };
-                    let esp = match kind {
-                        Kind::Natt => match esp::classify_udp4500(data) {
-                            Udp4500::Keepalive | Udp4500::Malformed => continue,
-                            Udp4500::Ike(msg) => {
-                                self.to_control(FromWorker::Ike {
-                                    local: d.local,
-                                    remote: d.remote,
-                                    data: msg.to_vec(),
-                                });
-                                continue;
-                            }
-                            Udp4500::Esp(_) => true,
-                        },
-                        Kind::RawEsp => true,
-                        Kind::Ike | Kind::L2tp => false,
-                    };
-                    if esp {
-                        self.esp_in(data, d.remote).await;
-                    }
+                        Udp4500::Esp(_) => true,
+                    },
+                    Kind::RawEsp => true,
+                    Kind::Ike | Kind::L2tp => false,
+                };
+                if esp {
+                    self.esp_in(data, d.remote).await;
                 }
             }
-            if n < listen::RECV_BATCH {
+            if got.slots < listen::RECV_BATCH {
                 return;
             }
         }
