@@ -41,3 +41,4 @@ pub mod l2tp;
 pub mod radius;
 pub mod server;
 pub mod session;
+pub mod timer;

@@ -3,6 +3,9 @@
 //! Quick Mode's 2), driven by the test initiator in memory. Printed next to `openssl speed` for the
 //! same Diffie-Hellman group in the same run: a responder handshake does one key generation and one
 //! shared-secret computation, so about half of openssl's derive rate is the ceiling DH alone allows.
+//! Then a spoofed flood of Main Mode message 1s into a full half-open table (8192, the default):
+//! message 1s handled per second (each evicts the oldest waiting SA and answers with message 2),
+//! and the live heap the table holds, from a counting allocator (the memory bound of a flood).
 //! Figures, not a pass/fail test: `cargo bench -p roadgate-tests --bench handshake`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,7 +15,11 @@ use std::time::{Duration, Instant};
 
 use roadgate::ike::crypto::{CipherAlg, DhGroup, HashAlg};
 use roadgate::ike::{self, PskStore, Responder};
-use roadgate_tests::initiator::{Initiator, InitiatorConfig, P1Proposal};
+use roadgate_tests::initiator::{self, Initiator, InitiatorConfig, P1Proposal};
+use roadgate_tests::measure::{self, Counting};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn handshakes(group: DhGroup, n: usize) -> (Duration, usize) {
     let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 500);
@@ -77,6 +84,52 @@ fn openssl_ops(alg: &str) -> Option<f64> {
         .find_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
 }
 
+/// Spoofed message 1s (a Windows-like offer) from distinct addresses into a responder whose
+/// half-open table is full: (message 1s/s, live heap bytes before and after, half-open SAs,
+/// deadlines held).
+fn spoofed_flood(n: u32) -> (f64, i64, i64, usize, usize) {
+    let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 500);
+    let cfg = ike::Config {
+        psk: PskStore::with_default(b"bench-psk".to_vec()),
+        dpd_interval: None,
+        ..ike::Config::default()
+    };
+    let max = cfg.max_half_open as u32;
+    let mut responder = Responder::new(Arc::new(cfg));
+    let forged = InitiatorConfig::new(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 500),
+        server,
+        b"bench-psk",
+    );
+    let mut seq = 0u32;
+    let mut send = |responder: &mut Responder, count: u32| {
+        let now = Instant::now();
+        for _ in 0..count {
+            let mut icky = [0u8; 8];
+            icky[..4].copy_from_slice(&seq.to_be_bytes());
+            icky[4..].copy_from_slice(b"spof");
+            let (mm1, _, _) = initiator::main_mode_1(&forged, icky);
+            let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | seq)), 500);
+            responder.handle_datagram(now, server, src, &mm1);
+            while responder.poll_transmit().is_some() {}
+            seq += 1;
+        }
+    };
+    let before = measure::live();
+    send(&mut responder, 2 * max);
+    let t0 = Instant::now();
+    send(&mut responder, n);
+    let spent = t0.elapsed();
+    let after = measure::live();
+    (
+        f64::from(n) / spent.as_secs_f64(),
+        before,
+        after,
+        responder.half_open_count(),
+        responder.timer_count(),
+    )
+}
+
 fn main() {
     let n: usize = std::env::var("HANDSHAKES")
         .ok()
@@ -111,4 +164,15 @@ fn main() {
             ),
         }
     }
+    let n = 200_000;
+    let (rate, before, after, half_open, timers) = spoofed_flood(n);
+    println!("Spoofed Main Mode message 1s into a full half-open table (in memory, one core):");
+    println!(
+        "  {rate:>8.0} message 1s/s handled (each evicts the oldest waiting SA and sends message 2; {n} measured)"
+    );
+    println!(
+        "  live heap {:.1} MiB for {half_open} half-open SAs = {:.0} bytes each; {timers} deadlines held",
+        (after - before) as f64 / (1 << 20) as f64,
+        (after - before) as f64 / half_open.max(1) as f64
+    );
 }

@@ -1430,6 +1430,14 @@ fn a_full_half_open_table_evicts_for_a_real_client() {
         pair.server.phase1_count(),
         pair.server.half_open_count() + 1
     );
+    // An evicted SA leaves no deadline behind: one per phase 1 and per IPsec SA, however many
+    // came and went (a lazily pruned heap held two per evicted SA until its half-open timeout).
+    let live = pair.server.phase1_count() + pair.server.child_count();
+    assert!(
+        pair.server.timer_count() <= live,
+        "{} timers for {live} SAs",
+        pair.server.timer_count()
+    );
 }
 
 #[test]

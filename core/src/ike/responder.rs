@@ -1,8 +1,7 @@
 //! The IKEv1 responder: demultiplexing by cookies, limits on half-open SAs, timers, and the
 //! tables of phase-1 and IPsec SAs.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +56,7 @@ pub struct Stats {
     pub jobs_retransmit_dropped: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum TimerKey {
     Phase1(Cookies),
     Child(u32),
@@ -99,7 +98,7 @@ pub struct Responder {
     /// Our SPI of every Quick Mode whose message 2 is out and message 3 awaited → its phase 1
     /// and message ID (entries of exchanges that ended otherwise are checked and dropped).
     pub(crate) pending_spis: HashMap<u32, (Cookies, u32)>,
-    pub(crate) timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    pub(crate) timers: crate::timer::Timers<TimerKey>,
     pub(crate) out: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -143,7 +142,7 @@ impl Responder {
             deferred_jobs: false,
             children: HashMap::new(),
             pending_spis: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: crate::timer::Timers::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -202,6 +201,11 @@ impl Responder {
         self.half_open
     }
 
+    /// Deadlines held: at most one per phase 1, IPsec SA and failed handshake still charged.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
     pub fn child_count(&self) -> usize {
         self.children.len()
     }
@@ -216,7 +220,7 @@ impl Responder {
 
     /// When [`Responder::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.next()
     }
 
     pub(crate) fn next_id(&mut self) -> u64 {
@@ -241,7 +245,7 @@ impl Responder {
     }
 
     pub(crate) fn arm(&mut self, at: Instant, key: TimerKey) {
-        self.timers.push(Reverse((at, key)));
+        self.timers.arm(at, key);
     }
 
     pub(crate) fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
@@ -413,11 +417,7 @@ impl Responder {
 
     /// Time passes: retransmissions, half-open expiry, lifetimes, DPD.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some(key) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Phase1(c) => self.service_phase1(now, c),
                 TimerKey::Child(spi) => self.service_child(now, spi),
@@ -489,6 +489,7 @@ impl Responder {
     /// Removes a phase 1 and its bookkeeping, with no message and no event.
     pub(crate) fn remove_phase1(&mut self, c: Cookies) -> Option<Phase1> {
         let p1 = self.p1.remove(&c)?;
+        self.timers.cancel(TimerKey::Phase1(c));
         self.mm1_index.remove(&(p1.icky, p1.mm1_from));
         for qm in p1.quick.values() {
             self.pending_spis.remove(&qm.our_spi);
@@ -506,6 +507,7 @@ impl Responder {
         let Some(p1) = self.p1.remove(&c) else {
             return;
         };
+        self.timers.cancel(TimerKey::Phase1(c));
         self.mm1_index.remove(&(p1.icky, p1.mm1_from));
         for qm in p1.quick.values() {
             self.pending_spis.remove(&qm.our_spi);
@@ -694,6 +696,7 @@ impl Responder {
             self.send_delete_esp(c, inbound_spi);
         }
         if let Some(ch) = self.children.remove(&inbound_spi) {
+            self.timers.cancel(TimerKey::Child(inbound_spi));
             self.events.push_back(Event::ChildSaDown {
                 inbound_spi,
                 outbound_spi: ch.outbound_spi,

@@ -28,8 +28,7 @@ mod session;
 mod tunnel;
 pub mod wire;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -238,7 +237,7 @@ pub struct Lns {
     by_peer_tunnel: HashMap<(PeerId, u16), u16>,
     per_peer: HashMap<PeerId, usize>,
     half_open: usize,
-    timers: BinaryHeap<Reverse<(Instant, u16)>>,
+    timers: crate::timer::Timers<u16>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -279,7 +278,7 @@ impl Lns {
             by_peer_tunnel: HashMap::new(),
             per_peer: HashMap::new(),
             half_open: 0,
-            timers: BinaryHeap::new(),
+            timers: crate::timer::Timers::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -332,7 +331,7 @@ impl Lns {
     /// When [`Lns::handle_timeout`] should be called next (possibly early: a spurious call is
     /// harmless).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.next()
     }
 
     fn timing(&self) -> Timing {
@@ -606,7 +605,6 @@ impl Lns {
             by_peer_session: HashMap::new(),
             created: now,
             last_heard: now,
-            scheduled: None,
         };
         let refusal = if let Some(f) = m.fault {
             self.count_fault(f);
@@ -1206,6 +1204,7 @@ impl Lns {
         let Some(t) = self.tunnels.remove(&tid) else {
             return;
         };
+        self.timers.cancel(tid);
         if t.state == TunnelState::WaitConnect {
             self.half_open = self.half_open.saturating_sub(1);
         }
@@ -1234,25 +1233,14 @@ impl Lns {
                 payload,
             });
         }
-        if let Some(d) = t.deadline(hello, half_open)
-            && t.scheduled.is_none_or(|s| d < s)
-        {
-            t.scheduled = Some(d);
-            self.timers.push(Reverse((d, tid)));
+        if let Some(d) = t.deadline(hello, half_open) {
+            self.timers.arm(d, tid);
         }
     }
 
     /// Time passes: retransmissions, HELLO, half-open expiry, lingering tunnels.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, tid))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            match self.tunnels.get_mut(&tid) {
-                Some(t) if t.scheduled == Some(at) => t.scheduled = None,
-                _ => continue, // stale entry
-            }
+        while let Some(tid) = self.timers.pop_due(now) {
             self.service(now, tid);
         }
     }

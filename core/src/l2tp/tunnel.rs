@@ -48,8 +48,6 @@ pub(crate) struct Tunnel {
     pub created: Instant,
     /// Last control or data message from the peer (for HELLO).
     pub last_heard: Instant,
-    /// When the timer queue last scheduled this tunnel.
-    pub scheduled: Option<Instant>,
 }
 
 impl Tunnel {
