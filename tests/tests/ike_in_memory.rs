@@ -486,6 +486,9 @@ fn bad_pfs_dh_value_gets_no_child_sa() {
         )
     );
     assert_eq!(pair.server.child_count(), 0);
+    // The peer's value is checked before we make a key: only Main Mode's key was made.
+    assert_eq!(pair.server.stats().dh_keys_generated, 1);
+    assert_eq!(pair.server.stats().invalid_ke, 1);
 }
 
 #[test]
@@ -1986,6 +1989,54 @@ fn deferred_jobs_complete_main_and_quick_mode_on_another_thread() {
     assert_eq!(pair.server.stats().dh_keys_generated, 1);
     assert_eq!(pair.server.jobs_outstanding(), 0);
     check_esp(&mut pair, c, &cc, &sc);
+}
+
+#[test]
+fn quick_mode_pfs_is_a_job_too() {
+    let mut pair = Pair::new(server_config(), 61);
+    let mut cfg = client_config(ip(61), 61);
+    cfg.pfs = Some(DhGroup::Modp2048);
+    let c = pair.add_client(cfg, None);
+    let (cc, sc, ran) = connect_deferred(&mut pair, c);
+    assert_eq!(
+        ran, 2,
+        "two jobs: message 3's and Quick Mode's Diffie-Hellman"
+    );
+    assert!(cc.pfs);
+    assert_eq!(pair.server.stats().dh_keys_generated, 2);
+    assert_eq!(pair.server.jobs_outstanding(), 0);
+    check_esp(&mut pair, c, &cc, &sc);
+}
+
+#[test]
+fn a_repeated_quick_mode_1_while_its_pfs_job_runs_is_dropped() {
+    let mut pair = Pair::new(server_config(), 62);
+    let mut cfg = client_config(ip(62), 62);
+    cfg.pfs = Some(DhGroup::Ecp256);
+    let c = pair.add_client(cfg, None);
+    // Connected inline; then a rekey's Quick Mode message 1 waits for its job while the
+    // client retransmits it.
+    connect(&mut pair, c);
+    pair.server.set_deferred_jobs(true);
+    let now = pair.now;
+    assert!(pair.client(c).initiator_mut().rekey_child(now));
+    pair.advance(Duration::from_secs(20));
+    let st = pair.server.stats().clone();
+    assert!(st.jobs_retransmit_dropped >= 1, "{st:?}");
+    assert_eq!(pair.server.jobs_outstanding(), 1, "one job for every copy");
+    let job = pair.server.poll_job().unwrap();
+    assert_eq!(job.kind(), "quick mode pfs");
+    let done = job.run();
+    let now = pair.now;
+    pair.server.job_done(now, done);
+    assert!(
+        pair.run_for(Duration::from_secs(30), |e| matches!(
+            e,
+            PairEvent::Client(i, InitiatorEvent::ChildSaUp(_)) if *i == c
+        )),
+        "{}",
+        dump(&pair)
+    );
 }
 
 /// A pair with one established client (connected inline), then deferred jobs and a job

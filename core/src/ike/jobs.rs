@@ -1,8 +1,9 @@
 //! Handshake cryptography off the packet path.
 //!
-//! The costly parts of Main Mode — our Diffie-Hellman key and g^xy with the key schedule
-//! (message 3), and with certificates the peer's chain and signature check and our own
-//! signature (message 5) — are not done while a datagram is handled. The responder checks
+//! The costly parts of a handshake — our Diffie-Hellman key and g^xy with the key schedule
+//! (Main Mode message 3), with certificates the peer's chain and signature check and our own
+//! signature (message 5), and the Diffie-Hellman of a Quick Mode with PFS — are not done while
+//! a datagram is handled. The responder checks
 //! everything cheap first (lengths, the peer's public value, nonces, limits), parks the ISAKMP
 //! SA in a "computing" state and queues a [`Job`]: a self-contained `Send` value that owns all it
 //! needs. The shell takes jobs with [`Responder::poll_job`], runs [`Job::run`] on any thread, and
@@ -29,6 +30,7 @@ use zeroize::Zeroizing;
 
 use super::cert::{CertAuthority, PeerCert, id_matches};
 use super::crypto::{self, CipherAlg, DhGroup, DhPrivate, HashAlg, Phase1Keys, Prf};
+use super::quick_mode::Qm1Accepted;
 use super::responder::Responder;
 use super::sa::{Cookies, P1State};
 use crate::isakmp::{Header, exchange, notify};
@@ -45,6 +47,15 @@ pub struct Job {
 enum Work {
     Mm3(Box<Mm3Work>),
     Mm5(Box<Mm5Work>),
+    Qm1(Box<Qm1Work>),
+}
+
+/// Quick Mode PFS: our key and g^xy for the message 1 `mid`.
+struct Qm1Work {
+    mid: u32,
+    group: DhGroup,
+    peer_ke: Vec<u8>,
+    seed: Zeroizing<[u8; 32]>,
 }
 
 struct Mm3Work {
@@ -86,6 +97,8 @@ pub struct JobDone {
 enum Outcome {
     Mm3(Result<Mm3Out, crypto::DhError>),
     Mm5(Result<(PeerCert, Vec<u8>), Mm5Error>),
+    /// g^xy and our public value.
+    Qm1(u32, Result<(Zeroizing<Vec<u8>>, Vec<u8>), crypto::DhError>),
 }
 
 struct Mm3Out {
@@ -142,6 +155,7 @@ impl std::fmt::Debug for JobDone {
         let ok = match &self.outcome {
             Outcome::Mm3(r) => r.is_ok(),
             Outcome::Mm5(r) => r.is_ok(),
+            Outcome::Qm1(_, r) => r.is_ok(),
         };
         f.debug_struct("JobDone")
             .field("phase1", &self.phase1)
@@ -151,12 +165,14 @@ impl std::fmt::Debug for JobDone {
 }
 
 impl Job {
-    /// What the job computes: `"main mode 3"` (Diffie-Hellman and the key schedule) or
-    /// `"main mode 5"` (certificate and signature checks, our signature).
+    /// What the job computes: `"main mode 3"` (Diffie-Hellman and the key schedule),
+    /// `"main mode 5"` (certificate and signature checks, our signature) or `"quick mode pfs"`
+    /// (the Diffie-Hellman of a Quick Mode with PFS).
     pub fn kind(&self) -> &'static str {
         match self.work {
             Work::Mm3(_) => "main mode 3",
             Work::Mm5(_) => "main mode 5",
+            Work::Qm1(_) => "quick mode pfs",
         }
     }
 
@@ -165,6 +181,7 @@ impl Job {
         let (dh_generated, outcome) = match self.work {
             Work::Mm3(w) => (true, Outcome::Mm3(run_mm3(*w))),
             Work::Mm5(w) => (false, Outcome::Mm5(run_mm5(*w))),
+            Work::Qm1(w) => (true, Outcome::Qm1(w.mid, run_qm1(&w))),
         };
         JobDone {
             sa: self.sa,
@@ -200,6 +217,13 @@ fn run_mm3(w: Mm3Work) -> Result<Mm3Out, crypto::DhError> {
         gxr: dh.public().to_vec(),
         keys,
     })
+}
+
+fn run_qm1(w: &Qm1Work) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), crypto::DhError> {
+    let mut rng = ChaCha20Rng::from_seed(*w.seed);
+    let dh = DhPrivate::generate(w.group, &mut rng);
+    let gxy = dh.shared_secret(&w.peer_ke)?;
+    Ok((gxy, dh.public().to_vec()))
 }
 
 fn run_mm5(w: Mm5Work) -> Result<(PeerCert, Vec<u8>), Mm5Error> {
@@ -270,6 +294,9 @@ impl Responder {
             self.stats.dh_keys_generated += 1;
         }
         let c = done.sa;
+        if let Outcome::Qm1(mid, result) = done.outcome {
+            return self.quick_mode_job_done(now, c, done.phase1, mid, result);
+        }
         let pending = match self.p1.get_mut(&c) {
             Some(p1) if p1.id == done.phase1 && p1.state == P1State::Computing => p1.pending.take(),
             _ => None,
@@ -333,6 +360,68 @@ impl Responder {
         } else {
             let done = job.run();
             self.job_done(now, done);
+        }
+    }
+
+    /// Keeps an accepted Quick Mode message 1 of the established SA `c` and queues its PFS
+    /// Diffie-Hellman job (the peer's value already checked).
+    pub(crate) fn queue_quick_mode_job(
+        &mut self,
+        now: Instant,
+        c: Cookies,
+        accepted: Qm1Accepted,
+        group: DhGroup,
+        peer_ke: &[u8],
+    ) {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand_core::Rng::fill_bytes(&mut self.rng, seed.as_mut());
+        let mid = accepted.mid();
+        self.qm_jobs.insert((c, mid), Box::new(accepted));
+        let work = Qm1Work {
+            mid,
+            group,
+            peer_ke: peer_ke.to_vec(),
+            seed,
+        };
+        self.queue_job(now, c, Work::Qm1(Box::new(work)));
+    }
+
+    /// The PFS job of Quick Mode `mid` under `c` is done: message 2, or INVALID_KEY_INFORMATION.
+    fn quick_mode_job_done(
+        &mut self,
+        now: Instant,
+        c: Cookies,
+        phase1: u64,
+        mid: u32,
+        result: Result<(Zeroizing<Vec<u8>>, Vec<u8>), crypto::DhError>,
+    ) {
+        let accepted = self.qm_jobs.remove(&(c, mid));
+        let live = self
+            .p1
+            .get(&c)
+            .is_some_and(|p1| p1.id == phase1 && p1.state == P1State::Established);
+        let Some(accepted) = accepted.filter(|_| live) else {
+            dropped!(
+                self.stats.jobs_orphaned,
+                "Quick Mode PFS job result for an ISAKMP SA that is gone; ignored"
+            );
+            return;
+        };
+        match result {
+            Ok(pfs) => self.reply_quick_mode_1(now, c, *accepted, Some(pfs)),
+            Err(e) => {
+                // validate_public passed, so only a degenerate agreement gets here.
+                self.stats.invalid_ke += 1;
+                self.stats.quick_mode_refused += 1;
+                tracing::warn!(remote = %accepted.remote(), error = %e, "Quick Mode refused: the PFS agreement failed");
+                self.send_notify_protected(
+                    c,
+                    notify::INVALID_KEY_INFORMATION,
+                    crate::isakmp::protocol::IPSEC_ESP,
+                    &[],
+                    &[],
+                );
+            }
         }
     }
 

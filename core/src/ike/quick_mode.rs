@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use super::crypto::{self, DhPrivate};
+use super::crypto;
 use super::proposals::{self, Encapsulation};
 use super::responder::{Responder, TimerKey};
 use super::sa::{Cookies, LastReply, P1State, QuickMode, with_hash};
@@ -96,6 +96,10 @@ impl Responder {
             return;
         }
         let mid = header.message_id;
+        if self.qm_jobs.contains_key(&(c, mid)) {
+            dropped!(self.stats.jobs_retransmit_dropped, %remote, mid, "Quick Mode message while its PFS job runs; dropped");
+            return;
+        }
         if let Some(qm) = p1.quick.get(&mid) {
             if qm.last.request == data {
                 let reply = qm.last.reply.clone();
@@ -121,6 +125,33 @@ impl Responder {
     }
 }
 
+/// A Quick Mode message 1 that passed every check: all that its reply (message 2) needs, kept
+/// while its PFS Diffie-Hellman job runs.
+pub(crate) struct Qm1Accepted {
+    mid: u32,
+    /// Message 1 as received (a repeat is answered with the same reply).
+    request: Vec<u8>,
+    last_block: Vec<u8>,
+    commit: bool,
+    choice: proposals::Phase2Choice,
+    ni: Vec<u8>,
+    id_bodies: Vec<Vec<u8>>,
+    local_sel: Selector,
+    remote_sel: Selector,
+    peer_original: Option<IpAddr>,
+    remote: SocketAddr,
+}
+
+impl Qm1Accepted {
+    pub(crate) fn mid(&self) -> u32 {
+        self.mid
+    }
+
+    pub(crate) fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+}
+
 /// Quick Modes in progress under one ISAKMP SA, and IPsec SAs of one peer: an authenticated peer
 /// cannot make the server hold more (clients use one or two; rekeys overlap briefly).
 const MAX_PENDING_QUICK_MODES: usize = 16;
@@ -136,7 +167,6 @@ impl Responder {
         header: &Header,
         data: &[u8],
     ) {
-        let natt_port = self.cfg.natt_port;
         let mid = header.message_id;
         let Some(p1) = self.p1.get(&c) else { return };
         let iv = crypto::exchange_iv(p1.choice.hash, &p1.iv, mid, p1.choice.cipher.block_len());
@@ -148,16 +178,17 @@ impl Responder {
         let Ok(msg) = Message::parse(*header, &plain) else {
             return;
         };
-        let (pending, children) = (p1.quick.len(), self.child_sas_of(&p1.peer).len());
+        let computing = self.qm_jobs.keys().filter(|(k, _)| *k == c).count();
+        let (pending, children) = (
+            p1.quick.len() + computing,
+            self.child_sas_of(&p1.peer).len(),
+        );
         if pending >= MAX_PENDING_QUICK_MODES || children >= MAX_CHILD_SAS_PER_PEER {
             self.stats.quick_mode_refused += 1;
             warn!(%remote, pending, children, "Quick Mode refused: too many exchanges or IPsec SAs for this peer");
             return;
         }
         let Some(p1) = self.p1.get(&c) else { return };
-        let Some(keys) = p1.keys() else { return };
-        let prf = p1.choice.prf;
-        let skeyid_a = keys.skeyid_a.clone();
         let nat = p1.nat;
         let peer_id = p1.peer_id.clone();
         let mut sa = None;
@@ -345,25 +376,73 @@ impl Responder {
             })
             .or((!choice.encapsulation.is_tunnel()).then_some(remote_sel.first));
 
-        // PFS.
-        let (pfs_gxy, our_ke) = match (choice.pfs, ke) {
-            (Some(group), Some(peer_ke)) => {
-                let dh = DhPrivate::generate(group, &mut self.rng);
-                self.stats.dh_keys_generated += 1;
-                match dh.shared_secret(peer_ke) {
-                    Ok(s) => (Some(s), Some(dh.public().to_vec())),
-                    Err(e) => {
-                        self.stats.invalid_ke += 1;
-                        return refuse(
-                            self,
-                            notify::INVALID_KEY_INFORMATION,
-                            format!("invalid PFS public value: {e}"),
-                        );
-                    }
-                }
-            }
-            _ => (None, None),
+        let accepted = Qm1Accepted {
+            mid,
+            request: data.to_vec(),
+            last_block,
+            commit: header.flags & flags::COMMIT != 0,
+            choice,
+            ni: ni.to_vec(),
+            id_bodies: ids.iter().map(|(_, body)| body.to_vec()).collect(),
+            local_sel,
+            remote_sel,
+            peer_original,
+            remote,
         };
+        // PFS (RFC 2409 §5.5): the peer's KE is checked here (length, range: a comparison);
+        // our key and g^xy are a handshake job, off this thread when jobs are deferred.
+        match (accepted.choice.pfs, ke) {
+            (Some(group), Some(peer_ke)) => {
+                if let Err(e) = crypto::validate_public(group, peer_ke) {
+                    self.stats.invalid_ke += 1;
+                    return refuse(
+                        self,
+                        notify::INVALID_KEY_INFORMATION,
+                        format!("invalid PFS public value: {e}"),
+                    );
+                }
+                self.queue_quick_mode_job(now, c, accepted, group, peer_ke);
+            }
+            _ => self.reply_quick_mode_1(now, c, accepted, None),
+        }
+    }
+
+    /// Quick Mode message 2 for an accepted message 1, with our PFS value and g^xy when PFS
+    /// was agreed (the result of its job).
+    pub(crate) fn reply_quick_mode_1(
+        &mut self,
+        now: Instant,
+        c: Cookies,
+        accepted: Qm1Accepted,
+        pfs: Option<(Zeroizing<Vec<u8>>, Vec<u8>)>,
+    ) {
+        let natt_port = self.cfg.natt_port;
+        let Qm1Accepted {
+            mid,
+            request: data,
+            last_block,
+            commit,
+            choice,
+            ni,
+            id_bodies,
+            local_sel,
+            remote_sel,
+            peer_original,
+            remote,
+        } = accepted;
+        let Some(p1) = self.p1.get(&c) else { return };
+        let Some(keys) = p1.keys() else { return };
+        let (prf, skeyid_a, nat, peer_id) = (
+            p1.choice.prf,
+            keys.skeyid_a.clone(),
+            p1.nat,
+            p1.peer_id.clone(),
+        );
+        let (pfs_gxy, our_ke) = match pfs {
+            Some((gxy, ours)) => (Some(gxy), Some(ours)),
+            None => (None, None),
+        };
+        let local = p1.local;
         let our_spi = self.new_spi();
         let nr = self.random_bytes(32);
 
@@ -377,7 +456,7 @@ impl Responder {
         if let Some(k) = &our_ke {
             rest.push(payload_type::KE, k);
         }
-        for (_, body) in &ids {
+        for body in &id_bodies {
             rest.push(payload_type::ID, body);
         }
         if choice.encapsulation == Encapsulation::UdpTransport
@@ -399,9 +478,8 @@ impl Responder {
                 ),
             );
         }
-        let h2 = crypto::qm_hash2(prf, &skeyid_a, mid, ni, rest.bytes());
+        let h2 = crypto::qm_hash2(prf, &skeyid_a, mid, &ni, rest.bytes());
         let chain = with_hash(&h2, &rest);
-        let commit = header.flags & flags::COMMIT != 0;
         let mut h = p1.header(exchange::QUICK, mid, true);
         if commit {
             h.flags |= flags::COMMIT;
@@ -424,7 +502,7 @@ impl Responder {
             iv: last_out,
             choice,
             our_spi,
-            ni: ni.to_vec(),
+            ni,
             nr,
             pfs_gxy,
             local_selector: local_sel,
@@ -432,7 +510,7 @@ impl Responder {
             peer_original,
             commit,
             last: LastReply::new(
-                data,
+                &data,
                 framed.clone(),
                 now,
                 Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries)),

@@ -79,6 +79,8 @@ pub struct Responder {
     pub(crate) cfg: Arc<Config>,
     pub(crate) rng: ChaCha20Rng,
     pub(crate) p1: HashMap<Cookies, Phase1>,
+    /// Quick Mode message 1s whose PFS job runs, by ISAKMP SA and message ID.
+    pub(crate) qm_jobs: HashMap<(Cookies, u32), Box<super::quick_mode::Qm1Accepted>>,
     /// (initiator cookie, peer) → responder cookie, to recognise a repeated message 1.
     pub(crate) mm1_index: HashMap<([u8; 8], SocketAddr), [u8; 8]>,
     pub(crate) half_open_by_src: HashMap<IpAddr, usize>,
@@ -131,6 +133,7 @@ impl Responder {
             cfg,
             rng,
             p1: HashMap::new(),
+            qm_jobs: HashMap::new(),
             mm1_index: HashMap::new(),
             half_open_by_src: HashMap::new(),
             half_open_by_prefix: HashMap::new(),
