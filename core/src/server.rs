@@ -111,8 +111,8 @@ pub enum Event {
         session: SessionRef,
         /// The user, if one had authenticated.
         user: Option<String>,
-        /// Why, in words.
-        reason: String,
+        /// Why (`Display`: in words).
+        reason: session::Ended,
         /// The accounting Stop, for a session that was up.
         stop: Option<Box<AcctRecord>>,
     },

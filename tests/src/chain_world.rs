@@ -643,7 +643,7 @@ impl ChainWorld {
                         stop,
                     } => {
                         self.acct.extend(stop.map(|s| *s));
-                        self.downs.push((session, user, reason));
+                        self.downs.push((session, user, reason.to_string()));
                     }
                     core::Event::HostRoute { .. } => {}
                 }

@@ -287,7 +287,7 @@ impl World {
                     stop,
                 } => {
                     self.acct.extend(stop.map(|s| *s));
-                    self.downs.push((session, user, reason));
+                    self.downs.push((session, user, reason.to_string()));
                 }
             }
         }

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use roadgate::l2tp::{
-    CallDirection, CallInfo, Event, Lns, LnsConfig, OutgoingCall, PeerId, SessionRef,
+    CallDirection, CallInfo, Cleared, Event, Lns, LnsConfig, OutgoingCall, PeerId, SessionRef,
 };
 use roadgate_tests::lac::{self, Lac, LacConfig, LacEvent, LacState};
 
@@ -275,7 +275,7 @@ impl Net {
         })
     }
 
-    fn call_down(&self, sref: SessionRef) -> Option<String> {
+    fn call_down(&self, sref: SessionRef) -> Option<Cleared> {
         self.events.iter().find_map(|e| match e {
             Event::SessionDown { session, reason } if *session == sref => Some(reason.clone()),
             _ => None,
@@ -990,8 +990,13 @@ fn outgoing_call_refused_by_the_client() {
         .call_down(sref)
         .expect("SessionDown for the refused call");
     assert!(
-        reason.contains("refused the outgoing call") && reason.contains("result 2 error 6"),
-        "{reason}"
+        matches!(&reason, Cleared::OutgoingRefused(Some(r)) if r.contains("result 2 error 6")),
+        "{reason:?}"
+    );
+    assert!(
+        reason
+            .to_string()
+            .starts_with("the client refused the outgoing call: ")
     );
     assert!(net.call_up(sref).is_none());
     assert_eq!(net.lns.session_count(), 0);
@@ -1112,7 +1117,7 @@ fn wrong_answer_to_ocrq_gets_cdn() {
         let sref = net
             .place(0, OutgoingCall::default(), Duration::from_millis(10))
             .unwrap();
-        let reason = net.call_down(sref).expect("SessionDown");
+        let reason = net.call_down(sref).expect("SessionDown").to_string();
         assert!(reason.contains("unexpected"), "{reason}");
         assert!(net.call_up(sref).is_none());
         assert!(
@@ -1168,7 +1173,10 @@ fn outgoing_call_closed_before_the_reply() {
     // wait-reply, local close: CDN (to session 0, naming ours), SessionDown at once
     net.lns.close_session(now, sref, 3, "changed my mind");
     net.run(Duration::from_millis(10));
-    assert!(net.call_down(sref).unwrap().contains("changed my mind"));
+    assert_eq!(
+        net.call_down(sref),
+        Some(Cleared::ClosedLocally("changed my mind".into()))
+    );
     assert!(
         net.call_up(sref).is_none(),
         "the crossing OCRP/OCCN are ignored"

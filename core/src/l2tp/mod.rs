@@ -127,6 +127,50 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
+/// Why an L2TP call or tunnel ended ([`Event::SessionDown`], [`Event::TunnelDown`]). Its
+/// `Display` gives the words the log has always carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleared {
+    /// The peer sent CDN (with its result, in words, if it gave one).
+    PeerCdn(Option<String>),
+    /// The peer sent StopCCN.
+    PeerStopCcn(Option<String>),
+    /// The client refused an outgoing call we had placed (CDN before OCCN).
+    OutgoingRefused(Option<String>),
+    /// We closed it ([`Lns::close_session`], [`Lns::close_tunnel`]) with this message.
+    ClosedLocally(String),
+    /// We closed it for an error in what the peer sent.
+    ProtocolError(String),
+    /// The tunnel's challenge response was wrong or missing.
+    AuthFailed,
+    /// The peer stopped acknowledging control messages.
+    PeerNotResponding,
+    /// The IPsec SA that carried the tunnel went.
+    IpsecGone,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl std::fmt::Display for Cleared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let with = |f: &mut std::fmt::Formatter<'_>, what: &str, r: &Option<String>| match r {
+            Some(r) => write!(f, "{what}: {r}"),
+            None => f.write_str(what),
+        };
+        match self {
+            Cleared::PeerCdn(r) => with(f, "peer sent CDN", r),
+            Cleared::PeerStopCcn(r) => with(f, "peer sent StopCCN", r),
+            Cleared::OutgoingRefused(r) => with(f, "the client refused the outgoing call", r),
+            Cleared::ClosedLocally(m) => write!(f, "closed locally: {m}"),
+            Cleared::ProtocolError(t) => f.write_str(t),
+            Cleared::AuthFailed => f.write_str("tunnel authentication failed"),
+            Cleared::PeerNotResponding => f.write_str("peer not responding"),
+            Cleared::IpsecGone => f.write_str("IPsec SA gone"),
+            Cleared::ShuttingDown => f.write_str("server shutting down"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     TunnelUp {
@@ -139,7 +183,7 @@ pub enum Event {
     TunnelDown {
         peer: PeerId,
         tunnel: u16,
-        reason: String,
+        reason: Cleared,
     },
     SessionUp {
         session: SessionRef,
@@ -148,7 +192,7 @@ pub enum Event {
     /// Only for sessions that were up.
     SessionDown {
         session: SessionRef,
-        reason: String,
+        reason: Cleared,
     },
 }
 
@@ -723,7 +767,7 @@ impl Lns {
                     stopccn::GENERAL_ERROR,
                     Some(e),
                     &text,
-                    text.clone(),
+                    Cleared::ProtocolError(text.clone()),
                 );
             }
             return;
@@ -784,7 +828,7 @@ impl Lns {
                         stopccn::GENERAL_ERROR,
                         Some(error::OUT_OF_RANGE),
                         &text,
-                        text.clone(),
+                        Cleared::ProtocolError(text.clone()),
                     );
                 }
             }
@@ -809,7 +853,7 @@ impl Lns {
                     stopccn::NOT_AUTHORIZED,
                     None,
                     "tunnel authentication failed",
-                    String::new(),
+                    Cleared::AuthFailed,
                 );
                 return;
             }
@@ -829,16 +873,13 @@ impl Lns {
 
     fn peer_stopccn(&mut self, now: Instant, tid: u16, m: &Message) {
         self.stats.stopccn_received += 1;
-        let reason = match &m.result {
-            Some(r) => format!("peer sent StopCCN: {r}"),
-            None => "peer sent StopCCN".into(),
-        };
+        let reason = Cleared::PeerStopCcn(m.result.as_ref().map(|r| r.to_string()));
         self.down_events(tid, &reason);
         if let Some(t) = self.enter_closing(now, tid) {
             info!(
                 peer = t.peer,
                 tunnel = tid,
-                reason,
+                %reason,
                 "L2TP tunnel closed by the peer"
             );
             t.channel.drop_outgoing();
@@ -1040,26 +1081,20 @@ impl Lns {
             self.stats.unknown_session += 1;
             return;
         };
-        let mut reason = match &m.result {
-            Some(r) => format!("peer sent CDN: {r}"),
-            None => "peer sent CDN".into(),
-        };
+        let mut reason = Cleared::PeerCdn(m.result.as_ref().map(|r| r.to_string()));
         if let Some(t) = self.tunnels.get(&tid)
             && let Some(s) = t.sessions.get(&local)
             && s.direction() == CallDirection::Outgoing
             && s.state != SessionState::Established
         {
             self.stats.outgoing_calls_refused += 1;
-            reason = match &m.result {
-                Some(r) => format!("the client refused the outgoing call: {r}"),
-                None => "the client refused the outgoing call".into(),
-            };
+            reason = Cleared::OutgoingRefused(m.result.as_ref().map(|r| r.to_string()));
             info!(
                 peer = t.peer,
                 tunnel = tid,
                 session = local,
                 called = s.call.called_number.as_deref().unwrap_or(""),
-                reason,
+                %reason,
                 "L2TP outgoing call refused"
             );
         }
@@ -1089,7 +1124,7 @@ impl Lns {
                     .filter(|p| !t.by_peer_session.contains_key(p))
                     .unwrap_or(0);
             }
-            self.remove_session(tid, local, text);
+            self.remove_session(tid, local, &Cleared::ProtocolError(text.to_owned()));
             if let Some(t) = self.tunnels.get_mut(&tid) {
                 t.cdn(peer_sid, local, cdn::GENERAL_ERROR, Some(err), text);
             }
@@ -1104,7 +1139,7 @@ impl Lns {
         let _ = now;
     }
 
-    fn remove_session(&mut self, tid: u16, local: u16, reason: &str) {
+    fn remove_session(&mut self, tid: u16, local: u16, reason: &Cleared) {
         let Some(t) = self.tunnels.get_mut(&tid) else {
             return;
         };
@@ -1119,7 +1154,7 @@ impl Lns {
                 peer = t.peer,
                 tunnel = tid,
                 session = local,
-                reason,
+                %reason,
                 "L2TP session down"
             );
             self.events.push_back(Event::SessionDown {
@@ -1128,13 +1163,13 @@ impl Lns {
                     tunnel: tid,
                     session: local,
                 },
-                reason: reason.to_owned(),
+                reason: reason.clone(),
             });
         }
     }
 
     /// SessionDown for every established session, TunnelDown if the tunnel was up.
-    fn down_events(&mut self, tid: u16, reason: &str) {
+    fn down_events(&mut self, tid: u16, reason: &Cleared) {
         let Some(t) = self.tunnels.get(&tid) else {
             return;
         };
@@ -1145,19 +1180,19 @@ impl Lns {
                     tunnel: tid,
                     session: s.local_id,
                 },
-                reason: reason.to_owned(),
+                reason: reason.clone(),
             });
         }
         if t.state == TunnelState::Established {
             self.events.push_back(Event::TunnelDown {
                 peer: t.peer,
                 tunnel: tid,
-                reason: reason.to_owned(),
+                reason: reason.clone(),
             });
         }
     }
 
-    /// Sends StopCCN and lets the tunnel linger. `reason` for the events ("" = the message).
+    /// Sends StopCCN with `message` and lets the tunnel linger; `reason` goes to the events.
     fn close_inner(
         &mut self,
         now: Instant,
@@ -1165,20 +1200,15 @@ impl Lns {
         result: u16,
         err: Option<u16>,
         message: &str,
-        reason: String,
+        reason: Cleared,
     ) {
-        let reason = if reason.is_empty() {
-            message.to_owned()
-        } else {
-            reason
-        };
         self.down_events(tid, &reason);
         if let Some(t) = self.enter_closing(now, tid) {
             info!(
                 peer = t.peer,
                 tunnel = tid,
                 result,
-                reason,
+                %reason,
                 "L2TP tunnel closing"
             );
             t.stopccn(result, err, message);
@@ -1271,7 +1301,7 @@ impl Lns {
                         tunnel = tid,
                         "L2TP peer stopped acknowledging; tunnel torn down"
                     );
-                    self.down_events(tid, "peer not responding");
+                    self.down_events(tid, &Cleared::PeerNotResponding);
                 }
                 self.remove_tunnel(tid);
                 return;
@@ -1456,7 +1486,7 @@ impl Lns {
         self.remove_session(
             session.tunnel,
             session.session,
-            &format!("closed locally: {message}"),
+            &Cleared::ClosedLocally(message.to_owned()),
         );
         if let Some(t) = self.tunnels.get_mut(&session.tunnel) {
             t.cdn(peer_sid, session.session, result, None, message);
@@ -1482,7 +1512,7 @@ impl Lns {
             result,
             None,
             message,
-            format!("closed locally: {message}"),
+            Cleared::ClosedLocally(message.to_owned()),
         );
         self.flush(now, tunnel);
     }
@@ -1496,7 +1526,7 @@ impl Lns {
             .map(|(id, _)| *id)
             .collect();
         for tid in tids {
-            self.down_events(tid, "IPsec SA gone");
+            self.down_events(tid, &Cleared::IpsecGone);
             self.remove_tunnel(tid);
         }
     }
@@ -1516,7 +1546,7 @@ impl Lns {
                 stopccn::SHUTTING_DOWN,
                 None,
                 "server shutting down",
-                String::new(),
+                Cleared::ShuttingDown,
             );
             self.flush(now, tid);
         }

@@ -38,6 +38,27 @@ pub struct Config {
     pub pool: AddressPool,
 }
 
+/// Why a session ended ([`Event::Down`]); `Display` gives it in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The server is shutting down.
+    Shutdown,
+    /// The L2TP call or its tunnel was cleared.
+    L2tp(l2tp::Cleared),
+    /// PPP went down.
+    Ppp(pppd_lite::DownReason),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Shutdown => f.write_str("server shutting down"),
+            Ended::L2tp(c) => write!(f, "L2TP call cleared: {c}"),
+            Ended::Ppp(r) => write!(f, "{r}"),
+        }
+    }
+}
+
 /// What the session layer tells its owner.
 #[derive(Debug)]
 pub enum Event {
@@ -71,8 +92,8 @@ pub enum Event {
         session: SessionRef,
         /// The user, if one had authenticated.
         user: Option<String>,
-        /// Why, in words.
-        reason: String,
+        /// Why (`Display`: in words).
+        reason: Ended,
         /// The accounting Stop, for a session that was up (and had its Start).
         stop: Option<Box<AcctRecord>>,
     },
@@ -753,7 +774,7 @@ impl Sessions {
         for key in keys {
             self.lns
                 .close_session(now, key, l2tp::avp::cdn::ADMINISTRATIVE, REASON);
-            self.end_link(now, key, REASON.to_string(), TerminateCause::AdminReboot);
+            self.end_link(now, key, Ended::Shutdown, TerminateCause::AdminReboot);
         }
         self.lns.shutdown(now);
         self.pump(now);
@@ -922,14 +943,14 @@ impl Sessions {
             l2tp::Event::SessionDown { session, reason } => {
                 // The peer's CDN or StopCCN ends it at the user's request; a peer that stopped
                 // answering, or whose IPsec SA went, was lost.
-                let cause = if reason.starts_with("peer sent") {
-                    TerminateCause::UserRequest
-                } else if reason.starts_with("closed locally") {
-                    TerminateCause::NasRequest
-                } else {
-                    TerminateCause::LostCarrier
+                let cause = match reason {
+                    l2tp::Cleared::PeerCdn(_) | l2tp::Cleared::PeerStopCcn(_) => {
+                        TerminateCause::UserRequest
+                    }
+                    l2tp::Cleared::ClosedLocally(_) => TerminateCause::NasRequest,
+                    _ => TerminateCause::LostCarrier,
                 };
-                self.end_link(now, session, format!("L2TP call cleared: {reason}"), cause);
+                self.end_link(now, session, Ended::L2tp(reason), cause);
             }
             // The LNS logs tunnels coming and going.
             l2tp::Event::TunnelUp { .. } | l2tp::Event::TunnelDown { .. } => {}
@@ -1079,18 +1100,21 @@ impl Sessions {
                     pppd_lite::DownReason::Closed(_) => TerminateCause::NasRequest,
                     _ => TerminateCause::NasError,
                 };
-                let reason = reason.to_string();
                 // RFC 2661 §4.4.2 result 3: the server ended the call (PPP is down).
-                self.lns
-                    .close_session(now, key, l2tp::avp::cdn::ADMINISTRATIVE, &reason);
-                self.end_link(now, key, reason, cause);
+                self.lns.close_session(
+                    now,
+                    key,
+                    l2tp::avp::cdn::ADMINISTRATIVE,
+                    &reason.to_string(),
+                );
+                self.end_link(now, key, Ended::Ppp(reason), cause);
             }
         }
     }
 
     /// Removes a session. `cause` is why it ended, unless the server had already begun to end
     /// it for a reason of its own.
-    fn end_link(&mut self, now: Instant, key: SessionRef, reason: String, cause: TerminateCause) {
+    fn end_link(&mut self, now: Instant, key: SessionRef, reason: Ended, cause: TerminateCause) {
         let Some(link) = self.links.remove(&key) else {
             return;
         };
