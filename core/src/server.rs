@@ -126,14 +126,9 @@ pub enum Event {
     },
 }
 
-/// A datagram to send: `buf[range]` of the buffer given to [`Server::poll_transmit`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where it goes, and from which local address.
-    pub via: Via,
-    /// Where it lies in the caller's buffer.
-    pub range: Range<usize>,
-}
+/// A datagram to send: `buf[range]` of the buffer given to [`Server::poll_transmit`], to `via`.
+/// The one output shape the shell sees, from the `Server` and from the data-plane workers alike.
+pub use crate::dataplane::Transmit;
 
 /// Counters of the server's own rules (no secrets).
 #[derive(Debug, Default, Clone)]
@@ -419,10 +414,7 @@ impl Server {
                 });
             }
             if let Some(t) = self.gw.poll_transmit(&mut self.ike, buf) {
-                return Some(Transmit {
-                    via: t.via,
-                    range: t.range,
-                });
+                return Some(t);
             }
             // Sealing may end an SA (its lifetime used up): follow what that started.
             if !self.follow(now) {
