@@ -41,3 +41,30 @@ pub use verify::{
     MAX_CERT_SIZE, MAX_CRL_SIZE, MAX_INTERMEDIATES_IN_PATH, MAX_PRESENTED, OID_IKE_INTERMEDIATE,
     OID_KP_IPSEC_IKE, PeerCert, TrustStore, VerifyError, inspect_cert,
 };
+
+/// `t` as a UTC date and time for people, e.g. "2036-12-06 23:01 UTC" (command output,
+/// certificate validity).
+pub fn utc_date(t: std::time::SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute()
+    )
+}
+
+#[cfg(test)]
+mod date_tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn dates_for_people() {
+        assert_eq!(super::utc_date(UNIX_EPOCH), "1970-01-01 00:00 UTC");
+        // 2036-12-06 23:01:30 UTC
+        let t = UNIX_EPOCH + Duration::from_secs(2_112_217_290);
+        assert_eq!(super::utc_date(t), "2036-12-06 23:01 UTC");
+    }
+}

@@ -107,6 +107,67 @@ pub struct SessionInfo {
     pub auth: String,
 }
 
+/// How a check of `roadgate doctor` (and of the start, and the dashboard) came out.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// As it should be.
+    Ok,
+    /// Works, but an admin should look (e.g. no NAT rule for the pool).
+    Warning,
+    /// Clients will fail (e.g. UDP 500 not bound).
+    Problem,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warning => "warning",
+            Level::Problem => "problem",
+        }
+    }
+}
+
+/// One finding of a check, in one plain line.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub text: String,
+}
+
+impl Finding {
+    pub fn ok(text: impl Into<String>) -> Self {
+        Self {
+            level: Level::Ok,
+            text: text.into(),
+        }
+    }
+    pub fn warning(text: impl Into<String>) -> Self {
+        Self {
+            level: Level::Warning,
+            text: text.into(),
+        }
+    }
+    pub fn problem(text: impl Into<String>) -> Self {
+        Self {
+            level: Level::Problem,
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<8} {}",
+            format!("{}:", self.level.as_str()),
+            self.text
+        )
+    }
+}
+
 /// Server-wide figures.
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct StatusInfo {
@@ -120,6 +181,9 @@ pub struct StatusInfo {
     pub pool_size: usize,
     /// Named counters, in the server's order.
     pub counters: Vec<(String, u64)>,
+    /// The checks of the start and of what the server has seen since (`roadgate doctor`).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// `value` as one JSON line (with its `\n`).
@@ -220,6 +284,12 @@ pub fn format_status(s: &StatusInfo) -> String {
     let mut out = String::new();
     for (k, v) in rows {
         out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+    }
+    if !s.findings.is_empty() {
+        out.push_str("\nchecks:\n");
+        for f in &s.findings {
+            out.push_str(&format!("  {f}\n"));
+        }
     }
     out
 }

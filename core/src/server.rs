@@ -148,6 +148,8 @@ pub struct ShellFacts {
     pub counters: Vec<(String, u64)>,
     /// Accounting records waiting in the spool.
     pub spool_depth: u64,
+    /// The shell's checks (ports, forwarding, NAT rule, public name, RADIUS servers).
+    pub findings: Vec<crate::admin::Finding>,
 }
 
 /// The sans-IO server. See the module documentation.
@@ -783,7 +785,23 @@ impl Server {
             pool_used: pool.in_use(),
             pool_size: pool.capacity(),
             counters,
+            findings: self.findings(shell),
         }
+    }
+
+    /// The shell's checks and what the server found itself since the start.
+    fn findings(&self, shell: &ShellFacts) -> Vec<crate::admin::Finding> {
+        use crate::admin::Finding;
+        let mut out = shell.findings.clone();
+        if self.ike.server_behind_nat() {
+            out.push(Finding::warning(
+                "this server is behind NAT (NAT-D found its address translated): forward UDP 500 and \
+                 4500 to it; Windows clients need the registry value \
+                 HKLM\\SYSTEM\\CurrentControlSet\\Services\\PolicyAgent\\AssumeUDPEncapsulationContextOnSendRule \
+                 = 2 (DWORD) and a restart, or they fail with error 809",
+            ));
+        }
+        out
     }
 
     /// Figures for Prometheus: the status, connects, failures by reason, traffic of ended and

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use roadgate::aaa::local::{UserOptions, UserStore};
-use roadgate::admin::{self, Request};
+use roadgate::admin::{self, Request, Response};
 use roadgate::config::{self, LogSettings, Overrides, Settings};
 use roadgate::io::Shell;
 
@@ -29,6 +29,11 @@ enum Command {
     /// Check a configuration as `serve` would (no sockets, no state), print a summary: exit 0 when
     /// it is good, 2 when it is not.
     CheckConfig(ServeArgs),
+    /// Check what clients need, one plain line each: UDP 500/4500, forwarding and the NAT rule
+    /// for the pool, the server behind NAT, the public name and its certificate, each RADIUS
+    /// server answering and signing. Asks the running server when there is one. Exit 1 when a
+    /// problem was found.
+    Doctor(ServeArgs),
     /// Manage local users (kept in the SQLite database of the state folder).
     User(UserArgs),
     /// Show the running server's figures.
@@ -264,6 +269,14 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// A copy of the arguments (the overrides are plain values).
+    fn settings_args(&self) -> ServeArgs {
+        ServeArgs {
+            config: self.config.clone(),
+            overrides: self.overrides.clone(),
+        }
+    }
+
     /// The settings exactly as `serve` takes them.
     fn settings(&self) -> Result<Settings, config::ConfigError> {
         config::load_with(self.config.as_deref(), &self.overrides)
@@ -325,6 +338,74 @@ fn admin(target: &AdminTarget, req: Request, json: bool) -> ExitCode {
             eprintln!("roadgate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `doctor`: the running server's checks (when it answers on its admin socket) and the checks
+/// made now; exit 1 when one is a problem, 2 when the configuration cannot be read.
+fn doctor(args: &ServeArgs) -> ExitCode {
+    use roadgate::doctor::{self, Finding, Level};
+    let mut args_with_installed = args.settings_args();
+    if args_with_installed.config.is_none() && std::path::Path::new(INSTALLED_CONFIG).exists() {
+        args_with_installed.config = Some(INSTALLED_CONFIG.into());
+    }
+    let settings = match args_with_installed.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("roadgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "configuration: {}",
+        settings
+            .file
+            .as_ref()
+            .map_or("built-in defaults".into(), |p| p.display().to_string())
+    );
+    let mut findings: Vec<Finding> = Vec::new();
+    match admin::query(
+        &settings.admin_socket,
+        &Request::Status,
+        Duration::from_secs(3),
+    ) {
+        Ok(Response::Status(status)) => {
+            println!(
+                "the server is running (up {} s); its checks, then today's:",
+                status.uptime_s
+            );
+            findings.extend(status.findings);
+        }
+        _ => {
+            println!(
+                "the server is not running (no answer on {}); checks made now:",
+                settings.admin_socket.display()
+            );
+            findings.extend(doctor::ports_free(&settings));
+        }
+    }
+    for f in doctor::local_checks(&settings) {
+        if !findings.contains(&f) {
+            findings.push(f);
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    if let Ok(rt) = runtime {
+        for f in rt.block_on(doctor::radius_checks(&settings)) {
+            if !findings.contains(&f) {
+                findings.push(f);
+            }
+        }
+    }
+    for f in &findings {
+        println!("{f}");
+    }
+    if findings.iter().any(|f| f.level == Level::Problem) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -498,6 +579,24 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
     .with_cert_user_match(
         settings.certificates.enabled && settings.certificates.require_user_match,
     );
+    {
+        // The start's checks (`roadgate doctor`, `roadgate status`, the dashboard), logged.
+        let mut findings = shell.port_findings();
+        findings.extend(roadgate::doctor::local_checks(&settings));
+        roadgate::doctor::log(&findings);
+        let kept = shell.findings();
+        if let Ok(mut k) = kept.lock() {
+            *k = findings;
+        }
+        let radius_settings = settings.clone();
+        tokio::spawn(async move {
+            let found = roadgate::doctor::radius_checks(&radius_settings).await;
+            roadgate::doctor::log(&found);
+            if let Ok(mut k) = kept.lock() {
+                k.extend(found);
+            }
+        });
+    }
     if let Some(calls) = shell.admin_calls() {
         roadgate::io::web::start(&settings, calls, shell.radius_metrics()).await?;
     }
@@ -699,6 +798,7 @@ fn main() -> ExitCode {
             report(rt.block_on(serve(settings, args)))
         }
         Command::CheckConfig(args) => check_config(&args),
+        Command::Doctor(args) => doctor(&args),
         Command::User(args) => {
             LogSettings::default().install();
             report(user(args))

@@ -60,10 +60,6 @@ pub struct Authority {
     pub subject: String,
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Writes `text` to a new file of mode 0600 (replacing none).
 fn write_private(path: &Path, text: &[u8]) -> Result<(), String> {
     let mut f = fs::OpenOptions::new()
@@ -128,25 +124,17 @@ fn open_or_make_ca(state_dir: &Path, settings: &CertSettings) -> Result<ca::Ca, 
     Ok(made)
 }
 
-/// Names for a new server certificate: the configured public names, else the listen
-/// addresses that are not wildcards, else the host name.
+/// Names for a new server certificate: [`crate::doctor::public_names`] (the configured public
+/// names, else the listen addresses that are not wildcards, else the machine's address, else the
+/// host name).
 fn server_names(settings: &CertSettings, listen: &[IpAddr]) -> (String, Vec<String>, Vec<IpAddr>) {
     let mut dns = Vec::new();
     let mut ips = Vec::new();
-    for n in &settings.public_names {
+    for n in crate::doctor::public_names(&settings.public_names, listen).names {
         match n.parse::<IpAddr>() {
             Ok(ip) => ips.push(ip),
-            Err(_) => dns.push(n.clone()),
+            Err(_) => dns.push(n),
         }
-    }
-    if dns.is_empty() && ips.is_empty() {
-        ips.extend(listen.iter().copied().filter(|a| !a.is_unspecified()));
-    }
-    let host = fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    if dns.is_empty() && ips.is_empty() && !host.is_empty() {
-        dns.push(host);
     }
     let cn = dns
         .first()
@@ -309,7 +297,7 @@ impl CertAuthority for Authority {
                     checked.serial,
                     checked.subject_dn,
                     r.reason,
-                    unix(r.at)
+                    ca::utc_date(r.at)
                 )));
             }
             user = rec.user;
@@ -352,11 +340,11 @@ pub fn cli_init(
     let made = ca::Ca::init(state_dir, &params).map_err(|e| e.to_string())?;
     let info = ca::inspect_cert(made.ca_cert_der()).map_err(|e| e.to_string())?;
     Ok(format!(
-        "CA made in {}: {} ({}), valid until Unix time {}\n",
+        "CA made in {}: {} ({}), valid until {}\n",
         state_dir.display(),
         info.subject_dn,
         made.key_kind().as_str(),
-        unix(info.not_after)
+        ca::utc_date(info.not_after)
     ))
 }
 
@@ -450,8 +438,8 @@ pub fn cli_revoke(state_dir: &Path, serial: &str, reason: Option<&str>) -> Resul
 pub fn cli_list(state_dir: &Path) -> Result<String, String> {
     let authority = ca::Ca::open(state_dir).map_err(|e| e.to_string())?;
     let mut out = format!(
-        "{:<34} {:<7} {:<12} {:<11} SUBJECT\n",
-        "SERIAL", "KIND", "USER", "STATE"
+        "{:<34} {:<7} {:<12} {:<11} {:<20} SUBJECT\n",
+        "SERIAL", "KIND", "USER", "STATE", "EXPIRES"
     );
     let now = SystemTime::now();
     for r in authority.list().map_err(|e| e.to_string())? {
@@ -461,11 +449,12 @@ pub fn cli_list(state_dir: &Path) -> Result<String, String> {
             (None, false) => "expired",
         };
         out.push_str(&format!(
-            "{:<34} {:<7} {:<12} {:<11} {}\n",
+            "{:<34} {:<7} {:<12} {:<11} {:<20} {}\n",
             r.serial,
             r.kind.as_str(),
             r.user.as_deref().unwrap_or("-"),
             state,
+            ca::utc_date(r.not_after),
             r.subject
         ));
     }

@@ -108,6 +108,25 @@ ok()  { echo "PASS $1: $2"; pass=$((pass+1)); }
 bad() { echo "FAIL $1: $2 (logs: $out)"; fail=$((fail+1)); }
 skp() { echo "SKIP $1: $2"; skipped=$((skipped+1)); }
 
+# ---- 0. roadgate doctor against the running server ------------------------------------------
+# The start's checks come from the server (ports bound), the others are made now: forwarding is on
+# in the server's namespace, no NAT rule is there (a warning), the public name is the listen
+# address and the built-in server certificate names it. Exit 0: nothing is a problem.
+ip netns exec $srv "$bin" doctor --state "$out/state" --listen 203.0.113.2 >"$out/doctor.txt" 2>&1
+drc=$?
+doc_ok=1
+for want in "the server is running" "ok: *UDP 203.0.113.2:500 (IKE) and 4500" \
+    "ok: *IPv4 forwarding is on" "clients are shown 203.0.113.2 (the listen address)" \
+    "ok: *the server certificate names 203.0.113.2"; do
+  grep -q -- "$want" "$out/doctor.txt" || { doc_ok=0; echo "  doctor: missing \"$want\""; }
+done
+grep -q "^problem" "$out/doctor.txt" && doc_ok=0
+if [ $doc_ok = 1 ] && [ $drc = 0 ]; then
+  ok doctor "roadgate doctor: $(grep -c . "$out/doctor.txt") lines, no problem; the start logged its checks: $(grep -c 'check: ' "$log")"
+else
+  bad doctor "roadgate doctor (exit $drc): $(tr '\n' '|' <"$out/doctor.txt")"
+fi
+
 # start_client NS LOCAL USER LOGNAME [rg-client options...]: starts rg-client in NS, sets $cpid.
 start_client() {
   local ns=$1 local_ip=$2 user=$3 name=$4; shift 4

@@ -66,6 +66,16 @@ pub struct StatusView {
     pub pool_size: u64,
     /// Named counters in the server's order (e.g. "ike_refused" = 3), shown as they are.
     pub counters: Vec<(String, u64)>,
+    /// The server's checks (`roadgate doctor`), one plain line each.
+    #[serde(default)]
+    pub checks: Vec<CheckView>,
+}
+
+/// One check of the server: `level` is "ok", "warning" or "problem".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub level: String,
+    pub text: String,
 }
 
 /// One VPN session.

@@ -78,9 +78,10 @@ use axum::routing::{get, post};
 
 pub use admins::{AdminError, AdminStore, create_admin, set_admin_password};
 pub use backend::{
-    AcctRow, AcctStatus, Backend, BackendError, BackendResult, CertKind, CertView, Histogram,
-    IssueRequest, IssuedCert, LogLine, MetricsView, RadiusMetrics, Revocation, RevocationReason,
-    SessionView, Setting, SetupInfo, StatusView, UserOptions, UserView, async_trait,
+    AcctRow, AcctStatus, Backend, BackendError, BackendResult, CertKind, CertView, CheckView,
+    Histogram, IssueRequest, IssuedCert, LogLine, MetricsView, RadiusMetrics, Revocation,
+    RevocationReason, SessionView, Setting, SetupInfo, StatusView, UserOptions, UserView,
+    async_trait,
 };
 pub use serve::{ServeError, serve, serve_plain_http, tls_config_from_der, tls_config_from_pem};
 

@@ -393,6 +393,26 @@ pub async fn dashboard(
             div.stat { div.label { "Uptime" } div.value { (format_duration(status.uptime_secs)) } }
             div.stat { div.label { "Version" } div.value { (status.version) } }
         }
+        @let attention: Vec<_> = status.checks.iter().filter(|c| c.level != "ok").collect();
+        @if !status.checks.is_empty() {
+            details.panel.checks open[!attention.is_empty()] data-testid="checks" {
+                summary {
+                    "Checks "
+                    @if attention.is_empty() {
+                        span.muted.small { "(all ok)" }
+                    } @else {
+                        span.small { "(" (attention.len()) " to look at)" }
+                    }
+                }
+                ul.checks {
+                    @for c in &status.checks {
+                        li class={ "check check-" (c.level) } {
+                            strong { (c.level) ": " } (c.text)
+                        }
+                    }
+                }
+            }
+        }
         h2 { "Sessions " span #refreshed.muted.small {} }
         (sessions_table(&ctx, &sessions))
         @if !status.counters.is_empty() {

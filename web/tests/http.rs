@@ -68,6 +68,11 @@ async fn login_sets_a_strict_cookie_and_pages_carry_security_headers() {
     assert!(html.contains("data-testid=\"session-row\" data-session-id=\"s1\""));
     assert!(html.contains("198.51.100.7:4500"));
     assert!(html.contains("AES-256-CBC/SHA1/ECP-384"));
+    // The server's checks, one line each; the panel opens when one needs a look.
+    assert!(html.contains("data-testid=\"checks\""));
+    assert!(html.contains("(1 to look at)"));
+    assert!(html.contains("IPv4 forwarding is off: clients reach only this server"));
+    assert!(html.contains("class=\"check check-warning\""));
     let csp = dash.header("content-security-policy").unwrap();
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
     assert!(csp.contains("frame-ancestors 'none'"));

@@ -1048,6 +1048,15 @@ impl Listeners {
 
     /// The index of the socket of `kind` that serves the local address `local` (bound to it,
     /// or the wildcard of its family).
+    /// The addresses the sockets of `kind` are bound to.
+    pub fn bound(&self, kind: Kind) -> Vec<SocketAddr> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.socket.bound())
+            .collect()
+    }
+
     pub fn index_for_local(&self, kind: Kind, local: IpAddr) -> Option<usize> {
         // An exact binding wins over the wildcard.
         self.endpoints

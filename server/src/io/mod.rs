@@ -146,6 +146,9 @@ pub struct Shell {
     /// Reads the configuration again (SIGHUP, `roadgate reload`).
     reloader: Option<Reloader>,
     started: Instant,
+    /// The checks of the start (`roadgate doctor`), added to by tasks that finish later (the
+    /// RADIUS probes).
+    findings: Arc<std::sync::Mutex<Vec<crate::doctor::Finding>>>,
 }
 
 impl std::fmt::Debug for Shell {
@@ -248,6 +251,7 @@ impl Shell {
             admin_path: None,
             reloader: None,
             started: Instant::now(),
+            findings: Arc::default(),
         })
     }
 
@@ -795,7 +799,35 @@ impl Shell {
             .chain(self.workers.counters())
             .collect(),
             spool_depth: self.aaa.as_ref().map_or(0, aaa_io::Aaa::spool_depth),
+            findings: self.findings.lock().map(|f| f.clone()).unwrap_or_default(),
         }
+    }
+
+    /// Where the start's checks are kept: `roadgate status`, `roadgate doctor` and the
+    /// dashboard show them.
+    pub fn findings(&self) -> Arc<std::sync::Mutex<Vec<crate::doctor::Finding>>> {
+        Arc::clone(&self.findings)
+    }
+
+    /// The IKE ports this shell has bound, as a check.
+    pub fn port_findings(&self) -> Vec<crate::doctor::Finding> {
+        // The IKE port is two sockets of one SO_REUSEPORT group per address (listen.rs).
+        let mut bound = self.sockets.bound(listen::Kind::Ike);
+        bound.sort();
+        bound.dedup();
+        let ike: Vec<String> = bound.iter().map(ToString::to_string).collect();
+        if ike.is_empty() {
+            return vec![crate::doctor::Finding::problem(
+                "no UDP socket for IKE is bound: no client can connect",
+            )];
+        }
+        vec![crate::doctor::Finding::ok(format!(
+            "UDP {} (IKE) and {} (NAT-T, on {} data-plane worker{}) bound",
+            ike.join(", "),
+            self.listen.natt_port,
+            self.workers.len(),
+            if self.workers.len() == 1 { "" } else { "s" }
+        ))]
     }
 
     /// The sans-IO server this shell drives.

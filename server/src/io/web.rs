@@ -308,6 +308,14 @@ impl Backend for ServerBackend {
                 pool_used: s.pool_used as u64,
                 pool_size: s.pool_size as u64,
                 counters: s.counters,
+                checks: s
+                    .findings
+                    .into_iter()
+                    .map(|f| web::CheckView {
+                        level: f.level.as_str().into(),
+                        text: f.text,
+                    })
+                    .collect(),
             }),
             _ => Err(internal("unexpected answer to a status request")),
         }
@@ -739,13 +747,11 @@ pub fn setup_view(s: &crate::config::Settings) -> SetupInfo {
         .filter(|a| !a.is_unspecified())
         .map(ToString::to_string)
         .collect();
-    let server_name = s
-        .certificates
-        .public_names
+    // The configured name, else the listen address, else this machine's address: the same
+    // names the server certificate is made for (never a placeholder).
+    let server_name = crate::doctor::public_names(&s.certificates.public_names, &s.listen_addrs)
         .first()
-        .cloned()
-        .or_else(|| addresses.first().cloned())
-        .unwrap_or_else(|| "vpn.example.com".into());
+        .to_string();
     let psk = s
         .web
         .show_psk

@@ -189,6 +189,16 @@ impl Backend for FixtureBackend {
             pool_used: d.sessions.len() as u64,
             pool_size: 253,
             counters: vec![("ike_refused".into(), 3), ("ppp_auth_failed".into(), 1)],
+            checks: vec![
+                web::CheckView {
+                    level: "ok".into(),
+                    text: "UDP 192.0.2.1:500 (IKE) and 4500 bound".into(),
+                },
+                web::CheckView {
+                    level: "warning".into(),
+                    text: "IPv4 forwarding is off: clients reach only this server".into(),
+                },
+            ],
         })
     }
 
