@@ -12,6 +12,7 @@ pub use roadgate_core::{dataplane, esp, ike, isakmp, l2tp, server, session};
 pub mod aaa;
 pub mod admin;
 pub mod config;
+pub mod first_start;
 pub mod io;
 pub mod logring;
 pub mod pki;
