@@ -245,8 +245,8 @@ if [ "$start" = 1 ]; then
   else
     run systemctl enable --now roadgate.service
   fi
-  say "Started. On first start roadgate prints the generated pre-shared key and the password of"
-  say "the first user, vpnuser, once: journalctl -u roadgate"
+  say "Started. On first start roadgate writes the generated pre-shared key and the passwords of"
+  say "the first user, vpnuser, and the web admin to $STATE_DIR/first-start.txt (0600)"
 else
   say "Next:     edit $CONFIG, check it (roadgate check-config --config $CONFIG),"
   say "          then: systemctl enable --now roadgate"

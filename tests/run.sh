@@ -49,6 +49,8 @@ if [ "$(id -u)" = 0 ]; then
     step "$t"
     bash "$t"
   done
+  step "tests/package/deb.sh (the Debian package in a clean Debian 12 root: install, first start, login, upgrade, remove, purge)"
+  bash tests/package/deb.sh
   step "tests/interop/ipsec_strongswan.sh (real strongSwan + xl2tpd + pppd client in a VM)"
   bash tests/interop/ipsec_strongswan.sh
   step "tests/interop/l2tp_plain.sh (real xl2tpd + pppd client in a VM, L2TP without IPsec)"

@@ -13,6 +13,7 @@ pub mod aaa;
 pub mod admin;
 pub mod config;
 pub mod doctor;
+pub mod first_start;
 pub mod io;
 pub mod logring;
 pub mod pki;

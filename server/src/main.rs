@@ -505,6 +505,7 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let state = settings.state_dir.clone();
+    roadgate::first_start::run(&mut settings)?;
     if let Some(psk) = settings.prepare_state()? {
         println!(
             "Generated pre-shared key (shown once; kept in {}): {}",
