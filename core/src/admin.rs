@@ -464,6 +464,7 @@ mod tests {
                 pool_used: 1,
                 pool_size: 241,
                 counters: vec![("esp_auth_failed".into(), 3)],
+                findings: vec![Finding::warning("IPv4 forwarding is off")],
             }),
             Response::Sessions {
                 sessions: sample_sessions(),
@@ -571,6 +572,20 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("esp_replayed:   4\n"), "{text}");
+        let s = StatusInfo {
+            findings: vec![
+                Finding::ok("UDP 192.0.2.1:500 (IKE) and 4500 bound"),
+                Finding::problem("the server certificate names nothing"),
+            ],
+            ..s
+        };
+        let text = format_status(&s);
+        assert!(
+            text.ends_with(
+                "\nchecks:\n  ok:      UDP 192.0.2.1:500 (IKE) and 4500 bound\n  problem: the server certificate names nothing\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
