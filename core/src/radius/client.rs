@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 
 use super::packet::{
     AuthError, EncodeError, Packet, attr, code, decrypt_mppe_key, hide_password, ms,
-    verify_response,
+    verify_response_signed,
 };
 use crate::aaa::{AcctRecord, AcctStatus, AuthContext, Authorization};
 
@@ -97,8 +97,34 @@ pub struct ClientConfig {
     pub nas_identifier: Option<String>,
     /// NAS-IP-Address (RFC 2865 §5.4).
     pub nas_ip: Option<Ipv4Addr>,
-    /// Refuse Access-Accept/Reject/Challenge without Message-Authenticator.
-    pub require_message_authenticator: bool,
+    /// Whether Access-Accept/Reject/Challenge must carry a Message-Authenticator.
+    pub require_message_authenticator: RequireMessageAuthenticator,
+}
+
+/// Whether answers to Access-Requests must carry a Message-Authenticator (RFC 3579 §3.2; its
+/// absence is what the BLAST-RADIUS attack relies on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RequireMessageAuthenticator {
+    /// Accepted without one from a server until that server has once sent an answer with a
+    /// valid one; from then on required from it (as FreeRADIUS 3.2.5+ treats its own clients).
+    /// A server that never signs (FreeRADIUS 3.2.1 stock) works, with one warning.
+    #[default]
+    Auto,
+    /// Always required: an answer without one is dropped.
+    Yes,
+    /// Never required (one present is still checked).
+    No,
+}
+
+impl fmt::Display for RequireMessageAuthenticator {
+    /// The setting as it is written in the configuration.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RequireMessageAuthenticator::Auto => "\"auto\"",
+            RequireMessageAuthenticator::Yes => "true",
+            RequireMessageAuthenticator::No => "false",
+        })
+    }
 }
 
 impl Default for ClientConfig {
@@ -111,7 +137,7 @@ impl Default for ClientConfig {
             dead_after: 1,
             nas_identifier: None,
             nas_ip: None,
-            require_message_authenticator: true,
+            require_message_authenticator: RequireMessageAuthenticator::Auto,
         }
     }
 }
@@ -163,6 +189,19 @@ pub enum AuthFailure {
     /// Every server timed out.
     #[error("no RADIUS server answered")]
     Timeout,
+    /// A server answered, but without the Message-Authenticator the setting requires; no
+    /// server gave an answer that could be used.
+    #[error(
+        "RADIUS server {server} answered, but without Message-Authenticator, and require_message_authenticator = {setting} refuses such answers"
+    )]
+    Unsigned {
+        /// The (last) server whose answers were refused.
+        server: SocketAddr,
+        /// The setting in force.
+        setting: RequireMessageAuthenticator,
+        /// The server had signed earlier answers (`auto` learnt it signs).
+        signed_before: bool,
+    },
     /// The request cannot be encoded (a value too long).
     #[error("request cannot be encoded: {0}")]
     Encode(EncodeError),
@@ -252,6 +291,14 @@ pub struct ServerMetrics {
     pub timeouts: u64,
     /// Latency of its valid answers.
     pub latency: LatencyHistogram,
+    /// It has sent an answer to an Access-Request with a valid Message-Authenticator: with
+    /// `require_message_authenticator = "auto"` it is required from it from then on.
+    pub signs: bool,
+    /// Answers to Access-Requests without Message-Authenticator accepted from it (`auto`
+    /// before it signed, or `false`) (counter).
+    pub unsigned_accepted: u64,
+    /// Answers to Access-Requests without Message-Authenticator dropped (counter).
+    pub unsigned_dropped: u64,
 }
 
 /// Per-server counters as kept on the hot path: fixed arrays, no allocation.
@@ -326,6 +373,11 @@ struct Pending {
     /// The first transmission to the current server (latency is measured from it); `None`
     /// until then, and again after a failover.
     first_sent: Option<Instant>,
+    /// A server of this request answered it without the Message-Authenticator required: the
+    /// server and whether it had signed before.
+    unsigned_from: Option<(SocketAddr, bool)>,
+    /// The current server answered it unsigned (its expiry is not a timeout).
+    answered_unsigned: bool,
 }
 
 #[derive(Debug)]
@@ -341,6 +393,14 @@ struct Server {
     dead: bool,
     dead_until: Option<Instant>,
     metrics: Metrics,
+    /// Has sent a valid Message-Authenticator in an answer to an Access-Request.
+    signs: bool,
+    /// The warning about an accepted unsigned answer was logged.
+    warned_accepted: bool,
+    /// The warning about a dropped unsigned answer was logged.
+    warned_dropped: bool,
+    unsigned_accepted: u64,
+    unsigned_dropped: u64,
 }
 
 impl Server {
@@ -421,6 +481,11 @@ impl Client {
                 dead: false,
                 dead_until: None,
                 metrics: Metrics::default(),
+                signs: false,
+                warned_accepted: false,
+                warned_dropped: false,
+                unsigned_accepted: 0,
+                unsigned_dropped: 0,
             })
             .collect();
         Client {
@@ -451,6 +516,9 @@ impl Client {
                 requests: s.metrics.requests,
                 timeouts: s.metrics.timeouts,
                 latency: s.metrics.histogram(),
+                signs: s.signs,
+                unsigned_accepted: s.unsigned_accepted,
+                unsigned_dropped: s.unsigned_dropped,
             })
             .collect()
     }
@@ -469,6 +537,14 @@ impl Client {
     /// Whether the server at `addr` is currently marked dead.
     pub fn is_dead(&self, addr: SocketAddr) -> bool {
         self.servers.iter().any(|s| s.cfg.address == addr && s.dead)
+    }
+
+    /// Whether the server at `addr` has sent a valid Message-Authenticator in an answer to an
+    /// Access-Request (with `"auto"`, it is required from it from then on).
+    pub fn server_signs(&self, addr: SocketAddr) -> bool {
+        self.servers
+            .iter()
+            .any(|s| s.cfg.address == addr && s.signs)
     }
 
     /// Starts an Access-Request; the answer comes as [`Event::AuthDone`].
@@ -545,6 +621,8 @@ impl Client {
                 bytes: Vec::new(),
                 deadline: None,
                 first_sent: None,
+                unsigned_from: None,
+                answered_unsigned: false,
             },
         );
         self.start_on_server(now, id);
@@ -700,9 +778,12 @@ impl Client {
             dropped!(self.stats.bad_code, %from, identifier, response_code, "RADIUS: response with a code that does not answer the request dropped");
             return;
         }
-        let require = p.role == Role::Auth && self.config.require_message_authenticator;
-        let packet = match verify_response(bytes, &p.authenticator, &server.cfg.secret, require) {
-            Ok(packet) => packet,
+        let (packet, signed) = match verify_response_signed(
+            bytes,
+            &p.authenticator,
+            &server.cfg.secret,
+        ) {
+            Ok(v) => v,
             Err(AuthError::Malformed(e)) => {
                 dropped!(self.stats.malformed, %from, identifier, error = %e, "RADIUS: malformed response dropped");
                 return;
@@ -712,6 +793,14 @@ impl Client {
                 return;
             }
         };
+        if p.role == Role::Auth && !self.message_authenticator_policy(server_index, from, signed) {
+            if let Some(p) = self.pending.get_mut(&request) {
+                p.answered_unsigned = true;
+                let before = self.servers.get(server_index).is_some_and(|s| s.signs);
+                p.unsigned_from = Some((from, before));
+            }
+            return;
+        }
         let Some(p) = self.pending.remove(&request) else {
             return;
         };
@@ -753,6 +842,57 @@ impl Client {
             }),
         }
         self.dequeue(now, server_index);
+    }
+
+    /// Applies `require_message_authenticator` to an answer to an Access-Request from
+    /// `server_index` whose authenticators checked: `true` to use it. Learns that the server
+    /// signs (`auto`), counts, and warns once per server and case.
+    fn message_authenticator_policy(
+        &mut self,
+        server_index: usize,
+        from: SocketAddr,
+        signed: bool,
+    ) -> bool {
+        let setting = self.config.require_message_authenticator;
+        let Some(s) = self.servers.get_mut(server_index) else {
+            return false;
+        };
+        if signed {
+            if !s.signs {
+                s.signs = true;
+                self.metrics_generation = self.metrics_generation.wrapping_add(1);
+                if setting == RequireMessageAuthenticator::Auto {
+                    tracing::info!(server = %from, "RADIUS server {from} signs its answers (Message-Authenticator): require_message_authenticator = \"auto\" now requires it from this server");
+                }
+            }
+            return true;
+        }
+        let accept = match setting {
+            RequireMessageAuthenticator::No => true,
+            RequireMessageAuthenticator::Auto => !s.signs,
+            RequireMessageAuthenticator::Yes => false,
+        };
+        self.metrics_generation = self.metrics_generation.wrapping_add(1);
+        if accept {
+            s.unsigned_accepted = s.unsigned_accepted.saturating_add(1);
+            if setting == RequireMessageAuthenticator::Auto && !s.warned_accepted {
+                s.warned_accepted = true;
+                tracing::warn!(server = %from, "RADIUS server {from} answers without Message-Authenticator; accepted because require_message_authenticator = \"auto\" (set it to true once the server signs its answers: FreeRADIUS 3.2.5+ or require_message_authenticator = yes in its clients.conf)");
+            }
+            return true;
+        }
+        s.unsigned_dropped = s.unsigned_dropped.saturating_add(1);
+        if s.warned_dropped {
+            tracing::debug!(server = %from, count = s.unsigned_dropped, "RADIUS: answer without Message-Authenticator dropped");
+        } else {
+            s.warned_dropped = true;
+            if setting == RequireMessageAuthenticator::Auto {
+                tracing::warn!(server = %from, "RADIUS server {from} answered without Message-Authenticator although it signed its answers before; dropped because require_message_authenticator = \"auto\" requires it from a server once it has signed (a forged answer, BLAST-RADIUS, or the server's configuration changed); further drops are counted");
+            } else {
+                tracing::warn!(server = %from, "RADIUS server {from} answers without Message-Authenticator; dropped because require_message_authenticator = true (the server does answer: make it sign its answers, FreeRADIUS 3.2.5+ or require_message_authenticator = yes in its clients.conf, or set require_message_authenticator = \"auto\"); further drops are counted");
+            }
+        }
+        false
     }
 
     /// Retransmits, fails over and fails requests whose deadline has passed.
@@ -801,8 +941,17 @@ impl Client {
         // This server is done with: count the timeout, fail over.
         let old = p.identifier.take();
         let tried = p.servers_tried;
+        let answered_unsigned = std::mem::take(&mut p.answered_unsigned);
+        let unsigned_from = p.unsigned_from;
         let mut dead = None;
-        if let Some(s) = self.servers.get_mut(server_index) {
+        if let Some(s) = self.servers.get_mut(server_index)
+            && answered_unsigned
+        {
+            // It answered, unsigned: neither a timeout nor a sign of death.
+            if let Some(old) = old {
+                s.release(old);
+            }
+        } else if let Some(s) = self.servers.get_mut(server_index) {
             if let Some(old) = old {
                 s.release(old);
             }
@@ -822,9 +971,17 @@ impl Client {
             self.events.push_back(Event::ServerDead { addr });
         }
         let role_count = self.role_servers(role).len();
+        let failure = match unsigned_from {
+            Some((server, signed_before)) => AuthFailure::Unsigned {
+                server,
+                setting: self.config.require_message_authenticator,
+                signed_before,
+            },
+            None => AuthFailure::Timeout,
+        };
         if tried >= role_count {
             self.pending.remove(&id);
-            self.fail(id, role, AuthFailure::Timeout);
+            self.fail(id, role, failure);
         } else if let Some(next) = self.pick_server(role, tried, now) {
             let position = self.position_in_role(role, next);
             if let Some(p) = self.pending.get_mut(&id) {
@@ -836,7 +993,7 @@ impl Client {
             self.start_on_server(now, id);
         } else {
             self.pending.remove(&id);
-            self.fail(id, role, AuthFailure::Timeout);
+            self.fail(id, role, failure);
         }
         self.dequeue(now, server_index);
     }

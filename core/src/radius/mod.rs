@@ -1,6 +1,6 @@
 //! RADIUS: the client for authentication and accounting (RFC 2865, RFC 2866, RFC 2869,
 //! RFC 2548 Microsoft attributes, RFC 3579 EAP) and the dynamic authorization server
-//! (RFC 5176 Disconnect and CoA). All sans-IO; the tokio shell is `roadgate::io::radius`, and
+//! (RFC 5176 Disconnect and CoA), and the Status-Server query (RFC 5997, [`status`]). All sans-IO; the tokio shell is `roadgate::io::radius`, and
 //! the `[radius]`/`[dynauth]` configuration (which reads the secret files) is
 //! `roadgate::radius::config`.
 //!
@@ -14,3 +14,4 @@
 pub mod client;
 pub mod dynauth;
 pub mod packet;
+pub mod status;

@@ -37,6 +37,8 @@ pub mod code {
     pub const ACCOUNTING_RESPONSE: u8 = 5;
     /// Access-Challenge.
     pub const ACCESS_CHALLENGE: u8 = 11;
+    /// Status-Server (RFC 5997 §3).
+    pub const STATUS_SERVER: u8 = 12;
     /// Disconnect-Request (RFC 5176).
     pub const DISCONNECT_REQUEST: u8 = 40;
     /// Disconnect-ACK (RFC 5176).
@@ -479,12 +481,15 @@ impl Packet {
     /// (RFC 3579 §3.2; RFC 5176 §3.4: over a zero authenticator for non-Access requests).
     pub fn encode_request(&self, secret: &[u8]) -> Result<Vec<u8>, EncodeError> {
         let mut p = self.clone();
-        if p.code != code::ACCESS_REQUEST {
+        // Status-Server carries a random Request Authenticator like Access-Request
+        // (RFC 5997 §3).
+        let random = matches!(p.code, code::ACCESS_REQUEST | code::STATUS_SERVER);
+        if !random {
             p.authenticator = [0; 16];
         }
         let mut out = p.encode()?;
         fill_message_authenticator(&mut out, secret);
-        if p.code != code::ACCESS_REQUEST {
+        if !random {
             let digest = md5_parts(&[&out, secret]);
             set_authenticator(&mut out, &digest);
         }
@@ -598,6 +603,22 @@ pub fn verify_response(
     secret: &[u8],
     require_message_authenticator: bool,
 ) -> Result<Packet, AuthError> {
+    let (packet, signed) = verify_response_signed(bytes, request_authenticator, secret)?;
+    if require_message_authenticator && !signed {
+        return Err(AuthError::MissingMessageAuthenticator);
+    }
+    Ok(packet)
+}
+
+/// Verifies a response like [`verify_response`] but leaves the policy to the caller: the
+/// Response Authenticator must check (RFC 2865 §3), a Message-Authenticator present must check
+/// (RFC 3579 §3.2: "MUST be silently discarded" otherwise), and the answer says whether one was
+/// there (`true`: the server signed this response).
+pub fn verify_response_signed(
+    bytes: &[u8],
+    request_authenticator: &[u8; 16],
+    secret: &[u8],
+) -> Result<(Packet, bool), AuthError> {
     let packet = Packet::decode(bytes).map_err(AuthError::Malformed)?;
     let bytes = framed(bytes)?;
     let mut copy = bytes.to_vec();
@@ -607,10 +628,7 @@ pub fn verify_response(
         return Err(AuthError::Authenticator);
     }
     let present = check_message_authenticator(bytes, request_authenticator, secret)?;
-    if require_message_authenticator && !present {
-        return Err(AuthError::MissingMessageAuthenticator);
-    }
-    Ok(packet)
+    Ok((packet, present))
 }
 
 /// Verifies a non-Access request (Accounting-Request RFC 2866 §3, CoA/Disconnect-Request

@@ -128,7 +128,9 @@ async fn radius(
                 a.state,
             ))
         }
-        Ok(Err(e @ (AuthFailure::Timeout | AuthFailure::NoServer))) => {
+        Ok(Err(
+            e @ (AuthFailure::Timeout | AuthFailure::NoServer | AuthFailure::Unsigned { .. }),
+        )) => {
             warn!(user = %user.escape_debug(), "RADIUS: {e}");
             Err(e.to_string())
         }

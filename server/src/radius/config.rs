@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::client::{ClientConfig, Role, ServerConfig};
+use super::client::{ClientConfig, RequireMessageAuthenticator, Role, ServerConfig};
 use super::dynauth::DynAuthConfig;
 
 /// What a server is used for.
@@ -95,14 +95,38 @@ pub struct RadiusConfig {
     /// The local address requests leave from (port 0).
     #[serde(default)]
     pub source_address: Option<IpAddr>,
-    /// Refuse Access-Accept/Reject/Challenge without a valid Message-Authenticator (default
-    /// true, the BlastRADIUS defence). Turn off only for an old server that cannot send it.
-    #[serde(default = "default_true")]
-    pub require_message_authenticator: bool,
+    /// Whether Access-Accept/Reject/Challenge must carry a valid Message-Authenticator (the
+    /// BLAST-RADIUS defence): `"auto"` (default: required from a server once it has sent one),
+    /// `true` (always) or `false` (never). See [`RequireMessageAuthenticator`].
+    #[serde(default, deserialize_with = "require_message_authenticator")]
+    pub require_message_authenticator: RequireMessageAuthenticator,
 }
 
-fn default_true() -> bool {
-    true
+/// `require_message_authenticator`: `true`, `false` or `"auto"`; anything else is an error that
+/// names the key.
+fn require_message_authenticator<'de, D>(d: D) -> Result<RequireMessageAuthenticator, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Str(String),
+        Other(toml::Value),
+    }
+    let wrong = |what: String| {
+        serde::de::Error::custom(format!(
+            "require_message_authenticator must be true, false or \"auto\", not {what}"
+        ))
+    };
+    match Raw::deserialize(d)? {
+        Raw::Bool(true) => Ok(RequireMessageAuthenticator::Yes),
+        Raw::Bool(false) => Ok(RequireMessageAuthenticator::No),
+        Raw::Str(s) if s == "auto" => Ok(RequireMessageAuthenticator::Auto),
+        Raw::Str(s) => Err(wrong(format!("{s:?}"))),
+        Raw::Other(v) => Err(wrong(v.to_string())),
+    }
 }
 
 /// Why the configuration cannot be used.
@@ -274,5 +298,73 @@ mod tests {
             toml::from_str(r#"clients = [{ address = "10.0.0.1", secret = "x" }]"#).unwrap();
         assert_eq!(d.bind_address().port(), 3799);
         assert_eq!(d.dynauth_config().unwrap().clients.len(), 1);
+    }
+
+    /// The example's commented `[radius]` section, uncommented, parses and shows the default.
+    #[test]
+    fn the_example_radius_section_shows_the_default() {
+        let example = include_str!("../../../deploy/roadgate.example.toml");
+        let section: String = example
+            .lines()
+            .skip_while(|l| *l != "#[radius]")
+            .skip(1)
+            .take_while(|l| l.starts_with('#'))
+            // "#key = ..." and "#  { ... }" are settings, "# words" are comments.
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.starts_with(' ') || rest.trim_start().starts_with('{') => {
+                    format!("{rest}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        assert!(
+            section.contains("require_message_authenticator = \"auto\""),
+            "{section}"
+        );
+        let c: RadiusConfig = toml::from_str(&section).unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(
+            c.require_message_authenticator,
+            RequireMessageAuthenticator::default()
+        );
+    }
+
+    #[test]
+    fn require_message_authenticator_three_ways() {
+        let parse = |line: &str| toml::from_str::<RadiusConfig>(&format!("servers = []\n{line}"));
+        assert_eq!(
+            parse("").unwrap().require_message_authenticator,
+            RequireMessageAuthenticator::Auto
+        );
+        for (line, want) in [
+            (
+                "require_message_authenticator = true",
+                RequireMessageAuthenticator::Yes,
+            ),
+            (
+                "require_message_authenticator = false",
+                RequireMessageAuthenticator::No,
+            ),
+            (
+                "require_message_authenticator = \"auto\"",
+                RequireMessageAuthenticator::Auto,
+            ),
+        ] {
+            let c = parse(line).unwrap();
+            assert_eq!(c.require_message_authenticator, want, "{line}");
+            assert_eq!(
+                c.client_config().unwrap().require_message_authenticator,
+                want
+            );
+        }
+        for bad in ["\"yes\"", "1", "[true]"] {
+            let e = parse(&format!("require_message_authenticator = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("require_message_authenticator must be true, false or \"auto\""),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -355,7 +355,13 @@ fn failover_dead_and_return() {
 
 #[test]
 fn wrong_authenticator_and_garbage_dropped() {
-    let mut c = client(&[(S1, Role::Auth)]);
+    let mut c = Client::with_rng(
+        ClientConfig {
+            require_message_authenticator: RequireMessageAuthenticator::Yes,
+            ..config(&[(S1, Role::Auth)])
+        },
+        ChaCha20Rng::from_seed([7; 32]),
+    );
     let now = Instant::now();
     let id = c.send_auth(now, pap("bob", "pw"));
     let (_, bytes) = c.poll_transmit().unwrap();
@@ -379,7 +385,8 @@ fn wrong_authenticator_and_garbage_dropped() {
     c.handle_datagram(now, addr(S1), &no_ma);
     assert_eq!(c.poll_event(), None);
     let st = c.stats();
-    assert_eq!(st.bad_authenticator, 2);
+    assert_eq!(st.bad_authenticator, 1);
+    assert_eq!(metrics_of(&c, S1).unsigned_dropped, 1);
     assert_eq!(st.unknown_source, 1);
     assert_eq!(st.malformed + st.unmatched + st.bad_code, 2);
     c.handle_datagram(
@@ -602,6 +609,9 @@ fn metrics_start_at_zero_for_every_server() {
                 role: Role::Auth,
                 requests: 0,
                 timeouts: 0,
+                signs: false,
+                unsigned_accepted: 0,
+                unsigned_dropped: 0,
                 latency: empty.clone(),
             },
             ServerMetrics {
@@ -609,6 +619,9 @@ fn metrics_start_at_zero_for_every_server() {
                 role: Role::Acct,
                 requests: 0,
                 timeouts: 0,
+                signs: false,
+                unsigned_accepted: 0,
+                unsigned_dropped: 0,
                 latency: empty,
             },
         ]
@@ -637,6 +650,9 @@ fn metrics_answer_after_30ms_lands_in_the_50ms_bucket() {
             role: Role::Auth,
             requests: 1,
             timeouts: 0,
+            signs: true,
+            unsigned_accepted: 0,
+            unsigned_dropped: 0,
             latency: LatencyHistogram {
                 bounds: &LATENCY_BUCKETS,
                 // le 0.005, 0.01, 0.025: 0; le 0.05 and up: 1.
@@ -738,6 +754,9 @@ fn metrics_timeout_on_a_then_request_on_b() {
                 role: Role::Auth,
                 requests: 1,
                 timeouts: 1,
+                signs: false,
+                unsigned_accepted: 0,
+                unsigned_dropped: 0,
                 latency: LatencyHistogram {
                     bounds: &LATENCY_BUCKETS,
                     buckets: vec![0; 11],
@@ -750,6 +769,9 @@ fn metrics_timeout_on_a_then_request_on_b() {
                 role: Role::Auth,
                 requests: 1,
                 timeouts: 0,
+                signs: true,
+                unsigned_accepted: 0,
+                unsigned_dropped: 0,
                 // From the first transmission to S2, not to S1.
                 latency: LatencyHistogram {
                     bounds: &LATENCY_BUCKETS,
@@ -794,4 +816,179 @@ fn metrics_bad_authenticator_not_observed() {
     assert_eq!(m.latency.count, 1);
     assert_eq!(m.latency.sum_secs, 0.2);
     assert_eq!(m.latency.buckets, cumulative(5, 1), "le 0.25");
+}
+
+/// An answer to `request` without Message-Authenticator.
+fn respond_unsigned(request: &[u8], code: u8) -> Vec<u8> {
+    let req = Packet::decode(request).unwrap();
+    Packet::new(code, req.identifier)
+        .encode_response(&req.authenticator, b"testing123")
+        .unwrap()
+}
+
+fn client_with(setting: RequireMessageAuthenticator, tries: u32) -> Client {
+    Client::with_rng(
+        ClientConfig {
+            require_message_authenticator: setting,
+            tries,
+            ..config(&[(S1, Role::Auth)])
+        },
+        ChaCha20Rng::from_seed([7; 32]),
+    )
+}
+
+fn accepted(c: &mut Client, id: RequestId) -> bool {
+    matches!(
+        c.poll_event(),
+        Some(Event::AuthDone { id: got, result: Ok(a) }) if got == id && matches!(a.verdict, Verdict::Accept(_))
+    )
+}
+
+#[test]
+fn auto_accepts_unsigned_until_the_server_signs_then_requires_it() {
+    let mut c = client_with(RequireMessageAuthenticator::Auto, 3);
+    let now = Instant::now();
+    // Unsigned answers are accepted while the server has not signed.
+    for _ in 0..2 {
+        let id = c.send_auth(now, pap("bob", "pw"));
+        let (_, bytes) = c.poll_transmit().unwrap();
+        c.handle_datagram(
+            now,
+            addr(S1),
+            &respond_unsigned(&bytes, code::ACCESS_ACCEPT),
+        );
+        assert!(accepted(&mut c, id));
+    }
+    let m = metrics_of(&c, S1);
+    assert_eq!(
+        (m.signs, m.unsigned_accepted, m.unsigned_dropped),
+        (false, 2, 0)
+    );
+    assert!(!c.server_signs(addr(S1)));
+    // A signed answer: learnt.
+    let id = c.send_auth(now, pap("bob", "pw"));
+    let (_, bytes) = c.poll_transmit().unwrap();
+    c.handle_datagram(
+        now,
+        addr(S1),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"testing123", |_, _| {}),
+    );
+    assert!(accepted(&mut c, id));
+    assert!(c.server_signs(addr(S1)));
+    // From now on an unsigned answer is dropped; the signed one that follows is taken.
+    let id = c.send_auth(now, pap("bob", "pw"));
+    let (_, bytes) = c.poll_transmit().unwrap();
+    c.handle_datagram(
+        now,
+        addr(S1),
+        &respond_unsigned(&bytes, code::ACCESS_ACCEPT),
+    );
+    assert_eq!(c.poll_event(), None);
+    let m = metrics_of(&c, S1);
+    assert_eq!(
+        (m.signs, m.unsigned_accepted, m.unsigned_dropped),
+        (true, 2, 1)
+    );
+    c.handle_datagram(
+        now,
+        addr(S1),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"testing123", |_, _| {}),
+    );
+    assert!(accepted(&mut c, id));
+    // Only unsigned answers: the request fails saying so, and the server is not dead.
+    let id = c.send_auth(now, pap("bob", "pw"));
+    let mut t = now;
+    while let Some((_, bytes)) = c.poll_transmit() {
+        c.handle_datagram(t, addr(S1), &respond_unsigned(&bytes, code::ACCESS_ACCEPT));
+        t = c.poll_timeout().unwrap();
+        c.handle_timeout(t);
+    }
+    let e = c.poll_event();
+    assert_eq!(
+        e,
+        Some(Event::AuthDone {
+            id,
+            result: Err(AuthFailure::Unsigned {
+                server: addr(S1),
+                setting: RequireMessageAuthenticator::Auto,
+                signed_before: true,
+            })
+        })
+    );
+    assert_eq!(c.poll_event(), None);
+    assert!(!c.is_dead(addr(S1)));
+    assert_eq!(metrics_of(&c, S1).timeouts, 0);
+}
+
+#[test]
+fn yes_refuses_unsigned_answers_and_says_the_server_answered() {
+    let mut c = client_with(RequireMessageAuthenticator::Yes, 2);
+    let now = Instant::now();
+    let id = c.send_auth(now, pap("bob", "pw"));
+    let mut t = now;
+    let mut sent = 0;
+    while let Some((_, bytes)) = c.poll_transmit() {
+        sent += 1;
+        c.handle_datagram(t, addr(S1), &respond_unsigned(&bytes, code::ACCESS_ACCEPT));
+        t = c.poll_timeout().unwrap();
+        c.handle_timeout(t);
+    }
+    assert_eq!(sent, 2);
+    let Some(Event::AuthDone {
+        id: got,
+        result: Err(e),
+    }) = c.poll_event()
+    else {
+        panic!("no failure");
+    };
+    assert_eq!(got, id);
+    assert_eq!(
+        e.to_string(),
+        "RADIUS server 10.0.0.1:1812 answered, but without Message-Authenticator, and require_message_authenticator = true refuses such answers"
+    );
+    assert_eq!(c.poll_event(), None, "not marked dead");
+    assert!(!c.is_dead(addr(S1)));
+    let m = metrics_of(&c, S1);
+    assert_eq!((m.signs, m.unsigned_dropped, m.timeouts), (false, 2, 0));
+    // A server that does not answer at all is still a timeout.
+    let id = c.send_auth(t, pap("bob", "pw"));
+    while c.poll_transmit().is_some() {
+        t = c.poll_timeout().unwrap();
+        c.handle_timeout(t);
+    }
+    assert_eq!(c.poll_event(), Some(Event::ServerDead { addr: addr(S1) }));
+    assert_eq!(
+        c.poll_event(),
+        Some(Event::AuthDone {
+            id,
+            result: Err(AuthFailure::Timeout)
+        })
+    );
+}
+
+#[test]
+fn no_accepts_unsigned_always() {
+    let mut c = client_with(RequireMessageAuthenticator::No, 3);
+    let now = Instant::now();
+    let id = c.send_auth(now, pap("bob", "pw"));
+    let (_, bytes) = c.poll_transmit().unwrap();
+    c.handle_datagram(
+        now,
+        addr(S1),
+        &respond(&bytes, code::ACCESS_ACCEPT, b"testing123", |_, _| {}),
+    );
+    assert!(accepted(&mut c, id));
+    let id = c.send_auth(now, pap("bob", "pw"));
+    let (_, bytes) = c.poll_transmit().unwrap();
+    c.handle_datagram(
+        now,
+        addr(S1),
+        &respond_unsigned(&bytes, code::ACCESS_ACCEPT),
+    );
+    assert!(accepted(&mut c, id));
+    let m = metrics_of(&c, S1);
+    assert_eq!(
+        (m.signs, m.unsigned_accepted, m.unsigned_dropped),
+        (true, 1, 0)
+    );
 }
