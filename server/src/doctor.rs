@@ -359,11 +359,28 @@ pub fn local_checks(settings: &Settings) -> Vec<Finding> {
 
 /// Each RADIUS server: does it answer Status-Server (RFC 5997), and sign its answers?
 pub async fn radius_checks(settings: &Settings) -> Vec<Finding> {
-    let Some(_radius) = settings.radius.as_ref() else {
+    use crate::radius::probe::{self, Outcome};
+    let Some(radius) = settings.radius.as_ref() else {
         return Vec::new();
     };
-    // The probe comes with the RADIUS client's Status-Server support.
-    Vec::new()
+    let timeout = radius.client.timeout.clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+    );
+    let mut out = Vec::new();
+    for s in &radius.client.servers {
+        let p = probe::probe(s.address, &s.secret, radius.source, timeout).await;
+        out.push(match &p.outcome {
+            Outcome::Answered { signs: true, .. } => Finding::ok(p.to_string()),
+            Outcome::Answered { signs: false, .. } => Finding::warning(format!(
+                "{p}: accepted while radius.require_message_authenticator = \"auto\"; a server \
+                 that signs (FreeRADIUS 3.2.5+, or require_message_authenticator = yes in its \
+                 clients.conf) closes the BLAST-RADIUS downgrade"
+            )),
+            _ => Finding::problem(p.to_string()),
+        });
+    }
+    out
 }
 
 /// Logs each finding at start: `ok` at info, the rest as warnings.
