@@ -356,3 +356,160 @@ pub fn detail_records(text: &str) -> Vec<Vec<(String, String)>> {
     }
     out
 }
+
+/// Debian's own configuration, as the package installs it.
+pub const STOCK_CONFIG: &str = "/etc/freeradius/3.0";
+
+/// Where a copy of the stock configuration listens.
+#[derive(Debug, Clone, Copy)]
+pub struct StockPorts {
+    /// The authentication port (stock: 1812, `port = 0` in sites-available/default).
+    pub auth: u16,
+    /// The accounting port (stock: 1813).
+    pub acct: u16,
+    /// The inner-tunnel virtual server's port (stock: 127.0.0.1:18120).
+    pub inner_tunnel: u16,
+}
+
+/// The `listen` sections of a virtual server with `port = 0` set to `auth` or `acct` by their
+/// `type`; the rest of the text unchanged.
+fn move_listen_ports(text: &str, auth: u16, acct: u16) -> String {
+    let code = |l: &str| l.split('#').next().unwrap_or("").trim().to_string();
+    let mut out = Vec::new();
+    let mut block: Option<(Vec<&str>, i32)> = None;
+    for line in text.split('\n') {
+        let c = code(line);
+        match block.as_mut() {
+            None if c.starts_with("listen {") => block = Some((vec![line], 1)),
+            None => out.push(line.to_string()),
+            Some((lines, depth)) => {
+                lines.push(line);
+                *depth += c.matches('{').count() as i32 - c.matches('}').count() as i32;
+                if *depth == 0 {
+                    let acct_block = lines.iter().any(|l| code(l) == "type = acct");
+                    let port = if acct_block { acct } else { auth };
+                    for l in lines.iter() {
+                        if code(l) == "port = 0" {
+                            out.push(l.replacen("port = 0", &format!("port = {port}"), 1));
+                        } else {
+                            out.push((*l).to_string());
+                        }
+                    }
+                    block = None;
+                }
+            }
+        }
+    }
+    out.join("\n")
+}
+
+/// Copies Debian's stock configuration ([`STOCK_CONFIG`], untouched) into `dir` and changes
+/// only what a test must: `users_entry` is put first in the users file
+/// (mods-config/files/authorize), and the listening ports move to `ports` so that tests can
+/// run side by side (sites-available/default's `port = 0` lines, inner-tunnel's 18120). The
+/// clients (localhost, secret testing123), modules, policies and security settings stay as
+/// packaged. Checked with `freeradius -C`.
+pub fn copy_stock_config(dir: &Path, ports: StockPorts, users_entry: &str) -> Result<(), String> {
+    if !Path::new(STOCK_CONFIG).join("radiusd.conf").exists() {
+        return Err(format!("{STOCK_CONFIG}/radiusd.conf is missing"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{STOCK_CONFIG}/."))
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("cp: {e}"))?;
+    if !copy.status.success() {
+        return Err(format!(
+            "cp -a {STOCK_CONFIG}: {}",
+            String::from_utf8_lossy(&copy.stderr)
+        ));
+    }
+    let edit = |rel: &str, f: &dyn Fn(String) -> String| -> Result<(), String> {
+        let p = dir.join(rel);
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(&p, f(text)).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    edit("mods-config/files/authorize", &|t| {
+        format!("{users_entry}\n\n{t}")
+    })?;
+    edit("sites-available/default", &|t| {
+        move_listen_ports(&t, ports.auth, ports.acct)
+    })?;
+    edit("sites-available/inner-tunnel", &|t| {
+        t.replacen("port = 18120", &format!("port = {}", ports.inner_tunnel), 1)
+    })?;
+    let check = Command::new(FREERADIUS)
+        .args(["-C", "-d"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("{FREERADIUS}: {e}"))?;
+    if !check.status.success() {
+        return Err(format!(
+            "freeradius -C failed: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        ));
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Starts FreeRADIUS with the configuration already in `dir` (e.g. from
+    /// [`copy_stock_config`]), in the foreground with debug output (`-X`) into `dir/out.log`;
+    /// waits until it is ready.
+    pub fn start_in(dir: &Path) -> Result<Self, String> {
+        let log = dir.join("out.log");
+        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(FREERADIUS)
+            .args(["-X", "-d"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{FREERADIUS}: {e}"))?;
+        let server = Server {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&log) {
+                let _ = f.read_to_string(&mut text);
+            }
+            if text.contains("Ready to process requests") {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("FreeRADIUS did not start:\n{text}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's debug output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_ports_move_by_type() {
+        let text = "listen {\n\ttype = auth\n\tipaddr = *\n\tport = 0\n\tlimit {\n\t}\n}\n\
+                    listen {\n\tipaddr = *\n\tport = 0\n\ttype = acct\n}\n# port = 0\n";
+        let moved = move_listen_ports(text, 11812, 11813);
+        assert_eq!(
+            moved,
+            "listen {\n\ttype = auth\n\tipaddr = *\n\tport = 11812\n\tlimit {\n\t}\n}\n\
+             listen {\n\tipaddr = *\n\tport = 11813\n\ttype = acct\n}\n# port = 0\n"
+        );
+    }
+}

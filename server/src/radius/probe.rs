@@ -82,6 +82,8 @@ impl Probe {
 fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 && d.as_secs() > 0 {
         format!("{} s", d.as_secs())
+    } else if d < Duration::from_millis(1) {
+        "under 1 ms".into()
     } else {
         format!("{} ms", d.as_millis())
     }
@@ -240,6 +242,14 @@ mod tests {
             })
             .to_string(),
             "RADIUS 127.0.0.1:1812: answers (2 ms) but does not sign its answers (Message-Authenticator missing)"
+        );
+        assert_eq!(
+            probe_of(Outcome::Answered {
+                rtt: Duration::from_micros(300),
+                signs: true
+            })
+            .to_string(),
+            "RADIUS 127.0.0.1:1812: answers (under 1 ms) and signs its answers"
         );
         assert!(
             probe_of(Outcome::NoAnswer)
