@@ -116,10 +116,12 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRON
 
 # ---- install -----------------------------------------------------------------------------------
 cp "$deb1" "$deb2" "$root/tmp/"
-if in_root apt-get install -y -q --no-download "/tmp/$(basename "$deb1")" </dev/null >"$out/install.log" 2>&1; then
-  ok install "apt-get install ./$(basename "$deb1") in Debian 12 (no systemd running): $(grep -c '^Setting up' "$out/install.log") packages set up ($(grep '^Setting up' "$out/install.log" | sed 's/Setting up \([^ :]*\).*/\1/' | tr '\n' ' '))"
+# dpkg -i: its dependencies are in the root already (apt-get would refuse a local file with
+# --no-download: "Pathname to install is not absolute").
+if in_root dpkg -i "/tmp/$(basename "$deb1")" </dev/null >"$out/install.log" 2>&1; then
+  ok install "dpkg -i $(basename "$deb1") in Debian 12 (no systemd running): $(grep -c '^Setting up' "$out/install.log") packages set up ($(grep '^Setting up' "$out/install.log" | sed 's/Setting up \([^ :]*\).*/\1/' | tr '\n' ' '))"
 else
-  bad install "apt-get install: $(tail -5 "$out/install.log" | tr '\n' ' ')"; finish; exit 1
+  bad install "dpkg -i: $(tail -5 "$out/install.log" | tr '\n' ' ')"; finish; exit 1
 fi
 
 # stat_is PATH "owner:group mode" (inside the root)
@@ -238,9 +240,9 @@ stop_server
 sed -i 's/^host_name = "roadgate"$/host_name = "rg-deb-edited"/' "$root/etc/roadgate/roadgate.toml"
 sums() { (cd "$root/var/lib/roadgate" && sha256sum psk roadgate.db web.db first-start.txt); }
 before=$(sums)
-if in_root apt-get install -y -q --no-download "/tmp/$(basename "$deb2")" </dev/null >"$out/upgrade.log" 2>&1 &&
+if in_root dpkg -i "/tmp/$(basename "$deb2")" </dev/null >"$out/upgrade.log" 2>&1 &&
   [ "$(in_root dpkg-query -W -f '${Version}' roadgate)" = "$v2" ]; then
-  ok upgrade "apt-get install $(basename "$deb2"): $v1 -> $v2, no conffile question"
+  ok upgrade "dpkg -i $(basename "$deb2"): $v1 -> $v2, no conffile question"
 else
   bad upgrade "$(tail -5 "$out/upgrade.log" | tr '\n' ' ')"
 fi
