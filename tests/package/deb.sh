@@ -104,6 +104,7 @@ if [ ! -f "$tarball" ]; then
 fi
 root=$(mktemp -d "$cache/root.XXXXXX")
 tar -C "$root" -xf "$tarball"
+cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 mount -t proc proc "$root/proc"
 mkdir -p "$root/dev/net"
 [ -c "$root/dev/net/tun" ] || mknod -m 0666 "$root/dev/net/tun" c 10 200
@@ -116,8 +117,11 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRON
 
 # ---- install -----------------------------------------------------------------------------------
 cp "$deb1" "$deb2" "$root/tmp/"
-# dpkg -i: its dependencies are in the root already (apt-get would refuse a local file with
-# --no-download: "Pathname to install is not absolute").
+# The dependencies first, from the root's apt cache (or the archive), then dpkg -i (apt-get refuses a
+# local file with --no-download: "Pathname to install is not absolute").
+# shellcheck disable=SC2086 # $deps is a list of package names
+in_root apt-get install -y -q $deps </dev/null >"$out/deps.log" 2>&1 ||
+  bad deps "apt-get install $deps: $(tail -3 "$out/deps.log" | tr '\n' ' ')"
 if in_root dpkg -i "/tmp/$(basename "$deb1")" </dev/null >"$out/install.log" 2>&1; then
   ok install "dpkg -i $(basename "$deb1") in Debian 12 (no systemd running): $(grep -c '^Setting up' "$out/install.log") packages set up ($(grep '^Setting up' "$out/install.log" | sed 's/Setting up \([^ :]*\).*/\1/' | tr '\n' ' '))"
 else
