@@ -282,11 +282,9 @@ impl<C: Conversation> Transaction<C> {
                 conv,
                 handler,
             }),
-            started => {
-                if let Some(h) = started {
-                    // SAFETY: PAM made a handle although it reported a failure: end it once.
-                    unsafe { (lib.end)(h.as_ptr(), rc) };
-                }
+            _ => {
+                // On failure Linux-PAM frees what it made and sets the handle to NULL itself
+                // (`_pam_drop`): there is nothing to `pam_end`.
                 // SAFETY: both came from `Box::into_raw` above and PAM holds no transaction
                 // that could still use them.
                 unsafe {
