@@ -5,7 +5,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends iproute2 nftables tcpdump iputils-ping procps iperf3 shellcheck systemd \
-    libpam0g-dev libclang-dev passwd freeradius freeradius-utils \
+    passwd freeradius freeradius-utils \
     chromium curl openssl mmdebstrap dpkg-dev >/dev/null
   # Node.js for the browser test: Debian's packages unless a Node.js with npm is there already
   # (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).

@@ -44,6 +44,8 @@ bash deploy/test_deploy.sh
 if [ "$(id -u)" = 0 ]; then
   step "build release binaries for the system tests (server, test client)"
   cargo build --release --locked -p roadgate -p roadgate-tests --bins
+  step "tests/fresh/build.sh (a clean Debian 12 root with only gcc + libc6-dev builds roadgate offline and runs it)"
+  bash tests/fresh/build.sh
   for t in tests/netns/*.sh; do
     [ -e "$t" ] || continue
     step "$t"

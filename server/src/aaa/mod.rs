@@ -13,6 +13,7 @@ use tracing::info;
 
 pub mod accounting;
 pub mod backend;
+mod libpam;
 pub mod local;
 pub mod pam;
 pub mod spool;

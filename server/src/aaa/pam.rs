@@ -17,13 +17,19 @@
 //! PAM calls block (modules may sleep after a failure to slow guessing, or ask a network
 //! service): call [`pam_decision`] on tokio's blocking pool (`spawn_blocking`).
 //!
-//! The server needs libpam at run time (Debian: libpam0g) and libpam0g-dev plus libclang-dev to
-//! build (the bindings are generated at build time).
+//! libpam is opened at run time ([`super::libpam`]): building needs no PAM headers and no
+//! libclang; running the `pam` and `system` backends needs libpam (Debian: libpam0g). Where it
+//! cannot be loaded, each check is refused as [`PamRefusal::Service`] with one plain message
+//! ([`available`]), and a chain passes to its next backend.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, c_int};
 use std::fmt;
 
-use pam_client::{Context, ConversationHandler, ErrorCode, Flag};
+use super::libpam::{
+    self, Conversation, PAM_ACCT_EXPIRED, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_AUTHTOK_EXPIRED,
+    PAM_CRED_INSUFFICIENT, PAM_DISALLOW_NULL_AUTHTOK, PAM_MAXTRIES, PAM_NEW_AUTHTOK_REQD,
+    PAM_PERM_DENIED, PAM_SILENT, PAM_USER_UNKNOWN, Transaction,
+};
 use pppd_lite::{Accept, AuthRequest, Credentials, Verdict};
 use tracing::{debug, error, info};
 use zeroize::Zeroizing;
@@ -84,18 +90,25 @@ pub fn pam_check(service: &str, req: &AuthRequest) -> Result<String, PamRefusal>
         user: user.to_string(),
         password: Zeroizing::new(password.to_vec()),
     };
-    let mut ctx = Context::new(service, Some(user), conv).map_err(|e| PamRefusal::Service {
+    let mut tx = Transaction::start(service, user, conv).map_err(|e| PamRefusal::Service {
         service: service.to_string(),
         message: e.to_string(),
     })?;
-    ctx.authenticate(Flag::SILENT | Flag::DISALLOW_NULL_AUTHTOK)
-        .map_err(|e| match e.code() {
-            ErrorCode::USER_UNKNOWN => PamRefusal::UnknownUser,
+    tx.authenticate(PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK)
+        .map_err(|e| match e.code {
+            PAM_USER_UNKNOWN => PamRefusal::UnknownUser,
             code => PamRefusal::Authenticate(plain_words(code, &e.to_string())),
         })?;
-    ctx.acct_mgmt(Flag::SILENT | Flag::DISALLOW_NULL_AUTHTOK)
-        .map_err(|e| PamRefusal::Account(plain_words(e.code(), &e.to_string())))?;
-    Ok(ctx.user().unwrap_or_else(|_| user.to_string()))
+    tx.acct_mgmt(PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK)
+        .map_err(|e| PamRefusal::Account(plain_words(e.code, &e.to_string())))?;
+    Ok(tx.user().unwrap_or_else(|| user.to_string()))
+}
+
+/// Whether PAM can be used on this machine (libpam loads): `Err` is the plain message for an
+/// admin, e.g. "PAM is not available on this machine: libpam.so.0 could not be loaded
+/// (Debian: apt install libpam0g)".
+pub fn available() -> Result<(), &'static str> {
+    libpam::available()
 }
 
 /// Checks `req` against the PAM `service` and logs the outcome; blocks (run it on tokio's
@@ -152,19 +165,19 @@ pub fn system_decision(req: &AuthRequest) -> Decision {
 }
 
 /// A PAM result code in words an admin understands, with PAM's own text.
-fn plain_words(code: ErrorCode, pam_text: &str) -> String {
+fn plain_words(code: c_int, pam_text: &str) -> String {
     let words = match code {
-        ErrorCode::AUTH_ERR => "wrong password, unknown user or locked account",
-        ErrorCode::USER_UNKNOWN => "no such user",
-        ErrorCode::CRED_INSUFFICIENT => "not allowed to check this user's password",
-        ErrorCode::AUTHINFO_UNAVAIL => "the user database could not be reached",
-        ErrorCode::MAXTRIES => "too many attempts",
-        ErrorCode::ACCT_EXPIRED => "the account has expired",
-        ErrorCode::NEW_AUTHTOK_REQD => {
+        PAM_AUTH_ERR => "wrong password, unknown user or locked account",
+        PAM_USER_UNKNOWN => "no such user",
+        PAM_CRED_INSUFFICIENT => "not allowed to check this user's password",
+        PAM_AUTHINFO_UNAVAIL => "the user database could not be reached",
+        PAM_MAXTRIES => "too many attempts",
+        PAM_ACCT_EXPIRED => "the account has expired",
+        PAM_NEW_AUTHTOK_REQD => {
             "the password has expired and must be changed (which a VPN login cannot do)"
         }
-        ErrorCode::AUTHTOK_EXPIRED => "the password has expired",
-        ErrorCode::PERM_DENIED => "access denied (locked account or access rules)",
+        PAM_AUTHTOK_EXPIRED => "the password has expired",
+        PAM_PERM_DENIED => "access denied (locked account or access rules)",
         _ => "refused",
     };
     format!("{words} ({pam_text})")
@@ -185,22 +198,23 @@ impl fmt::Debug for PasswordConversation {
     }
 }
 
-impl ConversationHandler for PasswordConversation {
-    fn prompt_echo_on(&mut self, _prompt: &CStr) -> Result<CString, ErrorCode> {
-        CString::new(self.user.as_bytes()).map_err(|_| ErrorCode::CONV_ERR)
+impl Conversation for PasswordConversation {
+    fn answer(&mut self, echo: bool, _prompt: &CStr) -> Option<&[u8]> {
+        // The password is copied straight into PAM's memory (which PAM frees; the modules wipe
+        // their copy); ours is wiped when the conversation is dropped. Never logged.
+        Some(if echo {
+            self.user.as_bytes()
+        } else {
+            self.password.as_slice()
+        })
     }
 
-    fn prompt_echo_off(&mut self, _prompt: &CStr) -> Result<CString, ErrorCode> {
-        // pam-client copies this into PAM's memory and drops it; the modules wipe their copy.
-        CString::new(self.password.as_slice()).map_err(|_| ErrorCode::CONV_ERR)
-    }
-
-    fn text_info(&mut self, msg: &CStr) {
-        debug!(message = %msg.to_string_lossy(), "PAM info");
-    }
-
-    fn error_msg(&mut self, msg: &CStr) {
-        debug!(message = %msg.to_string_lossy(), "PAM error message");
+    fn message(&mut self, error: bool, text: &CStr) {
+        if error {
+            debug!(message = %text.to_string_lossy(), "PAM error message");
+        } else {
+            debug!(message = %text.to_string_lossy(), "PAM info");
+        }
     }
 }
 
@@ -287,11 +301,33 @@ mod tests {
     }
 
     #[test]
+    fn real_pam_refuses_an_unknown_user() {
+        // The real libpam with the machine's PAM configuration: a service without a file of its
+        // own gets /etc/pam.d/other. Whatever that says, a user that does not exist is refused
+        // by PAM itself (not by a failure to start PAM).
+        if let Err(m) = available() {
+            eprintln!("SKIP real_pam_refuses_an_unknown_user: {m}");
+            return;
+        }
+        let r = pam_check(
+            "roadgate-test-no-such-service",
+            &pap("rg-no-such-user-4711", b"pw"),
+        );
+        assert!(
+            matches!(
+                r,
+                Err(PamRefusal::UnknownUser | PamRefusal::Authenticate(_))
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
     fn plain_words_name_the_cause() {
         assert_eq!(
-            plain_words(ErrorCode::AUTH_ERR, "Authentication failure"),
+            plain_words(PAM_AUTH_ERR, "Authentication failure"),
             "wrong password, unknown user or locked account (Authentication failure)"
         );
-        assert!(plain_words(ErrorCode::ACCT_EXPIRED, "x").starts_with("the account has expired"));
+        assert!(plain_words(PAM_ACCT_EXPIRED, "x").starts_with("the account has expired"));
     }
 }

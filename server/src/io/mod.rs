@@ -305,6 +305,20 @@ impl Shell {
         dynauth: Option<(SocketAddr, crate::radius::dynauth::DynAuthConfig)>,
     ) -> io::Result<Self> {
         let users = self.aaa.as_ref().and_then(|a| a.backends.users.clone());
+        if chain.iter().any(|b| {
+            matches!(
+                b,
+                crate::aaa::BackendKind::Pam | crate::aaa::BackendKind::System
+            )
+        }) {
+            // Said once at start: PAM is loaded at run time and may be missing on this machine.
+            match crate::aaa::pam::available() {
+                Ok(()) => info!("PAM: libpam loaded for the pam/system backends"),
+                Err(e) => warn!(
+                    "{e}; the pam/system backends refuse every check and a chain passes to its next backend"
+                ),
+            }
+        }
         let client = match radius {
             Some(r) => {
                 let (tx, _task, metrics) =
