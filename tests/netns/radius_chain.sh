@@ -211,7 +211,8 @@ kill -0 "$srv_pid" 2>/dev/null || { echo "FAIL setup: server did not start: $(ta
 # roadgate doctor probes each RADIUS server with Status-Server (RFC 5997): both FreeRADIUS
 # instances answer on their authentication and accounting ports, and sign their answers.
 ip netns exec $srv "$bin" doctor --config "$out/roadgate.toml" --psk-file "$out/psk" >"$out/doctor.txt" 2>&1
-doctor_radius=$(grep -c "RADIUS 127.0.0.1:181[23][01]: answers (.*) and signs its answers" "$out/doctor.txt")
+doctor_auth=$(grep -c "RADIUS 127.0.0.1:1812[01]: answers (.*) and signs its answers" "$out/doctor.txt")
+doctor_acct=$(grep -c "RADIUS 127.0.0.1:1813[01]: answers" "$out/doctor.txt")
 
 # $1 namespace, $2 local address, $3 user, $4 password file, $5 log name, then rg-client flags.
 start_client() {
@@ -306,9 +307,9 @@ r=$(grep '^RESULT' "$out/ms-wrong.log")
 [ $rc = 1 ] && [[ $r == *"stage=auth"*"E=691"*"M=Authentication rejected"* ]] && ok mschapv2-wrong "FreeRADIUS's MS-CHAP-Error text reached the client: $r" || bad mschapv2-wrong "exit $rc: $r"
 
 # ---- roadgate doctor: Status-Server to every RADIUS server --------------------------------------
-if [ "$doctor_radius" = 4 ] && grep -q "check: RADIUS 127.0.0.1:18120: answers" "$log"; then
-  ok doctor-radius "$(grep -m1 'RADIUS 127.0.0.1:18120' "$out/doctor.txt"); 4 of 4 servers answer and sign; the start logged the same"
-else bad doctor-radius "$doctor_radius of 4 servers answered and signed: $(grep RADIUS "$out/doctor.txt" | tr '\n' '|')"; fi
+if [ "$doctor_auth" = 2 ] && [ "$doctor_acct" = 2 ] && grep -q "check: RADIUS 127.0.0.1:18120: answers" "$log"; then
+  ok doctor-radius "$(grep 'RADIUS 127.0.0.1' "$out/doctor.txt" | sed 's/^[a-z]*: *//' | tr '\n' '|'); the start logged the same"
+else bad doctor-radius "auth servers answering and signing: $doctor_auth of 2, acct answering: $doctor_acct of 2: $(grep RADIUS "$out/doctor.txt" | tr '\n' '|')"; fi
 
 # ---- session-timeout from RADIUS ---------------------------------------------------------------
 start_client $c1 203.0.113.3 rshort "$(pw rshort short-secret-4)" short

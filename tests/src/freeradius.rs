@@ -150,7 +150,7 @@ security {{
 	allow_core_dumps = no
 	max_attributes = 200
 	reject_delay = 0
-	status_server = no
+	status_server = yes
 }}
 thread pool {{
 	start_servers = 1
