@@ -372,15 +372,49 @@ pub async fn radius_checks(settings: &Settings) -> Vec<Finding> {
         let p = probe::probe(s.address, &s.secret, radius.source, timeout).await;
         out.push(match &p.outcome {
             Outcome::Answered { signs: true, .. } => Finding::ok(p.to_string()),
+            // RFC 5997 §3: a response SHOULD carry Message-Authenticator; FreeRADIUS before
+            // 3.2.5 answers Status-Server unsigned even where it signs its login answers, so
+            // this says only what the probe saw (the running server adds what logins show).
             Outcome::Answered { signs: false, .. } => Finding::warning(format!(
-                "{p}: accepted while radius.require_message_authenticator = \"auto\"; a server \
-                 that signs (FreeRADIUS 3.2.5+, or require_message_authenticator = yes in its \
-                 clients.conf) closes the BLAST-RADIUS downgrade"
+                "{p}: its logins may be unsigned too (stock FreeRADIUS before 3.2.5; \
+                 require_message_authenticator = yes in its clients.conf makes it sign). With \
+                 radius.require_message_authenticator = \"auto\" they are accepted until it signs once"
             )),
             _ => Finding::problem(p.to_string()),
         });
     }
     out
+}
+
+/// What the running RADIUS client learned from real answers, per authentication server.
+pub fn radius_learned(servers: &[roadgate_core::radius::client::ServerMetrics]) -> Vec<Finding> {
+    use roadgate_core::radius::client::Role;
+    servers
+        .iter()
+        .filter(|m| m.role == Role::Auth)
+        .filter_map(|m| {
+            if m.unsigned_dropped > 0 {
+                Some(Finding::problem(format!(
+                    "RADIUS {}: {} login answers dropped for lacking Message-Authenticator \
+                     (radius.require_message_authenticator = true); the server answers but does not sign",
+                    m.address, m.unsigned_dropped
+                )))
+            } else if m.signs {
+                Some(Finding::ok(format!(
+                    "RADIUS {}: signs its login answers (seen; unsigned ones are refused from now on)",
+                    m.address
+                )))
+            } else if m.unsigned_accepted > 0 {
+                Some(Finding::warning(format!(
+                    "RADIUS {}: {} login answers without Message-Authenticator accepted \
+                     (radius.require_message_authenticator = \"auto\"); have the server sign them",
+                    m.address, m.unsigned_accepted
+                )))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Logs each finding at start: `ok` at info, the rest as warnings.

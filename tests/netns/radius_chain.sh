@@ -211,7 +211,7 @@ kill -0 "$srv_pid" 2>/dev/null || { echo "FAIL setup: server did not start: $(ta
 # roadgate doctor probes each RADIUS server with Status-Server (RFC 5997): both FreeRADIUS
 # instances answer on their authentication and accounting ports, and sign their answers.
 ip netns exec $srv "$bin" doctor --config "$out/roadgate.toml" --psk-file "$out/psk" >"$out/doctor.txt" 2>&1
-doctor_auth=$(grep -c "RADIUS 127.0.0.1:1812[01]: answers (.*) and signs its answers" "$out/doctor.txt")
+doctor_auth=$(grep -c "RADIUS 127.0.0.1:1812[01]: answers" "$out/doctor.txt")
 doctor_acct=$(grep -c "RADIUS 127.0.0.1:1813[01]: answers" "$out/doctor.txt")
 
 # $1 namespace, $2 local address, $3 user, $4 password file, $5 log name, then rg-client flags.
@@ -307,9 +307,14 @@ r=$(grep '^RESULT' "$out/ms-wrong.log")
 [ $rc = 1 ] && [[ $r == *"stage=auth"*"E=691"*"M=Authentication rejected"* ]] && ok mschapv2-wrong "FreeRADIUS's MS-CHAP-Error text reached the client: $r" || bad mschapv2-wrong "exit $rc: $r"
 
 # ---- roadgate doctor: Status-Server to every RADIUS server --------------------------------------
-if [ "$doctor_auth" = 2 ] && [ "$doctor_acct" = 2 ] && grep -q "check: RADIUS 127.0.0.1:18120: answers" "$log"; then
-  ok doctor-radius "$(grep 'RADIUS 127.0.0.1' "$out/doctor.txt" | sed 's/^[a-z]*: *//' | tr '\n' '|'); the start logged the same"
-else bad doctor-radius "auth servers answering and signing: $doctor_auth of 2, acct answering: $doctor_acct of 2: $(grep RADIUS "$out/doctor.txt" | tr '\n' '|')"; fi
+# FreeRADIUS 3.2.1 answers Status-Server unsigned, but signs its login answers (the generated
+# clients.conf says require_message_authenticator = yes): after the logins above the running
+# server says so in its checks (roadgate status, the dashboard, roadgate doctor).
+ip netns exec $srv "$bin" status --config "$out/roadgate.toml" >"$out/status-checks.txt" 2>&1
+if [ "$doctor_auth" = 2 ] && [ "$doctor_acct" = 2 ] && grep -q "check: RADIUS 127.0.0.1:18120: answers" "$log" &&
+  grep -q "ok: *RADIUS 127.0.0.1:18120: signs its login answers" "$out/status-checks.txt"; then
+  ok doctor-radius "doctor: 4 of 4 answer Status-Server ($(grep -m1 'RADIUS 127.0.0.1:18120' "$out/doctor.txt" | cut -c1-90)...); the start logged the same; after the logins: $(grep -m1 'signs its login' "$out/status-checks.txt" | sed 's/^ *//')"
+else bad doctor-radius "auth answering: $doctor_auth of 2, acct answering: $doctor_acct of 2: $(grep RADIUS "$out/doctor.txt" "$out/status-checks.txt" | tr '\n' '|')"; fi
 
 # ---- session-timeout from RADIUS ---------------------------------------------------------------
 start_client $c1 203.0.113.3 rshort "$(pw rshort short-secret-4)" short

@@ -813,7 +813,18 @@ impl Shell {
             .chain(self.workers.counters())
             .collect(),
             spool_depth: self.aaa.as_ref().map_or(0, aaa_io::Aaa::spool_depth),
-            findings: self.findings.lock().map(|f| f.clone()).unwrap_or_default(),
+            findings: self
+                .findings
+                .lock()
+                .map(|f| f.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(
+                    self.radius_metrics
+                        .iter()
+                        .flat_map(|h| crate::doctor::radius_learned(&h.snapshot())),
+                )
+                .collect(),
         }
     }
 
