@@ -886,6 +886,33 @@ mod tests {
         Server::seeded(ike::Config::default(), dp, sessions, 1, policy)
     }
 
+    #[test]
+    fn the_checks_say_when_the_server_is_behind_nat() {
+        use crate::admin::{Finding, Level};
+        let mut s = server(Policy::default());
+        let facts = ShellFacts {
+            uptime_s: 1,
+            counters: Vec::new(),
+            spool_depth: 0,
+            findings: vec![Finding::ok("UDP 203.0.113.1:500 (IKE) and 4500 bound")],
+        };
+        assert_eq!(s.status(&facts).findings, facts.findings);
+        // What NAT-D sets when our address arrives translated (ike_in_memory's
+        // windows_client_and_a_server_behind_nat drives that part).
+        s.ike.behind_nat = true;
+        let found = s.status(&facts).findings;
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1].level, Level::Warning);
+        assert!(
+            found[1]
+                .text
+                .contains("AssumeUDPEncapsulationContextOnSendRule")
+                && found[1].text.contains("this server is behind NAT"),
+            "{}",
+            found[1]
+        );
+    }
+
     /// Phase 1 by `cert_user`'s certificate (or a PSK) and one IPsec SA: the gateway's first
     /// IPsec client, peer 1.
     fn ipsec_peer(s: &mut Server, cert_user: Option<&str>) {
