@@ -744,6 +744,7 @@ impl Server {
                 self.ike.jobs_outstanding() as u64,
             ),
             ("ike_half_open".into(), self.ike.half_open_count() as u64),
+            ("ike_quick_mode_expired".into(), ike.quick_mode_expired),
         ];
         counters.extend(shell.counters.iter().cloned());
         let gw = &self.gw;

@@ -491,6 +491,52 @@ fn bad_pfs_dh_value_gets_no_child_sa() {
     assert_eq!(pair.server.stats().invalid_ke, 1);
 }
 
+/// The exchange type of an IKE datagram as sent (behind the non-ESP marker on port 4500).
+fn exchange_of(data: &[u8]) -> Option<u8> {
+    let ike = match data {
+        [0, 0, 0, 0, rest @ ..] => rest,
+        _ => data,
+    };
+    ike.get(18).copied()
+}
+
+#[test]
+fn a_quick_mode_whose_message_3_never_comes_expires() {
+    let mut pair = Pair::new(server_config(), 16);
+    let c = pair.add_client(client_config(ip(23), 16), None);
+    connect(&mut pair, c);
+    // Every later Quick Mode message to the server after the rekey's message 1 is lost: its
+    // message 3 (and the repeats our retransmitted message 2 asks for) never arrive.
+    let mut quick_seen = 0;
+    pair.filter = Some(Box::new(move |dir, data| {
+        if matches!(dir, Direction::ToServer(_)) && exchange_of(data) == Some(exchange::QUICK) {
+            quick_seen += 1;
+            return quick_seen > 1;
+        }
+        false
+    }));
+    let now = pair.now;
+    assert!(pair.client(c).initiator_mut().rekey_child(now));
+    pair.advance(Duration::from_secs(5));
+    assert_eq!(pair.server.pending_quick_modes(), 1);
+    // After our last retransmission of message 2 it is dropped, and its slot is free again.
+    pair.advance(Duration::from_secs(90));
+    assert_eq!(pair.server.pending_quick_modes(), 0, "{}", dump(&pair));
+    assert_eq!(pair.server.stats().quick_mode_expired, 1);
+    // The phase 1 can still rekey.
+    pair.filter = None;
+    let now = pair.now;
+    assert!(pair.client(c).initiator_mut().rekey_child(now));
+    assert!(
+        pair.run_for(Duration::from_secs(30), |e| matches!(
+            e,
+            PairEvent::Client(i, InitiatorEvent::ChildSaUp(_)) if *i == c
+        )),
+        "{}",
+        dump(&pair)
+    );
+}
+
 #[test]
 fn initiator_gives_up_after_its_retransmissions() {
     let mut pair = Pair::new(server_config(), 15);

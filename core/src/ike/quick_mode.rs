@@ -125,6 +125,16 @@ impl Responder {
     }
 }
 
+/// How long a Quick Mode waits for message 3: past our last retransmission of message 2 (the
+/// intervals double: i, 2i, 4i, ...), and at least the half-open timeout.
+fn quick_mode_patience(cfg: &super::Config) -> std::time::Duration {
+    let tries = cfg.retransmit_tries.min(16);
+    let span = cfg
+        .retransmit_initial
+        .saturating_mul((1u32 << (tries + 1)) - 1);
+    span.max(cfg.half_open_timeout)
+}
+
 /// A Quick Mode message 1 that passed every check: all that its reply (message 2) needs, kept
 /// while its PFS Diffie-Hellman job runs.
 pub(crate) struct Qm1Accepted {
@@ -515,6 +525,7 @@ impl Responder {
                 now,
                 Some((self.cfg.retransmit_initial, self.cfg.retransmit_tries)),
             ),
+            expires: now + quick_mode_patience(&self.cfg),
         };
         let Some(p1) = self.p1.get_mut(&c) else {
             return;

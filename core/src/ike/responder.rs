@@ -30,6 +30,9 @@ pub struct Stats {
     pub hash_mismatch: u64,
     pub phase1_established: u64,
     pub quick_mode_refused: u64,
+    /// Quick Modes dropped because message 3 never came (they would otherwise hold one of the
+    /// phase 1's slots for pending exchanges for its whole lifetime).
+    pub quick_mode_expired: u64,
     pub child_sas_established: u64,
     pub deletes_received: u64,
     pub dpd_sent: u64,
@@ -207,6 +210,11 @@ impl Responder {
     /// Deadlines held: at most one per phase 1, IPsec SA and failed handshake still charged.
     pub fn timer_count(&self) -> usize {
         self.timers.len()
+    }
+
+    /// Quick Modes waiting for their message 3, under every ISAKMP SA.
+    pub fn pending_quick_modes(&self) -> usize {
+        self.p1.values().map(|p| p.quick.len()).sum()
     }
 
     pub fn child_count(&self) -> usize {
@@ -449,8 +457,23 @@ impl Responder {
             }
             return;
         }
+        // Quick Modes whose message 3 never came: their slot and SPI are freed.
+        let expired: Vec<u32> = p1
+            .quick
+            .iter()
+            .filter(|(_, qm)| now >= qm.expires)
+            .map(|(mid, _)| *mid)
+            .collect();
+        for mid in expired {
+            if let Some(qm) = p1.quick.remove(&mid) {
+                self.pending_spis.remove(&qm.our_spi);
+                self.stats.quick_mode_expired += 1;
+                debug!(remote = %p1.remote, mid, "Quick Mode expired: message 3 never came");
+            }
+        }
         let mut resend = Vec::new();
         let mut next = vec![p1.expires];
+        next.extend(p1.quick.values().map(|qm| qm.expires));
         let replies = p1
             .last
             .iter_mut()

@@ -131,6 +131,9 @@ pub(crate) struct QuickMode {
     pub peer_original: Option<std::net::IpAddr>,
     pub commit: bool,
     pub last: LastReply,
+    /// When it is dropped if message 3 has not come: after our last retransmission of message
+    /// 2 (a peer that lost the exchange starts another with a new message ID).
+    pub expires: Instant,
 }
 
 /// An ISAKMP SA, from message 1 to its end.
