@@ -501,6 +501,23 @@ fn exchange_of(data: &[u8]) -> Option<u8> {
 }
 
 #[test]
+fn an_established_phase_1_keeps_no_sa_payload() {
+    let mut pair = Pair::new(server_config(), 17);
+    let c = pair.add_client(client_config(ip(24), 17), None);
+    // While Main Mode runs, message 1's SA payload is kept (for HASH_I and HASH_R) ...
+    let now = pair.now;
+    let (mm1, _, _) = initiator::main_mode_1(&client_config(ip(25), 18), [7; 8]);
+    pair.server
+        .handle_datagram(now, SERVER, SocketAddr::new(IpAddr::V4(ip(25)), 500), &mm1);
+    assert!(pair.server.stored_sa_payload_bytes() > 0);
+    // ... and dropped once phase 1 is up (an insider's 64 KiB offer is not kept for a day).
+    let before = pair.server.stored_sa_payload_bytes();
+    connect(&mut pair, c);
+    assert_eq!(pair.server.phase1_count(), 2);
+    assert_eq!(pair.server.stored_sa_payload_bytes(), before);
+}
+
+#[test]
 fn a_quick_mode_whose_message_3_never_comes_expires() {
     let mut pair = Pair::new(server_config(), 16);
     let c = pair.add_client(client_config(ip(23), 16), None);

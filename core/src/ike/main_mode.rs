@@ -622,6 +622,9 @@ impl Responder {
         p1.remote = remote;
         p1.iv = last_out;
         p1.state = P1State::Established;
+        // Message 1's SA payload (up to 64 KiB) was needed only for HASH_I and HASH_R; a repeated
+        // message 5 gets the stored message 6.
+        p1.sa_body = Vec::new();
         p1.peer_id = peer_id.clone();
         p1.peer = PeerKey::new(remote, p1.nat.peer_behind_nat, peer_id_raw);
         p1.dpd.next_seq = dpd_seq;

@@ -212,6 +212,11 @@ impl Responder {
         self.timers.len()
     }
 
+    /// Bytes of message 1 SA payloads held (only by ISAKMP SAs not yet established).
+    pub fn stored_sa_payload_bytes(&self) -> usize {
+        self.p1.values().map(|p| p.sa_body.len()).sum()
+    }
+
     /// Quick Modes waiting for their message 3, under every ISAKMP SA.
     pub fn pending_quick_modes(&self) -> usize {
         self.p1.values().map(|p| p.quick.len()).sum()
