@@ -863,9 +863,14 @@ fn build(file: FileConfig, ctx: &Ctx, overrides: &Overrides) -> Result<Settings,
     }
     let dynauth = match &file.dynauth {
         Some(d) => {
-            let cfg = d
+            let mut cfg = d
                 .dynauth_config()
                 .map_err(|e| ctx.err("dynauth.clients", e.to_string()))?;
+            // A request naming another NAS is refused (Error-Cause 403): ours are [radius]'s.
+            if let Some(r) = &radius {
+                cfg.nas_identifier = r.client.nas_identifier.clone();
+                cfg.nas_ip = r.client.nas_ip;
+            }
             if cfg.clients.is_empty() {
                 return Err(ctx.err(
                     "dynauth.clients",

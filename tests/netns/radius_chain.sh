@@ -337,6 +337,14 @@ if wait_up coa $p; then
   if [[ $a == *Disconnect-NAK* ]] && [[ $a == *Session-Context-Not-Found* || $a == *503* ]]; then
     ok dynauth-unknown "Disconnect-Request for an unknown user: NAK 503"
   else bad dynauth-unknown "$(tr '\n' ' ' <<<"$a")"; fi
+  # RFC 5176 §6.3 and §3.5: a replay with an old Event-Timestamp gets no answer; a request for
+  # another NAS (NAS-Identifier) gets NAK 403; the session stays up through both.
+  a=$(printf 'User-Name = "rcoa"\nEvent-Timestamp = 1000000000\n' | dyn disconnect)
+  b=$(printf 'User-Name = "rcoa"\nNAS-Identifier = "another-nas"\n' | dyn disconnect)
+  if [[ $a == *"No reply"* ]] && [[ $a != *Disconnect-ACK* ]] && [[ $b == *Disconnect-NAK* ]] &&
+    [[ $b == *NAS-Identification-Mismatch* || $b == *403* ]] && kill -0 $p 2>/dev/null; then
+    ok dynauth-replay "an Event-Timestamp of 2001 is dropped unanswered; NAS-Identifier another-nas gets NAK 403; rcoa stays up"
+  else bad dynauth-replay "old timestamp: $(tr '\n' ' ' <<<"$a") / other NAS: $(tr '\n' ' ' <<<"$b")"; fi
   a=$(printf 'User-Name = "rcoa"\nSession-Timeout = 3\n' | dyn coa)
   if [[ $a == *CoA-ACK* ]]; then
     t0=$(date +%s); wait $p; t1=$(date +%s)

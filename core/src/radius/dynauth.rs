@@ -20,20 +20,32 @@ use zeroize::Zeroizing;
 
 use super::packet::{Packet, attr, code, verify_request};
 
-/// The allow-listed clients and their secrets (never printed), and the duplicate window.
+/// The allow-listed clients and their secrets (never printed), the replay window and this
+/// NAS's identity.
 #[derive(Clone)]
 pub struct DynAuthConfig {
     /// Source addresses allowed to send requests, with their shared secrets.
     pub clients: Vec<(IpAddr, Zeroizing<Vec<u8>>)>,
-    /// How long an answer is kept to answer a retransmission of its request.
+    /// How long an answer is kept to answer a retransmission of its request, and how far an
+    /// Event-Timestamp may be from now: RFC 5176 §6.3 wants one window for both (default
+    /// 300 s, as it suggests).
     pub duplicate_window: Duration,
+    /// Drop requests without Event-Timestamp (RFC 5176 §6.3: "SHOULD be configurable").
+    pub require_event_timestamp: bool,
+    /// This NAS's NAS-Identifier and NAS-IP-Address (`[radius]`): a request naming another
+    /// NAS is refused with Error-Cause 403 (RFC 5176 §3.5).
+    pub nas_identifier: Option<String>,
+    pub nas_ip: Option<Ipv4Addr>,
 }
 
 impl Default for DynAuthConfig {
     fn default() -> Self {
         DynAuthConfig {
             clients: Vec::new(),
-            duplicate_window: Duration::from_secs(30),
+            duplicate_window: Duration::from_secs(300),
+            require_event_timestamp: false,
+            nas_identifier: None,
+            nas_ip: None,
         }
     }
 }
@@ -174,6 +186,8 @@ pub enum DropReason {
     BadAuthenticator,
     /// A retransmission of a request still being worked on.
     InProgress,
+    /// Event-Timestamp outside the window, or missing where it is required (RFC 5176 §6.3).
+    Stale,
 }
 
 /// Counters of dropped datagrams.
@@ -189,6 +203,8 @@ pub struct DynAuthStats {
     pub bad_authenticator: u64,
     /// Retransmissions answered from the cache or dropped while in progress.
     pub duplicates: u64,
+    /// Event-Timestamp outside the window, or missing where required (replays).
+    pub stale: u64,
 }
 
 type DupKey = (SocketAddr, u8, [u8; 16]);
@@ -199,6 +215,8 @@ pub struct DynAuth {
     /// Answers sent, and `None` for requests handed out and not answered yet.
     recent: HashMap<DupKey, (Instant, Option<Vec<u8>>)>,
     stats: DynAuthStats,
+    /// Wall-clock time (Unix seconds) for Event-Timestamp, from the shell; 0 until told.
+    unix_now: u64,
 }
 
 impl fmt::Debug for DynAuth {
@@ -241,7 +259,14 @@ impl DynAuth {
             config,
             recent: HashMap::new(),
             stats: DynAuthStats::default(),
+            unix_now: 0,
         }
+    }
+
+    /// The wall-clock time (Unix seconds), for Event-Timestamp checks: the shell sets it before
+    /// each datagram (the core reads no clock).
+    pub fn set_unix_time(&mut self, unix_now: u64) {
+        self.unix_now = unix_now;
     }
 
     /// What was dropped so far.
@@ -298,6 +323,22 @@ impl DynAuth {
                 return Err(Handled::Dropped(DropReason::BadAuthenticator));
             }
         };
+        // RFC 5176 §6.3: a request whose Event-Timestamp is not current is silently
+        // discarded; without one, when the setting asks for it.
+        match packet.get_u32(attr::EVENT_TIMESTAMP) {
+            Some(ts) if self.unix_now != 0 => {
+                let off = i64::from(ts) - i64::try_from(self.unix_now).unwrap_or(i64::MAX);
+                if off.unsigned_abs() > window.as_secs() {
+                    dropped!(self.stats.stale, %from, offset_s = off, window_s = window.as_secs(), "dynauth: Event-Timestamp outside the window (a replay, or clocks apart); dropped");
+                    return Err(Handled::Dropped(DropReason::Stale));
+                }
+            }
+            None if self.config.require_event_timestamp => {
+                dropped!(self.stats.stale, %from, "dynauth: request without Event-Timestamp, which dynauth.require_event_timestamp asks for; dropped");
+                return Err(Handled::Dropped(DropReason::Stale));
+            }
+            _ => {}
+        }
         let key = (from, packet.identifier, packet.authenticator);
         if let Some((_, cached)) = self.recent.get(&key) {
             self.stats.duplicates += 1;
@@ -317,8 +358,17 @@ impl DynAuth {
             session_timeout: packet.get_u32(attr::SESSION_TIMEOUT),
             idle_timeout: packet.get_u32(attr::IDLE_TIMEOUT),
         };
+        let other_nas = matches!(
+            (&self.config.nas_identifier, packet.get_str(attr::NAS_IDENTIFIER)),
+            (Some(ours), Some(theirs)) if *ours != theirs
+        ) || matches!(
+            (self.config.nas_ip, packet.get_ipv4(attr::NAS_IP_ADDRESS)),
+            (Some(ours), Some(theirs)) if ours != theirs
+        );
         let problem = if packet.attributes.iter().any(|a| !allowed(kind, a.typ)) {
             Some(ErrorCause::UnsupportedAttribute)
+        } else if other_nas {
+            Some(ErrorCause::NasIdentificationMismatch)
         } else if selector == SessionSelector::default() {
             Some(ErrorCause::MissingAttribute)
         } else if packet.get(attr::FRAMED_IP_ADDRESS).is_some() && selector.framed_ip.is_none()
@@ -380,14 +430,99 @@ mod tests {
     use crate::radius::packet::verify_response;
     use proptest::prelude::*;
 
-    fn core() -> DynAuth {
-        DynAuth::new(DynAuthConfig {
+    fn config() -> DynAuthConfig {
+        DynAuthConfig {
             clients: vec![(
                 "10.0.0.1".parse().unwrap(),
                 Zeroizing::new(b"dasecret".to_vec()),
             )],
             ..DynAuthConfig::default()
-        })
+        }
+    }
+
+    fn core() -> DynAuth {
+        DynAuth::new(config())
+    }
+
+    #[test]
+    fn event_timestamp_outside_the_window_is_dropped_as_a_replay() {
+        const NOW: u32 = 1_800_000_000;
+        let t0 = Instant::now();
+        let mut d = core();
+        d.set_unix_time(u64::from(NOW));
+        let with_ts = |id: u8, ts: u32| {
+            request(
+                code::DISCONNECT_REQUEST,
+                id,
+                &[
+                    (attr::USER_NAME, b"alice"),
+                    (attr::EVENT_TIMESTAMP, &ts.to_be_bytes()),
+                ],
+                true,
+                b"dasecret",
+            )
+        };
+        // RFC 5176 §6.3: 300 s either way (the duplicate window).
+        for (id, ts) in [(1, NOW - 301), (2, NOW + 301)] {
+            assert_eq!(
+                d.handle(t0, from(), &with_ts(id, ts)),
+                Err(Handled::Dropped(DropReason::Stale))
+            );
+        }
+        assert_eq!(d.stats().stale, 2);
+        assert!(d.handle(t0, from(), &with_ts(3, NOW - 299)).is_ok());
+        assert!(d.handle(t0, from(), &with_ts(4, NOW + 5)).is_ok());
+        // Without Event-Timestamp: taken, unless the setting requires one.
+        let bare = request(
+            code::DISCONNECT_REQUEST,
+            5,
+            &[(attr::USER_NAME, b"alice")],
+            true,
+            b"dasecret",
+        );
+        assert!(d.handle(t0, from(), &bare).is_ok());
+        let mut strict = DynAuth::new(DynAuthConfig {
+            require_event_timestamp: true,
+            ..config()
+        });
+        strict.set_unix_time(u64::from(NOW));
+        assert_eq!(
+            strict.handle(t0, from(), &bare),
+            Err(Handled::Dropped(DropReason::Stale))
+        );
+        assert!(strict.handle(t0, from(), &with_ts(6, NOW)).is_ok());
+    }
+
+    #[test]
+    fn a_request_for_another_nas_gets_403() {
+        let t0 = Instant::now();
+        let mut d = DynAuth::new(DynAuthConfig {
+            nas_identifier: Some("roadgate-a".into()),
+            nas_ip: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            ..config()
+        });
+        let ask = |id: u8, attrs: &[(u8, &[u8])]| {
+            request(code::DISCONNECT_REQUEST, id, attrs, true, b"dasecret")
+        };
+        let user: (u8, &[u8]) = (attr::USER_NAME, b"alice");
+        let other_id = ask(1, &[user, (attr::NAS_IDENTIFIER, b"roadgate-b")]);
+        let other_ip = ask(2, &[user, (attr::NAS_IP_ADDRESS, &[192, 0, 2, 2])]);
+        for b in [other_id, other_ip] {
+            let r = d.handle(t0, from(), &b).unwrap();
+            assert_eq!(r.problem, Some(ErrorCause::NasIdentificationMismatch));
+            let answer = d.answer(&r, Outcome::Nak(ErrorCause::NasIdentificationMismatch));
+            let p = verify_response(&answer, &r.authenticator, b"dasecret", true).unwrap();
+            assert_eq!(p.get_u32(attr::ERROR_CAUSE), Some(403));
+        }
+        let ours = ask(
+            3,
+            &[
+                user,
+                (attr::NAS_IDENTIFIER, b"roadgate-a"),
+                (attr::NAS_IP_ADDRESS, &[192, 0, 2, 1]),
+            ],
+        );
+        assert_eq!(d.handle(t0, from(), &ours).unwrap().problem, None);
     }
 
     fn from() -> SocketAddr {
@@ -423,10 +558,14 @@ mod tests {
         let p = verify_response(&ans, &req_auth, b"dasecret", true).unwrap();
         assert_eq!(p.code, code::DISCONNECT_ACK);
         assert_eq!(p.identifier, 5);
-        assert_eq!(d.handle(now, from(), &bytes), Err(Handled::Resend(ans)));
-        // After the window it is new again.
+        assert_eq!(d.handle(now, from(), &bytes), Err(Handled::Resend(ans.clone())));
+        // Within the window (300 s, RFC 5176 §6.3) it stays a duplicate; after it, it is new.
+        assert_eq!(
+            d.handle(now + Duration::from_secs(299), from(), &bytes),
+            Err(Handled::Resend(ans))
+        );
         assert!(
-            d.handle(now + Duration::from_secs(31), from(), &bytes)
+            d.handle(now + Duration::from_secs(301), from(), &bytes)
                 .is_ok()
         );
     }

@@ -255,6 +255,11 @@ pub async fn run_dynauth(mut core: DynAuth, socket: UdpSocket, calls: mpsc::Send
                     }
                 };
                 let Some(d) = buf.get(..n) else { continue };
+                core.set_unix_time(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |t| t.as_secs()),
+                );
                 match core.handle(Instant::now(), from, d) {
                     Ok(request) => {
                         if let Some(cause) = request.problem {

@@ -249,6 +249,10 @@ pub struct DynAuthListenConfig {
     pub port: u16,
     /// The allowed clients.
     pub clients: Vec<DynAuthClient>,
+    /// Drop requests without Event-Timestamp (RFC 5176 §6.3); with one, it must be within 300 s
+    /// of this server's clock either way.
+    #[serde(default)]
+    pub require_event_timestamp: bool,
 }
 
 impl DynAuthListenConfig {
@@ -269,6 +273,7 @@ impl DynAuthListenConfig {
         }
         Ok(DynAuthConfig {
             clients,
+            require_event_timestamp: self.require_event_timestamp,
             ..DynAuthConfig::default()
         })
     }
