@@ -558,7 +558,10 @@ mod tests {
         let p = verify_response(&ans, &req_auth, b"dasecret", true).unwrap();
         assert_eq!(p.code, code::DISCONNECT_ACK);
         assert_eq!(p.identifier, 5);
-        assert_eq!(d.handle(now, from(), &bytes), Err(Handled::Resend(ans.clone())));
+        assert_eq!(
+            d.handle(now, from(), &bytes),
+            Err(Handled::Resend(ans.clone()))
+        );
         // Within the window (300 s, RFC 5176 §6.3) it stays a duplicate; after it, it is new.
         assert_eq!(
             d.handle(now + Duration::from_secs(299), from(), &bytes),
