@@ -497,6 +497,81 @@ impl Server {
     }
 }
 
+/// A UDP port free on 127.0.0.1 just now (for a FreeRADIUS listener or a test client).
+#[allow(clippy::expect_used)] // a test helper: its failure is the test's
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Runs a RADIUS `client` over `sock` until an event about `id` comes (an authentication's
+/// outcome, an accounting record acknowledged or given up); returns every event seen. Panics
+/// when none comes within `limit`.
+#[allow(clippy::expect_used)] // a test helper: its failure is the test's
+pub fn drive(
+    client: &mut roadgate::radius::client::Client,
+    sock: &std::net::UdpSocket,
+    id: roadgate::radius::client::RequestId,
+    limit: Duration,
+) -> Vec<roadgate::radius::client::Event> {
+    use roadgate::radius::client::Event;
+    let until = Instant::now() + limit;
+    let mut events = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some((to, bytes)) = client.poll_transmit() {
+            sock.send_to(&bytes, to).expect("send to the RADIUS server");
+        }
+        while let Some(e) = client.poll_event() {
+            events.push(e);
+        }
+        let done = events.iter().any(|e| match e {
+            Event::AuthDone { id: got, .. }
+            | Event::AcctAcked { id: got }
+            | Event::AcctFailed { id: got } => *got == id,
+            _ => false,
+        });
+        if done {
+            return events;
+        }
+        let now = Instant::now();
+        assert!(
+            now < until,
+            "no answer in {limit:?}; events so far {events:?}"
+        );
+        let wait = client
+            .poll_timeout()
+            .map_or(Duration::from_millis(100), |t| {
+                t.saturating_duration_since(now)
+            })
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        sock.set_read_timeout(Some(wait)).expect("a read timeout");
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            client.handle_datagram(Instant::now(), from, &buf[..n]);
+        }
+        client.handle_timeout(Instant::now());
+    }
+}
+
+/// The outcome of authentication `id` among `events` (panics when there is none).
+#[allow(clippy::expect_used)] // a test helper: its failure is the test's
+pub fn auth_result(
+    events: &[roadgate::radius::client::Event],
+    id: roadgate::radius::client::RequestId,
+) -> Result<roadgate::radius::client::AuthAnswer, roadgate::radius::client::AuthFailure> {
+    events
+        .iter()
+        .find_map(|e| match e {
+            roadgate::radius::client::Event::AuthDone { id: got, result } if *got == id => {
+                Some(result.clone().map(|answer| *answer))
+            }
+            _ => None,
+        })
+        .expect("an AuthDone event for the request")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

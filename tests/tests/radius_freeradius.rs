@@ -17,22 +17,13 @@ use std::time::{Duration, Instant};
 use pppd_lite::{AuthRequest, Credentials, Verdict};
 use roadgate::aaa::{AcctRecord, AcctStatus, AuthContext, TerminateCause};
 use roadgate::radius::client::{
-    AcctRequestData, AuthAnswer, AuthFailure, AuthRequestData, Client, ClientConfig, Event,
-    RequestId, Role, ServerConfig,
+    AcctRequestData, AuthRequestData, Client, ClientConfig, Event, Role, ServerConfig,
 };
-use roadgate_tests::freeradius::{Server, Setup};
+use roadgate_tests::freeradius::{Server, Setup, auth_result, drive, free_port};
 use zeroize::Zeroizing;
 
 const SECRET: &str = "testing123";
 const RADCLIENT: &str = "/usr/bin/radclient";
-
-fn free_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn skip_reason() -> Option<String> {
     if !Path::new(RADCLIENT).exists() {
@@ -95,58 +86,6 @@ fn client_for(servers: &[(SocketAddr, Role)], timeout: Duration, tries: u32) -> 
         nas_ip: Some(Ipv4Addr::LOCALHOST),
         ..ClientConfig::default()
     })
-}
-
-/// Runs the client over `sock` until an event about `id` comes; returns every event seen.
-fn drive(client: &mut Client, sock: &UdpSocket, id: RequestId, limit: Duration) -> Vec<Event> {
-    let until = Instant::now() + limit;
-    let mut events = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        while let Some((to, bytes)) = client.poll_transmit() {
-            sock.send_to(&bytes, to).unwrap();
-        }
-        while let Some(e) = client.poll_event() {
-            events.push(e);
-        }
-        let done = events.iter().any(|e| match e {
-            Event::AuthDone { id: got, .. }
-            | Event::AcctAcked { id: got }
-            | Event::AcctFailed { id: got } => *got == id,
-            _ => false,
-        });
-        if done {
-            return events;
-        }
-        let now = Instant::now();
-        assert!(
-            now < until,
-            "no answer in {limit:?}; events so far {events:?}"
-        );
-        let wait = client
-            .poll_timeout()
-            .map_or(Duration::from_millis(100), |t| {
-                t.saturating_duration_since(now)
-            })
-            .clamp(Duration::from_millis(1), Duration::from_millis(100));
-        sock.set_read_timeout(Some(wait)).unwrap();
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            client.handle_datagram(Instant::now(), from, &buf[..n]);
-        }
-        client.handle_timeout(Instant::now());
-    }
-}
-
-fn auth_result(events: &[Event], id: RequestId) -> Result<AuthAnswer, AuthFailure> {
-    events
-        .iter()
-        .find_map(|e| match e {
-            Event::AuthDone { id: got, result } if *got == id => {
-                Some(result.clone().map(|answer| *answer))
-            }
-            _ => None,
-        })
-        .unwrap()
 }
 
 fn ctx() -> AuthContext {

@@ -22,12 +22,14 @@ use std::time::{Duration, Instant};
 use pppd_lite::{AuthRequest, Credentials, Verdict};
 use roadgate::aaa::AuthContext;
 use roadgate::radius::client::{
-    AuthAnswer, AuthFailure, AuthRequestData, Client, ClientConfig, Event, RequestId,
-    RequireMessageAuthenticator, Role, ServerConfig, ServerMetrics,
+    AuthFailure, AuthRequestData, Client, ClientConfig, Event, RequireMessageAuthenticator, Role,
+    ServerConfig, ServerMetrics,
 };
 use roadgate::radius::packet::{Packet, code};
 use roadgate::radius::probe::{Outcome, probe};
-use roadgate_tests::freeradius::{STOCK_CONFIG, Server, Setup, StockPorts, copy_stock_config};
+use roadgate_tests::freeradius::{
+    STOCK_CONFIG, Server, Setup, StockPorts, auth_result, copy_stock_config, drive, free_port,
+};
 use zeroize::Zeroizing;
 
 /// The stock clients.conf's secret for localhost.
@@ -43,14 +45,6 @@ fn skip_reason() -> Option<String> {
         ));
     }
     None
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -97,53 +91,6 @@ fn client(
         require_message_authenticator: setting,
         ..ClientConfig::default()
     })
-}
-
-/// Runs the client over `sock` until the event about `id` comes; returns every event seen.
-fn drive(client: &mut Client, sock: &UdpSocket, id: RequestId, limit: Duration) -> Vec<Event> {
-    let until = Instant::now() + limit;
-    let mut events = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        while let Some((to, bytes)) = client.poll_transmit() {
-            sock.send_to(&bytes, to).unwrap();
-        }
-        while let Some(e) = client.poll_event() {
-            events.push(e);
-        }
-        if events
-            .iter()
-            .any(|e| matches!(e, Event::AuthDone { id: got, .. } if *got == id))
-        {
-            return events;
-        }
-        let now = Instant::now();
-        assert!(
-            now < until,
-            "no outcome in {limit:?}; events so far {events:?}"
-        );
-        let wait = client
-            .poll_timeout()
-            .map_or(Duration::from_millis(100), |t| {
-                t.saturating_duration_since(now)
-            })
-            .clamp(Duration::from_millis(1), Duration::from_millis(100));
-        sock.set_read_timeout(Some(wait)).unwrap();
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            client.handle_datagram(Instant::now(), from, &buf[..n]);
-        }
-        client.handle_timeout(Instant::now());
-    }
-}
-
-fn auth_result(events: &[Event], id: RequestId) -> Result<AuthAnswer, AuthFailure> {
-    events
-        .iter()
-        .find_map(|e| match e {
-            Event::AuthDone { id: got, result } if *got == id => Some(result.clone().map(|a| *a)),
-            _ => None,
-        })
-        .unwrap()
 }
 
 fn request(user: &str, credentials: Credentials) -> AuthRequestData {
