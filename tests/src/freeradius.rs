@@ -285,35 +285,7 @@ impl Server {
     /// (`-X`) into `out.log`; waits until it is ready.
     pub fn start(s: &Setup) -> Result<Self, String> {
         write_config(s)?;
-        let log = s.dir.join("out.log");
-        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(FREERADIUS)
-            .args(["-X", "-d"])
-            .arg(&s.dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("{FREERADIUS}: {e}"))?;
-        let server = Server {
-            child,
-            dir: s.dir.clone(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut text = String::new();
-            if let Ok(mut f) = std::fs::File::open(&log) {
-                let _ = f.read_to_string(&mut text);
-            }
-            if text.contains("Ready to process requests") {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("FreeRADIUS did not start:\n{text}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Self::start_in(&s.dir)
     }
 
     /// The detail file's text (accounting records as FreeRADIUS wrote them).
