@@ -192,19 +192,14 @@ fn ruleset_nats(ruleset: &str, pool: &[Ipv4Addr]) -> bool {
 
 /// Whether `text` ("10.77.0.0/24" or an address) holds every address of `pool`.
 fn prefix_holds(text: &str, pool: &[Ipv4Addr]) -> bool {
-    let (net, len) = match text.split_once('/') {
-        Some((n, l)) => (n, l.parse::<u32>().unwrap_or(33)),
-        None => (text, 32),
-    };
-    let Ok(net) = net.parse::<Ipv4Addr>() else {
+    let (net, len) = text.split_once('/').unwrap_or((text, "32"));
+    let (Ok(net), Ok(len)) = (net.parse::<Ipv4Addr>(), len.parse::<u8>()) else {
         return false;
     };
-    if len > 32 {
-        return false;
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    pool.iter()
-        .all(|a| u32::from(*a) & mask == u32::from(net) & mask)
+    len <= 32
+        && pool
+            .iter()
+            .all(|a| roadgate_core::dataplane::covered(&[(net, len)], *a))
 }
 
 /// The public name: configured or derived, and named by the server certificate.
