@@ -134,25 +134,56 @@ impl Level {
 pub struct Finding {
     pub level: Level,
     pub text: String,
+    /// What was checked, when the same check may run again (e.g. `radius-probe
+    /// 192.0.2.5:1812`): a newer finding with the same key replaces the older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Adds `new` to `findings`: it replaces a finding of the same key, and is left out when the
+/// same finding is there already.
+pub fn merge_findings(findings: &mut Vec<Finding>, new: impl IntoIterator<Item = Finding>) {
+    for f in new {
+        match f
+            .key
+            .as_ref()
+            .and_then(|k| findings.iter().position(|g| g.key.as_ref() == Some(k)))
+        {
+            Some(i) => findings[i] = f,
+            None if !findings.contains(&f) => findings.push(f),
+            None => {}
+        }
+    }
 }
 
 impl Finding {
+    /// The same finding, named by what was checked (see [`Finding::key`]).
+    pub fn keyed(self, key: impl Into<String>) -> Self {
+        Self {
+            key: Some(key.into()),
+            ..self
+        }
+    }
+
     pub fn ok(text: impl Into<String>) -> Self {
         Self {
             level: Level::Ok,
             text: text.into(),
+            key: None,
         }
     }
     pub fn warning(text: impl Into<String>) -> Self {
         Self {
             level: Level::Warning,
             text: text.into(),
+            key: None,
         }
     }
     pub fn problem(text: impl Into<String>) -> Self {
         Self {
             level: Level::Problem,
             text: text.into(),
+            key: None,
         }
     }
 }
@@ -552,6 +583,31 @@ mod tests {
         ];
         assert_eq!(table, format!("{}\n", expected.join("\n")), "\n{table}");
         assert_eq!(format_sessions(&[], 0), "no sessions\n");
+    }
+
+    #[test]
+    fn a_newer_finding_of_the_same_check_replaces_the_older() {
+        let probe = |t: &str| Finding::ok(t).keyed("radius-probe 192.0.2.5:1812");
+        let mut found = vec![
+            Finding::ok("UDP 192.0.2.1:500 (IKE) and 4500 bound"),
+            probe("RADIUS 192.0.2.5:1812: answers (9 ms) and signs its answers"),
+        ];
+        merge_findings(
+            &mut found,
+            [
+                Finding::ok("UDP 192.0.2.1:500 (IKE) and 4500 bound"),
+                probe("RADIUS 192.0.2.5:1812: answers (2 ms) and signs its answers"),
+                Finding::warning("IPv4 forwarding is off"),
+            ],
+        );
+        assert_eq!(
+            found.iter().map(|f| f.text.as_str()).collect::<Vec<_>>(),
+            [
+                "UDP 192.0.2.1:500 (IKE) and 4500 bound",
+                "RADIUS 192.0.2.5:1812: answers (2 ms) and signs its answers",
+                "IPv4 forwarding is off",
+            ]
+        );
     }
 
     #[test]

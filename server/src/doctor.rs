@@ -365,6 +365,7 @@ pub async fn radius_checks(settings: &Settings) -> Vec<Finding> {
     let mut out = Vec::new();
     for s in &radius.client.servers {
         let p = probe::probe(s.address, &s.secret, radius.source, timeout).await;
+        let key = format!("radius-probe {}", s.address);
         out.push(match &p.outcome {
             Outcome::Answered { signs: true, .. } => Finding::ok(p.to_string()),
             // RFC 5997 §3: a response SHOULD carry Message-Authenticator; FreeRADIUS before
@@ -376,7 +377,8 @@ pub async fn radius_checks(settings: &Settings) -> Vec<Finding> {
                  radius.require_message_authenticator = \"auto\" they are accepted until it signs once"
             )),
             _ => Finding::problem(p.to_string()),
-        });
+        }
+        .keyed(key));
     }
     out
 }

@@ -344,6 +344,7 @@ fn admin(target: &AdminTarget, req: Request, json: bool) -> ExitCode {
 /// `doctor`: the running server's checks (when it answers on its admin socket) and the checks
 /// made now; exit 1 when one is a problem, 2 when the configuration cannot be read.
 fn doctor(args: &ServeArgs) -> ExitCode {
+    use roadgate::admin::merge_findings;
     use roadgate::doctor::{self, Finding, Level};
     let mut args_with_installed = args.settings_args();
     if args_with_installed.config.is_none() && std::path::Path::new(INSTALLED_CONFIG).exists() {
@@ -384,20 +385,13 @@ fn doctor(args: &ServeArgs) -> ExitCode {
             findings.extend(doctor::ports_free(&settings));
         }
     }
-    for f in doctor::local_checks(&settings) {
-        if !findings.contains(&f) {
-            findings.push(f);
-        }
-    }
+    // Today's checks replace the start's of the same key (the RADIUS probes) and add the rest.
+    merge_findings(&mut findings, doctor::local_checks(&settings));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
     if let Ok(rt) = runtime {
-        for f in rt.block_on(doctor::radius_checks(&settings)) {
-            if !findings.contains(&f) {
-                findings.push(f);
-            }
-        }
+        merge_findings(&mut findings, rt.block_on(doctor::radius_checks(&settings)));
     }
     for f in &findings {
         println!("{f}");
